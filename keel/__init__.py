@@ -1,0 +1,1 @@
+"""Keel: a production-grade AI agent runtime on LangGraph."""

@@ -1,0 +1,149 @@
+"""Keel's exceptions: one root, three families, each error carrying an `ErrorCode`.
+
+```
+KeelError
+├── UsageError                a developer mistake: fix the code or the configuration
+│   ├── ConfigError           invalid settings (names the field)
+│   ├── ModelSpecError        an unknown or malformed model spec
+│   ├── ToolDefinitionError   a tool that cannot be registered as written
+│   └── NetworkBlockedError   a test tried to reach a non-loopback address
+├── RunError                  a run (or a part of one) failed at run time
+│   ├── ModelCallError        a chat-model call failed (carries its ErrorKind)
+│   ├── ToolError             a tool failed
+│   │   ├── ToolInputError    the model's fault: fed back to it as an observation
+│   │   └── ToolFatalError    nothing the model can do: the run degrades
+│   ├── ThreadNotFoundError   resume/trace of a thread with no checkpoint
+│   └── LocalModelError       the embedded local model cannot be assembled or started
+└── ControlSignal             not a failure: steers the run (never caught by retries)
+```
+
+LangGraph's own control-flow exceptions (`GraphBubbleUp`, `GraphInterrupt`) are not Keel
+errors and must never be swallowed: `is_control_flow` tells them apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from langgraph.errors import GraphBubbleUp
+
+__all__ = [
+    "ConfigError",
+    "ControlSignal",
+    "ErrorCode",
+    "KeelError",
+    "LocalModelError",
+    "ModelCallError",
+    "ModelSpecError",
+    "NetworkBlockedError",
+    "RunError",
+    "ThreadNotFoundError",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolFatalError",
+    "ToolInputError",
+    "UsageError",
+    "is_control_flow",
+]
+
+
+class ErrorCode(StrEnum):
+    """Stable, machine-readable reasons; they appear in results, logs and checkpoints."""
+
+    CONFIG_INVALID = "config_invalid"
+    MODEL_SPEC_INVALID = "model_spec_invalid"
+    TOOL_DEFINITION_INVALID = "tool_definition_invalid"
+    NETWORK_BLOCKED = "network_blocked"
+    MODEL_ERROR = "model_error"
+    MODEL_TIMEOUT = "model_timeout"
+    MALFORMED_OUTPUT = "malformed_output"
+    ITERATION_LIMIT = "iteration_limit"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_TOOL_ARGS = "invalid_tool_args"
+    TOOL_REFUSED = "tool_refused"
+    TOOL_TIMEOUT = "tool_timeout"
+    TOOL_FAILED = "tool_failed"
+    THREAD_NOT_FOUND = "thread_not_found"
+    LOCAL_MODEL_UNAVAILABLE = "local_model_unavailable"
+    WEIGHTS_MISMATCH = "weights_mismatch"
+
+
+class KeelError(Exception):
+    """Root of every error Keel raises on purpose."""
+
+    code: ErrorCode = ErrorCode.MODEL_ERROR
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(KeelError):
+    """A developer mistake: wrong configuration, wrong spec, wrong tool definition."""
+
+
+class ConfigError(UsageError):
+    code = ErrorCode.CONFIG_INVALID
+
+
+class ModelSpecError(UsageError):
+    code = ErrorCode.MODEL_SPEC_INVALID
+
+
+class ToolDefinitionError(UsageError):
+    code = ErrorCode.TOOL_DEFINITION_INVALID
+
+
+class NetworkBlockedError(UsageError):
+    code = ErrorCode.NETWORK_BLOCKED
+
+
+class RunError(KeelError):
+    """Something failed while a run was executing."""
+
+
+class ModelCallError(RunError):
+    """A chat-model call failed; `kind` says whether a retry can help."""
+
+    def __init__(
+        self, message: str, *, kind: str = "retryable", code: ErrorCode | None = None
+    ) -> None:
+        super().__init__(message, code=code or ErrorCode.MODEL_ERROR)
+        self.kind = kind
+
+
+class ToolError(RunError):
+    code = ErrorCode.TOOL_FAILED
+
+
+class ToolInputError(ToolError):
+    """The call was wrong (refused query, bad expression): the model can fix it."""
+
+    code = ErrorCode.TOOL_REFUSED
+
+
+class ToolFatalError(ToolError):
+    """The tool cannot work at all (its backend is gone): retrying the model is pointless."""
+
+
+class ThreadNotFoundError(RunError):
+    code = ErrorCode.THREAD_NOT_FOUND
+
+
+class LocalModelError(RunError):
+    code = ErrorCode.LOCAL_MODEL_UNAVAILABLE
+
+
+class ControlSignal(KeelError):  # noqa: N818 - a signal, not an error
+    """Base for exceptions that steer a run rather than report a failure."""
+
+
+def is_control_flow(exc: BaseException) -> bool:
+    """True for exceptions that must propagate untouched (LangGraph's and Keel's signals)."""
+    return isinstance(exc, GraphBubbleUp | ControlSignal)

@@ -1,0 +1,161 @@
+"""Shared data shapes: the agent state (persisted in checkpoints) and the run result.
+
+Everything here is plain data (TypedDicts and dataclasses) so it serializes into LangGraph
+checkpoints unchanged. Field and key names are persisted: renaming one needs a migration note.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+__all__ = [
+    "AgentState",
+    "ErrorKind",
+    "ErrorRecord",
+    "Limits",
+    "Outcome",
+    "RunResult",
+    "Signal",
+    "TraceStep",
+    "UsageTotals",
+    "add_usage",
+]
+
+ErrorKind = Literal["retryable", "degradable", "fatal"]
+"""How a failure is handled: retry the same step, degrade (fallback), or stop cleanly."""
+
+Signal = Literal[
+    "answer",  # reason produced a final answer
+    "tools",  # reason asked for tool calls
+    "repair",  # reason produced malformed output; try again with a hint
+    "retry",  # the model call failed retryably; try again after backoff
+    "degrade",  # give up on the normal path: go to fallback
+    "continue",  # observe: go on reasoning
+]
+"""What the last node decided; the graph's conditional edges route on it."""
+
+
+class ErrorRecord(TypedDict):
+    """One failure, as it is kept in the state (and so in the checkpoint)."""
+
+    node: str
+    code: str
+    kind: ErrorKind
+    message: str
+    iteration: int
+    attempt: int
+
+
+class UsageTotals(TypedDict):
+    """Running totals of model usage for one run."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: float
+    model_calls: int
+
+
+def add_usage(left: UsageTotals | None, right: UsageTotals | None) -> UsageTotals:
+    """Reducer: usage totals add up across nodes and across resumes."""
+    zero = UsageTotals(
+        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0
+    )
+    a, b = left or zero, right or zero
+    return UsageTotals(
+        input_tokens=a["input_tokens"] + b["input_tokens"],
+        output_tokens=a["output_tokens"] + b["output_tokens"],
+        total_tokens=a["total_tokens"] + b["total_tokens"],
+        cost_usd=round(a["cost_usd"] + b["cost_usd"], 10),
+        model_calls=a["model_calls"] + b["model_calls"],
+    )
+
+
+class TraceStep(TypedDict, total=False):
+    """One visible step of a run: what a node did, how long it took, what it cost."""
+
+    iteration: int
+    node: str
+    thought: str | None
+    action: str | None
+    action_input: Any
+    observation: str | None
+    ms: float
+    tokens: int
+    cost: float
+    attempt: int
+    signal: str
+    error_code: str | None
+
+
+class Limits(TypedDict):
+    """Per-run limits, copied into the state at start so a resumed run keeps its own."""
+
+    max_iterations: int
+    max_model_attempts: int
+    max_repairs: int
+    tool_timeout_s: float
+    iteration_timeout_s: float
+    model_timeout_s: float
+    run_timeout_s: float
+
+
+class Outcome(TypedDict):
+    """How the run ended (set by `finish`)."""
+
+    success: bool
+    output: str
+    error: str | None
+    error_code: str | None
+
+
+class AgentState(TypedDict, total=False):
+    """The agent graph's state.
+
+    It lives here rather than in `graphs/` because nodes need its type and nodes may not
+    import graphs; `graphs` re-exports it.
+    """
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    question: str
+    run_id: str
+    limits: Limits
+    deadline: float
+    """Absolute epoch seconds after which the run degrades; survives resume."""
+    iteration: int
+    """Completed reason→act→observe cycles."""
+    iteration_deadline: float
+    model_attempt: int
+    """Consecutive failed model calls in the current step."""
+    repair_attempt: int
+    """Consecutive malformed outputs in the current step."""
+    signal: Signal
+    repair_hint: str | None
+    """Why the last output was rejected, shown to the model on the repair pass."""
+    rejected_output: str | None
+    fatal_error: ErrorRecord | None
+    errors: Annotated[list[ErrorRecord], operator.add]
+    usage: Annotated[UsageTotals, add_usage]
+    trace: Annotated[list[TraceStep], operator.add]
+    outcome: Outcome
+
+
+@dataclass
+class RunResult:
+    """What `keel run` / `Agent.arun` return (and `--json` prints)."""
+
+    output: str
+    success: bool
+    error: str | None
+    thread_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    status: Literal["finished", "interrupted"] = "finished"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,251 @@
+"""Tool definitions and the registry the agent draws them from.
+
+A tool is a plain function (sync or async) whose signature becomes a pydantic schema:
+
+```python
+@tool(idempotent=True)
+def calculator(expression: Annotated[str, Field(description="e.g. 2*(3+4)")]) -> str:
+    "Evaluate an arithmetic expression."
+```
+
+Arguments are validated before the function runs; a validation failure is a
+`ToolInputError` that the agent feeds back to the model. A parameter annotated
+`ToolContext` is injected by the runtime and hidden from the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from keel.config import Settings
+from keel.errors import ErrorCode, ToolDefinitionError, ToolInputError
+
+__all__ = ["Tool", "ToolContext", "ToolRegistry", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What the runtime hands a tool besides its arguments."""
+
+    settings: Settings
+    tool_call_id: str
+    thread_id: str | None = None
+    deadline: float | None = None
+    """Absolute epoch seconds by which the call must be done."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """`thread_id:tool_call_id`: give it to external systems to make effects idempotent."""
+        return f"{self.thread_id or '-'}:{self.tool_call_id}"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A registered tool: its schema, its function and how the runtime must treat it."""
+
+    name: str
+    description: str
+    args_schema: type[BaseModel]
+    func: Callable[..., Any]
+    context_param: str | None = None
+    """Name of the parameter that receives the `ToolContext`, if any."""
+    idempotent: bool = True
+    """False for tools with side effects: they go through the idempotency journal."""
+    requires_approval: bool = False
+    """A human must approve each call before it runs."""
+    transient: tuple[type[BaseException], ...] = ()
+    """Exceptions that mean 'try again later' (retryable), not 'this cannot work'."""
+    timeout_s: float | None = None
+    """Overrides the run's tool timeout for this tool."""
+    cacheable: bool = False
+    """Results may be cached (pure functions of their arguments)."""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def validate(self, args: Any) -> BaseModel:
+        """Check raw arguments from the model; raise `ToolInputError` naming each problem."""
+        if not isinstance(args, dict):
+            raise ToolInputError(
+                f"arguments for '{self.name}' must be a JSON object, got {type(args).__name__}",
+                code=ErrorCode.INVALID_TOOL_ARGS,
+            )
+        try:
+            return self.args_schema.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ToolInputError(
+                f"invalid arguments for '{self.name}': {problems}",
+                code=ErrorCode.INVALID_TOOL_ARGS,
+            ) from exc
+
+    async def invoke(self, args: BaseModel, ctx: ToolContext) -> str:
+        """Run the tool on validated arguments; sync tools run in a worker thread."""
+        kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        if self.context_param:
+            kwargs[self.context_param] = ctx
+        if self.is_async:
+            result = await self.func(**kwargs)
+        else:
+            result = await asyncio.to_thread(self.func, **kwargs)
+        return result if isinstance(result, str) else json.dumps(result, default=str)
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The tool as an OpenAI function definition (what `bind_tools` sends)."""
+        params = self.args_schema.model_json_schema()
+        params.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
+
+
+def _build_tool(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    description: str | None,
+    **options: Any,
+) -> Tool:
+    tool_name = name or func.__name__
+    doc = description or inspect.getdoc(func) or ""
+    if not doc:
+        raise ToolDefinitionError(f"tool '{tool_name}' needs a description (docstring)")
+    try:
+        hints = get_type_hints(func, include_extras=True)
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool '{tool_name}': cannot resolve type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    context_param = None
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(f"tool '{tool_name}': *args/**kwargs are not supported")
+        annotation = hints.get(param.name)
+        if annotation is None:
+            raise ToolDefinitionError(f"tool '{tool_name}': parameter '{param.name}' needs a type")
+        if annotation is ToolContext:
+            context_param = param.name
+            continue
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    schema = create_model(  # type: ignore[call-overload]
+        f"{tool_name}_arguments",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+    return Tool(
+        name=tool_name,
+        description=doc.strip().split("\n\n")[0].replace("\n", " "),
+        args_schema=schema,
+        func=func,
+        context_param=context_param,
+        **options,
+    )
+
+
+@overload
+def tool(func: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    idempotent: bool = True,
+    requires_approval: bool = False,
+    transient: tuple[type[BaseException], ...] = (),
+    timeout_s: float | None = None,
+    cacheable: bool = False,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    idempotent: bool = True,
+    requires_approval: bool = False,
+    transient: tuple[type[BaseException], ...] = (),
+    timeout_s: float | None = None,
+    cacheable: bool = False,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a function into a `Tool` (use bare or with options)."""
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return _build_tool(
+            f,
+            name=name,
+            description=description,
+            idempotent=idempotent,
+            requires_approval=requires_approval,
+            transient=transient,
+            timeout_s=timeout_s,
+            cacheable=cacheable,
+        )
+
+    return wrap(func) if func is not None else wrap
+
+
+@dataclass
+class ToolRegistry:
+    """The tools one agent may use, by name. Registration order is kept."""
+
+    _tools: dict[str, Tool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, tools: Iterable[Tool]) -> ToolRegistry:
+        registry = cls()
+        for t in tools:
+            registry.register(t)
+        return registry
+
+    def register(self, t: Tool) -> Tool:
+        if not t.name.replace("_", "").replace("-", "").isalnum():
+            raise ToolDefinitionError(f"tool name '{t.name}' must be letters, digits, _ or -")
+        if t.name in self._tools:
+            raise ToolDefinitionError(f"a tool named '{t.name}' is already registered")
+        self._tools[t.name] = t
+        return t
+
+    def tool(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Decorator: define a tool and register it here in one step."""
+        if func is not None:
+            return self.register(tool(func))
+        return lambda f: self.register(tool(**options)(f))
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def subset(self, names: Iterable[str]) -> ToolRegistry:
+        """A registry with only the named tools (unknown names are ignored)."""
+        wanted = set(names)
+        return ToolRegistry({n: t for n, t in self._tools.items() if n in wanted})
+
+    @property
+    def version(self) -> str:
+        """A short hash of the tool set and schemas (changes when any tool changes)."""
+        blob = json.dumps([t.openai_schema() for t in self], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
