@@ -9,6 +9,7 @@ KeelError
 │   └── NetworkBlockedError   a test tried to reach a non-loopback address
 ├── RunError                  a run (or a part of one) failed at run time
 │   ├── ModelCallError        a chat-model call failed (carries its ErrorKind)
+│   ├── MalformedOutputError  the model's reply follows neither protocol: repair it
 │   ├── ToolError             a tool failed
 │   │   ├── ToolInputError    the model's fault: fed back to it as an observation
 │   │   └── ToolFatalError    nothing the model can do: the run degrades
@@ -33,6 +34,7 @@ __all__ = [
     "ErrorCode",
     "KeelError",
     "LocalModelError",
+    "MalformedOutputError",
     "ModelCallError",
     "ModelSpecError",
     "NetworkBlockedError",
@@ -116,6 +118,12 @@ class ModelCallError(RunError):
     ) -> None:
         super().__init__(message, code=code or ErrorCode.MODEL_ERROR)
         self.kind = kind
+
+
+class MalformedOutputError(RunError):
+    """The model's reply could not be parsed; the message says what was wrong."""
+
+    code = ErrorCode.MALFORMED_OUTPUT
 
 
 class ToolError(RunError):

@@ -79,6 +79,7 @@ def add_usage(left: UsageTotals | None, right: UsageTotals | None) -> UsageTotal
 class TraceStep(TypedDict, total=False):
     """One visible step of a run: what a node did, how long it took, what it cost."""
 
+    run_id: str | None
     iteration: int
     node: str
     thought: str | None
@@ -138,6 +139,8 @@ class AgentState(TypedDict, total=False):
     repair_hint: str | None
     """Why the last output was rejected, shown to the model on the repair pass."""
     rejected_output: str | None
+    answer: str | None
+    """The final answer, once `reason` has one."""
     fatal_error: ErrorRecord | None
     errors: Annotated[list[ErrorRecord], operator.add]
     usage: Annotated[UsageTotals, add_usage]

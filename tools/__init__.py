@@ -1,0 +1,22 @@
+"""Keel's tools: the registry machinery and the built-in `sql_query` and `calculator`."""
+
+from __future__ import annotations
+
+from tools.calculator import calculator
+from tools.registry import Tool, ToolContext, ToolRegistry, tool
+from tools.sql import sql_query
+
+__all__ = [
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "calculator",
+    "default_tools",
+    "sql_query",
+    "tool",
+]
+
+
+def default_tools() -> ToolRegistry:
+    """A new registry with the built-in tools (callers may register more without sharing)."""
+    return ToolRegistry.of([sql_query, calculator])

@@ -56,8 +56,8 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 def block_non_loopback() -> None:
     """Install the guard process-wide (idempotent)."""
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,66 @@
+"""The agent graph: five nodes, and conditional edges that carry retry and degradation.
+
+```
+START → reason ─tools──▶ act ──▶ observe ─continue─▶ reason
+          │ ├─answer──────────────────────────────▶ finish → END
+          │ ├─repair / retry ─▶ reason (same node, counters in the state)
+          │ └─degrade ─▶ fallback ─▶ finish
+observe ─degrade (tool failure, iteration limit, deadline)─▶ fallback
+```
+Edge functions are pure functions of the state: nodes write a `signal`, edges route on it.
+Node names are persisted in checkpoints: renaming one needs a migration note.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+
+from keel.types import AgentState
+from nodes import AgentContext, act, fallback, finish, observe, reason
+
+__all__ = ["AgentState", "build_agent_graph", "route_after_observe", "route_after_reason"]
+
+ReasonRoute = Literal["act", "reason", "finish", "fallback"]
+ObserveRoute = Literal["reason", "fallback"]
+
+
+def route_after_reason(state: AgentState) -> ReasonRoute:
+    """tools → act; answer → finish; repair/retry → reason again; anything else → fallback."""
+    signal = state.get("signal")
+    if signal == "tools":
+        return "act"
+    if signal == "answer":
+        return "finish"
+    if signal in ("repair", "retry"):
+        return "reason"
+    return "fallback"
+
+
+def route_after_observe(state: AgentState) -> ObserveRoute:
+    """continue → reason; degrade (or anything unexpected) → fallback."""
+    return "reason" if state.get("signal") == "continue" else "fallback"
+
+
+def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
+    """The uncompiled agent graph; compile it with a checkpointer to run it."""
+    graph = StateGraph(AgentState, context_schema=AgentContext)
+    graph.add_node("reason", reason)
+    graph.add_node("act", act)
+    graph.add_node("observe", observe)
+    graph.add_node("fallback", fallback)
+    graph.add_node("finish", finish)
+    graph.add_edge(START, "reason")
+    graph.add_conditional_edges(
+        "reason",
+        route_after_reason,
+        {"act": "act", "reason": "reason", "finish": "finish", "fallback": "fallback"},
+    )
+    graph.add_edge("act", "observe")
+    graph.add_conditional_edges(
+        "observe", route_after_observe, {"reason": "reason", "fallback": "fallback"}
+    )
+    graph.add_edge("fallback", "finish")
+    graph.add_edge("finish", END)
+    return graph

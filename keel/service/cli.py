@@ -1,0 +1,147 @@
+"""The `keel` command line: run, resume and list models.
+
+Exit codes: 0 the run succeeded; 1 the run ended in a clean failure (or an unexpected
+error); 2 a usage or configuration error. Failures print one line to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.config import Settings, load_settings
+from keel.errors import KeelError, UsageError
+from keel.types import RunResult
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Keel: a production-grade agent runtime on LangGraph.")
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id to run on.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except KeelError as exc:
+        raise _fail(exc.message, 2) from exc
+
+
+Job = Callable[[Callable[[str], None]], Coroutine[Any, Any, RunResult]]
+
+
+def _execute(job: Job, as_json: bool) -> None:
+    """Run a job under a spinner and print its result; exit with the result's code."""
+    try:
+        if as_json or not err.is_terminal:
+            result = asyncio.run(job(lambda message: None))
+        else:
+            with err.status("working…", spinner="dots") as status:
+                result = asyncio.run(job(lambda message: status.update(message)))
+    except UsageError as exc:
+        raise _fail(f"{exc.code}: {exc.message}", 2) from exc
+    except KeelError as exc:
+        raise _fail(f"{exc.code}: {exc.message}", 1) from exc
+    except KeyboardInterrupt as exc:
+        raise _fail("interrupted", 130) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
+    else:
+        _print_result(result)
+    if not result.success:
+        if not as_json:
+            err.print(f"[red]failed:[/red] {result.error_code}: {result.error}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_result(result: RunResult) -> None:
+    out.print(result.output, highlight=False, soft_wrap=True)
+    meta = result.metadata
+    table = Table(title=None, show_edge=False, header_style="bold dim")
+    for column in ("#", "node", "tool", "ms", "tokens"):
+        table.add_column(column, justify="right" if column in ("#", "ms", "tokens") else "left")
+    for step in meta.get("trace", []):
+        table.add_row(str(step["iteration"]), step["node"], step.get("action") or "",
+                      f"{step['ms']:.0f}", str(step.get("tokens") or ""))
+    err.print(table)
+    err.print(
+        f"iterations {meta['iterations']} · tokens {meta['total_tokens']} · "
+        f"cost ${meta['total_cost']:.6f} · time {meta['execution_time']:.2f}s · "
+        f"thread {result.thread_id}",
+        highlight=False,
+    )
+
+
+@app.command()
+def run(
+    question: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    as_json: JsonFlag = False,
+    thread: ThreadOpt = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model spec, e.g. "
+                                              "openai:gpt-4o-mini.")] = None,
+) -> None:
+    """Ask the agent a question and print the answer and its steps."""
+    from keel.service.runner import open_agent
+
+    settings = _settings(model=model)
+
+    async def job(progress: Callable[[str], None]) -> RunResult:
+        async with open_agent(settings, progress=progress) as agent:
+            progress("thinking…")
+            return await agent.arun(question, thread_id=thread)
+
+    _execute(job, as_json)
+
+
+@app.command()
+def resume(
+    thread: Annotated[str, typer.Option("--thread", help="Thread id of the run.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Continue a stopped or crashed run from its last checkpoint."""
+    from keel.service.runner import open_agent
+
+    settings = _settings()
+
+    async def job(progress: Callable[[str], None]) -> RunResult:
+        async with open_agent(settings, progress=progress) as agent:
+            progress("resuming…")
+            return await agent.aresume(thread)
+
+    _execute(job, as_json)
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """List the model specs Keel knows, whether they are installed, and their prices."""
+    from keel.models.catalog import model_catalog
+
+    rows = model_catalog(_settings())
+    if as_json:
+        sys.stdout.write(json.dumps([r.__dict__ for r in rows]) + "\n")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("spec", "installed", "$/1M in", "$/1M out", "native tools", "note"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.spec, "yes" if r.installed else "no", f"{r.input_per_1m:g}",
+                      f"{r.output_per_1m:g}", "yes" if r.native_tools else "no", r.note)
+    out.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,217 @@
+"""Running the agent: the composition root that builds settings, model, tools and saver.
+
+```python
+async with open_agent(load_settings(model="scripted:sales")) as agent:
+    result = await agent.arun("Which 3 products had the highest revenue last month?")
+```
+`run()` / `resume()` are thin synchronous wrappers for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from checkpoints import open_saver
+from graphs import build_agent_graph
+from keel.config import Settings, load_settings
+from keel.errors import ThreadNotFoundError, UsageError
+from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
+from keel.types import AgentState, RunResult, TraceStep
+from nodes import AgentContext
+from tools import default_tools
+from tools.registry import ToolRegistry
+
+__all__ = ["Agent", "build_context", "open_agent", "resume", "run"]
+
+Progress = Callable[[str], None]
+TRACE_FIELDS = ("iteration", "node", "thought", "action", "action_input", "observation", "ms",
+                "tokens", "cost", "signal", "attempt", "error_code")
+
+
+async def build_context(
+    settings: Settings,
+    *,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    progress: Progress | None = None,
+) -> AgentContext:
+    """The run dependencies for these settings (starts the local model if it is one)."""
+    spec = ModelSpec.parse(settings.model)
+    chat_model = model if model is not None else await make_chat_model(spec, settings,
+                                                                        progress=progress)
+    mode = settings.reasoning_mode
+    if mode == "auto":
+        mode = "native" if supports_native_tools(chat_model) else "react"
+    return AgentContext(
+        settings=settings,
+        model=chat_model,
+        model_name=str(spec),
+        tools=tools if tools is not None else default_tools(),
+        mode=mode,
+        price=price_for(spec, settings),
+    )
+
+
+def _recursion_limit(settings: Settings) -> int:
+    """Enough graph steps for every retry and repair the limits allow, and no more."""
+    lim = settings.limits
+    per_step = (lim.max_repairs + 1) * lim.max_model_attempts
+    return (lim.max_iterations + 1) * (per_step + 2) + 10
+
+
+@dataclass
+class Agent:
+    """A compiled agent graph bound to its checkpointer and run dependencies."""
+
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    context: AgentContext
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    def config(self, thread_id: str) -> RunnableConfig:
+        return RunnableConfig(
+            configurable={"thread_id": thread_id},
+            recursion_limit=_recursion_limit(self.settings),
+            metadata={"keel_model": self.context.model_name, "keel_mode": self.context.mode},
+            tags=["keel"],
+        )
+
+    async def arun(self, question: str, *, thread_id: str | None = None) -> RunResult:
+        """Run one question to the end (or to an interrupt) and return its result."""
+        question = question.strip()
+        if not question:
+            raise UsageError("the question is empty")
+        thread_id = thread_id or uuid.uuid4().hex
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if snapshot.next:
+            raise UsageError(
+                f"thread {thread_id} has an unfinished run; continue it with "
+                f"`keel resume --thread {thread_id}`"
+            )
+        started = time.perf_counter()
+        await self.graph.ainvoke(
+            self._initial_state(question), config, context=self.context,
+            durability=self.settings.durability,
+        )
+        return await self.result(thread_id, time.perf_counter() - started)
+
+    async def aresume(self, thread_id: str) -> RunResult:
+        """Continue a stopped or crashed run from its last checkpoint."""
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if not snapshot.values:
+            raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+        started = time.perf_counter()
+        if snapshot.next:
+            await self.graph.ainvoke(None, config, context=self.context,
+                                     durability=self.settings.durability)
+        return await self.result(thread_id, time.perf_counter() - started)
+
+    def _initial_state(self, question: str) -> AgentState:
+        limits = self.settings.limits
+        return AgentState(
+            messages=[HumanMessage(question)],
+            question=question,
+            run_id=uuid.uuid4().hex,
+            limits=limits.model_dump(),  # type: ignore[typeddict-item]
+            deadline=time.time() + limits.run_timeout_s,
+            iteration=0,
+            iteration_deadline=None,  # type: ignore[typeddict-item]
+            model_attempt=0,
+            repair_attempt=0,
+            repair_hint=None,
+            rejected_output=None,
+            fatal_error=None,
+            answer=None,
+            outcome=None,  # type: ignore[typeddict-item]
+        )
+
+    async def result(self, thread_id: str, elapsed: float = 0.0) -> RunResult:
+        """The result of the thread's latest run, as its checkpoint has it."""
+        snapshot = await self.graph.aget_state(self.config(thread_id))
+        values: dict[str, Any] = dict(snapshot.values or {})
+        if not values:
+            raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+        run_id = values.get("run_id")
+        steps: list[TraceStep] = [s for s in values.get("trace", []) if s.get("run_id") == run_id]
+        outcome = values.get("outcome")
+        interrupted = bool(snapshot.next)
+        if outcome is None:
+            outcome = {"success": False, "output": "", "error_code": None,
+                       "error": "the run has not finished" + (
+                           f"; next: {', '.join(snapshot.next)}" if interrupted else "")}
+        metadata = {
+            "run_id": run_id,
+            "model": self.context.model_name,
+            "mode": self.context.mode,
+            "iterations": len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
+            "model_calls": sum(1 for s in steps if s.get("node") == "reason"),
+            "total_tokens": sum(int(s.get("tokens", 0)) for s in steps),
+            "total_cost": round(sum(float(s.get("cost", 0.0)) for s in steps), 8),
+            "execution_time": round(elapsed, 4),
+            "error_code": outcome.get("error_code"),
+            "trace": [{k: s.get(k) for k in TRACE_FIELDS} for s in steps],
+        }
+        return RunResult(
+            output=outcome.get("output", ""),
+            success=bool(outcome.get("success")),
+            error=outcome.get("error"),
+            error_code=outcome.get("error_code"),
+            thread_id=thread_id,
+            metadata=metadata,
+            status="interrupted" if interrupted else "finished",
+        )
+
+
+@asynccontextmanager
+async def open_agent(
+    settings: Settings | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    progress: Progress | None = None,
+) -> AsyncIterator[Agent]:
+    """Build an agent from settings (read from the environment when not given)."""
+    settings = settings or load_settings()
+    context = await build_context(settings, model=model, tools=tools, progress=progress)
+    if checkpointer is not None:
+        yield Agent(build_agent_graph().compile(checkpointer=checkpointer), context)
+        return
+    async with open_saver(settings.checkpoint_url) as saver:
+        yield Agent(build_agent_graph().compile(checkpointer=saver), context)
+
+
+def run(question: str, *, thread_id: str | None = None, **overrides: Any) -> RunResult:
+    """Synchronous one-shot run; `overrides` are `Settings` fields."""
+
+    async def go() -> RunResult:
+        async with open_agent(load_settings(**overrides)) as agent:
+            return await agent.arun(question, thread_id=thread_id)
+
+    return asyncio.run(go())
+
+
+def resume(thread_id: str, **overrides: Any) -> RunResult:
+    """Synchronous resume of a stopped or crashed run."""
+
+    async def go() -> RunResult:
+        async with open_agent(load_settings(**overrides)) as agent:
+            return await agent.aresume(thread_id)
+
+    return asyncio.run(go())

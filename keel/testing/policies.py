@@ -1,0 +1,104 @@
+"""Named scripted models for `scripted:<name>` specs: deterministic agents for demos and CI.
+
+- `scripted:echo` answers at once, without tools.
+- `scripted:sales` answers the sample database's headline question the way a good model
+  would: one SQL query, one calculator call for the total, then the answer. It speaks
+  native tool calls when tools are bound and the ReAct text protocol otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+from keel.errors import ModelSpecError
+from keel.testing.scripted import CallInfo, FunctionModel, Reply
+
+__all__ = ["POLICIES", "TOP_PRODUCTS_SQL", "scripted_model"]
+
+TOP_PRODUCTS_SQL = (
+    "SELECT p.name AS product, ROUND(SUM(oi.quantity * oi.unit_price), 2) AS revenue "
+    "FROM order_items oi JOIN orders o ON o.id = oi.order_id "
+    "JOIN products p ON p.id = oi.product_id "
+    "WHERE o.status = 'completed' "
+    "AND o.order_date >= date('now', 'localtime', 'start of month', '-1 month') "
+    "AND o.order_date < date('now', 'localtime', 'start of month') "
+    "GROUP BY p.id, p.name ORDER BY revenue DESC LIMIT 3"
+)
+
+
+def _observations(messages: list[BaseMessage]) -> list[str]:
+    """Tool results so far, in either protocol (tool messages or `Observation:` turns)."""
+    found = []
+    for m in messages:
+        if isinstance(m, ToolMessage):
+            found.append(str(m.content))
+        elif isinstance(m, HumanMessage) and str(m.content).startswith("Observation: "):
+            found.append(str(m.content).removeprefix("Observation: "))
+    return found
+
+
+def _question(messages: list[BaseMessage]) -> str:
+    return next((str(m.content) for m in messages if isinstance(m, HumanMessage)), "")
+
+
+def _call(info: CallInfo, tool: str, args: dict[str, Any], thought: str) -> AIMessage:
+    if info.tools:
+        return AIMessage(content="", tool_calls=[
+            {"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}])
+    return AIMessage(
+        content=f"Thought: {thought}\nAction: {tool}\nAction Input: {json.dumps(args)}"
+    )
+
+
+def _final(info: CallInfo, answer: str) -> AIMessage:
+    return AIMessage(content=answer if info.tools else f"Thought: I know the answer.\n"
+                                                         f"Final Answer: {answer}")
+
+
+def _sales(messages: list[BaseMessage], info: CallInfo) -> Reply:
+    question = _question(messages).lower()
+    if "product" not in question or "revenue" not in question:
+        return _final(info, "I can only answer questions about top products by revenue.")
+    seen = _observations(messages)
+    if not seen:
+        return _call(info, "sql_query", {"query": TOP_PRODUCTS_SQL},
+                     "I need last month's revenue per product.")
+    try:
+        rows = json.loads(seen[0])["rows"]
+    except (ValueError, KeyError, TypeError):
+        return _final(info, f"The query failed: {seen[0][:300]}")
+    if len(seen) == 1:
+        expression = " + ".join(str(r[1]) for r in rows) or "0"
+        return _call(info, "calculator", {"expression": expression},
+                     "Now I add up their revenue.")
+    total = float(seen[1])
+    ranked = "; ".join(f"{i}. {r[0]} (${r[1]:,.2f})" for i, r in enumerate(rows, 1))
+    return _final(
+        info,
+        f"The top {len(rows)} products by revenue last month were: {ranked}. "
+        f"Their total revenue was ${total:,.2f}.",
+    )
+
+
+def _echo(messages: list[BaseMessage], info: CallInfo) -> Reply:
+    return _final(info, f"You asked: {_question(messages)}")
+
+
+POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
+    "echo": _echo,
+    "sales": _sales,
+}
+
+
+def scripted_model(name: str) -> FunctionModel:
+    """The scripted model a `scripted:<name>` spec names (`<name>-react` forces ReAct)."""
+    base, _, variant = name.partition("-")
+    if base not in POLICIES or variant not in ("", "react"):
+        known = ", ".join(sorted(POLICIES))
+        raise ModelSpecError(f"unknown scripted model '{name}'; known: {known} (+ '-react')")
+    return FunctionModel(fn=POLICIES[base], model_name=f"scripted:{name}",
+                         supports_tool_calling=variant != "react")

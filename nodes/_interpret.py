@@ -1,0 +1,76 @@
+"""Turning a model reply into a decision: tool calls or a final answer — or a rejection.
+
+Both reasoning modes end in the same shape: an `AIMessage` whose `tool_calls` the `act`
+node runs, or a final answer. A reply that fits neither raises `MalformedOutputError`
+with a hint for the model; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolCall
+
+from keel.errors import MalformedOutputError
+from nodes._records import text_of
+from nodes.context import ReasoningMode
+from nodes.react_protocol import ReactAction, format_react_step, parse_react
+
+
+@dataclass(frozen=True)
+class Decision:
+    message: AIMessage
+    """What goes into the history (tool calls carry stable ids)."""
+    thought: str | None
+    answer: str | None = None
+    calls: list[ToolCall] = field(default_factory=list)
+
+
+def call_id(iteration: int, index: int, given: str | None) -> str:
+    """The provider's id when it gave one, else a deterministic one (replays identically)."""
+    return given or f"call_{iteration}_{index}"
+
+
+def interpret(reply: AIMessage, mode: ReasoningMode, iteration: int) -> Decision:
+    if mode == "react":
+        return _interpret_react(reply, iteration)
+    return _interpret_native(reply, iteration)
+
+
+def _interpret_native(reply: AIMessage, iteration: int) -> Decision:
+    text = text_of(reply.content).strip()
+    if reply.invalid_tool_calls:
+        bad = reply.invalid_tool_calls[0]
+        raise MalformedOutputError(
+            f"the arguments of your call to tool '{bad.get('name')}' are not valid JSON "
+            f"({bad.get('error') or 'unparseable'}): {bad.get('args')!r}. "
+            "Send the arguments as one JSON object."
+        )
+    if reply.tool_calls:
+        calls = [
+            ToolCall(name=c["name"], args=c["args"], id=call_id(iteration, i, c.get("id")))
+            for i, c in enumerate(reply.tool_calls)
+        ]
+        message = reply.model_copy(update={"tool_calls": calls})
+        return Decision(message=message, thought=text or None, calls=calls)
+    if not text:
+        raise MalformedOutputError(
+            "the reply was empty. Call a tool, or answer the question in plain text."
+        )
+    return Decision(message=reply, thought=None, answer=text)
+
+
+def _interpret_react(reply: AIMessage, iteration: int) -> Decision:
+    step = parse_react(text_of(reply.content))
+    text = format_react_step(step)  # canonical: drops anything the model made up after it
+    if isinstance(step, ReactAction):
+        args: dict[str, Any] = step.tool_input
+        call = ToolCall(name=step.tool, args=args, id=call_id(iteration, 0, None))
+        message = AIMessage(content=text, tool_calls=[call], id=reply.id,
+                            usage_metadata=reply.usage_metadata,
+                            response_metadata=reply.response_metadata)
+        return Decision(message=message, thought=step.thought, calls=[call])
+    message = AIMessage(content=text, id=reply.id, usage_metadata=reply.usage_metadata,
+                        response_metadata=reply.response_metadata)
+    return Decision(message=message, thought=step.thought, answer=step.answer)

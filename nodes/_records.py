@@ -1,0 +1,57 @@
+"""Small constructors for what nodes write into the state: trace steps and error records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.errors import ErrorCode
+from keel.types import AgentState, ErrorKind, ErrorRecord, TraceStep, UsageTotals
+
+NO_USAGE = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0)
+
+
+def error_record(
+    state: AgentState,
+    node: str,
+    code: ErrorCode | str,
+    kind: ErrorKind,
+    message: str,
+    *,
+    attempt: int = 0,
+) -> ErrorRecord:
+    return ErrorRecord(
+        node=node,
+        code=str(code),
+        kind=kind,
+        message=message[:2000],
+        iteration=state.get("iteration", 0),
+        attempt=attempt,
+    )
+
+
+def trace_step(state: AgentState, node: str, ms: float, **fields: Any) -> TraceStep:
+    """One row of the run's trace; `run_id` ties it to the run that wrote it."""
+    step: dict[str, Any] = {
+        "run_id": state.get("run_id"),
+        "iteration": state.get("iteration", 0),
+        "node": node,
+        "thought": None,
+        "action": None,
+        "action_input": None,
+        "observation": None,
+        "ms": round(ms, 3),
+        "tokens": 0,
+        "cost": 0.0,
+    }
+    step.update(fields)
+    return TraceStep(**step)  # type: ignore[typeddict-item]
+
+
+def text_of(content: Any) -> str:
+    """The text of a message content (plain string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p if isinstance(p, str) else p.get("text", "") for p in content]
+        return "".join(str(p) for p in parts)
+    return str(content)

@@ -1,0 +1,109 @@
+"""`act`: run the tool calls of the last model reply and record their observations.
+
+What the model got wrong (unknown tool, invalid arguments, a refused query, a timeout)
+becomes an error observation it can react to. A failure the model cannot fix (the tool's
+backend is gone, a bug in the tool) is recorded as `fatal_error`; `observe` degrades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolCall, ToolMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from keel.errors import ErrorCode, ToolInputError, is_control_flow
+from keel.resilience import classify_tool_error
+from keel.types import AgentState, ErrorRecord
+from nodes._records import error_record, trace_step
+from nodes.context import AgentContext
+from tools.registry import ToolContext
+
+NODE = "act"
+OBSERVATION_LIMIT = 20_000
+"""Characters of one tool result kept in the history."""
+
+
+async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    last = state["messages"][-1]
+    calls = last.tool_calls if isinstance(last, AIMessage) else []
+    outcomes = await asyncio.gather(*(_run_call(state, runtime.context, c) for c in calls))
+    messages = [o[0] for o in outcomes]
+    errors = [o[1] for o in outcomes if o[1] is not None]
+    fatal = next((e for e in errors if e["kind"] != "retryable" and e["code"] not in
+                  _MODEL_FIXABLE), None)
+    update: dict[str, Any] = {
+        "messages": messages,
+        "errors": errors,
+        "trace": [o[2] for o in outcomes],
+    }
+    if fatal is not None:
+        update["fatal_error"] = fatal
+    return update
+
+
+_MODEL_FIXABLE = {
+    str(ErrorCode.UNKNOWN_TOOL),
+    str(ErrorCode.INVALID_TOOL_ARGS),
+    str(ErrorCode.TOOL_REFUSED),
+}
+
+
+def _thread_id() -> str | None:
+    try:
+        value = get_config().get("configurable", {}).get("thread_id")
+    except RuntimeError:
+        return None
+    return str(value) if value is not None else None
+
+
+async def _run_call(
+    state: AgentState, ctx: AgentContext, call: ToolCall
+) -> tuple[ToolMessage, ErrorRecord | None, Any]:
+    started = ctx.timer()
+    name, args, call_id = call["name"], call["args"], call["id"] or ""
+    record: ErrorRecord | None = None
+    status = "success"
+    try:
+        content = await _execute(state, ctx, call)
+    except ToolInputError as exc:
+        content, status = f"Error: {exc.message}", "error"
+        record = error_record(state, NODE, exc.code, "retryable", exc.message)
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        tool = ctx.tools.get(name)
+        verdict = classify_tool_error(exc, tool.transient if tool else ())
+        detail = "timed out" if verdict.code == ErrorCode.TOOL_TIMEOUT else (
+            f"failed: {type(exc).__name__}: {exc}")
+        content, status = f"Error: tool '{name}' {detail}", "error"
+        record = error_record(state, NODE, verdict.code, verdict.kind, content)
+    if len(content) > OBSERVATION_LIMIT:
+        content = content[:OBSERVATION_LIMIT] + f"\n…[cut: {len(content)} characters in all]"
+    message = ToolMessage(content=content, tool_call_id=call_id, name=name, status=status)
+    step = trace_step(
+        state, NODE, (ctx.timer() - started) * 1000,
+        action=name, action_input=args, observation=content[:2000],
+        error_code=record["code"] if record else None,
+    )
+    return message, record, step
+
+
+async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall) -> str:
+    tool = ctx.tools.get(call["name"])
+    if tool is None:
+        known = ", ".join(ctx.tools.names()) or "none"
+        raise ToolInputError(f"unknown tool '{call['name']}'. Available tools: {known}",
+                             code=ErrorCode.UNKNOWN_TOOL)
+    arguments = tool.validate(call["args"])
+    limits = state["limits"]
+    now = ctx.clock()
+    deadline = min(state["deadline"], state.get("iteration_deadline") or state["deadline"])
+    timeout = min(tool.timeout_s or limits["tool_timeout_s"], deadline - now)
+    tool_ctx = ToolContext(settings=ctx.settings, tool_call_id=call["id"] or "",
+                           thread_id=_thread_id(), deadline=now + timeout)
+    if timeout <= 0:
+        raise TimeoutError
+    return await asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=timeout)

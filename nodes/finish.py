@@ -1,0 +1,27 @@
+"""`finish`: seal the run's outcome (a fallback's failure result passes through)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from keel.types import AgentState, Outcome
+from nodes._records import trace_step
+from nodes.context import AgentContext
+
+NODE = "finish"
+
+
+async def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    started = ctx.timer()
+    outcome = state.get("outcome")
+    if outcome is None or state.get("signal") == "answer":
+        outcome = Outcome(success=True, output=state.get("answer") or "", error=None,
+                          error_code=None)
+    return {
+        "outcome": outcome,
+        "trace": [trace_step(state, NODE, (ctx.timer() - started) * 1000,
+                             observation=outcome["output"][:500])],
+    }

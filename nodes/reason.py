@@ -1,0 +1,171 @@
+"""`reason`: ask the model for the next step and decide where the graph goes.
+
+Writes `signal`: `tools` (act next), `answer` (finish), `repair` (malformed reply: ask
+again with a hint), `retry` (the call failed retryably: ask again after backoff) or
+`degrade` (deadline passed, attempts or repairs used up, or a non-retryable failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import Runnable
+from langgraph.runtime import Runtime
+
+from keel.errors import ErrorCode, MalformedOutputError, is_control_flow
+from keel.models import cost_usd
+from keel.resilience import backoff_delay, classify_model_error
+from keel.types import AgentState, UsageTotals
+from nodes._interpret import interpret
+from nodes._prompt import build_prompt
+from nodes._records import error_record, trace_step
+from nodes.context import AgentContext
+from nodes.react_protocol import REACT_STOP
+
+NODE = "reason"
+
+
+def _bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
+    if ctx.mode == "react":
+        return ctx.model.bind(stop=REACT_STOP)
+    if not len(ctx.tools):
+        return ctx.model
+    return ctx.model.bind_tools([t.openai_schema() for t in ctx.tools])
+
+
+def _usage(reply: AIMessage, ctx: AgentContext) -> UsageTotals:
+    meta: dict[str, Any] = dict(reply.usage_metadata or {})
+    prompt, completion = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
+    return UsageTotals(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=int(meta.get("total_tokens", prompt + completion)),
+        cost_usd=cost_usd(meta, ctx.price),
+        model_calls=1,
+    )
+
+
+def _degrade(state: AgentState, ctx: AgentContext, started: float, code: ErrorCode,
+             message: str, **update: Any) -> dict[str, Any]:
+    record = error_record(state, NODE, code, "degradable", message)
+    return {
+        **update,
+        "signal": "degrade",
+        "fatal_error": record,
+        "errors": [record],
+        "trace": [trace_step(state, NODE, (ctx.timer() - started) * 1000, signal="degrade",
+                             error_code=str(code), observation=message)],
+    }
+
+
+async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    started = ctx.timer()
+    limits = state["limits"]
+    now = ctx.clock()
+    iteration_deadline = state.get("iteration_deadline") or now + limits["iteration_timeout_s"]
+    keep = {"iteration_deadline": iteration_deadline}
+    if now >= state["deadline"]:
+        return _degrade(state, ctx, started, ErrorCode.DEADLINE_EXCEEDED,
+                        "the run's deadline passed", **keep)
+    if now >= iteration_deadline:
+        return _degrade(state, ctx, started, ErrorCode.DEADLINE_EXCEEDED,
+                        "the iteration's time limit passed", **keep)
+
+    attempt = state.get("model_attempt", 0)
+    if attempt:
+        await ctx.sleep(backoff_delay(attempt, ctx.settings.retry, ctx.rng))
+    budget = min(limits["model_timeout_s"], state["deadline"] - now, iteration_deadline - now)
+    try:
+        reply = await asyncio.wait_for(_bound_model(ctx).ainvoke(build_prompt(state, ctx)),
+                                       timeout=max(budget, 0.001))
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        return _model_failed(state, ctx, started, exc, attempt, keep)
+    if not isinstance(reply, AIMessage):  # pragma: no cover - chat models return AIMessage
+        reply = AIMessage(content=str(reply))
+
+    usage = _usage(reply, ctx)
+    ms = (ctx.timer() - started) * 1000
+    cost = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+    try:
+        decision = interpret(reply, ctx.mode, state.get("iteration", 0))
+    except MalformedOutputError as exc:
+        repairs = state.get("repair_attempt", 0) + 1
+        record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)
+        rejected = str(reply.content)
+        if repairs > limits["max_repairs"]:
+            out = _degrade(state, ctx, started, ErrorCode.MALFORMED_OUTPUT,
+                           f"malformed output after {repairs - 1} repairs: {exc.message}", **keep)
+            out["errors"] = [record, *out["errors"]]
+            out["usage"] = usage
+            return out
+        return {
+            **keep,
+            "signal": "repair",
+            "repair_attempt": repairs,
+            "model_attempt": 0,
+            "repair_hint": exc.message,
+            "rejected_output": rejected[:4000],
+            "usage": usage,
+            "errors": [record],
+            "trace": [trace_step(state, NODE, ms, signal="repair", attempt=repairs,
+                                 error_code=str(exc.code), thought=rejected[:500],
+                                 observation=exc.message, **cost)],
+        }
+
+    calls = decision.calls
+    action = ", ".join(c["name"] for c in calls) or None
+    action_input = (calls[0]["args"] if len(calls) == 1 else [c["args"] for c in calls]) if calls \
+        else None
+    return {
+        **keep,
+        "messages": [decision.message],
+        "signal": "tools" if calls else "answer",
+        "answer": decision.answer,
+        "model_attempt": 0,
+        "repair_attempt": 0,
+        "repair_hint": None,
+        "rejected_output": None,
+        "usage": usage,
+        "trace": [trace_step(state, NODE, ms, signal="tools" if calls else "answer",
+                             thought=decision.thought, action=action,
+                             action_input=action_input, attempt=attempt, **cost)],
+    }
+
+
+def _model_failed(state: AgentState, ctx: AgentContext, started: float, exc: Exception,
+                  attempt: int, keep: dict[str, Any]) -> dict[str, Any]:
+    verdict = classify_model_error(exc)
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    next_attempt = attempt + 1
+    record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
+    calls = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0,
+                        model_calls=1)
+    ms = (ctx.timer() - started) * 1000
+    if verdict.kind == "retryable" and next_attempt < state["limits"]["max_model_attempts"]:
+        return {
+            **keep,
+            "signal": "retry",
+            "model_attempt": next_attempt,
+            "usage": calls,
+            "errors": [record],
+            "trace": [trace_step(state, NODE, ms, signal="retry", attempt=next_attempt,
+                                 error_code=str(verdict.code), observation=message)],
+        }
+    why = (f"model failed {next_attempt} times; last: {message}"
+           if verdict.kind == "retryable" else f"model call failed ({verdict.kind}): {message}")
+    return {
+        **keep,
+        "signal": "degrade",
+        "model_attempt": next_attempt,
+        "fatal_error": {**record, "message": why},
+        "usage": calls,
+        "errors": [record],
+        "trace": [trace_step(state, NODE, ms, signal="degrade", attempt=next_attempt,
+                             error_code=str(verdict.code), observation=why)],
+    }

@@ -1,0 +1,264 @@
+"""The `sql_query` tool against the SQLite sample database: guard rails, read-only, limits."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keel.config import Settings, SqlToolSettings
+from keel.errors import ErrorCode, ToolFatalError, ToolInputError
+from tools import ToolContext, sql_query
+from tools.sample_db import build_sample_db
+from tools.sql import SqlTarget, execute_readonly, validate_select
+
+TABLES = ("customers", "products", "orders", "order_items")
+FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sample_db(tmp_path_factory.mktemp("sqltool") / "sample.db")
+
+
+@pytest.fixture
+def settings(db_path: Path, tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, database_url=f"sqlite:///{db_path}")
+
+
+async def run(query: str, settings: Settings, *, deadline: float | None = None) -> dict[str, Any]:
+    """Call the tool the way the runtime does: validate, then invoke with a context."""
+    args = sql_query.validate({"query": query})
+    ctx = ToolContext(settings=settings, tool_call_id="c1", deadline=deadline)
+    result: dict[str, Any] = json.loads(await sql_query.invoke(args, ctx))
+    return result
+
+
+def direct(db_path: Path, query: str) -> list[list[Any]]:
+    with sqlite3.connect(db_path) as conn:
+        return [list(r) for r in conn.execute(query)]
+
+
+def table_counts(db_path: Path) -> list[list[Any]]:
+    return [direct(db_path, f"SELECT count(*) FROM {t}")[0] for t in TABLES]
+
+
+async def test_select_returns_columns_and_rows_like_sqlite(
+    settings: Settings, db_path: Path
+) -> None:
+    query = (
+        "SELECT category, count(*) AS n, round(avg(unit_price), 2) AS avg_price "
+        "FROM products GROUP BY category ORDER BY category"
+    )
+    result = await run(query, settings)
+    assert result["columns"] == ["category", "n", "avg_price"]
+    assert result["rows"] == direct(db_path, query)
+    assert result["row_count"] == len(result["rows"]) > 1
+    assert result["truncated"] is False
+
+
+async def test_default_database_is_the_sample_db_in_home(tmp_path: Path) -> None:
+    result = await run("SELECT count(*) FROM customers", Settings(home=tmp_path))
+    assert (tmp_path / "sample.db").is_file()
+    assert result["rows"] == direct(tmp_path / "sample.db", "SELECT count(*) FROM customers")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT INTO orders (customer_id, order_date, status) VALUES (1, '2024-01-01', 'x')",
+        "UPDATE orders SET status = 'completed'",
+        "DELETE FROM orders",
+        "DROP TABLE orders",
+        "CREATE TABLE stolen AS SELECT * FROM customers",
+        "ATTACH DATABASE '/tmp/other.db' AS other",
+        "PRAGMA table_info(orders)",
+        "PRAGMA writable_schema = 1",
+        "VACUUM",
+        "SELECT * INTO backup FROM orders",
+        "WITH gone AS (DELETE FROM orders RETURNING id) SELECT * FROM gone",
+        "REPLACE INTO products VALUES (1, 'x', 'y', 1.0)",
+    ],
+)
+async def test_writes_and_commands_are_refused(
+    query: str, settings: Settings, db_path: Path
+) -> None:
+    before = table_counts(db_path)
+    with pytest.raises(ToolInputError) as info:
+        await run(query, settings)
+    assert info.value.code is ErrorCode.TOOL_REFUSED
+    assert "SELECT" in info.value.message or "parse" in info.value.message
+    assert table_counts(db_path) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 1; DROP TABLE orders",
+        "SELECT 1; -- x\nDROP TABLE orders",
+        "SELECT 1 /* */; DELETE FROM orders",
+        "SELECT 1 /* ; */ ; DELETE FROM orders -- ;",
+        "SELECT count(*) FROM orders;\nSELECT count(*) FROM customers",
+    ],
+)
+async def test_more_than_one_statement_is_refused(
+    query: str, settings: Settings, db_path: Path
+) -> None:
+    before = table_counts(db_path)
+    with pytest.raises(ToolInputError, match="exactly one statement"):
+        await run(query, settings)
+    assert table_counts(db_path) == before
+
+
+@pytest.mark.parametrize(
+    ("query", "table"),
+    [
+        ("SELECT * FROM sqlite_master", "sqlite_master"),
+        ("SELECT name FROM sqlite_schema", "sqlite_schema"),
+        ("SELECT * FROM meta", "meta"),
+        ("SELECT id FROM orders UNION SELECT value FROM meta", "meta"),
+        ("SELECT * FROM orders WHERE id IN (SELECT rowid FROM meta)", "meta"),
+        ("SELECT * FROM temp.orders", "temp.orders"),
+        ("SELECT * FROM (WITH meta AS (SELECT 1) SELECT * FROM meta) AS x, meta", "meta"),
+        ("SELECT * FROM pragma_table_info('orders')", "pragma_table_info"),
+    ],
+)
+async def test_tables_outside_the_allow_list_are_refused(
+    query: str, table: str, settings: Settings
+) -> None:
+    with pytest.raises(ToolInputError) as info:
+        await run(query, settings)
+    assert table in info.value.message
+    assert "customers, order_items, orders, products" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) FROM ORDERS",
+        "SELECT count(*) FROM main.orders",
+        'SELECT count(*) FROM "Orders"',
+        "WITH recent AS (SELECT * FROM orders WHERE order_date >= '2000-01-01') "
+        "SELECT count(*) FROM recent",
+        "SELECT count(*) FROM (SELECT id FROM orders UNION ALL SELECT id FROM customers) AS u",
+        "SELECT count(*) FROM orders -- trailing comment",
+        "SELECT count(*) FROM orders; -- done",
+        "SELECT count(*) FROM json_each('[1, 2, 3]')",
+    ],
+)
+async def test_allowed_shapes_run(query: str, settings: Settings) -> None:
+    result = await run(query, settings)
+    assert result["row_count"] == 1
+    assert isinstance(result["rows"][0][0], int)
+
+
+def test_validate_select_strips_comments_and_returns_one_statement() -> None:
+    sql = validate_select(
+        "SELECT id /* note */ FROM orders -- */ ; DROP TABLE orders",
+        dialect="sqlite",
+        allowed_tables=TABLES,
+    )
+    assert "DROP" not in sql.upper()
+    assert "--" not in sql and "/*" not in sql
+    assert sqlite3.complete_statement(sql + ";")
+
+
+def test_cte_scoping_follows_the_dialect() -> None:
+    """In Postgres a non-recursive CTE cannot see later ones: `meta` there is the real table."""
+    query = "WITH a AS (SELECT * FROM meta), meta AS (SELECT 1 AS x) SELECT * FROM a"
+    with pytest.raises(ToolInputError, match="'meta' is not allowed"):
+        validate_select(query, dialect="postgres", allowed_tables=TABLES)
+    with pytest.raises(ToolInputError, match="'meta' is not allowed"):
+        validate_select(
+            "WITH meta AS (SELECT * FROM meta) SELECT * FROM meta",
+            dialect="postgres",
+            allowed_tables=TABLES,
+        )
+    recursive = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r"
+    assert "FROM r" in validate_select(recursive, dialect="postgres", allowed_tables=TABLES)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "-- nothing", "SELEC 1", "SELECT * FROM orders WHERE"])
+def test_empty_or_unparsable_sql_is_refused_clearly(query: str) -> None:
+    with pytest.raises(ToolInputError) as info:
+        validate_select(query, dialect="sqlite", allowed_tables=TABLES)
+    assert info.value.code is ErrorCode.TOOL_REFUSED
+    assert "\x1b" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        "DELETE FROM orders",
+        "INSERT INTO customers (name, email, country, created_at) VALUES ('x', 'y', 'z', 'w')",
+        "UPDATE products SET unit_price = 0",
+        "CREATE TABLE t (a INTEGER)",
+        "DROP TABLE order_items",
+    ],
+)
+def test_executor_connection_is_read_only_even_without_validation(
+    write: str, db_path: Path
+) -> None:
+    before = table_counts(db_path)
+    with pytest.raises(ToolInputError, match="readonly"):
+        execute_readonly(SqlTarget("sqlite", str(db_path)), write, row_cap=10, timeout_s=5)
+    assert table_counts(db_path) == before
+
+
+@pytest.mark.parametrize(("cap", "truncated"), [(5, True), (40, False), (1000, False)])
+async def test_row_cap_truncates_and_says_so(
+    cap: int, truncated: bool, db_path: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path, database_url=f"sqlite:///{db_path}", sql=SqlToolSettings(row_cap=cap)
+    )
+    total = direct(db_path, "SELECT count(*) FROM products")[0][0]
+    result = await run("SELECT id FROM products ORDER BY id", settings)
+    assert result["truncated"] is truncated
+    assert result["row_count"] == min(cap, total)
+    assert result["rows"] == direct(db_path, "SELECT id FROM products ORDER BY id")[:cap]
+
+
+async def test_runaway_query_is_cancelled_within_the_timeout(
+    db_path: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        database_url=f"sqlite:///{db_path}",
+        sql=SqlToolSettings(statement_timeout_s=0.5),
+    )
+    started = time.monotonic()
+    with pytest.raises(ToolInputError) as info:
+        await run(FOREVER, settings)
+    elapsed = time.monotonic() - started
+    assert info.value.code is ErrorCode.TOOL_TIMEOUT
+    assert 0.4 <= elapsed < 3.0
+
+
+async def test_call_deadline_shortens_the_statement_timeout(settings: Settings) -> None:
+    assert settings.sql.statement_timeout_s >= 5
+    started = time.monotonic()
+    with pytest.raises(ToolInputError) as info:
+        await run(FOREVER, settings, deadline=time.time() + 0.3)
+    assert info.value.code is ErrorCode.TOOL_TIMEOUT
+    assert time.monotonic() - started < 2.5
+
+
+async def test_database_errors_are_fixable_input_errors(settings: Settings) -> None:
+    with pytest.raises(ToolInputError, match="no_such_column"):
+        await run("SELECT no_such_column FROM orders", settings)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{tmp}/missing.db", "sqlite:///{tmp}/not-a-db.db", "mysql://x/y"]
+)
+async def test_unusable_database_is_fatal(url: str, tmp_path: Path) -> None:
+    (tmp_path / "not-a-db.db").write_text("this is not sqlite " * 100)
+    settings = Settings(home=tmp_path, database_url=url.format(tmp=tmp_path))
+    with pytest.raises(ToolFatalError):
+        await run("SELECT count(*) FROM orders", settings)
+    assert not (tmp_path / "missing.db").exists()
