@@ -148,7 +148,7 @@ class LocalModelError(RunError):
     code = ErrorCode.LOCAL_MODEL_UNAVAILABLE
 
 
-class ControlSignal(KeelError):  # noqa: N818 - a signal, not an error
+class ControlSignal(KeelError):
     """Base for exceptions that steer a run rather than report a failure."""
 
 

@@ -63,9 +63,7 @@ class UsageTotals(TypedDict):
 
 def add_usage(left: UsageTotals | None, right: UsageTotals | None) -> UsageTotals:
     """Reducer: usage totals add up across nodes and across resumes."""
-    zero = UsageTotals(
-        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0
-    )
+    zero = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0)
     a, b = left or zero, right or zero
     return UsageTotals(
         input_tokens=a["input_tokens"] + b["input_tokens"],
@@ -125,6 +123,8 @@ class AgentState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     question: str
     run_id: str
+    model_spec: str
+    """The model the run started with; `resume` continues with the same one."""
     limits: Limits
     deadline: float
     """Absolute epoch seconds after which the run degrades; survives resume."""

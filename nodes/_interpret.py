@@ -67,10 +67,18 @@ def _interpret_react(reply: AIMessage, iteration: int) -> Decision:
     if isinstance(step, ReactAction):
         args: dict[str, Any] = step.tool_input
         call = ToolCall(name=step.tool, args=args, id=call_id(iteration, 0, None))
-        message = AIMessage(content=text, tool_calls=[call], id=reply.id,
-                            usage_metadata=reply.usage_metadata,
-                            response_metadata=reply.response_metadata)
+        message = AIMessage(
+            content=text,
+            tool_calls=[call],
+            id=reply.id,
+            usage_metadata=reply.usage_metadata,
+            response_metadata=reply.response_metadata,
+        )
         return Decision(message=message, thought=step.thought, calls=[call])
-    message = AIMessage(content=text, id=reply.id, usage_metadata=reply.usage_metadata,
-                        response_metadata=reply.response_metadata)
+    message = AIMessage(
+        content=text,
+        id=reply.id,
+        usage_metadata=reply.usage_metadata,
+        response_metadata=reply.response_metadata,
+    )
     return Decision(message=message, thought=step.thought, answer=step.answer)

@@ -32,8 +32,9 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
     outcomes = await asyncio.gather(*(_run_call(state, runtime.context, c) for c in calls))
     messages = [o[0] for o in outcomes]
     errors = [o[1] for o in outcomes if o[1] is not None]
-    fatal = next((e for e in errors if e["kind"] != "retryable" and e["code"] not in
-                  _MODEL_FIXABLE), None)
+    fatal = next(
+        (e for e in errors if e["kind"] != "retryable" and e["code"] not in _MODEL_FIXABLE), None
+    )
     update: dict[str, Any] = {
         "messages": messages,
         "errors": errors,
@@ -76,16 +77,23 @@ async def _run_call(
             raise
         tool = ctx.tools.get(name)
         verdict = classify_tool_error(exc, tool.transient if tool else ())
-        detail = "timed out" if verdict.code == ErrorCode.TOOL_TIMEOUT else (
-            f"failed: {type(exc).__name__}: {exc}")
+        detail = (
+            "timed out"
+            if verdict.code == ErrorCode.TOOL_TIMEOUT
+            else (f"failed: {type(exc).__name__}: {exc}")
+        )
         content, status = f"Error: tool '{name}' {detail}", "error"
         record = error_record(state, NODE, verdict.code, verdict.kind, content)
     if len(content) > OBSERVATION_LIMIT:
         content = content[:OBSERVATION_LIMIT] + f"\n…[cut: {len(content)} characters in all]"
     message = ToolMessage(content=content, tool_call_id=call_id, name=name, status=status)
     step = trace_step(
-        state, NODE, (ctx.timer() - started) * 1000,
-        action=name, action_input=args, observation=content[:2000],
+        state,
+        NODE,
+        (ctx.timer() - started) * 1000,
+        action=name,
+        action_input=args,
+        observation=content[:2000],
         error_code=record["code"] if record else None,
     )
     return message, record, step
@@ -95,15 +103,20 @@ async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall) -> str:
     tool = ctx.tools.get(call["name"])
     if tool is None:
         known = ", ".join(ctx.tools.names()) or "none"
-        raise ToolInputError(f"unknown tool '{call['name']}'. Available tools: {known}",
-                             code=ErrorCode.UNKNOWN_TOOL)
+        raise ToolInputError(
+            f"unknown tool '{call['name']}'. Available tools: {known}", code=ErrorCode.UNKNOWN_TOOL
+        )
     arguments = tool.validate(call["args"])
     limits = state["limits"]
     now = ctx.clock()
     deadline = min(state["deadline"], state.get("iteration_deadline") or state["deadline"])
     timeout = min(tool.timeout_s or limits["tool_timeout_s"], deadline - now)
-    tool_ctx = ToolContext(settings=ctx.settings, tool_call_id=call["id"] or "",
-                           thread_id=_thread_id(), deadline=now + timeout)
+    tool_ctx = ToolContext(
+        settings=ctx.settings,
+        tool_call_id=call["id"] or "",
+        thread_id=_thread_id(),
+        deadline=now + timeout,
+    )
     if timeout <= 0:
         raise TimeoutError
     return await asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=timeout)

@@ -41,6 +41,9 @@ async def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     outcome = Outcome(success=False, output=output, error=reason, error_code=code)
     return {
         "outcome": outcome,
-        "trace": [trace_step(state, NODE, (ctx.timer() - started) * 1000,
-                             error_code=code, observation=reason)],
+        "trace": [
+            trace_step(
+                state, NODE, (ctx.timer() - started) * 1000, error_code=code, observation=reason
+            )
+        ],
     }

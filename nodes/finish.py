@@ -18,10 +18,14 @@ async def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     started = ctx.timer()
     outcome = state.get("outcome")
     if outcome is None or state.get("signal") == "answer":
-        outcome = Outcome(success=True, output=state.get("answer") or "", error=None,
-                          error_code=None)
+        outcome = Outcome(
+            success=True, output=state.get("answer") or "", error=None, error_code=None
+        )
     return {
         "outcome": outcome,
-        "trace": [trace_step(state, NODE, (ctx.timer() - started) * 1000,
-                             observation=outcome["output"][:500])],
+        "trace": [
+            trace_step(
+                state, NODE, (ctx.timer() - started) * 1000, observation=outcome["output"][:500]
+            )
+        ],
     }

@@ -28,16 +28,21 @@ async def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     if fatal is not None:
         reason: tuple[ErrorCode, str] | None = (ErrorCode(fatal["code"]), fatal["message"])
     elif iteration >= limits["max_iterations"]:
-        reason = (ErrorCode.ITERATION_LIMIT,
-                  f"reached the limit of {limits['max_iterations']} iterations")
+        reason = (
+            ErrorCode.ITERATION_LIMIT,
+            f"reached the limit of {limits['max_iterations']} iterations",
+        )
     elif ctx.clock() >= state["deadline"]:
         reason = (ErrorCode.DEADLINE_EXCEEDED, "the run's deadline passed")
     else:
         reason = None
     ms = (ctx.timer() - started) * 1000
     if reason is None:
-        return {**update, "signal": "continue",
-                "trace": [trace_step(state, NODE, ms, signal="continue")]}
+        return {
+            **update,
+            "signal": "continue",
+            "trace": [trace_step(state, NODE, ms, signal="continue")],
+        }
     code, message = reason
     record = fatal or error_record(state, NODE, code, "degradable", message)
     return {
@@ -45,6 +50,7 @@ async def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         "signal": "degrade",
         "fatal_error": record,
         "errors": [] if fatal else [record],
-        "trace": [trace_step(state, NODE, ms, signal="degrade", error_code=str(code),
-                             observation=message)],
+        "trace": [
+            trace_step(state, NODE, ms, signal="degrade", error_code=str(code), observation=message)
+        ],
     }

@@ -48,16 +48,30 @@ def _usage(reply: AIMessage, ctx: AgentContext) -> UsageTotals:
     )
 
 
-def _degrade(state: AgentState, ctx: AgentContext, started: float, code: ErrorCode,
-             message: str, **update: Any) -> dict[str, Any]:
+def _degrade(
+    state: AgentState,
+    ctx: AgentContext,
+    started: float,
+    code: ErrorCode,
+    message: str,
+    **update: Any,
+) -> dict[str, Any]:
     record = error_record(state, NODE, code, "degradable", message)
     return {
         **update,
         "signal": "degrade",
         "fatal_error": record,
         "errors": [record],
-        "trace": [trace_step(state, NODE, (ctx.timer() - started) * 1000, signal="degrade",
-                             error_code=str(code), observation=message)],
+        "trace": [
+            trace_step(
+                state,
+                NODE,
+                (ctx.timer() - started) * 1000,
+                signal="degrade",
+                error_code=str(code),
+                observation=message,
+            )
+        ],
     }
 
 
@@ -69,19 +83,27 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     iteration_deadline = state.get("iteration_deadline") or now + limits["iteration_timeout_s"]
     keep = {"iteration_deadline": iteration_deadline}
     if now >= state["deadline"]:
-        return _degrade(state, ctx, started, ErrorCode.DEADLINE_EXCEEDED,
-                        "the run's deadline passed", **keep)
+        return _degrade(
+            state, ctx, started, ErrorCode.DEADLINE_EXCEEDED, "the run's deadline passed", **keep
+        )
     if now >= iteration_deadline:
-        return _degrade(state, ctx, started, ErrorCode.DEADLINE_EXCEEDED,
-                        "the iteration's time limit passed", **keep)
+        return _degrade(
+            state,
+            ctx,
+            started,
+            ErrorCode.DEADLINE_EXCEEDED,
+            "the iteration's time limit passed",
+            **keep,
+        )
 
     attempt = state.get("model_attempt", 0)
     if attempt:
         await ctx.sleep(backoff_delay(attempt, ctx.settings.retry, ctx.rng))
     budget = min(limits["model_timeout_s"], state["deadline"] - now, iteration_deadline - now)
     try:
-        reply = await asyncio.wait_for(_bound_model(ctx).ainvoke(build_prompt(state, ctx)),
-                                       timeout=max(budget, 0.001))
+        reply = await asyncio.wait_for(
+            _bound_model(ctx).ainvoke(build_prompt(state, ctx)), timeout=max(budget, 0.001)
+        )
     except Exception as exc:
         if is_control_flow(exc):
             raise
@@ -99,8 +121,14 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)
         rejected = str(reply.content)
         if repairs > limits["max_repairs"]:
-            out = _degrade(state, ctx, started, ErrorCode.MALFORMED_OUTPUT,
-                           f"malformed output after {repairs - 1} repairs: {exc.message}", **keep)
+            out = _degrade(
+                state,
+                ctx,
+                started,
+                ErrorCode.MALFORMED_OUTPUT,
+                f"malformed output after {repairs - 1} repairs: {exc.message}",
+                **keep,
+            )
             out["errors"] = [record, *out["errors"]]
             out["usage"] = usage
             return out
@@ -113,15 +141,26 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "rejected_output": rejected[:4000],
             "usage": usage,
             "errors": [record],
-            "trace": [trace_step(state, NODE, ms, signal="repair", attempt=repairs,
-                                 error_code=str(exc.code), thought=rejected[:500],
-                                 observation=exc.message, **cost)],
+            "trace": [
+                trace_step(
+                    state,
+                    NODE,
+                    ms,
+                    signal="repair",
+                    attempt=repairs,
+                    error_code=str(exc.code),
+                    thought=rejected[:500],
+                    observation=exc.message,
+                    **cost,
+                )
+            ],
         }
 
     calls = decision.calls
     action = ", ".join(c["name"] for c in calls) or None
-    action_input = (calls[0]["args"] if len(calls) == 1 else [c["args"] for c in calls]) if calls \
-        else None
+    action_input = (
+        (calls[0]["args"] if len(calls) == 1 else [c["args"] for c in calls]) if calls else None
+    )
     return {
         **keep,
         "messages": [decision.message],
@@ -132,20 +171,37 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         "repair_hint": None,
         "rejected_output": None,
         "usage": usage,
-        "trace": [trace_step(state, NODE, ms, signal="tools" if calls else "answer",
-                             thought=decision.thought, action=action,
-                             action_input=action_input, attempt=attempt, **cost)],
+        "trace": [
+            trace_step(
+                state,
+                NODE,
+                ms,
+                signal="tools" if calls else "answer",
+                thought=decision.thought,
+                action=action,
+                action_input=action_input,
+                attempt=attempt,
+                **cost,
+            )
+        ],
     }
 
 
-def _model_failed(state: AgentState, ctx: AgentContext, started: float, exc: Exception,
-                  attempt: int, keep: dict[str, Any]) -> dict[str, Any]:
+def _model_failed(
+    state: AgentState,
+    ctx: AgentContext,
+    started: float,
+    exc: Exception,
+    attempt: int,
+    keep: dict[str, Any],
+) -> dict[str, Any]:
     verdict = classify_model_error(exc)
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     next_attempt = attempt + 1
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
-    calls = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0,
-                        model_calls=1)
+    calls = UsageTotals(
+        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=1
+    )
     ms = (ctx.timer() - started) * 1000
     if verdict.kind == "retryable" and next_attempt < state["limits"]["max_model_attempts"]:
         return {
@@ -154,11 +210,23 @@ def _model_failed(state: AgentState, ctx: AgentContext, started: float, exc: Exc
             "model_attempt": next_attempt,
             "usage": calls,
             "errors": [record],
-            "trace": [trace_step(state, NODE, ms, signal="retry", attempt=next_attempt,
-                                 error_code=str(verdict.code), observation=message)],
+            "trace": [
+                trace_step(
+                    state,
+                    NODE,
+                    ms,
+                    signal="retry",
+                    attempt=next_attempt,
+                    error_code=str(verdict.code),
+                    observation=message,
+                )
+            ],
         }
-    why = (f"model failed {next_attempt} times; last: {message}"
-           if verdict.kind == "retryable" else f"model call failed ({verdict.kind}): {message}")
+    why = (
+        f"model failed {next_attempt} times; last: {message}"
+        if verdict.kind == "retryable"
+        else f"model call failed ({verdict.kind}): {message}"
+    )
     return {
         **keep,
         "signal": "degrade",
@@ -166,6 +234,15 @@ def _model_failed(state: AgentState, ctx: AgentContext, started: float, exc: Exc
         "fatal_error": {**record, "message": why},
         "usage": calls,
         "errors": [record],
-        "trace": [trace_step(state, NODE, ms, signal="degrade", attempt=next_attempt,
-                             error_code=str(verdict.code), observation=why)],
+        "trace": [
+            trace_step(
+                state,
+                NODE,
+                ms,
+                signal="degrade",
+                attempt=next_attempt,
+                error_code=str(verdict.code),
+                observation=why,
+            )
+        ],
     }

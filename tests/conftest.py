@@ -80,8 +80,9 @@ def agent_factory(settings_factory: Callable[..., Settings], checkpoint_url: str
     from keel.service.runner import open_agent
 
     @asynccontextmanager
-    async def make(model: BaseChatModel | None = None, *, tools: Any = None,
-                   **overrides: Any) -> AsyncIterator[Any]:
+    async def make(
+        model: BaseChatModel | None = None, *, tools: Any = None, **overrides: Any
+    ) -> AsyncIterator[Any]:
         overrides.setdefault("checkpoint_url", checkpoint_url)
         async with open_agent(settings_factory(**overrides), model=model, tools=tools) as agent:
             yield agent

@@ -31,19 +31,30 @@ def model_catalog(settings: Settings) -> list[ModelInfo]:
     from keel.testing.policies import POLICIES
 
     rows = [
-        _info(f"local:{m.name}", settings, installed=m.installed, native=m.native_tools,
-              note=m.note)
+        _info(
+            f"local:{m.name}", settings, installed=m.installed, native=m.native_tools, note=m.note
+        )
         for m in local_models()
     ]
     has_endpoint = settings.openai_api_key is not None or settings.openai_base_url is not None
     rows += [
-        _info(f"openai:{name}", settings, installed=has_endpoint, native=True,
-              note="hosted; needs KEEL_OPENAI_API_KEY or KEEL_OPENAI_BASE_URL")
+        _info(
+            f"openai:{name}",
+            settings,
+            installed=has_endpoint,
+            native=True,
+            note="hosted; needs KEEL_OPENAI_API_KEY or KEEL_OPENAI_BASE_URL",
+        )
         for name in DEFAULT_PRICING
     ]
     rows += [
-        _info(f"scripted:{name}", settings, installed=True, native=True,
-              note="deterministic test model")
+        _info(
+            f"scripted:{name}",
+            settings,
+            installed=True,
+            native=True,
+            note="deterministic test model",
+        )
         for name in POLICIES
     ]
     return rows

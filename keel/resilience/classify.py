@@ -57,7 +57,9 @@ def classify_model_error(exc: BaseException) -> Classified:
     return Classified("retryable", ErrorCode.MODEL_ERROR)
 
 
-def classify_tool_error(exc: BaseException, transient: tuple[type[BaseException], ...]) -> Classified:
+def classify_tool_error(
+    exc: BaseException, transient: tuple[type[BaseException], ...]
+) -> Classified:
     """Classify an exception a tool raised (its `ToolInputError`s never get here)."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return Classified("retryable", ErrorCode.TOOL_TIMEOUT)

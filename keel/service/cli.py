@@ -20,8 +20,11 @@ from keel.config import Settings, load_settings
 from keel.errors import KeelError, UsageError
 from keel.types import RunResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Keel: a production-grade agent runtime on LangGraph.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Keel: a production-grade agent runtime on LangGraph.",
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -75,8 +78,13 @@ def _print_result(result: RunResult) -> None:
     for column in ("#", "node", "tool", "ms", "tokens"):
         table.add_column(column, justify="right" if column in ("#", "ms", "tokens") else "left")
     for step in meta.get("trace", []):
-        table.add_row(str(step["iteration"]), step["node"], step.get("action") or "",
-                      f"{step['ms']:.0f}", str(step.get("tokens") or ""))
+        table.add_row(
+            str(step["iteration"]),
+            step["node"],
+            step.get("action") or "",
+            f"{step['ms']:.0f}",
+            str(step.get("tokens") or ""),
+        )
     err.print(table)
     err.print(
         f"iterations {meta['iterations']} · tokens {meta['total_tokens']} · "
@@ -91,8 +99,9 @@ def run(
     question: Annotated[str, typer.Argument(help="What to ask the agent.")],
     as_json: JsonFlag = False,
     thread: ThreadOpt = None,
-    model: Annotated[str | None, typer.Option("--model", help="Model spec, e.g. "
-                                              "openai:gpt-4o-mini.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model spec, e.g. openai:gpt-4o-mini.")
+    ] = None,
 ) -> None:
     """Ask the agent a question and print the answer and its steps."""
     from keel.service.runner import open_agent
@@ -111,13 +120,20 @@ def run(
 def resume(
     thread: Annotated[str, typer.Option("--thread", help="Thread id of the run.")],
     as_json: JsonFlag = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Continue with another model (default: the one the run started with)."
+        ),
+    ] = None,
 ) -> None:
     """Continue a stopped or crashed run from its last checkpoint."""
-    from keel.service.runner import open_agent
+    from keel.service.runner import open_agent, resume_settings
 
-    settings = _settings()
+    base = _settings(model=model)
 
     async def job(progress: Callable[[str], None]) -> RunResult:
+        settings = await resume_settings(base, thread, model=model)
         async with open_agent(settings, progress=progress) as agent:
             progress("resuming…")
             return await agent.aresume(thread)
@@ -138,8 +154,14 @@ def models(as_json: JsonFlag = False) -> None:
     for column in ("spec", "installed", "$/1M in", "$/1M out", "native tools", "note"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.spec, "yes" if r.installed else "no", f"{r.input_per_1m:g}",
-                      f"{r.output_per_1m:g}", "yes" if r.native_tools else "no", r.note)
+        table.add_row(
+            r.spec,
+            "yes" if r.installed else "no",
+            f"{r.input_per_1m:g}",
+            f"{r.output_per_1m:g}",
+            "yes" if r.native_tools else "no",
+            r.note,
+        )
     out.print(table)
 
 

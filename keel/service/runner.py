@@ -33,11 +33,23 @@ from nodes import AgentContext
 from tools import default_tools
 from tools.registry import ToolRegistry
 
-__all__ = ["Agent", "build_context", "open_agent", "resume", "run"]
+__all__ = ["Agent", "build_context", "open_agent", "resume", "resume_settings", "run"]
 
 Progress = Callable[[str], None]
-TRACE_FIELDS = ("iteration", "node", "thought", "action", "action_input", "observation", "ms",
-                "tokens", "cost", "signal", "attempt", "error_code")
+TRACE_FIELDS = (
+    "iteration",
+    "node",
+    "thought",
+    "action",
+    "action_input",
+    "observation",
+    "ms",
+    "tokens",
+    "cost",
+    "signal",
+    "attempt",
+    "error_code",
+)
 
 
 async def build_context(
@@ -49,8 +61,9 @@ async def build_context(
 ) -> AgentContext:
     """The run dependencies for these settings (starts the local model if it is one)."""
     spec = ModelSpec.parse(settings.model)
-    chat_model = model if model is not None else await make_chat_model(spec, settings,
-                                                                        progress=progress)
+    chat_model = (
+        model if model is not None else await make_chat_model(spec, settings, progress=progress)
+    )
     mode = settings.reasoning_mode
     if mode == "auto":
         mode = "native" if supports_native_tools(chat_model) else "react"
@@ -105,7 +118,9 @@ class Agent:
             )
         started = time.perf_counter()
         await self.graph.ainvoke(
-            self._initial_state(question), config, context=self.context,
+            self._initial_state(question),
+            config,
+            context=self.context,
             durability=self.settings.durability,
         )
         return await self.result(thread_id, time.perf_counter() - started)
@@ -118,8 +133,9 @@ class Agent:
             raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
         started = time.perf_counter()
         if snapshot.next:
-            await self.graph.ainvoke(None, config, context=self.context,
-                                     durability=self.settings.durability)
+            await self.graph.ainvoke(
+                None, config, context=self.context, durability=self.settings.durability
+            )
         return await self.result(thread_id, time.perf_counter() - started)
 
     def _initial_state(self, question: str) -> AgentState:
@@ -128,6 +144,7 @@ class Agent:
             messages=[HumanMessage(question)],
             question=question,
             run_id=uuid.uuid4().hex,
+            model_spec=self.context.model_name,
             limits=limits.model_dump(),  # type: ignore[typeddict-item]
             deadline=time.time() + limits.run_timeout_s,
             iteration=0,
@@ -152,9 +169,13 @@ class Agent:
         outcome = values.get("outcome")
         interrupted = bool(snapshot.next)
         if outcome is None:
-            outcome = {"success": False, "output": "", "error_code": None,
-                       "error": "the run has not finished" + (
-                           f"; next: {', '.join(snapshot.next)}" if interrupted else "")}
+            outcome = {
+                "success": False,
+                "output": "",
+                "error_code": None,
+                "error": "the run has not finished"
+                + (f"; next: {', '.join(snapshot.next)}" if interrupted else ""),
+            }
         metadata = {
             "run_id": run_id,
             "model": self.context.model_name,
@@ -197,6 +218,25 @@ async def open_agent(
         yield Agent(build_agent_graph().compile(checkpointer=saver), context)
 
 
+async def resume_settings(
+    settings: Settings, thread_id: str, *, model: str | None = None
+) -> Settings:
+    """Settings to resume a thread with: the model it ran on, unless `model` overrides it.
+
+    Raises `ThreadNotFoundError` before any model is built when the thread has no checkpoint.
+    """
+    async with open_saver(settings.checkpoint_url) as saver:
+        found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
+    if found is None:
+        raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+    spec = model or found.checkpoint["channel_values"].get("model_spec") or settings.model
+    return (
+        settings
+        if spec == settings.model
+        else load_settings(**{**settings.model_dump(exclude_unset=True), "model": spec})
+    )
+
+
 def run(question: str, *, thread_id: str | None = None, **overrides: Any) -> RunResult:
     """Synchronous one-shot run; `overrides` are `Settings` fields."""
 
@@ -211,7 +251,8 @@ def resume(thread_id: str, **overrides: Any) -> RunResult:
     """Synchronous resume of a stopped or crashed run."""
 
     async def go() -> RunResult:
-        async with open_agent(load_settings(**overrides)) as agent:
+        settings = await resume_settings(load_settings(**overrides), thread_id)
+        async with open_agent(settings) as agent:
             return await agent.aresume(thread_id)
 
     return asyncio.run(go())

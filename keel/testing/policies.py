@@ -47,16 +47,18 @@ def _question(messages: list[BaseMessage]) -> str:
 
 def _call(info: CallInfo, tool: str, args: dict[str, Any], thought: str) -> AIMessage:
     if info.tools:
-        return AIMessage(content="", tool_calls=[
-            {"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}])
+        return AIMessage(
+            content="", tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}]
+        )
     return AIMessage(
         content=f"Thought: {thought}\nAction: {tool}\nAction Input: {json.dumps(args)}"
     )
 
 
 def _final(info: CallInfo, answer: str) -> AIMessage:
-    return AIMessage(content=answer if info.tools else f"Thought: I know the answer.\n"
-                                                         f"Final Answer: {answer}")
+    return AIMessage(
+        content=answer if info.tools else f"Thought: I know the answer.\nFinal Answer: {answer}"
+    )
 
 
 def _sales(messages: list[BaseMessage], info: CallInfo) -> Reply:
@@ -65,16 +67,19 @@ def _sales(messages: list[BaseMessage], info: CallInfo) -> Reply:
         return _final(info, "I can only answer questions about top products by revenue.")
     seen = _observations(messages)
     if not seen:
-        return _call(info, "sql_query", {"query": TOP_PRODUCTS_SQL},
-                     "I need last month's revenue per product.")
+        return _call(
+            info,
+            "sql_query",
+            {"query": TOP_PRODUCTS_SQL},
+            "I need last month's revenue per product.",
+        )
     try:
         rows = json.loads(seen[0])["rows"]
     except (ValueError, KeyError, TypeError):
         return _final(info, f"The query failed: {seen[0][:300]}")
     if len(seen) == 1:
         expression = " + ".join(str(r[1]) for r in rows) or "0"
-        return _call(info, "calculator", {"expression": expression},
-                     "Now I add up their revenue.")
+        return _call(info, "calculator", {"expression": expression}, "Now I add up their revenue.")
     total = float(seen[1])
     ranked = "; ".join(f"{i}. {r[0]} (${r[1]:,.2f})" for i, r in enumerate(rows, 1))
     return _final(
@@ -100,5 +105,6 @@ def scripted_model(name: str) -> FunctionModel:
     if base not in POLICIES or variant not in ("", "react"):
         known = ", ".join(sorted(POLICIES))
         raise ModelSpecError(f"unknown scripted model '{name}'; known: {known} (+ '-react')")
-    return FunctionModel(fn=POLICIES[base], model_name=f"scripted:{name}",
-                         supports_tool_calling=variant != "react")
+    return FunctionModel(
+        fn=POLICIES[base], model_name=f"scripted:{name}", supports_tool_calling=variant != "react"
+    )

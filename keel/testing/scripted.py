@@ -116,8 +116,12 @@ class FunctionModel(BaseChatModel):
             )
         if not message.response_metadata.get("model_name"):
             message = message.model_copy(
-                update={"response_metadata": {**message.response_metadata,
-                                              "model_name": self.model_name}}
+                update={
+                    "response_metadata": {
+                        **message.response_metadata,
+                        "model_name": self.model_name,
+                    }
+                }
             )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -140,7 +144,7 @@ class FunctionModel(BaseChatModel):
         return self._reply(messages, stop, **kwargs)
 
 
-def ScriptedModel(  # noqa: N802 - reads as a class at call sites
+def ScriptedModel(
     replies: Sequence[Reply], *, model_name: str = "scripted", supports_tool_calling: bool = True
 ) -> FunctionModel:
     """A `FunctionModel` that plays `replies` in order (and fails loudly past the end)."""
@@ -148,9 +152,11 @@ def ScriptedModel(  # noqa: N802 - reads as a class at call sites
 
     def play(_: list[BaseMessage], info: CallInfo) -> Reply:
         if info.index >= len(script):
-            raise AssertionError(f"scripted model called {info.index + 1} times; script has "
-                                 f"{len(script)} replies")
+            raise AssertionError(
+                f"scripted model called {info.index + 1} times; script has {len(script)} replies"
+            )
         return script[info.index]
 
-    return FunctionModel(fn=play, model_name=model_name,
-                         supports_tool_calling=supports_tool_calling)
+    return FunctionModel(
+        fn=play, model_name=model_name, supports_tool_calling=supports_tool_calling
+    )

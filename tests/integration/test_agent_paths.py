@@ -75,8 +75,9 @@ async def test_direct_answer(agent_factory: Any) -> None:
     assert model.calls == 1
 
 
-async def test_tool_call_then_answer(agent_factory: Any, registry: ToolRegistry,
-                                     counter: Counter) -> None:
+async def test_tool_call_then_answer(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
     model = ScriptedModel([call("add", {"a": 2, "b": 3}), "2 + 3 = 5"])
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("What is 2 + 3?")
@@ -92,16 +93,26 @@ async def test_tool_call_then_answer(agent_factory: Any, registry: ToolRegistry,
     assert state["outcome"]["success"] is True
 
 
-async def test_malformed_native_output_is_repaired(agent_factory: Any, registry: ToolRegistry,
-                                                   counter: Counter) -> None:
+async def test_malformed_native_output_is_repaired(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
     seen: list[list[BaseMessage]] = []
 
     def fn(messages: list[BaseMessage], info: CallInfo) -> Any:
         seen.append(messages)
         if info.index == 0:
-            return AIMessage(content="", invalid_tool_calls=[
-                {"name": "add", "args": '{"a": 1, "b":', "id": "c1", "error": "bad json",
-                 "type": "invalid_tool_call"}])
+            return AIMessage(
+                content="",
+                invalid_tool_calls=[
+                    {
+                        "name": "add",
+                        "args": '{"a": 1, "b":',
+                        "id": "c1",
+                        "error": "bad json",
+                        "type": "invalid_tool_call",
+                    }
+                ],
+            )
         return "1 + 2 = 3"
 
     async with agent_factory(FunctionModel(fn=fn), tools=registry) as agent:
@@ -114,15 +125,16 @@ async def test_malformed_native_output_is_repaired(agent_factory: Any, registry:
     assert result.metadata["trace"][0]["error_code"] == ErrorCode.MALFORMED_OUTPUT
 
 
-async def test_react_bad_json_is_fed_back_not_guessed(agent_factory: Any, registry: ToolRegistry,
-                                                      counter: Counter) -> None:
+async def test_react_bad_json_is_fed_back_not_guessed(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
     seen: list[list[BaseMessage]] = []
 
     def fn(messages: list[BaseMessage], info: CallInfo) -> Any:
         seen.append(messages)
         replies = [
-            "Thought: add them\nAction: add\nAction Input: {\"a\": 1, \"b\": }",
-            "Thought: add them\nAction: add\nAction Input: {\"a\": 1, \"b\": 2}",
+            'Thought: add them\nAction: add\nAction Input: {"a": 1, "b": }',
+            'Thought: add them\nAction: add\nAction Input: {"a": 1, "b": 2}',
             "Thought: done\nFinal Answer: 3",
         ]
         return replies[info.index]
@@ -183,8 +195,9 @@ async def test_degradable_error_skips_retries(agent_factory: Any) -> None:
     assert signals(result) == ["degrade"]
 
 
-async def test_iteration_limit(agent_factory: Any, registry: ToolRegistry,
-                               counter: Counter) -> None:
+async def test_iteration_limit(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
     model = FunctionModel(fn=lambda m, i: call("add", {"a": i.index, "b": 1}, f"c{i.index}"))
     async with agent_factory(model, tools=registry, limits={"max_iterations": 3}) as agent:
         result = await agent.arun("Loop forever")
@@ -205,10 +218,12 @@ async def test_unknown_tool_is_an_observation(agent_factory: Any, registry: Tool
     assert result.metadata["trace"][1]["error_code"] == ErrorCode.UNKNOWN_TOOL
 
 
-async def test_invalid_arguments_are_an_observation(agent_factory: Any, registry: ToolRegistry,
-                                                    counter: Counter) -> None:
-    model = ScriptedModel([call("add", {"a": "one", "c": 2}), call("add", {"a": 1, "b": 2}, "c2"),
-                           "3"])
+async def test_invalid_arguments_are_an_observation(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
+    model = ScriptedModel(
+        [call("add", {"a": "one", "c": 2}), call("add", {"a": 1, "b": 2}, "c2"), "3"]
+    )
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("1+2?")
     assert result.success and result.output == "3"
@@ -218,7 +233,9 @@ async def test_invalid_arguments_are_an_observation(agent_factory: Any, registry
     assert counter.calls == [("add", (1, 2))]
 
 
-async def test_unrecoverable_tool_error_degrades(agent_factory: Any, registry: ToolRegistry) -> None:
+async def test_unrecoverable_tool_error_degrades(
+    agent_factory: Any, registry: ToolRegistry
+) -> None:
     model = ScriptedModel([call("broken", {"x": "q"})])
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("Query the warehouse")
@@ -247,8 +264,9 @@ async def test_run_deadline_degrades(agent_factory: Any, registry: ToolRegistry)
         return x
 
     model = ScriptedModel([call("sleepy", {"x": "q"}), "never reached"])
-    async with agent_factory(model, tools=ToolRegistry.of([sleepy]),
-                             limits={"run_timeout_s": 0.5}) as agent:
+    async with agent_factory(
+        model, tools=ToolRegistry.of([sleepy]), limits={"run_timeout_s": 0.5}
+    ) as agent:
         result = await agent.arun("Be slow")
     assert not result.success
     assert result.error_code == ErrorCode.DEADLINE_EXCEEDED
@@ -308,10 +326,13 @@ async def test_second_question_on_a_thread_keeps_history(agent_factory: Any) -> 
 
 
 async def test_usage_is_priced(agent_factory: Any) -> None:
-    reply = AIMessage(content="ok", usage_metadata={"input_tokens": 1000, "output_tokens": 500,
-                                                    "total_tokens": 1500})
-    async with agent_factory(ScriptedModel([reply]),
-                             pricing={"scripted:echo": {"input": 2.0, "output": 10.0}}) as agent:
+    reply = AIMessage(
+        content="ok",
+        usage_metadata={"input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500},
+    )
+    async with agent_factory(
+        ScriptedModel([reply]), pricing={"scripted:echo": {"input": 2.0, "output": 10.0}}
+    ) as agent:
         result = await agent.arun("price me")
     assert result.metadata["total_tokens"] == 1500
     assert result.metadata["total_cost"] == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)

@@ -1,0 +1,116 @@
+"""The `keel` command, run as a real subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.sales_truth import SALES_QUESTION, top_products
+from tools.sample_db import ensure_sample_db
+
+
+@pytest.fixture
+def keel(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+        KEEL_RETRY__INITIAL_S="0",
+    )
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "keel", *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra_env},
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
+def test_run_json_answers_the_sales_question(keel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    done = keel("run", "--json", "--model", "scripted:sales", SALES_QUESTION)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) >= {"output", "success", "error", "thread_id", "metadata"}
+    assert result["success"] is True and result["error"] is None
+    meta = result["metadata"]
+    assert set(meta) >= {"iterations", "total_tokens", "total_cost", "execution_time", "trace"}
+    assert meta["iterations"] == 3 and meta["total_tokens"] > 0
+    for step in meta["trace"]:
+        assert set(step) >= {
+            "iteration",
+            "node",
+            "thought",
+            "action",
+            "action_input",
+            "observation",
+            "ms",
+        }
+    truth = top_products(ensure_sample_db(tmp_path / "home"), date.today())
+    for name, revenue in truth:
+        assert f"{name} (${revenue:,.2f})" in result["output"]
+
+    again = keel("resume", "--thread", result["thread_id"], "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["output"] == result["output"]
+
+
+def test_run_prints_answer_steps_and_totals(keel) -> None:  # type: ignore[no-untyped-def]
+    done = keel("run", "--model", "scripted:sales", SALES_QUESTION)
+    assert done.returncode == 0, done.stderr
+    assert "Their total revenue was $" in done.stdout
+    assert "node" in done.stderr and "sql_query" in done.stderr and "calculator" in done.stderr
+    assert "iterations 3" in done.stderr and "cost $" in done.stderr
+
+
+def test_failed_run_exits_nonzero_with_one_line_reason(keel) -> None:  # type: ignore[no-untyped-def]
+    done = keel(
+        "run",
+        "--json",
+        "--model",
+        "scripted:sales",
+        SALES_QUESTION,
+        KEEL_LIMITS__MAX_ITERATIONS="1",
+    )
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["success"] is False and result["error_code"] == "iteration_limit"
+    human = keel(
+        "run", "--model", "scripted:sales", SALES_QUESTION, KEEL_LIMITS__MAX_ITERATIONS="1"
+    )
+    assert human.returncode == 1
+    assert "failed: iteration_limit" in human.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("run", "hi"), {"KEEL_LIMITS__MAX_ITERATIONS": "0"}, "KEEL_LIMITS__MAX_ITERATIONS"),
+        (("run", "--model", "nonsense", "hi"), {}, "KEEL_MODEL"),
+        (("run", "--model", "warp:drive", "hi"), {}, "unknown model provider"),
+        (("run", "--model", "scripted:echo", "  "), {}, "question is empty"),
+        (("run", "hi"), {"KEEL_CHECKPOINT_URL": "mysql://x"}, "KEEL_CHECKPOINT_URL"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(keel, args, env, needle) -> None:  # type: ignore[no-untyped-def]
+    done = keel(*args, **env)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_resume_unknown_thread_fails_before_loading_a_model(keel) -> None:  # type: ignore[no-untyped-def]
+    done = keel("resume", "--thread", "does-not-exist")
+    assert done.returncode == 1
+    assert "thread_not_found" in done.stderr and "does-not-exist" in done.stderr
+    assert "Traceback" not in done.stderr
