@@ -140,7 +140,7 @@ def _build_tool(
             continue
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, default)
-    schema = create_model(  # type: ignore[call-overload]
+    schema = create_model(
         f"{tool_name}_arguments",
         __config__=ConfigDict(extra="forbid"),
         **fields,

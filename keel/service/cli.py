@@ -152,7 +152,7 @@ def models(as_json: JsonFlag = False) -> None:
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("spec", "installed", "$/1M in", "$/1M out", "native tools", "note"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "spec")
     for r in rows:
         table.add_row(
             r.spec,

@@ -6,6 +6,7 @@ generator, and compared with what SQL (through the `sql_query` tool) says.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -58,7 +59,7 @@ def revenue_by_month(path: Path) -> dict[str, dict[int, float]]:
 
 
 def names(path: Path) -> dict[int, str]:
-    return dict(rows(path, "SELECT id, name FROM products"))  # type: ignore[arg-type]
+    return {pid: name for pid, name in rows(path, "SELECT id, name FROM products")}
 
 
 async def top3_via_tool(path: Path, start: date, end: date, home: Path) -> list[str]:
@@ -152,9 +153,7 @@ def test_ensure_builds_reuses_and_rebuilds_when_today_changes(tmp_path: Path) ->
     ensure_sample_db(tmp_path, today=later)
     assert path.stat().st_ino != first.st_ino
     assert rows(path, "SELECT max(order_date) FROM orders") == [(later.isoformat(),)]
-    assert rows(path, "SELECT value FROM meta WHERE key = 'generated_on'") == [
-        (later.isoformat(),)
-    ]
+    assert rows(path, "SELECT value FROM meta WHERE key = 'generated_on'") == [(later.isoformat(),)]
 
 
 def test_ensure_rebuilds_a_corrupt_file(tmp_path: Path) -> None:
@@ -169,7 +168,7 @@ async def test_top3_last_month_is_unique_and_sql_agrees(tmp_path: Path, today: d
     revenue = revenue_by_month(path)
     for month, by_product in revenue.items():
         top = sorted(by_product.values(), reverse=True)[:4]
-        gaps = [a - b for a, b in zip(top, top[1:], strict=False)]
+        gaps = [a - b for a, b in itertools.pairwise(top)]
         assert min(gaps) >= 1.0, f"near-tie among the top products in {month}: {top}"
 
     start, end = month_start(today, back=1), month_start(today)

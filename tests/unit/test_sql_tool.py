@@ -182,7 +182,9 @@ def test_cte_scoping_follows_the_dialect() -> None:
     assert "FROM r" in validate_select(recursive, dialect="postgres", allowed_tables=TABLES)
 
 
-@pytest.mark.parametrize("query", ["", "   ", "-- nothing", "SELEC 1", "SELECT * FROM orders WHERE"])
+@pytest.mark.parametrize(
+    "query", ["", "   ", "-- nothing", "SELEC 1", "SELECT * FROM orders WHERE"]
+)
 def test_empty_or_unparsable_sql_is_refused_clearly(query: str) -> None:
     with pytest.raises(ToolInputError) as info:
         validate_select(query, dialect="sqlite", allowed_tables=TABLES)
@@ -223,9 +225,7 @@ async def test_row_cap_truncates_and_says_so(
     assert result["rows"] == direct(db_path, "SELECT id FROM products ORDER BY id")[:cap]
 
 
-async def test_runaway_query_is_cancelled_within_the_timeout(
-    db_path: Path, tmp_path: Path
-) -> None:
+async def test_runaway_query_is_cancelled_within_the_timeout(db_path: Path, tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path,
         database_url=f"sqlite:///{db_path}",

@@ -19,6 +19,7 @@ __all__ = [
     "ChunkPackage",
     "LocalModelInfo",
     "get_model_info",
+    "gguf_path",
     "local_model_name",
 ]
 

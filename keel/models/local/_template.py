@@ -10,6 +10,8 @@ without it the 0.5B model re-called a tool after 3 of 5 results (measured 2/5 pl
 5/5 with `TOOL_RESULT_HINT`).
 """
 
+# ruff: noqa: E501 - the template is data; its lines are kept as llama.cpp renders them
+
 from __future__ import annotations
 
 __all__ = ["CHAT_TEMPLATE", "TOOL_RESULT_HINT"]
@@ -22,8 +24,7 @@ TOOL_RESULT_HINT = (
 
 _DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
-CHAT_TEMPLATE = (
-    r"""{%- if tools %}
+CHAT_TEMPLATE = r"""{%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0]['role'] == 'system' %}
         {{- messages[0]['content'] }}
@@ -80,8 +81,5 @@ CHAT_TEMPLATE = (
 {%- if add_generation_prompt %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}
-"""
-    .replace("__DEFAULT_SYSTEM__", _DEFAULT_SYSTEM)
-    .replace("__TOOL_RESULT_HINT__", TOOL_RESULT_HINT)
-)
+""".replace("__DEFAULT_SYSTEM__", _DEFAULT_SYSTEM).replace("__TOOL_RESULT_HINT__", TOOL_RESULT_HINT)
 """Jinja chat template (Qwen ChatML) for the fenced-JSON tool-call form."""
