@@ -165,5 +165,13 @@ def models(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
+def _logs_to_stderr() -> None:
+    """Log lines go to stderr so stdout stays the answer (or the `--json` object)."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
 def main() -> None:
+    _logs_to_stderr()
     app()
