@@ -7,6 +7,7 @@ Nested groups use a double underscore: `KEEL_LIMITS__MAX_ITERATIONS=12`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +19,21 @@ from keel.errors import ConfigError
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PRICING",
+    "TIER_NAMES",
+    "BreakerSettings",
+    "CacheSettings",
+    "CheckpointPoolSettings",
+    "CompactionSettings",
+    "CostSettings",
     "LimitSettings",
     "ModelPrice",
+    "ObservabilitySettings",
+    "RateLimitSettings",
     "RetrySettings",
+    "ServiceSettings",
     "Settings",
     "SqlToolSettings",
+    "TierSettings",
     "load_settings",
 ]
 
@@ -90,6 +101,42 @@ class RetrySettings(BaseModel):
     """Growth of the cap per attempt."""
 
 
+class BreakerSettings(BaseModel):
+    """Circuit breakers per model and per tool: a failure rate over a time window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    """Off: every call is made, however often the callee failed."""
+    window_s: float = Field(60.0, gt=0)
+    """Calls older than this no longer count."""
+    min_calls: int = Field(5, ge=1)
+    """Calls in the window before the failure rate can open the breaker."""
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    """Share of failed calls in the window that opens the breaker."""
+    open_s: float = Field(30.0, gt=0)
+    """How long an open breaker refuses calls before letting a probe through (half-open)."""
+    half_open_calls: int = Field(1, ge=1)
+    """Probe calls let through while half-open; one failure re-opens, all passing closes."""
+
+
+class RateLimitSettings(BaseModel):
+    """Self-imposed limits (unset: none). Redis-backed when `redis_url` is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_requests_per_minute: int | None = Field(None, ge=1)
+    """Calls per model per minute."""
+    model_tokens_per_minute: int | None = Field(None, ge=1)
+    """Estimated prompt tokens plus `max_tokens` per model per minute."""
+    tenant_runs_per_minute: int | None = Field(None, ge=1)
+    """Runs a tenant may start per minute."""
+    model_concurrency: int | None = Field(None, ge=1)
+    """Calls to one model in flight at once (across workers when Redis is set)."""
+    max_wait_s: float = Field(30.0, ge=0)
+    """How long a call may wait for a limit before the step degrades."""
+
+
 class SqlToolSettings(BaseModel):
     """The `sql_query` tool's guard rails."""
 
@@ -101,6 +148,174 @@ class SqlToolSettings(BaseModel):
     """Rows returned at most (the result says when it was cut)."""
     statement_timeout_s: float = Field(5.0, gt=0)
     """A query running longer is cancelled."""
+    notes: str | None = Field(None, max_length=4000)
+    """Business rules the schema does not show, told to the model with the schema."""
+
+
+TIER_NAMES = ("simple", "standard", "complex")
+"""Model tiers, cheapest first. The names are persisted in checkpoints (state key `tier`)."""
+
+
+class TierSettings(BaseModel):
+    """Model specs per tier. `standard` defaults to `Settings.model`; unset tiers are skipped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    simple: str | None = None
+    """A cheap model for short lookups (also summarizes history during compaction)."""
+    standard: str | None = None
+    """The everyday model; `Settings.model` when unset."""
+    complex: str | None = None
+    """The strongest model, for multi-step analysis and after repeated failures."""
+
+    @field_validator("simple", "standard", "complex")
+    @classmethod
+    def _spec_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            provider, sep, name = value.partition(":")
+            if not sep or not provider or not name:
+                raise ValueError("expected '<provider>:<model>', e.g. 'openai:gpt-4.1-nano'")
+        return value
+
+
+class CostSettings(BaseModel):
+    """Per-run budgets, the per-tenant daily budget and how the tier router behaves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_usd: float | None = Field(None, ge=0)
+    """USD one run may spend on model calls (unset: no limit)."""
+    run_tokens: int | None = Field(None, ge=1)
+    """Tokens (prompt + completion) one run may use."""
+    run_model_calls: int | None = Field(None, ge=1)
+    """Model calls one run may make."""
+    tenant_daily_usd: float | None = Field(None, ge=0)
+    """USD one tenant may spend per UTC day, across all its runs."""
+    routing: bool = True
+    """Pick the starting tier from the task; off: always start at `standard`."""
+    escalate_after: int = Field(2, ge=1, le=20)
+    """Malformed replies or failed calls in one step before moving up one tier."""
+
+
+class CacheSettings(BaseModel):
+    """Model-response, tool-result and whole-run caches (keys are scoped by tenant)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: Literal["none", "memory", "sqlite", "redis"] = "memory"
+    """Where cached entries live; `redis` uses `KEEL_REDIS_URL`."""
+    path: Path | None = None
+    """SQLite file for the `sqlite` backend (default: `<home>/cache.sqlite`)."""
+    ttl_s: float = Field(3600.0, gt=0)
+    """How long an entry stays valid."""
+    model_responses: bool = True
+    """Cache model replies (only when `temperature` is 0)."""
+    tool_results: bool = True
+    """Cache results of tools declared `cacheable`."""
+    runs: bool = False
+    """Cache whole successful runs by normalized question + tenant + tool-set version."""
+    max_entries: int = Field(10_000, ge=1)
+    """Entries kept by the in-memory backend (least recently used go first)."""
+
+
+class CompactionSettings(BaseModel):
+    """Keeping the prompt small: trim old tool outputs, summarize the middle of the history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_prompt_tokens: int = Field(6000, ge=200)
+    """Above this estimate the history is compacted."""
+    keep_last: int = Field(4, ge=1)
+    """Most recent messages always kept verbatim."""
+    tool_output_chars: int = Field(4000, ge=100)
+    """A tool output longer than this is cut, with a marker saying how much was dropped."""
+    old_tool_output_chars: int = Field(300, ge=50)
+    """Tool outputs older than the kept tail are trimmed to this during compaction."""
+    summarize: bool = True
+    """Summarize the dropped middle with the cheapest tier (else an extractive digest)."""
+
+
+class ServiceSettings(BaseModel):
+    """The HTTP API (`keel serve`), its admission control and its workers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    """Address `keel serve` binds."""
+    port: int = Field(8123, ge=0, le=65535)
+    """Port `keel serve` listens on."""
+    db_url: str | None = None
+    """Keel's own tables (tenants, API keys, threads, runs): `sqlite:///path` or
+    `postgresql://…`. Unset: the checkpoint database when it is Postgres, else
+    `<home>/service.sqlite`."""
+    require_api_key: bool = False
+    """Refuse requests without a valid `x-api-key` (off: everything is tenant `default`)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger request bodies get 413."""
+    max_in_flight: int = Field(32, ge=1)
+    """Runs executing at once across the service; more wait in the queue."""
+    max_queued: int = Field(256, ge=0)
+    """Runs waiting to start; past it new runs get 429 with Retry-After."""
+    tenant_rate: str = "120/minute"
+    """Run submissions per tenant (a `limits` string, e.g. `10/second`); `""` disables it."""
+    queue: Literal["inprocess", "procrastinate"] = "inprocess"
+    """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
+
+
+class ObservabilitySettings(BaseModel):
+    """Logs, metrics and LangSmith tracing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    log_format: Literal["auto", "json", "pretty"] = "auto"
+    """`auto`: pretty in a terminal, one JSON object per line otherwise."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Events below this level are dropped."""
+    redact_patterns: tuple[str, ...] = ()
+    """Extra regular expressions whose matches are masked in every log line."""
+    tracing: Literal["auto", "on", "off"] = "auto"
+    """LangSmith tracing: `auto` follows `LANGSMITH_TRACING`; `on` / `off` override it."""
+    trace_sample_rate: float = Field(1.0, ge=0, le=1)
+    """Share of successful runs sent to LangSmith; failed and degraded runs are always sent."""
+    trace_payloads: Literal["full", "light"] = "light"
+    """`light` drops the whole-state inputs of node runs (model and tool runs stay complete)."""
+    trace_project: str | None = None
+    """LangSmith project (default: `LANGSMITH_PROJECT`, else `default`)."""
+    trace_flush_timeout_s: float = Field(2.0, ge=0)
+    """How long closing an agent waits for unsent traces; then they are dropped."""
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+        return value
+
+
+class CheckpointPoolSettings(BaseModel):
+    """The one `psycopg_pool.AsyncConnectionPool` Postgres checkpoints and the journal share."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_size: int = Field(1, ge=0)
+    """Connections kept open when idle."""
+    max_size: int = Field(10, ge=1)
+    """Connections at most (size it below PgBouncer's or the server's limit)."""
+    timeout_s: float = Field(10.0, gt=0)
+    """How long a checkout (and the start-up connect) may wait for a connection."""
+    max_idle_s: float = Field(300.0, gt=0)
+    """An idle connection above `min_size` is closed after this long."""
+    max_lifetime_s: float = Field(3600.0, gt=0)
+    """A connection is replaced after this long (rebalances after failovers)."""
+    health_check: bool = True
+    """Check a connection before handing it out, so one killed by a server restart is
+    replaced instead of failing the step."""
+    prepare_threshold: int | None = Field(None, ge=0)
+    """psycopg server-side prepared statements after N runs; unset (none) works behind
+    PgBouncer in transaction mode."""
 
 
 class Settings(BaseSettings):
@@ -117,6 +332,8 @@ class Settings(BaseSettings):
     """Model spec: `openai:<name>`, `local:<name>` or `scripted:<name>`."""
     tiers: tuple[str, ...] = ()
     """Model specs to degrade through, best first (after `model`)."""
+    model_tiers: TierSettings = TierSettings()
+    """Model specs of the `simple` / `standard` / `complex` tiers the router picks from."""
     reasoning_mode: Literal["auto", "native", "react"] = "auto"
     """`native` tool calling, the `react` text protocol, or `auto` (native if supported)."""
     openai_base_url: str | None = None
@@ -136,11 +353,21 @@ class Settings(BaseSettings):
     """Keel's working folder (sample database, default checkpoints)."""
     durability: Literal["sync", "async", "exit"] = "sync"
     """When checkpoints are written; `sync` is the only mode safe against SIGKILL."""
+    checkpoint_pool: CheckpointPoolSettings = CheckpointPoolSettings()
     limits: LimitSettings = LimitSettings()
     retry: RetrySettings = RetrySettings()
     sql: SqlToolSettings = SqlToolSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    redis_prefix: str = "keel"
+    """Prefix of every Redis key Keel writes (breakers, rate limits)."""
+    service: ServiceSettings = ServiceSettings()
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price overrides by model name, merged over the built-in table."""
+    cost: CostSettings = CostSettings()
+    cache: CacheSettings = CacheSettings()
+    compaction: CompactionSettings = CompactionSettings()
 
     @field_validator("model")
     @classmethod

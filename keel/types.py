@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -19,6 +19,7 @@ __all__ = [
     "ErrorRecord",
     "Limits",
     "Outcome",
+    "RunBudget",
     "RunResult",
     "Signal",
     "TraceStep",
@@ -59,6 +60,8 @@ class UsageTotals(TypedDict):
     total_tokens: int
     cost_usd: float
     model_calls: int
+    cached_tokens: NotRequired[int]
+    """Prompt tokens the provider served from its prompt cache (priced apart)."""
 
 
 def add_usage(left: UsageTotals | None, right: UsageTotals | None) -> UsageTotals:
@@ -71,6 +74,7 @@ def add_usage(left: UsageTotals | None, right: UsageTotals | None) -> UsageTotal
         total_tokens=a["total_tokens"] + b["total_tokens"],
         cost_usd=round(a["cost_usd"] + b["cost_usd"], 10),
         model_calls=a["model_calls"] + b["model_calls"],
+        cached_tokens=a.get("cached_tokens", 0) + b.get("cached_tokens", 0),
     )
 
 
@@ -104,6 +108,14 @@ class Limits(TypedDict):
     run_timeout_s: float
 
 
+class RunBudget(TypedDict):
+    """Per-run spending limits (None: unlimited), copied into the state at start."""
+
+    usd: float | None
+    tokens: int | None
+    model_calls: int | None
+
+
 class Outcome(TypedDict):
     """How the run ended (set by `finish`)."""
 
@@ -133,6 +145,8 @@ class AgentState(TypedDict, total=False):
     iteration_deadline: float
     model_attempt: int
     """Consecutive failed model calls in the current step."""
+    retry_delay_s: float | None
+    """The wait chosen before the next model retry (backoff or `Retry-After`)."""
     repair_attempt: int
     """Consecutive malformed outputs in the current step."""
     signal: Signal
@@ -146,6 +160,15 @@ class AgentState(TypedDict, total=False):
     usage: Annotated[UsageTotals, add_usage]
     trace: Annotated[list[TraceStep], operator.add]
     outcome: Outcome
+    tenant: str
+    """Who the run is for: scopes budgets and cache keys (`default` when not given)."""
+    tier: str | None
+    """The active model tier (`simple` / `standard` / `complex`); None until routed."""
+    budget: RunBudget
+    context_summary: str | None
+    """Summary of the compacted middle of the history (see `nodes._compaction`)."""
+    summary_upto: int
+    """How many leading history messages `context_summary` covers."""
 
 
 @dataclass

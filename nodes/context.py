@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
 from keel.config import ModelPrice, Settings
+from keel.resilience import Resilience
+from keel.journal import ToolJournal
 from tools.registry import ToolRegistry
 
-__all__ = ["AgentContext", "ReasoningMode"]
+__all__ = ["AgentContext", "ModelBinding", "ReasoningMode"]
 
 ReasoningMode = Literal["native", "react"]
 
@@ -27,6 +29,17 @@ DEFAULT_SYSTEM_PROMPT = (
     "guessing; call a tool only when you need its result. When you have what you need, "
     "answer the question directly and concisely, with the numbers."
 )
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    """One tier's built model: what `reason` calls when that tier is active."""
+
+    tier: str
+    spec: str
+    model: BaseChatModel
+    mode: ReasoningMode
+    price: ModelPrice
 
 
 @dataclass(frozen=True)
@@ -46,3 +59,29 @@ class AgentContext:
     """Monotonic seconds (durations)."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    resilience: Resilience = field(default_factory=Resilience)
+    """Breakers and rate limits around model and tool calls (in-process unless Redis)."""
+    tiers: Mapping[str, ModelBinding] = field(default_factory=dict)
+    """Built models by tier name, cheapest first; empty means the single `model`."""
+    tier: str | None = None
+    """The tier `model` belongs to (set by `with_tier`)."""
+    journal: ToolJournal | None = None
+    """The idempotency journal beside the checkpoints; None runs side effects unjournaled."""
+
+    def tier_names(self) -> list[str]:
+        """The available tiers, cheapest first."""
+        return list(self.tiers)
+
+    def with_tier(self, name: str | None) -> AgentContext:
+        """This context with `model`, `mode` and `price` of tier `name` (unknown: unchanged)."""
+        binding = self.tiers.get(name) if name else None
+        if binding is None:
+            return self
+        return replace(
+            self,
+            model=binding.model,
+            model_name=binding.spec,
+            mode=binding.mode,
+            price=binding.price,
+            tier=binding.tier,
+        )

@@ -15,13 +15,20 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
-from keel.errors import ErrorCode, MalformedOutputError, is_control_flow
+from keel.errors import (
+    CircuitOpenError,
+    ErrorCode,
+    MalformedOutputError,
+    RateLimitedError,
+    is_control_flow,
+)
 from keel.models import cost_usd
-from keel.resilience import backoff_delay, classify_model_error
+from keel.resilience import classify_model_error
 from keel.types import AgentState, UsageTotals
 from nodes._interpret import interpret
 from nodes._prompt import build_prompt
 from nodes._records import error_record, trace_step
+from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
 from nodes.context import AgentContext
 from nodes.react_protocol import REACT_STOP
 
@@ -76,7 +83,7 @@ def _degrade(
 
 
 async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
+    ctx = runtime.context.with_tier(state.get("tier"))
     started = ctx.timer()
     limits = state["limits"]
     now = ctx.clock()
@@ -98,12 +105,17 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
 
     attempt = state.get("model_attempt", 0)
     if attempt:
-        await ctx.sleep(backoff_delay(attempt, ctx.settings.retry, ctx.rng))
-    budget = min(limits["model_timeout_s"], state["deadline"] - now, iteration_deadline - now)
+        await ctx.sleep(retry_wait(state, ctx, attempt))
     try:
-        reply = await asyncio.wait_for(
-            _bound_model(ctx).ainvoke(build_prompt(state, ctx)), timeout=max(budget, 0.001)
-        )
+        prompt = build_prompt(state, ctx)
+        async with guard_model_call(ctx, prompt, min(state["deadline"], iteration_deadline)):
+            now = ctx.clock()
+            budget = min(
+                limits["model_timeout_s"], state["deadline"] - now, iteration_deadline - now
+            )
+            reply = await asyncio.wait_for(
+                _bound_model(ctx).ainvoke(prompt), timeout=max(budget, 0.001)
+            )
     except Exception as exc:
         if is_control_flow(exc):
             raise
@@ -199,15 +211,23 @@ def _model_failed(
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     next_attempt = attempt + 1
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
+    made = 0 if isinstance(exc, CircuitOpenError | RateLimitedError) else 1  # refused: not sent
     calls = UsageTotals(
-        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=1
+        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=made
     )
     ms = (ctx.timer() - started) * 1000
-    if verdict.kind == "retryable" and next_attempt < state["limits"]["max_model_attempts"]:
+    delay = next_retry_delay(ctx, next_attempt, verdict)
+    in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])
+    if (
+        verdict.kind == "retryable"
+        and next_attempt < state["limits"]["max_model_attempts"]
+        and in_time
+    ):
         return {
             **keep,
             "signal": "retry",
             "model_attempt": next_attempt,
+            "retry_delay_s": delay,
             "usage": calls,
             "errors": [record],
             "trace": [
@@ -224,6 +244,8 @@ def _model_failed(
         }
     why = (
         f"model failed {next_attempt} times; last: {message}"
+        if verdict.kind == "retryable" and in_time
+        else f"model failed; waiting {delay:.1f}s would pass the deadline: {message}"
         if verdict.kind == "retryable"
         else f"model call failed ({verdict.kind}): {message}"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +26,12 @@ from langgraph.graph.state import CompiledStateGraph
 from checkpoints import open_saver
 from graphs import build_agent_graph
 from keel.config import Settings, load_settings
+from keel.cost.tiers import DEFAULT_TIER, tier_ladder
 from keel.errors import ThreadNotFoundError, UsageError
 from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
-from keel.types import AgentState, RunResult, TraceStep
+from keel.types import AgentState, RunBudget, RunResult, TraceStep
 from nodes import AgentContext
+from nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
 from tools import default_tools
 from tools.registry import ToolRegistry
 
@@ -58,23 +60,52 @@ async def build_context(
     model: BaseChatModel | None = None,
     tools: ToolRegistry | None = None,
     progress: Progress | None = None,
+    tier_models: Mapping[str, BaseChatModel] | None = None,
 ) -> AgentContext:
-    """The run dependencies for these settings (starts the local model if it is one)."""
-    spec = ModelSpec.parse(settings.model)
-    chat_model = (
-        model if model is not None else await make_chat_model(spec, settings, progress=progress)
-    )
-    mode = settings.reasoning_mode
-    if mode == "auto":
-        mode = "native" if supports_native_tools(chat_model) else "react"
+    """The run dependencies for these settings (starts the local model if it is one).
+
+    Every configured tier gets its model (`model` overrides the `standard` tier's,
+    `tier_models` any tier's); tiers with the same spec share one instance.
+    """
+    overrides = {**(tier_models or {})}
+    if model is not None:
+        overrides.setdefault(DEFAULT_TIER, model)
+    built: dict[str, BaseChatModel] = {}
+    bindings: dict[str, ModelBinding] = {}
+    for rung in tier_ladder(settings):
+        spec = ModelSpec.parse(rung.spec)
+        chat_model = overrides.get(rung.name) or built.get(rung.spec)
+        if chat_model is None:
+            chat_model = await make_chat_model(spec, settings, progress=progress)
+        built.setdefault(rung.spec, chat_model)
+        mode = settings.reasoning_mode
+        if mode == "auto":
+            mode = "native" if supports_native_tools(chat_model) else "react"
+        bindings[rung.name] = ModelBinding(
+            rung.name, str(spec), chat_model, mode, price_for(spec, settings)
+        )
+    default = bindings[DEFAULT_TIER]
+    registry = tools if tools is not None else default_tools()
     return AgentContext(
         settings=settings,
-        model=chat_model,
-        model_name=str(spec),
-        tools=tools if tools is not None else default_tools(),
-        mode=mode,
-        price=price_for(spec, settings),
+        model=default.model,
+        model_name=default.spec,
+        tools=registry,
+        system_prompt=await system_prompt_for(settings, registry),
+        mode=default.mode,
+        price=default.price,
+        tiers=bindings,
+        tier=DEFAULT_TIER,
     )
+
+
+async def system_prompt_for(settings: Settings, tools: ToolRegistry) -> str:
+    """The base system prompt, plus the SQL database's schema and rules when that tool is on."""
+    if "sql_query" not in tools.names():
+        return DEFAULT_SYSTEM_PROMPT
+    from tools.sql_context import describe_database
+
+    return f"{DEFAULT_SYSTEM_PROMPT}\n\n{await asyncio.to_thread(describe_database, settings)}"
 
 
 def _recursion_limit(settings: Settings) -> int:
@@ -103,11 +134,15 @@ class Agent:
             tags=["keel"],
         )
 
-    async def arun(self, question: str, *, thread_id: str | None = None) -> RunResult:
+    async def arun(
+        self, question: str, *, thread_id: str | None = None, tenant: str = "default"
+    ) -> RunResult:
         """Run one question to the end (or to an interrupt) and return its result."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
+        if not tenant or len(tenant) > 128 or not tenant.isprintable():
+            raise UsageError("tenant must be 1-128 printable characters")
         thread_id = thread_id or uuid.uuid4().hex
         config = self.config(thread_id)
         snapshot = await self.graph.aget_state(config)
@@ -118,7 +153,7 @@ class Agent:
             )
         started = time.perf_counter()
         await self.graph.ainvoke(
-            self._initial_state(question),
+            self._initial_state(question, tenant),
             config,
             context=self.context,
             durability=self.settings.durability,
@@ -138,11 +173,19 @@ class Agent:
             )
         return await self.result(thread_id, time.perf_counter() - started)
 
-    def _initial_state(self, question: str) -> AgentState:
+    def _initial_state(self, question: str, tenant: str = "default") -> AgentState:
         limits = self.settings.limits
+        cost = self.settings.cost
         return AgentState(
             messages=[HumanMessage(question)],
             question=question,
+            tenant=tenant,
+            tier=None,
+            budget=RunBudget(
+                usd=cost.run_usd, tokens=cost.run_tokens, model_calls=cost.run_model_calls
+            ),
+            context_summary=None,
+            summary_upto=0,
             run_id=uuid.uuid4().hex,
             model_spec=self.context.model_name,
             limits=limits.model_dump(),  # type: ignore[typeddict-item]
@@ -180,6 +223,8 @@ class Agent:
             "run_id": run_id,
             "model": self.context.model_name,
             "mode": self.context.mode,
+            "tenant": values.get("tenant", "default"),
+            "tier": values.get("tier"),
             "iterations": len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
             "model_calls": sum(1 for s in steps if s.get("node") == "reason"),
             "total_tokens": sum(int(s.get("tokens", 0)) for s in steps),
@@ -207,10 +252,13 @@ async def open_agent(
     tools: ToolRegistry | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     progress: Progress | None = None,
+    tier_models: Mapping[str, BaseChatModel] | None = None,
 ) -> AsyncIterator[Agent]:
     """Build an agent from settings (read from the environment when not given)."""
     settings = settings or load_settings()
-    context = await build_context(settings, model=model, tools=tools, progress=progress)
+    context = await build_context(
+        settings, model=model, tools=tools, progress=progress, tier_models=tier_models
+    )
     if checkpointer is not None:
         yield Agent(build_agent_graph().compile(checkpointer=checkpointer), context)
         return
