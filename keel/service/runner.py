@@ -173,6 +173,15 @@ class Agent:
             )
         return await self.result(thread_id, time.perf_counter() - started)
 
+    def start_state(
+        self, question: str, *, tenant: str = "default", run_id: str | None = None
+    ) -> AgentState:
+        """The state a new run on a thread starts from (the HTTP API passes its run id)."""
+        state = self._initial_state(question, tenant)
+        if run_id is not None:
+            state["run_id"] = run_id
+        return state
+
     def _initial_state(self, question: str, tenant: str = "default") -> AgentState:
         limits = self.settings.limits
         cost = self.settings.cost
