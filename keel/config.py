@@ -260,6 +260,10 @@ class ServiceSettings(BaseModel):
     """Run submissions per tenant (a `limits` string, e.g. `10/second`); `""` disables it."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
+    roles: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {"admin": ("*",), "member": ("*",), "calculator": ("calculator",)}
+    )
+    """Tools each API-key role may use (`*`: all); a key's role must be one of these."""
 
 
 class ObservabilitySettings(BaseModel):

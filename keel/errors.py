@@ -9,13 +9,18 @@ KeelError
 │   └── NetworkBlockedError   a test tried to reach a non-loopback address
 ├── RunError                  a run (or a part of one) failed at run time
 │   ├── ModelCallError        a chat-model call failed (carries its ErrorKind)
+│   ├── CircuitOpenError      a breaker is open: degrade at once, without calling
+│   ├── RateLimitedError      a configured rate or concurrency limit cannot be met in time
 │   ├── MalformedOutputError  the model's reply follows neither protocol: repair it
 │   ├── ToolError             a tool failed
 │   │   ├── ToolInputError    the model's fault: fed back to it as an observation
+│   │   ├── ToolTransientError try again later (always retryable)
 │   │   └── ToolFatalError    nothing the model can do: the run degrades
 │   ├── ThreadNotFoundError   resume/trace of a thread with no checkpoint
 │   └── LocalModelError       the embedded local model cannot be assembled or started
 └── ControlSignal             not a failure: steers the run (never caught by retries)
+    └── StorageUnavailableError the checkpoint database is unreachable: abandon the step,
+                              retry it from the last checkpoint
 ```
 
 LangGraph's own control-flow exceptions (`GraphBubbleUp`, `GraphInterrupt`) are not Keel
@@ -29,6 +34,7 @@ from enum import StrEnum
 from langgraph.errors import GraphBubbleUp
 
 __all__ = [
+    "CircuitOpenError",
     "ConfigError",
     "ControlSignal",
     "ErrorCode",
@@ -38,12 +44,15 @@ __all__ = [
     "ModelCallError",
     "ModelSpecError",
     "NetworkBlockedError",
+    "RateLimitedError",
     "RunError",
+    "StorageUnavailableError",
     "ThreadNotFoundError",
     "ToolDefinitionError",
     "ToolError",
     "ToolFatalError",
     "ToolInputError",
+    "ToolTransientError",
     "UsageError",
     "is_control_flow",
 ]
@@ -61,6 +70,7 @@ class ErrorCode(StrEnum):
     MALFORMED_OUTPUT = "malformed_output"
     ITERATION_LIMIT = "iteration_limit"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    BUDGET_EXCEEDED = "budget_exceeded"
     UNKNOWN_TOOL = "unknown_tool"
     INVALID_TOOL_ARGS = "invalid_tool_args"
     TOOL_REFUSED = "tool_refused"
@@ -69,6 +79,17 @@ class ErrorCode(StrEnum):
     THREAD_NOT_FOUND = "thread_not_found"
     LOCAL_MODEL_UNAVAILABLE = "local_model_unavailable"
     WEIGHTS_MISMATCH = "weights_mismatch"
+    MODEL_RATE_LIMITED = "model_rate_limited"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    MODEL_REJECTED = "model_rejected"
+    CONTEXT_TOO_LONG = "context_too_long"
+    OUTPUT_TRUNCATED = "output_truncated"
+    BREAKER_OPEN = "breaker_open"
+    RATE_LIMITED = "rate_limited"
+    CANCELLED = "cancelled"
+    TOOL_REJECTED = "tool_rejected"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 class KeelError(Exception):
@@ -140,6 +161,22 @@ class ToolFatalError(ToolError):
     """The tool cannot work at all (its backend is gone): retrying the model is pointless."""
 
 
+class ToolTransientError(ToolError):
+    """A tool's backend is briefly unavailable: the same call may work a moment later."""
+
+
+class CircuitOpenError(RunError):
+    """The breaker for a model or tool is open: the call was not made."""
+
+    code = ErrorCode.BREAKER_OPEN
+
+
+class RateLimitedError(RunError):
+    """A configured rate or concurrency limit could not be met before the deadline."""
+
+    code = ErrorCode.RATE_LIMITED
+
+
 class ThreadNotFoundError(RunError):
     code = ErrorCode.THREAD_NOT_FOUND
 
@@ -150,6 +187,13 @@ class LocalModelError(RunError):
 
 class ControlSignal(KeelError):
     """Base for exceptions that steer a run rather than report a failure."""
+
+
+class StorageUnavailableError(ControlSignal):
+    """The checkpoint database (or its journal) failed mid-step; the step is retried from
+    the last checkpoint rather than reported as a tool or model failure."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
 
 
 def is_control_flow(exc: BaseException) -> bool:

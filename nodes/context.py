@@ -16,8 +16,8 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 
 from keel.config import ModelPrice, Settings
-from keel.resilience import Resilience
 from keel.journal import ToolJournal
+from keel.resilience import Resilience
 from tools.registry import ToolRegistry
 
 __all__ = ["AgentContext", "ModelBinding", "ReasoningMode"]

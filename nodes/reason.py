@@ -218,11 +218,8 @@ def _model_failed(
     ms = (ctx.timer() - started) * 1000
     delay = next_retry_delay(ctx, next_attempt, verdict)
     in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])
-    if (
-        verdict.kind == "retryable"
-        and next_attempt < state["limits"]["max_model_attempts"]
-        and in_time
-    ):
+    exhausted = next_attempt >= state["limits"]["max_model_attempts"]
+    if verdict.kind == "retryable" and not exhausted and in_time:
         return {
             **keep,
             "signal": "retry",
@@ -238,13 +235,13 @@ def _model_failed(
                     signal="retry",
                     attempt=next_attempt,
                     error_code=str(verdict.code),
-                    observation=message,
+                    observation=f"{message} (retrying in {delay:.2f}s)",
                 )
             ],
         }
     why = (
         f"model failed {next_attempt} times; last: {message}"
-        if verdict.kind == "retryable" and in_time
+        if verdict.kind == "retryable" and exhausted
         else f"model failed; waiting {delay:.1f}s would pass the deadline: {message}"
         if verdict.kind == "retryable"
         else f"model call failed ({verdict.kind}): {message}"

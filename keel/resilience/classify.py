@@ -1,70 +1,163 @@
-"""One place that decides what a failure means: retry, degrade, or stop.
+"""One classifier, `retry_on`, that decides what any failure means: retry, degrade, or stop.
 
-- retryable: rate limits (429), 5xx, timeouts, dropped connections — the same call may work.
+- retryable: rate limits (429, honouring `Retry-After`), 5xx, 408/409, timeouts, dropped or
+  reset connections, and whatever a tool declares transient — the same call may work.
 - degradable: the call cannot work as made (auth, permission, unknown model, bad request,
-  context too long) — another model or a simpler path may.
-- fatal: a developer mistake (a bug in a tool, a wrong type) — stop cleanly and say so.
+  context too long, an open breaker, an unmet rate limit, an exhausted budget) — another
+  model or a simpler path may.
+- fatal: a developer mistake (a bug in a tool, a wrong type) or a cancelled run — stop
+  cleanly and say so.
+
+Provider errors are recognised by duck typing on `status_code` / `response`, so the classifier
+works for the OpenAI SDK, httpx and any client shaped like them without importing them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import email.utils
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from keel.errors import ErrorCode, KeelError, ModelCallError, ToolFatalError, UsageError
+from keel.errors import (
+    CircuitOpenError,
+    ErrorCode,
+    KeelError,
+    ModelCallError,
+    RateLimitedError,
+    ToolFatalError,
+    ToolTransientError,
+    UsageError,
+)
 from keel.types import ErrorKind
 
-__all__ = ["Classified", "classify_model_error", "classify_tool_error"]
+__all__ = ["Classified", "classify_model_error", "classify_tool_error", "retry_after", "retry_on"]
+
+_CONNECTION_NAMES = ("APIConnectionError", "ConnectError", "RemoteProtocolError", "ReadError")
+_TIMEOUT_NAMES = ("APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException")
 
 
 @dataclass(frozen=True)
 class Classified:
+    """The verdict on one failure."""
+
     kind: ErrorKind
+    """retryable / degradable / fatal: picks the edge the graph takes."""
     code: ErrorCode
+    """The stable reason recorded in the state, the trace and the result."""
+    retry_after: float | None = None
+    """Seconds the callee asked us to wait (`Retry-After`), when it said."""
 
 
-def _openai_kind(exc: BaseException) -> ErrorKind | None:
-    openai = sys.modules.get("openai")
-    if openai is None:  # not loaded, so this cannot be one of its errors
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _headers(exc: BaseException) -> Mapping[str, str] | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if isinstance(headers, Mapping) or hasattr(headers, "get") else None
+
+
+def retry_after(headers: Mapping[str, str] | Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` / `Retry-After` (seconds or an HTTP date).
+
+    An HTTP date is measured against the response's own `Date` header, so no clock is read.
+    """
+    if headers is None:
         return None
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.RateLimitError):
-        return "retryable"
-    if isinstance(exc, openai.InternalServerError):
-        return "retryable"
-    if isinstance(exc, openai.APIStatusError):
-        return "retryable" if exc.status_code >= 500 or exc.status_code == 429 else "degradable"
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+        sent = email.utils.parsedate_to_datetime(headers.get("date") or "")
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - sent).total_seconds())
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _provider_verdict(exc: BaseException) -> Classified | None:
+    status = _status(exc)
+    if status is not None:
+        wait = retry_after(_headers(exc))
+        if status == 429:
+            return Classified("retryable", ErrorCode.MODEL_RATE_LIMITED, wait)
+        if status >= 500 or status in (408, 409):
+            return Classified("retryable", ErrorCode.MODEL_UNAVAILABLE, wait)
+        body = f"{getattr(exc, 'code', '')} {exc}".lower()
+        if "context_length" in body or "context length" in body or "too many tokens" in body:
+            return Classified("degradable", ErrorCode.CONTEXT_TOO_LONG)
+        return Classified("degradable", ErrorCode.MODEL_REJECTED)
+    names = _names(exc)
+    if names & set(_TIMEOUT_NAMES):
+        return Classified("retryable", ErrorCode.MODEL_TIMEOUT)
+    if names & set(_CONNECTION_NAMES):
+        return Classified("retryable", ErrorCode.MODEL_UNAVAILABLE)
     return None
 
 
-def classify_model_error(exc: BaseException) -> Classified:
-    """Classify an exception raised by a chat-model call."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return Classified("retryable", ErrorCode.MODEL_TIMEOUT)
+def retry_on(
+    exc: BaseException, *, transient: tuple[type[BaseException], ...] = (), tool: bool = False
+) -> Classified:
+    """Classify a failure of a model call (`tool=False`) or a tool call (`tool=True`).
+
+    `transient` are the exception types the tool declared retryable.
+    """
+    timeout_code = ErrorCode.TOOL_TIMEOUT if tool else ErrorCode.MODEL_TIMEOUT
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return Classified("fatal", ErrorCode.CANCELLED)
+    if isinstance(exc, TimeoutError):
+        return Classified("retryable", timeout_code)
+    if transient and isinstance(exc, transient):
+        return Classified("retryable", ErrorCode.TOOL_FAILED if tool else ErrorCode.MODEL_ERROR)
+    if isinstance(exc, ToolTransientError):
+        return Classified("retryable", exc.code)
+    if isinstance(exc, CircuitOpenError | RateLimitedError | ToolFatalError):
+        return Classified("degradable", exc.code)
     if isinstance(exc, ModelCallError):
         return Classified(exc.kind, exc.code)  # type: ignore[arg-type]
     if isinstance(exc, UsageError):
         return Classified("fatal", exc.code)
     if isinstance(exc, KeelError):
         return Classified("degradable", exc.code)
-    kind = _openai_kind(exc)
-    if kind is not None:
-        return Classified(kind, ErrorCode.MODEL_ERROR)
+    if tool:  # only what the tool declared transient is worth another try
+        return Classified("fatal", ErrorCode.TOOL_FAILED)
+    verdict = _provider_verdict(exc)
+    if verdict is not None:
+        return verdict
     if isinstance(exc, ConnectionError | OSError):
-        return Classified("retryable", ErrorCode.MODEL_ERROR)
-    if isinstance(exc, TypeError | AttributeError | NotImplementedError):
+        return Classified("retryable", ErrorCode.MODEL_UNAVAILABLE)
+    if isinstance(exc, TypeError | AttributeError | NotImplementedError | AssertionError):
         return Classified("fatal", ErrorCode.MODEL_ERROR)
     return Classified("retryable", ErrorCode.MODEL_ERROR)
+
+
+def classify_model_error(exc: BaseException) -> Classified:
+    """`retry_on` for a chat-model call."""
+    return retry_on(exc)
 
 
 def classify_tool_error(
     exc: BaseException, transient: tuple[type[BaseException], ...]
 ) -> Classified:
-    """Classify an exception a tool raised (its `ToolInputError`s never get here)."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return Classified("retryable", ErrorCode.TOOL_TIMEOUT)
-    if transient and isinstance(exc, transient):
-        return Classified("retryable", ErrorCode.TOOL_FAILED)
-    if isinstance(exc, ToolFatalError):
-        return Classified("degradable", exc.code)
-    return Classified("fatal", ErrorCode.TOOL_FAILED)
+    """`retry_on` for a tool call (its `ToolInputError`s never get here)."""
+    return retry_on(exc, transient=transient, tool=True)

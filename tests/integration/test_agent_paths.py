@@ -167,7 +167,7 @@ async def test_model_errors_retry_then_fallback(agent_factory: Any) -> None:
         result = await agent.arun("Anything")
         state = (await agent.graph.aget_state(agent.config(result.thread_id))).values
     assert not result.success
-    assert result.error_code == ErrorCode.MODEL_ERROR
+    assert result.error_code == ErrorCode.MODEL_UNAVAILABLE
     assert "failed 3 times" in (result.error or "")
     assert result.output.startswith("I could not complete this request")
     assert signals(result) == ["retry", "retry", "degrade"]
@@ -184,7 +184,7 @@ async def test_retry_then_success_resets_counter(agent_factory: Any) -> None:
     assert result.success and result.output == "fine"
     assert signals(result) == ["retry", "retry", "answer"]
     assert state["model_attempt"] == 0
-    assert [e["code"] for e in state["errors"]] == ["model_timeout", "model_error"]
+    assert [e["code"] for e in state["errors"]] == ["model_timeout", "model_unavailable"]
 
 
 async def test_degradable_error_skips_retries(agent_factory: Any) -> None:

@@ -1,0 +1,172 @@
+"""`Resilience`: the breakers and limits one agent applies around every model and tool call.
+
+```python
+async with ctx.resilience.model_call("openai:gpt-4o-mini", tokens=900, clock=..., sleep=...,
+                                     deadline=...):
+    reply = await model.ainvoke(prompt)
+```
+Before the call: the model's breaker (`CircuitOpenError` when open: nothing is sent), then
+its rates and a concurrency slot (waiting, or `RateLimitedError` past the deadline). After
+it: the outcome goes to the breaker — failures the classifier calls retryable or degradable
+count; fatal ones (our own bugs, cancellation) do not.
+
+In-process by default; with a Redis URL, breakers, rates and slots are shared by every
+worker. If Redis is unreachable the guard fails open (logs, and lets the call through):
+losing the shared breaker must not stop every run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+
+from keel.config import BreakerSettings, RateLimitSettings, Settings
+from keel.errors import CircuitOpenError, ErrorCode, ToolInputError, is_control_flow
+from keel.resilience.breaker import Breakers, MemoryBreakerStore, RedisBreakerStore
+from keel.resilience.classify import retry_on
+from keel.resilience.ratelimit import RateLimits, RedisConcurrencyCap
+
+__all__ = ["Resilience"]
+
+log = structlog.get_logger("keel.resilience")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+class Resilience:
+    """Breakers, rate limits and concurrency caps for one agent (shared via Redis if set)."""
+
+    def __init__(
+        self,
+        breaker: BreakerSettings | None = None,
+        rate_limits: RateLimitSettings | None = None,
+        *,
+        redis_url: str | None = None,
+        prefix: str = "keel",
+        clock: Clock = time.time,
+    ) -> None:
+        self.redis_url = redis_url
+        self._client: Any = None
+        breaker = breaker or BreakerSettings()
+        rate_limits = rate_limits or RateLimitSettings()
+        if redis_url:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(redis_url)
+            self.breakers = Breakers(breaker, RedisBreakerStore(self._client, prefix))
+            self.limits = RateLimits(
+                rate_limits,
+                redis_url=redis_url,
+                prefix=prefix,
+                cap=RedisConcurrencyCap(self._client, prefix, clock),
+            )
+        else:
+            self.breakers = Breakers(breaker, MemoryBreakerStore())
+            self.limits = RateLimits(rate_limits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Resilience:
+        return cls(
+            settings.breaker,
+            settings.rate_limits,
+            redis_url=settings.redis_url,
+            prefix=settings.redis_prefix,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _check(self, name: str, now: float) -> None:
+        try:
+            await self.breakers.check(name, now)
+        except CircuitOpenError:
+            raise
+        except _storage_errors() as exc:
+            log.warning("breaker_store_unavailable", breaker=name, error=str(exc))
+
+    async def _record(self, name: str, ok: bool, now: float) -> None:
+        try:
+            state = await self.breakers.record(name, ok, now)
+        except _storage_errors() as exc:
+            log.warning("breaker_store_unavailable", breaker=name, error=str(exc))
+            return
+        if state == "open" and not ok:
+            log.warning("breaker_open", breaker=name)
+
+    async def admit_run(self, tenant: str) -> None:
+        """Count a new run against its tenant's rate (`RateLimitedError` when used up)."""
+        try:
+            await self.limits.acquire_run(tenant)
+        except _storage_errors() as exc:
+            log.warning("rate_limit_store_unavailable", tenant=tenant, error=str(exc))
+
+    @asynccontextmanager
+    async def model_call(
+        self,
+        model: str,
+        *,
+        tokens: int,
+        clock: Clock,
+        sleep: Sleep,
+        deadline: float,
+        lease_s: float = 120.0,
+    ) -> AsyncIterator[None]:
+        """Guard one model call (see the module docstring)."""
+        name = f"model:{model}"
+        await self._check(name, clock())
+        async with (
+            self.limits.model_slot(
+                model, tokens=tokens, clock=clock, sleep=sleep, deadline=deadline, lease_s=lease_s
+            ),
+            self._outcome(name, clock, tool=False),
+        ):
+            yield
+
+    @asynccontextmanager
+    async def tool_call(
+        self, tool: str, *, clock: Clock, transient: tuple[type[BaseException], ...] = ()
+    ) -> AsyncIterator[None]:
+        """Guard one tool call with the tool's breaker."""
+        name = f"tool:{tool}"
+        await self._check(name, clock())
+        async with self._outcome(name, clock, tool=True, transient=transient):
+            yield
+
+    @asynccontextmanager
+    async def _outcome(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        tool: bool,
+        transient: tuple[type[BaseException], ...] = (),
+    ) -> AsyncIterator[None]:
+        try:
+            yield
+        except BaseException as exc:
+            if is_control_flow(exc):
+                raise
+            if isinstance(exc, ToolInputError):  # the callee worked; the request was wrong
+                await self._record(name, True, clock())
+                raise
+            verdict = retry_on(exc, transient=transient, tool=tool)
+            if verdict.code != ErrorCode.CANCELLED and (tool or verdict.kind != "fatal"):
+                await self._record(name, False, clock())
+            raise
+        await self._record(name, True, clock())
+
+    async def breaker_state(self, name: str) -> str:
+        """`closed` / `open` / `half_open` of a breaker (`model:<spec>` or `tool:<name>`)."""
+        return await self.breakers.state(name)
