@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, ToolCall
 
-from keel.errors import MalformedOutputError
+from keel.errors import ErrorCode, MalformedOutputError
 from nodes._records import text_of
 from nodes.context import ReasoningMode
 from nodes.react_protocol import ReactAction, format_react_step, parse_react
@@ -33,6 +33,11 @@ def call_id(iteration: int, index: int, given: str | None) -> str:
 
 
 def interpret(reply: AIMessage, mode: ReasoningMode, iteration: int) -> Decision:
+    if reply.response_metadata.get("finish_reason") == "length":
+        raise MalformedOutputError(
+            "your reply was cut off at the token limit. Reply again, shorter.",
+            code=ErrorCode.OUTPUT_TRUNCATED,
+        )
     if mode == "react":
         return _interpret_react(reply, iteration)
     return _interpret_native(reply, iteration)
