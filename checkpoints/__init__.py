@@ -1,5 +1,5 @@
-"""Checkpoint storage: savers built from a URL."""
+"""Checkpoint storage: savers and the idempotency journal from a URL, and retention."""
 
-from checkpoints.savers import open_saver, sqlite_path
+from checkpoints.savers import Storage, open_saver, open_storage, sqlite_path
 
-__all__ = ["open_saver", "sqlite_path"]
+__all__ = ["Storage", "open_saver", "open_storage", "sqlite_path"]

@@ -1,9 +1,10 @@
-"""Checkpoint savers from a URL.
+"""Checkpoint storage from a URL: the saver and the idempotency journal beside it.
 
 - `sqlite:///path` — the embedded default (one file; parent folders are created).
-- `postgresql://…` — production: one shared `psycopg_pool.AsyncConnectionPool`
-  (autocommit, dict rows, no server-side prepared statements so PgBouncer works),
-  `setup()` once at start-up.
+- `postgresql://…` — production: one shared `psycopg_pool.AsyncConnectionPool` (sized,
+  timed out and health-checked by `CheckpointPoolSettings`; autocommit, dict rows, and no
+  server-side prepared statements unless configured, so PgBouncer works), `setup()` once at
+  start-up for both the saver's tables and the journal's.
 - `memory://` — tests and throwaway runs.
 """
 
@@ -11,16 +12,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+from checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
+from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError
+from keel.journal import ToolJournal
 
-__all__ = ["open_saver", "sqlite_path"]
+__all__ = ["Storage", "open_saver", "open_storage", "sqlite_path"]
 
-POOL_MAX_SIZE = 10
+Backend = Literal["memory", "sqlite", "postgres"]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """An open checkpoint store: the saver LangGraph writes, and Keel's journal beside it."""
+
+    backend: Backend
+    saver: BaseCheckpointSaver[Any]
+    journal: ToolJournal
+    pool: Any = None
+    """The shared `AsyncConnectionPool` (Postgres only)."""
 
 
 def sqlite_path(url: str) -> Path:
@@ -31,10 +48,12 @@ def sqlite_path(url: str) -> Path:
 
 
 @asynccontextmanager
-async def open_saver(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    """Open the saver a URL names, set up and ready; closed on exit."""
+async def open_storage(
+    url: str, pool: CheckpointPoolSettings | None = None
+) -> AsyncIterator[Storage]:
+    """Open the store a URL names, set up and ready; closed on exit."""
     if url.startswith("memory://"):
-        yield InMemorySaver()
+        yield Storage("memory", InMemorySaver(), MemoryJournal())
     elif url.startswith("sqlite://"):
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -42,10 +61,12 @@ async def open_saver(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             await saver.setup()
-            yield saver
+            journal = SqliteJournal(saver.conn, saver.lock)
+            await journal.setup()
+            yield Storage("sqlite", saver, journal)
     elif url.startswith(("postgresql://", "postgres://")):
-        async with _postgres_saver(url) as saver:
-            yield saver
+        async with _postgres_storage(url, pool or CheckpointPoolSettings()) as storage:
+            yield storage
     else:
         raise ConfigError(
             f"KEEL_CHECKPOINT_URL: unsupported '{url}' (use sqlite:///, postgresql:// or memory://)"
@@ -53,21 +74,47 @@ async def open_saver(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
 
 
 @asynccontextmanager
-async def _postgres_saver(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+async def open_saver(
+    url: str, pool: CheckpointPoolSettings | None = None
+) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """Open just the saver a URL names (its journal is opened too, but not handed out)."""
+    async with open_storage(url, pool) as storage:
+        yield storage.saver
+
+
+def make_pool(url: str, settings: CheckpointPoolSettings) -> Any:
+    """The shared pool, not yet opened, configured from settings."""
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(
+    return AsyncConnectionPool(
         conninfo=url,
-        max_size=POOL_MAX_SIZE,
-        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+        min_size=min(settings.min_size, settings.max_size),
+        max_size=settings.max_size,
+        timeout=settings.timeout_s,
+        max_idle=settings.max_idle_s,
+        max_lifetime=settings.max_lifetime_s,
+        check=AsyncConnectionPool.check_connection if settings.health_check else None,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": settings.prepare_threshold,
+            "row_factory": dict_row,
+        },
         open=False,
     )
-    await pool.open(wait=True, timeout=10)
+
+
+@asynccontextmanager
+async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> AsyncIterator[Storage]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    pool = make_pool(url, settings)
+    await pool.open(wait=True, timeout=settings.timeout_s)
     try:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = AsyncPostgresSaver(pool)
         await saver.setup()
-        yield saver
+        journal = PostgresJournal(pool)
+        await journal.setup()
+        yield Storage("postgres", saver, journal, pool)
     finally:
         await pool.close()

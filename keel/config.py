@@ -235,6 +235,14 @@ class CompactionSettings(BaseModel):
     """Summarize the dropped middle with the cheapest tier (else an extractive digest)."""
 
 
+DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
+    "admin": ("*",),
+    "member": ("*",),
+    "calculator": ("calculator",),
+}
+"""API-key roles and the tools each may use (`*`: all)."""
+
+
 class ServiceSettings(BaseModel):
     """The HTTP API (`keel serve`), its admission control and its workers."""
 
@@ -260,9 +268,7 @@ class ServiceSettings(BaseModel):
     """Run submissions per tenant (a `limits` string, e.g. `10/second`); `""` disables it."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
-    roles: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: {"admin": ("*",), "member": ("*",), "calculator": ("calculator",)}
-    )
+    roles: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
     """Tools each API-key role may use (`*`: all); a key's role must be one of these."""
 
 

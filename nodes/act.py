@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from keel.errors import ErrorCode, ToolInputError, is_control_flow
 from keel.resilience import classify_tool_error
 from keel.types import AgentState, ErrorRecord
+from nodes._durable import Plan, plan_calls
 from nodes._records import error_record, trace_step
 from nodes.context import AgentContext
 from tools.registry import ToolContext
@@ -29,7 +30,16 @@ OBSERVATION_LIMIT = 20_000
 async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     last = state["messages"][-1]
     calls = last.tool_calls if isinstance(last, AIMessage) else []
-    outcomes = await asyncio.gather(*(_run_call(state, runtime.context, c) for c in calls))
+    plan = await plan_calls(  # approvals and unknown outcomes first; may interrupt()
+        calls,
+        tools=runtime.context.tools,
+        journal=runtime.context.journal,
+        thread_id=_thread_id(),
+        run_id=state.get("run_id"),
+    )
+    outcomes = await asyncio.gather(
+        *(_run_call(state, runtime.context, c, plan) for c in plan.calls)
+    )
     messages = [o[0] for o in outcomes]
     errors = [o[1] for o in outcomes if o[1] is not None]
     fatal = next(
@@ -49,6 +59,7 @@ _MODEL_FIXABLE = {
     str(ErrorCode.UNKNOWN_TOOL),
     str(ErrorCode.INVALID_TOOL_ARGS),
     str(ErrorCode.TOOL_REFUSED),
+    str(ErrorCode.TOOL_REJECTED),
 }
 
 
@@ -61,14 +72,14 @@ def _thread_id() -> str | None:
 
 
 async def _run_call(
-    state: AgentState, ctx: AgentContext, call: ToolCall
+    state: AgentState, ctx: AgentContext, call: ToolCall, plan: Plan
 ) -> tuple[ToolMessage, ErrorRecord | None, Any]:
     started = ctx.timer()
     name, args, call_id = call["name"], call["args"], call["id"] or ""
     record: ErrorRecord | None = None
     status = "success"
     try:
-        content = await _execute(state, ctx, call)
+        content = await _execute(state, ctx, call, plan)
     except ToolInputError as exc:
         content, status = f"Error: {exc.message}", "error"
         record = error_record(state, NODE, exc.code, "retryable", exc.message)
@@ -99,7 +110,7 @@ async def _run_call(
     return message, record, step
 
 
-async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall) -> str:
+async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall, plan: Plan) -> str:
     tool = ctx.tools.get(call["name"])
     if tool is None:
         known = ", ".join(ctx.tools.names()) or "none"
@@ -119,4 +130,9 @@ async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall) -> str:
     )
     if timeout <= 0:
         raise TimeoutError
-    return await asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=timeout)
+    return await plan.execute(  # journaled: at most once per idempotency key
+        tool,
+        tool_ctx,
+        arguments,
+        lambda: asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=timeout),
+    )

@@ -15,7 +15,9 @@ from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
+from keel.cache import Caches
 from keel.config import ModelPrice, Settings
+from keel.cost.ledger import TenantLedger
 from keel.journal import ToolJournal
 from keel.resilience import Resilience
 from tools.registry import ToolRegistry
@@ -65,6 +67,10 @@ class AgentContext:
     """Built models by tier name, cheapest first; empty means the single `model`."""
     tier: str | None = None
     """The tier `model` belongs to (set by `with_tier`)."""
+    caches: Caches | None = None
+    """Model-response, tool-result and run caches (None: no caching)."""
+    ledger: TenantLedger = field(default_factory=TenantLedger)
+    """Per-tenant daily spend, for `KEEL_COST__TENANT_DAILY_USD`."""
     journal: ToolJournal | None = None
     """The idempotency journal beside the checkpoints; None runs side effects unjournaled."""
 

@@ -11,6 +11,12 @@ def calculator(expression: Annotated[str, Field(description="e.g. 2*(3+4)")]) ->
 Arguments are validated before the function runs; a validation failure is a
 `ToolInputError` that the agent feeds back to the model. A parameter annotated
 `ToolContext` is injected by the runtime and hidden from the model.
+
+Side effects: a tool is non-idempotent unless it says `idempotent=True`. Non-idempotent calls
+go through the idempotency journal (exactly once across crashes and resumes); such a tool
+gets `ToolContext.idempotency_key` to hand to external systems, and may declare a
+`reconcile(key)` hook that says what became of a call whose outcome was lost in a crash.
+`requires_approval=True` makes every call wait for a human (approve, edit or reject).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
 
@@ -28,7 +34,33 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from keel.config import Settings
 from keel.errors import ErrorCode, ToolDefinitionError, ToolInputError
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "tool"]
+__all__ = ["Reconcile", "Reconciled", "Tool", "ToolContext", "ToolRegistry", "tool"]
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a `reconcile(key)` hook found out about a call whose outcome was lost."""
+
+    happened: bool | None
+    """True: the effect took place; False: it did not (safe to run again); None: unknown."""
+    result: str = ""
+    """The call's result when it happened (what the model will see)."""
+
+    @classmethod
+    def done(cls, result: str) -> Reconciled:
+        return cls(True, result)
+
+    @classmethod
+    def not_done(cls) -> Reconciled:
+        return cls(False)
+
+    @classmethod
+    def unknown(cls) -> Reconciled:
+        return cls(None)
+
+
+Reconcile = Callable[[str], "Reconciled | Awaitable[Reconciled]"]
+"""`reconcile(idempotency_key)`: ask the external system whether the effect happened."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +76,11 @@ class ToolContext:
     @property
     def idempotency_key(self) -> str:
         """`thread_id:tool_call_id`: give it to external systems to make effects idempotent."""
-        return f"{self.thread_id or '-'}:{self.tool_call_id}"
+        return self.key_for(self.thread_id, self.tool_call_id)
+
+    @staticmethod
+    def key_for(thread_id: str | None, tool_call_id: str) -> str:
+        return f"{thread_id or '-'}:{tool_call_id}"
 
 
 @dataclass(frozen=True)
@@ -57,10 +93,13 @@ class Tool:
     func: Callable[..., Any]
     context_param: str | None = None
     """Name of the parameter that receives the `ToolContext`, if any."""
-    idempotent: bool = True
-    """False for tools with side effects: they go through the idempotency journal."""
+    idempotent: bool = False
+    """True only for calls that are safe to repeat; the rest go through the journal."""
     requires_approval: bool = False
-    """A human must approve each call before it runs."""
+    """A human must approve (or edit, or reject) each call before it runs."""
+    reconcile: Reconcile | None = None
+    """Decides the outcome of a call that started but whose completion was never recorded;
+    without it such a call pauses the run for a human ("outcome unknown")."""
     transient: tuple[type[BaseException], ...] = ()
     """Exceptions that mean 'try again later' (retryable), not 'this cannot work'."""
     timeout_s: float | None = None
@@ -162,8 +201,9 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    idempotent: bool = True,
+    idempotent: bool = False,
     requires_approval: bool = False,
+    reconcile: Reconcile | None = None,
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
@@ -174,8 +214,9 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    idempotent: bool = True,
+    idempotent: bool = False,
     requires_approval: bool = False,
+    reconcile: Reconcile | None = None,
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
@@ -189,6 +230,7 @@ def tool(
             description=description,
             idempotent=idempotent,
             requires_approval=requires_approval,
+            reconcile=reconcile,
             transient=transient,
             timeout_s=timeout_s,
             cacheable=cacheable,

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -23,12 +23,15 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints import open_saver
+from checkpoints import Storage, open_saver, open_storage
 from graphs import build_agent_graph
 from keel.config import Settings, load_settings
 from keel.cost.tiers import DEFAULT_TIER, tier_ladder
 from keel.errors import ThreadNotFoundError, UsageError
 from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
+from keel.observability.observer import observe_run
+from keel.observability.tracing import Tracing
+from keel.service._durable import DurableAgentMixin
 from keel.types import AgentState, RunBudget, RunResult, TraceStep
 from nodes import AgentContext
 from nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
@@ -116,11 +119,18 @@ def _recursion_limit(settings: Settings) -> int:
 
 
 @dataclass
-class Agent:
-    """A compiled agent graph bound to its checkpointer and run dependencies."""
+class Agent(DurableAgentMixin):
+    """A compiled agent graph bound to its checkpointer and run dependencies.
+
+    Durability methods (approve, history, fork, prune) come from `DurableAgentMixin`.
+    """
 
     graph: CompiledStateGraph[Any, Any, Any, Any]
     context: AgentContext
+    tracing: Tracing = field(default_factory=Tracing)
+    """LangSmith tracing (off unless configured); `open_agent` closes it."""
+    storage: Storage | None = None
+    """The checkpoint store and journal (None when a bare checkpointer was given)."""
 
     @property
     def settings(self) -> Settings:
@@ -151,14 +161,8 @@ class Agent:
                 f"thread {thread_id} has an unfinished run; continue it with "
                 f"`keel resume --thread {thread_id}`"
             )
-        started = time.perf_counter()
-        await self.graph.ainvoke(
-            self._initial_state(question, tenant),
-            config,
-            context=self.context,
-            durability=self.settings.durability,
-        )
-        return await self.result(thread_id, time.perf_counter() - started)
+        state = self._initial_state(question, tenant)
+        return await self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant)
 
     async def aresume(self, thread_id: str) -> RunResult:
         """Continue a stopped or crashed run from its last checkpoint."""
@@ -166,12 +170,34 @@ class Agent:
         snapshot = await self.graph.aget_state(config)
         if not snapshot.values:
             raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
-        started = time.perf_counter()
         if snapshot.next:
-            await self.graph.ainvoke(
-                None, config, context=self.context, durability=self.settings.durability
+            values = snapshot.values
+            return await self._invoke(
+                None, thread_id, run_id=values.get("run_id"), tenant=values.get("tenant")
             )
-        return await self.result(thread_id, time.perf_counter() - started)
+        return await self.result(thread_id)
+
+    async def _invoke(
+        self, graph_input: Any, thread_id: str, *, run_id: str | None, tenant: str | None
+    ) -> RunResult:
+        """Run the graph, streaming its updates to the observer (logs, metrics, tracing)."""
+        started = time.perf_counter()
+        config = self.config(thread_id)
+        meta = {**config.get("metadata", {}), "run_id": run_id, "tenant": tenant}
+        config["metadata"] = meta
+        config["callbacks"] = self.tracing.callbacks(meta)
+        async with observe_run(
+            run_id=run_id,
+            thread_id=thread_id,
+            tenant=tenant,
+            model=self.context.model_name,
+            resumed=graph_input is None,
+        ) as observer:
+            with self.tracing.scope():
+                await self._drive(graph_input, config, observer.on_update)
+            result = await self.result(thread_id, time.perf_counter() - started)
+            observer.finish(result)
+        return result
 
     def start_state(
         self, question: str, *, tenant: str = "default", run_id: str | None = None
@@ -268,11 +294,17 @@ async def open_agent(
     context = await build_context(
         settings, model=model, tools=tools, progress=progress, tier_models=tier_models
     )
-    if checkpointer is not None:
-        yield Agent(build_agent_graph().compile(checkpointer=checkpointer), context)
-        return
-    async with open_saver(settings.checkpoint_url) as saver:
-        yield Agent(build_agent_graph().compile(checkpointer=saver), context)
+    tracing = Tracing.from_settings(settings)
+    try:
+        if checkpointer is not None:  # no journal: side effects run unjournaled
+            yield Agent(build_agent_graph().compile(checkpointer=checkpointer), context, tracing)
+            return
+        async with open_storage(settings.checkpoint_url, settings.checkpoint_pool) as storage:
+            context = replace(context, journal=storage.journal)
+            graph = build_agent_graph().compile(checkpointer=storage.saver)
+            yield Agent(graph, context, tracing, storage)
+    finally:
+        await asyncio.to_thread(tracing.close)
 
 
 async def resume_settings(
@@ -282,7 +314,7 @@ async def resume_settings(
 
     Raises `ThreadNotFoundError` before any model is built when the thread has no checkpoint.
     """
-    async with open_saver(settings.checkpoint_url) as saver:
+    async with open_saver(settings.checkpoint_url, settings.checkpoint_pool) as saver:
         found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
     if found is None:
         raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")

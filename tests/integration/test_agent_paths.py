@@ -281,7 +281,7 @@ class Crash(BaseException):
 async def test_resume_continues_from_last_checkpoint(agent_factory: Any) -> None:
     attempts: list[int] = []
 
-    @tool
+    @tool(idempotent=True)  # safe to repeat; non-idempotent tools are journaled instead
     def flaky_once(x: int) -> int:
         """Crashes the first time it runs."""
         attempts.append(x)

@@ -1,0 +1,208 @@
+"""The idempotency journal, in the same database as the checkpoints.
+
+One table, `keel_tool_journal`, keyed `thread_id:tool_call_id`. Each write commits before
+the caller goes on (Postgres: autocommit; SQLite: commit per write), whatever the graph's
+durability mode, so a completed effect is never repeated even when checkpoints lag.
+Connection failures become `StorageUnavailableError`: the step is retried, not misreported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from keel.errors import StorageUnavailableError
+from keel.journal import JournalEntry, JournalStatus
+
+if TYPE_CHECKING:
+    import aiosqlite
+    from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["MemoryJournal", "PostgresJournal", "SqliteJournal", "thread_of"]
+
+TABLE = "keel_tool_journal"
+
+
+def thread_of(key: str) -> str:
+    """The thread id part of a `thread_id:tool_call_id` key."""
+    return key.rpartition(":")[0]
+
+
+class MemoryJournal:
+    """For `memory://` checkpoints: lives exactly as long as the in-memory saver."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, JournalEntry] = {}
+
+    async def get(self, key: str) -> JournalEntry | None:
+        return self.entries.get(key)
+
+    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+        self.entries[key] = JournalEntry(key, "started", tool, arguments, None, run_id)
+
+    async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:
+        old = self.entries[key]
+        self.entries[key] = JournalEntry(key, status, old.tool, old.arguments, result, old.run_id)
+
+    async def forget(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+    async def delete_threads(self, thread_ids: list[str]) -> int:
+        wanted = set(thread_ids)
+        doomed = [k for k in self.entries if thread_of(k) in wanted]
+        for k in doomed:
+            del self.entries[k]
+        return len(doomed)
+
+
+_PG_SETUP = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    key text PRIMARY KEY,
+    thread_id text NOT NULL,
+    status text NOT NULL,
+    tool text NOT NULL,
+    arguments text NOT NULL,
+    result text,
+    run_id text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_thread ON {TABLE} (thread_id);
+"""
+
+
+class PostgresJournal:
+    """Journal rows in the checkpoint database, through the saver's shared pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Any]:
+        import psycopg
+
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailableError(f"journal: {type(exc).__name__}: {exc}") from exc
+
+    async def setup(self) -> None:
+        async with self._conn() as conn:
+            await conn.execute(_PG_SETUP)
+
+    async def get(self, key: str) -> JournalEntry | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT status, tool, arguments, result, run_id FROM {TABLE} WHERE key = %s",
+                (key,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return JournalEntry(
+            key, row["status"], row["tool"], row["arguments"], row["result"], row["run_id"]
+        )
+
+    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"INSERT INTO {TABLE} (key, thread_id, status, tool, arguments, run_id) "
+                "VALUES (%s, %s, 'started', %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                "status = 'started', tool = EXCLUDED.tool, arguments = EXCLUDED.arguments, "
+                "run_id = EXCLUDED.run_id, result = NULL, started_at = now(), finished_at = NULL",
+                (key, thread_of(key), tool, arguments, run_id),
+            )
+
+    async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"UPDATE {TABLE} SET status = %s, result = %s, finished_at = now() WHERE key = %s",
+                (status, result, key),
+            )
+
+    async def forget(self, key: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (key,))
+
+    async def delete_threads(self, thread_ids: list[str]) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"DELETE FROM {TABLE} WHERE thread_id = ANY(%s)", (thread_ids,)
+            )
+            return cur.rowcount
+
+
+_SQLITE_SETUP = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    key TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    result TEXT,
+    run_id TEXT,
+    started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_thread ON {TABLE} (thread_id);
+"""
+
+
+class SqliteJournal:
+    """Journal rows in the checkpoint file, on the saver's connection and under its lock."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: Any) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        import sqlite3
+
+        async with self.lock:
+            try:
+                cur = await self.conn.execute(sql, params)
+                await self.conn.commit()
+            except sqlite3.OperationalError as exc:
+                raise StorageUnavailableError(f"journal: {exc}") from exc
+            return cur.rowcount
+
+    async def setup(self) -> None:
+        async with self.lock:
+            await self.conn.executescript(_SQLITE_SETUP)
+            await self.conn.commit()
+
+    async def get(self, key: str) -> JournalEntry | None:
+        async with self.lock:
+            cur = await self.conn.execute(
+                f"SELECT status, tool, arguments, result, run_id FROM {TABLE} WHERE key = ?",
+                (key,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return JournalEntry(key, row[0], row[1], row[2], row[3], row[4])
+
+    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+        await self._write(
+            f"INSERT OR REPLACE INTO {TABLE} (key, thread_id, status, tool, arguments, run_id) "
+            "VALUES (?, ?, 'started', ?, ?, ?)",
+            (key, thread_of(key), tool, arguments, run_id),
+        )
+
+    async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:
+        await self._write(
+            f"UPDATE {TABLE} SET status = ?, result = ?, finished_at = CURRENT_TIMESTAMP "
+            "WHERE key = ?",
+            (status, result, key),
+        )
+
+    async def forget(self, key: str) -> None:
+        await self._write(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
+
+    async def delete_threads(self, thread_ids: list[str]) -> int:
+        total = 0
+        for thread_id in thread_ids:
+            total += await self._write(f"DELETE FROM {TABLE} WHERE thread_id = ?", (thread_id,))
+        return total

@@ -1,0 +1,186 @@
+"""Retention: prune checkpoints by policy, and measure what a thread costs in storage.
+
+Policy (`RetentionPolicy`): keep the last K checkpoints of every thread (older ones, their
+pending writes and the blobs only they referenced are deleted), and drop whole threads —
+checkpoints and journal rows — idle for longer than T. A thread with an unfinished run
+keeps its latest checkpoint whatever K says (K ≥ 1), so pruning never breaks a resume.
+
+Keel's graph has no subgraphs and no `DeltaChannel`, so each checkpoint is self-contained:
+dropping its ancestors loses history (time travel further back), never the current state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from checkpoints.savers import Storage
+from keel.errors import UsageError
+
+__all__ = ["PruneReport", "RetentionPolicy", "prune", "storage_bytes"]
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """What to keep. Unset fields keep everything."""
+
+    keep_last: int | None = None
+    """Checkpoints kept per thread, newest first (at least 1)."""
+    idle_s: float | None = None
+    """Threads whose newest checkpoint is older than this many seconds are dropped."""
+
+    def __post_init__(self) -> None:
+        if self.keep_last is not None and self.keep_last < 1:
+            raise UsageError("keep_last must be at least 1")
+        if self.idle_s is not None and self.idle_s < 0:
+            raise UsageError("idle_s must not be negative")
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    threads_dropped: int
+    checkpoints_deleted: int
+    journal_rows_deleted: int
+
+
+async def prune(storage: Storage, policy: RetentionPolicy, *, now: float) -> PruneReport:
+    """Apply `policy` to every thread in `storage`; `now` is epoch seconds."""
+    newest = await _newest_by_thread(storage)
+    idle = []
+    if policy.idle_s is not None:
+        cutoff = now - policy.idle_s
+        idle = [t for t, ts in newest.items() if ts < cutoff]
+    dropped_checkpoints = 0
+    for thread_id in idle:
+        dropped_checkpoints += await _count(storage, thread_id)
+        await storage.saver.adelete_thread(thread_id)
+    journal_rows = await storage.journal.delete_threads(idle) if idle else 0
+    deleted = dropped_checkpoints
+    if policy.keep_last is not None:
+        for thread_id in newest:
+            if thread_id not in idle:
+                deleted += await _keep_last(storage, thread_id, policy.keep_last)
+    return PruneReport(len(idle), deleted, journal_rows)
+
+
+async def _newest_by_thread(storage: Storage) -> dict[str, float]:
+    """Each thread's newest checkpoint time (epoch seconds)."""
+    newest: dict[str, float] = {}
+    async for item in storage.saver.alist(None):
+        thread_id = str(item.config["configurable"]["thread_id"])
+        ts = datetime.fromisoformat(item.checkpoint["ts"]).replace(tzinfo=UTC).timestamp()
+        if ts > newest.get(thread_id, float("-inf")):
+            newest[thread_id] = ts
+    return newest
+
+
+async def _ids(storage: Storage, thread_id: str) -> list[str]:
+    """The thread's root-namespace checkpoint ids, newest first."""
+    config = RunnableConfig(configurable={"thread_id": thread_id, "checkpoint_ns": ""})
+    return [
+        str(item.config["configurable"]["checkpoint_id"])
+        async for item in storage.saver.alist(config)
+    ]
+
+
+async def _count(storage: Storage, thread_id: str) -> int:
+    return len(await _ids(storage, thread_id))
+
+
+async def _keep_last(storage: Storage, thread_id: str, keep: int) -> int:
+    doomed = (await _ids(storage, thread_id))[keep:]
+    if not doomed:
+        return 0
+    if storage.backend == "postgres":
+        await _delete_postgres(storage.pool, thread_id, doomed)
+    elif storage.backend == "sqlite":
+        await _delete_sqlite(storage.saver, thread_id, doomed)
+    else:
+        _delete_memory(storage.saver, thread_id, set(doomed))
+    return len(doomed)
+
+
+async def _delete_postgres(pool: Any, thread_id: str, doomed: list[str]) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = '' "
+            "AND checkpoint_id = ANY(%s)",
+            (thread_id, doomed),
+        )
+        await conn.execute(
+            "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' "
+            "AND checkpoint_id = ANY(%s)",
+            (thread_id, doomed),
+        )
+        await conn.execute(
+            "DELETE FROM checkpoint_blobs b WHERE b.thread_id = %s AND b.checkpoint_ns = '' "
+            "AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id "
+            "AND c.checkpoint_ns = b.checkpoint_ns "
+            "AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
+            (thread_id,),
+        )
+
+
+async def _delete_sqlite(saver: Any, thread_id: str, doomed: list[str]) -> None:
+    marks = ",".join("?" * len(doomed))
+    async with saver.lock:
+        for table in ("writes", "checkpoints"):
+            await saver.conn.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = '' "
+                f"AND checkpoint_id IN ({marks})",
+                (thread_id, *doomed),
+            )
+        await saver.conn.commit()
+
+
+def _delete_memory(saver: Any, thread_id: str, doomed: set[str]) -> None:
+    checkpoints = saver.storage.get(thread_id, {}).get("", {})
+    for checkpoint_id in doomed:
+        checkpoints.pop(checkpoint_id, None)
+    for key in [k for k in saver.writes if k[0] == thread_id and k[2] in doomed]:
+        del saver.writes[key]
+    live: set[tuple[str, Any]] = set()
+    for checkpoint, _meta, _parent in checkpoints.values():
+        versions = saver.serde.loads_typed(checkpoint)["channel_versions"]
+        live.update(versions.items())
+    for key in [k for k in saver.blobs if k[0] == thread_id and k[1] == ""]:
+        if (key[2], key[3]) not in live:
+            del saver.blobs[key]
+
+
+async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
+    """Bytes the checkpoints (and their writes and blobs) take, for one thread or all."""
+    if storage.backend == "postgres":
+        where, params = ("WHERE thread_id = %s", (thread_id,)) if thread_id else ("", ())
+        total = 0
+        async with storage.pool.connection() as conn:
+            for table, column in (
+                ("checkpoints", "checkpoint::text || metadata::text"),
+                ("checkpoint_blobs", "coalesce(blob, ''::bytea)"),
+                ("checkpoint_writes", "blob"),
+            ):
+                cur = await conn.execute(
+                    f"SELECT coalesce(sum(octet_length({column})), 0) AS n FROM {table} {where}",
+                    params,
+                )
+                row = await cur.fetchone()
+                total += int(row["n"])
+        return total
+    if storage.backend == "sqlite":
+        where, sparams = ("WHERE thread_id = ?", (thread_id,)) if thread_id else ("", ())
+        total = 0
+        async with storage.saver.lock:  # type: ignore[attr-defined]
+            for table, column in (
+                ("checkpoints", "length(checkpoint) + length(metadata)"),
+                ("writes", "length(value)"),
+            ):
+                cur = await storage.saver.conn.execute(  # type: ignore[attr-defined]
+                    f"SELECT coalesce(sum({column}), 0) FROM {table} {where}", sparams
+                )
+                row = await cur.fetchone()
+                total += int(row[0]) if row else 0
+        return total
+    raise UsageError("storage_bytes measures SQLite or Postgres storage, not memory://")
