@@ -166,10 +166,19 @@ def models(as_json: JsonFlag = False) -> None:
 
 
 def _logs_to_stderr() -> None:
-    """Log lines go to stderr so stdout stays the answer (or the `--json` object)."""
-    import structlog
+    """Log lines go to stderr (JSON unless a terminal) so stdout stays the answer or JSON."""
+    import os
 
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    from keel.config import ObservabilitySettings
+    from keel.observability.logs import configure_logging
+
+    langsmith_key = os.environ.get("LANGSMITH_API_KEY") or os.environ.get("LANGCHAIN_API_KEY")
+    secrets = (langsmith_key,) if langsmith_key else ()
+    try:
+        settings: Settings | ObservabilitySettings = load_settings()
+    except KeelError:
+        settings = ObservabilitySettings()  # the command itself reports the bad setting
+    configure_logging(settings, stream=sys.stderr, secrets=secrets)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from keel.errors import ThreadNotFoundError, UsageError
 from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
 from keel.observability.observer import observe_run
 from keel.observability.tracing import Tracing
+from keel.resilience import Resilience
 from keel.service._durable import DurableAgentMixin
 from keel.types import AgentState, RunBudget, RunResult, TraceStep
 from nodes import AgentContext
@@ -99,6 +100,7 @@ async def build_context(
         price=default.price,
         tiers=bindings,
         tier=DEFAULT_TIER,
+        resilience=Resilience.from_settings(settings),
     )
 
 
@@ -304,6 +306,7 @@ async def open_agent(
             graph = build_agent_graph().compile(checkpointer=storage.saver)
             yield Agent(graph, context, tracing, storage)
     finally:
+        await context.resilience.aclose()
         await asyncio.to_thread(tracing.close)
 
 

@@ -1,0 +1,216 @@
+"""`KeelTracer`: LangChain's LangSmith tracer, sending each run's tree once, when it ends.
+
+The stock `LangChainTracer` posts every run when it starts and patches it when it ends:
+two requests per node, model call and edge, each with the whole graph state as input.
+This one keeps the tree in memory until the graph run ends, then:
+- decides whether to send it (tail sampling): failed, degraded, retried and repaired runs
+  always; successful ones with probability `sample_rate`;
+- adds the run's totals to the root (tokens, cost, outcome) and tags (`retry`, `repair`,
+  `fallback`, `cached`) to the root and to the node that earned them;
+- adds a `tool` run under `act` for each recorded tool call (Keel's tools are plain
+  functions, so LangChain never sees them): name, arguments, observation, error, duration;
+- in `light` mode, drops the whole-state inputs of node and edge runs (model and tool
+  runs keep theirs) and the hidden bookkeeping runs;
+- posts each run once, complete, through the LangSmith client's background queue.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from langchain_core.env import get_runtime_environment
+from langchain_core.tracers.langchain import (
+    LangChainTracer,
+    _patch_missing_metadata,
+    log_error_once,
+)
+from langchain_core.tracers.schemas import Run
+
+__all__ = ["KeelTracer", "TracePolicy"]
+
+HIDDEN = "langsmith:hidden"
+_ROOT_LIGHT_INPUTS = ("question", "tenant", "run_id")
+_ROOT_LIGHT_OUTPUTS = ("outcome", "usage", "answer", "tier", "errors")
+_NODE_LIGHT_INPUTS = ("iteration", "signal", "model_attempt", "repair_attempt", "tier")
+
+
+@dataclass
+class TracePolicy:
+    """What is sent, and how much of it."""
+
+    sample_rate: float = 1.0
+    """Share of successful, undisturbed runs sent; every other run is always sent."""
+    payloads: Literal["full", "light"] = "light"
+    """`light` drops whole-state inputs of node and edge runs."""
+    rng: random.Random = field(default_factory=random.Random)
+
+    def keep(self, reasons: set[str]) -> bool:
+        if reasons:
+            return True
+        return self.sample_rate >= 1.0 or self.rng.random() < self.sample_rate
+
+
+def _steps(run: Run) -> list[Mapping[str, Any]]:
+    outputs = run.outputs or {}
+    trace = outputs.get("trace") if isinstance(outputs, Mapping) else None
+    return [s for s in trace or () if isinstance(s, Mapping)]
+
+
+def _walk(run: Run) -> Iterator[Run]:
+    yield run
+    for child in run.child_runs:
+        yield from _walk(child)
+
+
+def _node(run: Run) -> str | None:
+    node = (run.extra or {}).get("metadata", {}).get("langgraph_node")
+    return str(node) if node is not None and run.name == node else None
+
+
+class KeelTracer(LangChainTracer):
+    """A LangSmith tracer that sends each graph run's tree once, complete, if sampled."""
+
+    def __init__(self, *args: Any, policy: TracePolicy | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy or TracePolicy()
+
+    def copy_with_metadata_defaults(
+        self,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tags: list[str] | None = None,
+    ) -> LangChainTracer:
+        clone = super().copy_with_metadata_defaults(metadata=metadata, tags=tags)
+        if isinstance(clone, KeelTracer):
+            clone.policy = self.policy
+        return clone
+
+    def _persist_run(self, run: Run) -> None:
+        """No copy of the finished root is kept (`get_run_url` is not supported)."""
+
+    def _persist_run_single(self, run: Run) -> None:
+        self._maybe_send(run)
+
+    def _update_run_single(self, run: Run) -> None:  # type: ignore[override]
+        self._maybe_send(run)
+
+    def _maybe_send(self, run: Run) -> None:
+        if run.parent_run_id is not None or run.end_time is None:
+            return
+        if run.extra.get("__disabled"):
+            return
+        try:
+            self._send(run)
+        except Exception as exc:  # tracing must never fail a run
+            log_error_once("post", exc)
+
+    def _send(self, root: Run) -> None:
+        reasons = self._decorate(root)
+        if not self.policy.keep(reasons):
+            return
+        self._add_tool_runs(root)
+        light = self.policy.payloads == "light"
+        if light:
+            self._prune_hidden(root)
+        root.extra["runtime"] = get_runtime_environment()
+        for run in _walk(root):
+            _patch_missing_metadata(self, run)
+            run.tags = sorted(set(run.tags or ()) | set(self.tags or ()))
+            if light:
+                self._lighten(run, root)
+            if run.ls_client is not self.client:
+                run.ls_client = self.client
+            run.post(exclude_child_runs=True)
+
+    def _decorate(self, root: Run) -> set[str]:
+        """Tag nodes and root, add totals to the root; returns why the run must be kept."""
+        reasons: set[str] = set()
+        for run in _walk(root):
+            node = _node(run)
+            if node is None:
+                continue
+            tags = set()
+            for step in _steps(run):
+                signal = step.get("signal")
+                if signal in ("retry", "repair"):
+                    tags.add(str(signal))
+                if signal == "degrade":
+                    reasons.add("degraded")
+                if step.get("cached"):
+                    tags.add("cached")
+            if node == "fallback":
+                tags.add("fallback")
+            if tags:
+                run.tags = sorted(set(run.tags or ()) | tags)
+                reasons |= tags - {"cached"}
+        outputs: Mapping[str, Any] = root.outputs or {}
+        outcome = outputs.get("outcome") or {}
+        usage = outputs.get("usage") or {}
+        success = bool(outcome.get("success")) and root.error is None
+        if not success:
+            reasons.add("failed")
+        tags_seen = {t for r in _walk(root) for t in (r.tags or ()) if r is not root}
+        root_tags = tags_seen & {"retry", "repair", "fallback", "cached"}
+        root.tags = sorted(set(root.tags or ()) | root_tags)
+        root.add_metadata(
+            {
+                "tokens": usage.get("total_tokens", 0),
+                "cost_usd": usage.get("cost_usd", 0.0),
+                "model_calls": usage.get("model_calls", 0),
+                "outcome": "success" if success else "failed",
+                "error_code": outcome.get("error_code"),
+                "tier": outputs.get("tier"),
+                "keel_kept_because": sorted(reasons) or ["sampled"],
+            }
+        )
+        return reasons
+
+    def _add_tool_runs(self, root: Run) -> None:
+        for run in list(_walk(root)):
+            if _node(run) != "act":
+                continue
+            for step in _steps(run):
+                start = run.start_time
+                ms = float(step.get("ms") or 0.0)
+                args = step.get("action_input")
+                error = step.get("error_code")
+                child = run.create_child(
+                    name=str(step.get("action") or "tool"),
+                    run_type="tool",
+                    inputs=dict(args) if isinstance(args, Mapping) else {"input": args},
+                    outputs={"output": step.get("observation")},
+                    error=f"{error}: {step.get('observation')}" if error else None,
+                    start_time=start,
+                    end_time=start + timedelta(milliseconds=ms),
+                    tags=["tool"],
+                )
+                child.extra["metadata"] = {**child.extra.get("metadata", {}), "keel_ms": ms}
+
+    @staticmethod
+    def _prune_hidden(root: Run) -> None:
+        for run in _walk(root):
+            run.child_runs = [
+                c for c in run.child_runs if HIDDEN not in (c.tags or ()) or c.child_runs
+            ]
+
+    @staticmethod
+    def _lighten(run: Run, root: Run) -> None:
+        run.serialized = {}
+        run.events = []
+        if run.run_type != "chain":
+            return
+        inputs = run.inputs if isinstance(run.inputs, Mapping) else {}
+        outputs = run.outputs if isinstance(run.outputs, Mapping) else {}
+        if run is root:
+            run.inputs = {k: inputs[k] for k in _ROOT_LIGHT_INPUTS if k in inputs}
+            run.outputs = {k: outputs[k] for k in _ROOT_LIGHT_OUTPUTS if k in outputs}
+            return
+        run.inputs = {k: inputs[k] for k in _NODE_LIGHT_INPUTS if k in inputs}
+        if _node(run) is not None:
+            run.outputs = {k: v for k, v in outputs.items() if k != "messages"}
+        else:
+            run.outputs = {}

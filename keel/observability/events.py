@@ -1,0 +1,59 @@
+"""Events raised outside the graph's state: breakers, rate limits, caches, budgets, queues.
+
+Each call logs one event and feeds its metric, so callers in `keel.resilience`,
+`keel.cost`, `keel.cache` and the service need one line:
+
+```python
+from keel.observability import events
+events.breaker_changed("model:openai:gpt-4o-mini", "closed", "open", failure_rate=0.6)
+events.cache_lookup("model", hit=True)
+```
+The run context (run_id, thread_id, tenant) is bound already when called inside a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.observability import metrics
+from keel.observability.logs import get_logger
+
+__all__ = [
+    "breaker_changed",
+    "budget_decision",
+    "cache_lookup",
+    "queue_depth",
+    "rate_limit_waited",
+]
+
+
+def breaker_changed(breaker: str, old: str, new: str, **fields: Any) -> None:
+    """A circuit breaker moved from `old` to `new` (`closed`, `half_open`, `open`)."""
+    metrics.record_breaker_state(breaker, new)
+    level = 30 if new == "open" else 20
+    get_logger().log(level, "breaker.change", breaker=breaker, old=old, new=new, **fields)
+
+
+def rate_limit_waited(limiter: str, seconds: float, **fields: Any) -> None:
+    """A call waited `seconds` for the rate limiter `limiter`."""
+    metrics.record_rate_limit_wait(limiter, seconds)
+    get_logger().info("ratelimit.wait", limiter=limiter, wait_ms=round(seconds * 1000, 1), **fields)
+
+
+def cache_lookup(cache: str, *, hit: bool, **fields: Any) -> None:
+    """A look-up in cache `cache` (`model`, `tool`, `run`); only hits are logged (at info)."""
+    metrics.record_cache(cache, hit)
+    if hit:
+        get_logger().info("cache.hit", cache=cache, **fields)
+
+
+def budget_decision(decision: str, **fields: Any) -> None:
+    """A budget check's decision: `allow` (logged at debug), `downgrade`, `deny`, …"""
+    metrics.record_budget_decision(decision)
+    level = 10 if decision == "allow" else 30
+    get_logger().log(level, "budget.decision", decision=decision, **fields)
+
+
+def queue_depth(queue: str, depth: int) -> None:
+    """The number of runs waiting in `queue` (a gauge; not logged)."""
+    metrics.set_queue_depth(queue, depth)

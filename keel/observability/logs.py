@@ -1,0 +1,137 @@
+"""structlog set-up: one JSON object per line in production, readable lines in a terminal.
+
+Every event goes through the `Redactor` last, after exceptions are rendered, so a key in
+a traceback is masked too. Context bound with `bind_run` (run_id, thread_id, tenant) rides
+along on every event of the run, nodes included: LangGraph's tasks inherit contextvars.
+
+```python
+configure_logging(settings, stream=sys.stderr)     # once, at the entry point
+log = get_logger()
+log.info("run.start", model="openai:gpt-4o-mini")
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, TextIO, cast
+
+import structlog
+
+from keel.config import ObservabilitySettings, Settings
+from keel.observability.redact import Redactor
+
+__all__ = ["bind_run", "configure_logging", "get_logger", "redactor_for", "secret_values"]
+
+LOGGER_NAME = "keel"
+
+
+def secret_values(settings: Settings) -> tuple[str, ...]:
+    """The configured secrets' values, masked wherever they appear."""
+    key = settings.openai_api_key
+    return (key.get_secret_value(),) if key is not None else ()
+
+
+def redactor_for(settings: Settings) -> Redactor:
+    """The default patterns, the configured ones, and the configured secrets' values."""
+    return Redactor.build(settings.observability.redact_patterns, secret_values(settings))
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(callable(isatty) and isatty())
+
+
+def _wants_json(fmt: str, stream: IO[str]) -> bool:
+    if fmt == "json":
+        return True
+    if fmt == "pretty":
+        return False
+    return not _is_tty(stream)
+
+
+def configure_logging(
+    settings: Settings | ObservabilitySettings,
+    *,
+    stream: IO[str] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Redactor:
+    """Configure structlog process-wide; returns the redactor it installed.
+
+    Given full `Settings`, the configured API keys are masked as well as `secrets`.
+    `stream` defaults to stderr so stdout stays free for answers and `--json` objects.
+    """
+    out = stream if stream is not None else sys.stderr
+    if isinstance(settings, Settings):
+        obs = settings.observability
+        secrets = (*secret_values(settings), *secrets)
+    else:
+        obs = settings
+    redactor = Redactor.build(obs.redact_patterns, secrets)
+    as_json = _wants_json(obs.log_format, out)
+    renderer: Any = (
+        structlog.processors.JSONRenderer(default=str)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=_is_tty(out), timestamp_key="ts")
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    processors = [*shared, redactor, _event_first, renderer]
+    _route_stdlib(out, shared, redactor, renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[obs.log_level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
+        cache_logger_on_first_use=False,
+    )
+    return redactor
+
+
+def _event_first(logger: Any, method: str, event: Any) -> Any:
+    """`ts`, `level`, `event` lead each line, so a human can scan the JSON too."""
+    head = {k: event.pop(k) for k in ("ts", "level", "event") if k in event}
+    return {**head, **event}
+
+
+def _route_stdlib(out: IO[str], shared: list[Any], redactor: Redactor, renderer: Any) -> None:
+    """Library warnings (stdlib `logging`: httpx, langsmith, …) get the same format and mask."""
+    handler = logging.StreamHandler(out)
+    handler.set_name("keel")
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redactor,
+                _event_first,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != "keel"] + [handler]
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
+def get_logger(**initial: Any) -> Any:
+    """Keel's logger (a structlog bound logger), with `initial` values bound."""
+    return structlog.get_logger(LOGGER_NAME, **initial)
+
+
+@contextmanager
+def bind_run(**values: Any) -> Iterator[None]:
+    """Bind run context (run_id, thread_id, tenant, …) to every event logged inside."""
+    present = {k: v for k, v in values.items() if v is not None}
+    with structlog.contextvars.bound_contextvars(**present):
+        yield

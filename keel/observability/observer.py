@@ -1,0 +1,211 @@
+"""One place that turns a run's graph updates into log events and metrics.
+
+Nodes already write what happened into the state as `TraceStep` rows (and `usage`,
+`fatal_error`). The runner streams the graph with `stream_mode="updates"` and hands every
+update to a `RunObserver`, which derives the events from those rows: nodes stay free of
+logging and metrics calls, and what is logged is exactly what is checkpointed.
+
+```python
+async with observe_run(run_id=…, thread_id=…, model=…) as observer:
+    async for update in graph.astream(…, stream_mode="updates"):
+        observer.on_update(update)
+    observer.finish(result)
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.observability import metrics
+from keel.observability.logs import bind_run, get_logger
+from keel.types import RunResult, TraceStep
+
+__all__ = ["RunObserver", "observe_run", "run_status"]
+
+_OK_SIGNALS = frozenset({"answer", "tools", "repair"})
+
+
+def run_status(result: RunResult) -> str:
+    """`success`, `failed` (clean failure) or `interrupted` (stopped mid-run)."""
+    if result.status == "interrupted":
+        return "interrupted"
+    return "success" if result.success else "failed"
+
+
+@dataclass
+class RunObserver:
+    """Derives log events and metrics from one run's state updates."""
+
+    run_id: str | None
+    thread_id: str
+    model: str
+    tenant: str | None = None
+    resumed: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    finished: bool = False
+    degraded: bool = False
+    log: Any = field(default_factory=get_logger)
+
+    def on_update(self, chunk: Mapping[str, Any]) -> None:
+        """One `stream_mode="updates"` chunk: `{node: update}` (or `__interrupt__`)."""
+        for node, update in chunk.items():
+            if node == "__interrupt__":
+                self.log.info("run.interrupt", reason=str(update)[:500])
+                continue
+            if not isinstance(update, Mapping):
+                continue
+            for step in update.get("trace") or ():
+                self._step(node, step, update)
+
+    def _step(self, node: str, step: TraceStep, update: Mapping[str, Any]) -> None:
+        ms = float(step.get("ms") or 0.0)
+        signal = step.get("signal")
+        code = step.get("error_code")
+        common = {"node": node, "iteration": step.get("iteration"), "ms": round(ms, 1)}
+        if node == "reason":
+            self._model_step(step, update, signal, code, ms, common)
+        elif node == "act":
+            tool = step.get("action") or "?"
+            outcome: metrics.Outcome = "error" if code else "ok"
+            metrics.record_tool_call(tool, outcome, ms / 1000)
+            self.log.log(
+                30 if code else 20,
+                "tool.call",
+                tool=tool,
+                outcome=outcome,
+                error_code=code,
+                **common,
+            )
+        elif node == "fallback":
+            fatal = update.get("fatal_error") or {}
+            error_code = code or fatal.get("code")
+            metrics.record_fallback(error_code)
+            self.degraded = True
+            self.log.warning("run.fallback", error_code=error_code, **common)
+        elif signal == "degrade":
+            self.degraded = True
+            self.log.warning(
+                "run.degrade", error_code=code, reason=step.get("observation"), **common
+            )
+        else:
+            self.log.debug("node.step", signal=signal, **common)
+
+    def _model_step(
+        self,
+        step: TraceStep,
+        update: Mapping[str, Any],
+        signal: str | None,
+        code: str | None,
+        ms: float,
+        common: dict[str, Any],
+    ) -> None:
+        usage = update.get("usage") or {}
+        model = str(step.get("model") or self.model)
+        called = bool(usage.get("model_calls"))
+        if called:
+            failed = signal == "retry" or (signal == "degrade" and not usage.get("total_tokens"))
+            outcome: metrics.Outcome = "error" if failed else "ok"
+            metrics.record_model_call(model, outcome, ms / 1000)
+            self.log.log(
+                20 if outcome == "ok" else 30,
+                "model.call",
+                model=model,
+                outcome=outcome,
+                signal=signal,
+                attempt=step.get("attempt", 0),
+                tokens=step.get("tokens", 0),
+                cost=step.get("cost", 0.0),
+                error_code=code,
+                action=step.get("action"),
+                **common,
+            )
+        if signal == "retry":
+            metrics.record_retry(code)
+            self.log.warning("model.retry", attempt=step.get("attempt"), error_code=code, **common)
+        elif signal == "repair":
+            metrics.record_repair(code)
+            self.log.warning(
+                "model.repair",
+                attempt=step.get("attempt"),
+                error_code=code,
+                reason=step.get("observation"),
+                **common,
+            )
+        elif signal == "degrade":
+            self.degraded = True
+            self.log.warning(
+                "run.degrade", error_code=code, reason=step.get("observation"), **common
+            )
+        elif signal not in _OK_SIGNALS:
+            self.log.debug("node.step", signal=signal, **common)
+
+    def finish(self, result: RunResult) -> None:
+        """The run returned: log `run.end` and count it."""
+        self.finished = True
+        meta = result.metadata
+        status = run_status(result)
+        seconds = time.perf_counter() - self.started
+        tier = str(meta.get("tier") or "standard")
+        metrics.record_run(
+            status=status,
+            tier=tier,
+            seconds=seconds,
+            iterations=int(meta.get("iterations", 0)),
+            tokens=int(meta.get("total_tokens", 0)),
+            cost=float(meta.get("total_cost", 0.0)),
+        )
+        self.log.log(
+            20 if status != "failed" else 30,
+            "run.end",
+            status=status,
+            tier=tier,
+            iterations=meta.get("iterations"),
+            model_calls=meta.get("model_calls"),
+            tokens=meta.get("total_tokens"),
+            cost=meta.get("total_cost"),
+            latency_ms=round(seconds * 1000, 1),
+            error_code=result.error_code,
+            error=result.error,
+        )
+
+    def crashed(self, exc: BaseException) -> None:
+        """The run raised instead of returning a result."""
+        seconds = time.perf_counter() - self.started
+        metrics.record_run(
+            status="error", tier="-", seconds=seconds, iterations=0, tokens=0, cost=0.0
+        )
+        self.log.error(
+            "run.error",
+            error=f"{type(exc).__name__}: {exc}",
+            latency_ms=round(seconds * 1000, 1),
+        )
+
+
+@asynccontextmanager
+async def observe_run(
+    *,
+    run_id: str | None,
+    thread_id: str,
+    model: str,
+    tenant: str | None = None,
+    resumed: bool = False,
+) -> AsyncIterator[RunObserver]:
+    """Bind the run's context to every log event, count it in flight, log start and end."""
+    with bind_run(run_id=run_id, thread_id=thread_id, tenant=tenant):
+        observer = RunObserver(
+            run_id=run_id, thread_id=thread_id, model=model, tenant=tenant, resumed=resumed
+        )
+        observer.log.info("run.start", model=model, resumed=resumed)
+        metrics.run_in_flight(1)
+        try:
+            yield observer
+        except BaseException as exc:
+            observer.crashed(exc)
+            raise
+        finally:
+            metrics.run_in_flight(-1)

@@ -1,0 +1,104 @@
+"""LangSmith tracing for an agent: on or off, sampling, payload size, and a bounded shutdown.
+
+```bash
+LANGSMITH_TRACING=true LANGSMITH_API_KEY=lsv2_… keel run "…"      # every run is one trace
+KEEL_OBSERVABILITY__TRACE_SAMPLE_RATE=0.1                          # 10 % of successful runs
+```
+Endpoint, key and project are LangSmith's own variables (`LANGSMITH_ENDPOINT`,
+`LANGSMITH_API_KEY`, `LANGSMITH_PROJECT`), read by the LangSmith client itself.
+Sending happens on the client's background thread; a slow or dead endpoint costs the run
+nothing, and closing the agent waits at most `trace_flush_timeout_s` for unsent traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.config import Settings
+from keel.observability._tracer import KeelTracer, TracePolicy
+
+__all__ = ["Tracing"]
+
+
+@dataclass
+class Tracing:
+    """Per agent: whether runs are traced, and the LangSmith client they go through."""
+
+    enabled: bool = False
+    client: Any = None
+    """A `langsmith.Client` (built only when tracing is on)."""
+    project: str | None = None
+    policy: TracePolicy = field(default_factory=TracePolicy)
+    flush_timeout_s: float = 2.0
+    silence: bool = False
+    """Off on purpose: also keep LangSmith's env-driven default tracer away from runs."""
+    _closed: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: Any = None) -> Tracing:
+        """On when `tracing` is `on`, or `auto` and LangSmith's own switch says so."""
+        obs = settings.observability
+        policy = TracePolicy(sample_rate=obs.trace_sample_rate, payloads=obs.trace_payloads)
+        if obs.tracing == "off":
+            return cls(enabled=False, policy=policy, silence=True)
+        from langsmith import utils as ls_utils
+
+        if obs.tracing == "auto" and not ls_utils.tracing_is_enabled():
+            return cls(enabled=False, policy=policy)
+        if client is None:
+            from langsmith import Client
+
+            client = Client(timeout_ms=(2_000, 10_000))
+        return cls(
+            enabled=True,
+            client=client,
+            project=obs.trace_project,
+            policy=policy,
+            flush_timeout_s=obs.trace_flush_timeout_s,
+        )
+
+    @classmethod
+    def seeded(cls, settings: Settings, seed: int, *, client: Any = None) -> Tracing:
+        """Like `from_settings`, with a reproducible sampling sequence (tests, benchmarks)."""
+        tracing = cls.from_settings(settings, client=client)
+        tracing.policy.rng = random.Random(seed)
+        return tracing
+
+    def callbacks(self, metadata: Mapping[str, Any] | None = None) -> list[Any]:
+        """The callback handlers for one run: a fresh `KeelTracer`, or none."""
+        if not self.enabled or self._closed:
+            return []
+        return [
+            KeelTracer(
+                project_name=self.project,
+                client=self.client,
+                policy=self.policy,
+                metadata=dict(metadata) if metadata else None,
+            )
+        ]
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Around a run: when off on purpose, silence LangSmith's env-driven default tracer."""
+        if not self.silence:
+            with nullcontext():
+                yield
+            return
+        from langsmith import tracing_context
+
+        with tracing_context(enabled=False):
+            yield
+
+    def close(self) -> None:
+        """Send what is queued, waiting at most `flush_timeout_s`; then drop the rest."""
+        if self._closed or self.client is None:
+            self._closed = True
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):  # best effort at shutdown
+            self.client.close(timeout=self.flush_timeout_s)
