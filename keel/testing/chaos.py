@@ -363,9 +363,11 @@ class ChaosServer:
     async def _serve(self, ready: threading.Event) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, 0, shutdown_timeout=0.1)
+        site = web.TCPSite(runner, self.host, 0)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
