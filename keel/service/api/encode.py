@@ -1,0 +1,97 @@
+"""JSON for the wire: state values, thread states and server-sent events.
+
+State values hold LangChain messages and LangGraph interrupts; they are rendered the way
+the LangGraph Agent Server renders them (messages as their pydantic dumps, interrupts as
+`{"value", "id"}`), so the official SDK and UIs read them unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from langgraph.types import StateSnapshot
+from pydantic import BaseModel
+
+__all__ = ["dumps", "interrupt_json", "jsonable", "snapshot_json", "sse"]
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode(errors="replace")
+    if isinstance(obj, BaseException):
+        return {"error": type(obj).__name__, "message": str(obj)}
+    return repr(obj)
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson with a fallback for messages, dataclasses and anything else (as repr)."""
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON types (what a client will read back)."""
+    return orjson.loads(dumps(obj))
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event; the data is a single line of JSON."""
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def interrupt_json(interrupt: Any) -> dict[str, Any]:
+    return {
+        "value": jsonable(getattr(interrupt, "value", None)),
+        "id": getattr(interrupt, "id", ""),
+    }
+
+
+def _checkpoint(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    c = config.get("configurable", {})
+    return {
+        "thread_id": c.get("thread_id"),
+        "checkpoint_ns": c.get("checkpoint_ns", ""),
+        "checkpoint_id": c.get("checkpoint_id"),
+        "checkpoint_map": c.get("checkpoint_map"),
+    }
+
+
+def snapshot_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
+    """A LangGraph `StateSnapshot` as the protocol's `ThreadState`."""
+    tasks = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "error": str(t.error) if t.error else None,
+            "interrupts": [interrupt_json(i) for i in t.interrupts],
+            "checkpoint": None,
+            "state": None,
+            "result": jsonable(t.result) if t.result is not None else None,
+        }
+        for t in snapshot.tasks
+    ]
+    created: Any = snapshot.created_at
+    if isinstance(created, datetime):
+        created = created.isoformat()
+    return {
+        "values": jsonable(snapshot.values or {}),
+        "next": list(snapshot.next),
+        "tasks": tasks,
+        "checkpoint": _checkpoint(snapshot.config)
+        or {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
+        "metadata": jsonable(snapshot.metadata or {}),
+        "created_at": created,
+        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
+    }

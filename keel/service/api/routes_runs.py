@@ -1,0 +1,282 @@
+"""Runs on threads and stateless runs: background, wait, stream, join, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from keel.service.api.auth import Principal
+from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
+from keel.service.api.encode import interrupt_json, jsonable, sse
+from keel.service.api.errors import Conflict, NotFound, Unprocessable
+from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle
+from keel.service.api.schemas import ID_PATTERN, RunCreate
+from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runs"])
+ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
+RunId = Annotated[str, Path(pattern=ID_PATTERN)]
+JOIN_POLL_S = 0.25
+
+
+def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "thread_id": record.thread_id,
+        "assistant_id": record.assistant_id,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+        "status": handle.status if handle else record.status,
+        "metadata": record.metadata,
+        "multitask_strategy": record.multitask_strategy,
+        "kwargs": {k: v for k, v in record.kwargs.items() if k != "role"},
+    }
+
+
+def _location(handle: RunHandle) -> dict[str, str]:
+    r = handle.record
+    return {"Content-Location": f"/threads/{r.thread_id}/runs/{r.run_id}"}
+
+
+def _check_assistant(body: RunCreate) -> None:
+    if body.assistant_id not in (GRAPH_ID, ASSISTANT_ID):
+        raise NotFound(f"assistant {body.assistant_id} not found; the assistant is 'agent'")
+
+
+async def _thread_for(
+    svc: Services, principal: Principal, thread_id: str, body: RunCreate
+) -> ThreadRecord:
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is not None:
+        return thread
+    if body.if_not_exists == "create":
+        created = await svc.store.create_thread(
+            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+        )
+        if created is not None:
+            return created
+    raise NotFound(f"thread {thread_id} not found")
+
+
+async def _start(
+    svc: Services, principal: Principal, thread_id: str | None, body: RunCreate
+) -> RunHandle:
+    _check_assistant(body)
+    temporary = False
+    if thread_id is None:
+        thread_id = str(uuid.uuid4())
+        thread = await svc.store.create_thread(
+            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+        )
+        assert thread is not None
+        temporary = (body.on_completion or "delete") == "delete"
+    else:
+        thread = await _thread_for(svc, principal, thread_id, body)
+    try:
+        return await svc.runs.start(thread, principal, body, temporary=temporary)
+    except Exception:
+        if temporary:
+            await svc.store.delete_thread(thread_id, principal.tenant_id)
+        raise
+
+
+async def _result(svc: Services, handle: RunHandle) -> dict[str, Any]:
+    if handle.result:
+        return jsonable(handle.result)
+    return await _thread_values(svc, handle.record.thread_id)
+
+
+async def _thread_values(svc: Services, thread_id: str) -> dict[str, Any]:
+    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread_id))
+    values: dict[str, Any] = jsonable(snapshot.values or {})
+    if snapshot.interrupts:
+        values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
+    return values
+
+
+def _wanted(event: str, modes: list[str]) -> bool:
+    if event in ("metadata", "end", "error"):
+        return True
+    if event == "messages":
+        return "messages" in modes or "messages-tuple" in modes
+    return event in modes
+
+
+async def _events(
+    svc: Services, handle: RunHandle, modes: list[str], cancel_on_disconnect: bool
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        async for event, data in handle.subscribe():
+            if _wanted(event, modes):
+                yield sse(event, data)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect and not handle.done.is_set():
+            await svc.runs.cancel(handle, reason="the client disconnected", wait=False)
+
+
+def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingResponse:
+    return StreamingResponse(
+        _events(svc, handle, handle.modes, body.on_disconnect == "cancel"),
+        media_type="text/event-stream",
+        headers={**_location(handle), "Cache-Control": "no-store"},
+    )
+
+
+async def _wait(svc: Services, handle: RunHandle) -> JSONResponse:
+    await handle.done.wait()
+    return JSONResponse(content=await _result(svc, handle), headers=_location(handle))
+
+
+# stateful -----------------------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+) -> JSONResponse:
+    handle = await _start(svc, principal, thread_id, body)
+    return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+) -> JSONResponse:
+    return await _wait(svc, await _start(svc, principal, thread_id, body))
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+) -> StreamingResponse:
+    return _stream(svc, await _start(svc, principal, thread_id, body), body)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: ThreadId,
+    svc: Svc,
+    principal: Caller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[
+        Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None,
+        Query(),
+    ] = None,
+) -> list[dict[str, Any]]:
+    await load_thread(svc, thread_id, principal)
+    found = await svc.store.list_runs(
+        thread_id, principal.tenant_id, status=status, limit=limit, offset=offset
+    )
+    return [jsonable(run_json(r, svc.runs.handles.get(r.run_id))) for r in found]
+
+
+async def _run(svc: Services, principal: Principal, thread_id: str, run_id: str) -> RunRecord:
+    record = await svc.store.get_run(run_id, thread_id, principal.tenant_id)
+    if record is None:
+        raise NotFound(f"run {run_id} not found on thread {thread_id}")
+    return record
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    record = await _run(svc, principal, thread_id, run_id)
+    result: dict[str, Any] = jsonable(run_json(record, svc.runs.handles.get(run_id)))
+    return result
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Any:
+    record = await _run(svc, principal, thread_id, run_id)
+    handle = svc.runs.handles.get(run_id)
+    if handle is not None:
+        await handle.done.wait()
+        return await _result(svc, handle)
+    while record.status in ACTIVE_RUN_STATUSES:  # executing in another process
+        await asyncio.sleep(JOIN_POLL_S)
+        record = await _run(svc, principal, thread_id, run_id)
+    if record.status == "error":
+        return {"__error__": {"error": "RunError", "message": record.error or ""}}
+    return await _thread_values(svc, thread_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: ThreadId,
+    run_id: RunId,
+    svc: Svc,
+    principal: Caller,
+    cancel_on_disconnect: Annotated[bool, Query()] = False,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+) -> StreamingResponse:
+    record = await _run(svc, principal, thread_id, run_id)
+    handle = svc.runs.handles.get(run_id)
+    if handle is None:
+        end = sse("end", {"run_id": run_id, "status": record.status})
+
+        async def ended() -> AsyncIterator[bytes]:
+            yield end
+
+        return StreamingResponse(ended(), media_type="text/event-stream")
+    modes = stream_mode or handle.modes
+    return StreamingResponse(
+        _events(svc, handle, modes, cancel_on_disconnect), media_type="text/event-stream"
+    )
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=204)
+async def cancel_run(
+    thread_id: ThreadId,
+    run_id: RunId,
+    svc: Svc,
+    principal: Caller,
+    wait: Annotated[bool, Query()] = False,
+    action: Annotated[Literal["interrupt", "rollback"], Query()] = "interrupt",
+) -> Response:
+    record = await _run(svc, principal, thread_id, run_id)
+    if action == "rollback":
+        raise Unprocessable("cancel action 'rollback' is not supported; use 'interrupt'")
+    handle = svc.runs.handles.get(run_id)
+    if handle is None or handle.done.is_set():
+        raise Conflict(f"run {run_id} is not pending or running (status {record.status})")
+    await svc.runs.cancel(handle, reason="cancelled by the client", wait=wait)
+    return Response(status_code=204)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Response:
+    record = await _run(svc, principal, thread_id, run_id)
+    if record.status in ACTIVE_RUN_STATUSES:
+        raise Conflict(f"run {run_id} is still {record.status}; cancel it first")
+    await svc.store.delete_run(run_id)
+    return Response(status_code=204)
+
+
+# stateless ----------------------------------------------------------------------------
+
+
+@router.post("/runs")
+async def create_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
+    handle = await _start(svc, principal, None, body)
+    return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
+
+
+@router.post("/runs/wait")
+async def wait_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
+    return await _wait(svc, await _start(svc, principal, None, body))
+
+
+@router.post("/runs/stream")
+async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> StreamingResponse:
+    return _stream(svc, await _start(svc, principal, None, body), body)

@@ -1,0 +1,74 @@
+"""Keel's own tables: tenants, API keys, threads and runs (checkpoints live elsewhere).
+
+The schema is owned by the Alembic migrations beside this module; these `Table` objects
+describe it for queries. Table names carry a `keel_` prefix so they can share a Postgres
+database with the checkpointer's tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["api_keys", "metadata", "runs", "tenants", "threads"]
+
+metadata = MetaData()
+
+tenants = Table(
+    "keel_tenants",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "keel_api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant_id", String(128), ForeignKey("keel_tenants.tenant_id"), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("key_hash", String(128), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+threads = Table(
+    "keel_threads",
+    metadata,
+    Column("thread_id", String(128), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_keel_threads_tenant", "tenant_id", "created_at"),
+)
+
+runs = Table(
+    "keel_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("thread_id", String(128), nullable=False),
+    Column("tenant_id", String(128), nullable=False),
+    Column("assistant_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("multitask_strategy", String(16), nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("kwargs", JSON, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_keel_runs_thread", "thread_id", "created_at"),
+    Index("ix_keel_runs_status", "status"),
+)

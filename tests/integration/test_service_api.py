@@ -1,0 +1,280 @@
+"""The HTTP API driven by the official `langgraph-sdk` client against a running server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langgraph.types import interrupt
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import ConflictError, NotFoundError
+
+from keel.config import Settings
+from keel.testing.scripted import CallInfo, FunctionModel
+from tests.integration.service_server import running_server
+from tests.sales_truth import SALES_QUESTION
+from tools import default_tools
+from tools.registry import ToolRegistry, tool
+
+USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
+
+
+@pytest.fixture
+def sales_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
+    settings = settings_factory(
+        model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
+    )
+    with running_server(settings) as url:
+        yield url
+
+
+@tool(idempotent=True)
+async def nap(seconds: float) -> str:
+    """Wait a while (slow work, for cancellation tests)."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@tool(idempotent=True)
+async def ask_human(question: str) -> str:
+    """Ask a person and wait for the answer."""
+    answer = interrupt({"question": question})
+    return f"the human said: {answer}"
+
+
+def _scripted(first_tool: str, args: dict[str, Any]) -> FunctionModel:
+    """Calls `first_tool` once per question, then answers with what it returned."""
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            return AIMessage(content=f"done: {last.content}")
+        return AIMessage(
+            content="",
+            tool_calls=[{"name": first_tool, "args": args, "id": f"call_{info.index}"}],
+        )
+
+    return FunctionModel(fn=reply, model_name="scripted:tool-once")
+
+
+@pytest.fixture
+def tool_server(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> Callable[[str, dict[str, Any]], Any]:
+    """A server whose model calls one given tool (`nap` or `ask_human`) and then answers."""
+
+    def make(tool_name: str, args: dict[str, Any]) -> Any:
+        settings = settings_factory(
+            model="scripted:echo", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
+        )
+        registry = ToolRegistry.of([*default_tools(), nap, ask_human])
+        return running_server(settings, model=_scripted(tool_name, args), tools=registry)
+
+    return make
+
+
+def _answer(values: dict[str, Any]) -> str:
+    return str(values["outcome"]["output"])
+
+
+async def test_assistants_health_and_metrics(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        found = await client.assistants.search()
+        assert [a["graph_id"] for a in found] == ["agent"]
+        assert (await client.assistants.get("agent"))["assistant_id"] == found[0]["assistant_id"]
+        assert await client.assistants.search(graph_id="other") == []
+        with pytest.raises(NotFoundError):
+            await client.assistants.get("nope")
+    async with httpx.AsyncClient(base_url=sales_server) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200 and "keel_" in metrics.text
+
+
+async def test_thread_lifecycle(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        thread = await client.threads.create(thread_id="t-life", metadata={"team": "sales"})
+        assert thread["thread_id"] == "t-life" and thread["status"] == "idle"
+        assert thread["metadata"]["team"] == "sales"
+        with pytest.raises(ConflictError):
+            await client.threads.create(thread_id="t-life")
+        same = await client.threads.create(thread_id="t-life", if_exists="do_nothing")
+        assert same["created_at"] == thread["created_at"]
+        updated = await client.threads.update("t-life", metadata={"owner": "ann"})
+        assert updated["metadata"] == {"team": "sales", "owner": "ann", "graph_id": "agent"}
+        assert [t["thread_id"] for t in await client.threads.search(metadata={"owner": "ann"})] == [
+            "t-life"
+        ]
+        empty = await client.threads.get_state("t-life")
+        assert empty["values"] == {} and empty["next"] == []
+        await client.runs.wait("t-life", "agent", input=USER)
+        await client.threads.delete("t-life")
+        with pytest.raises(NotFoundError):
+            await client.threads.get("t-life")
+        with pytest.raises(NotFoundError):
+            await client.threads.get_state("t-life")
+        # the id is free again and the new thread has no old checkpoints
+        await client.threads.create(thread_id="t-life")
+        assert (await client.threads.get_state("t-life"))["values"] == {}
+
+
+async def test_wait_answers_and_state_and_history_follow(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        values = await client.runs.wait(tid, "agent", input=USER)
+        assert values["outcome"]["success"] is True
+        assert "Their total revenue was $" in _answer(values)
+        state = await client.threads.get_state(tid)
+        assert state["next"] == [] and state["values"]["outcome"] == values["outcome"]
+        assert state["checkpoint"]["thread_id"] == tid and state["checkpoint"]["checkpoint_id"]
+        kinds = [m["type"] for m in state["values"]["messages"]]
+        assert kinds[0] == "human" and kinds[-1] == "ai" and kinds.count("tool") == 2
+        history = await client.threads.get_history(tid, limit=4)
+        assert len(history) == 4
+        assert history[0]["checkpoint"]["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
+        steps = [h["metadata"]["step"] for h in history]
+        assert steps == sorted(steps, reverse=True)
+        older = await client.threads.get_history(
+            tid, limit=2, before={"checkpoint_id": history[1]["checkpoint"]["checkpoint_id"]}
+        )
+        assert [h["metadata"]["step"] for h in older] == steps[2:4]
+        assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_stream_sends_metadata_values_updates_and_end(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        parts = [
+            p
+            async for p in client.runs.stream(
+                tid, "agent", input=USER, stream_mode=["values", "updates", "messages-tuple"]
+            )
+        ]
+    events = [p.event for p in parts]
+    assert events[0] == "metadata" and events[-1] == "end"
+    run_id = parts[0].data["run_id"]
+    assert parts[-1].data == {"run_id": run_id, "status": "success"}
+    nodes = [next(iter(p.data)) for p in parts if p.event == "updates"]
+    assert nodes == ["reason", "act", "observe", "reason", "act", "observe", "reason", "finish"]
+    final = [p.data for p in parts if p.event == "values"][-1]
+    assert final["outcome"]["success"] is True and final["run_id"] == run_id
+    assert any(p.event == "messages" for p in parts)
+
+
+async def test_background_run_get_join_and_list(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        created = []
+        run = await client.runs.create(
+            tid, "agent", input=USER, metadata={"tag": "bg"}, on_run_created=created.append
+        )
+        assert run["status"] in ("pending", "running") and run["metadata"] == {"tag": "bg"}
+        assert created == [{"run_id": run["run_id"], "thread_id": tid}]
+        values = await client.runs.join(tid, run["run_id"])
+        assert values["outcome"]["success"] is True
+        assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+        listed = await client.runs.list(tid)
+        assert [r["run_id"] for r in listed] == [run["run_id"]]
+        with pytest.raises(NotFoundError):
+            await client.runs.get(tid, "no-such-run")
+        with pytest.raises(ConflictError):  # it has finished already
+            await client.runs.cancel(tid, run["run_id"])
+
+
+async def test_stateless_runs_leave_no_thread(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        values = await client.runs.wait(None, "agent", input={"question": SALES_QUESTION})
+        assert values["outcome"]["success"] is True
+        parts = [p async for p in client.runs.stream(None, "agent", input=USER)]
+        assert parts[0].event == "metadata" and parts[-1].event == "end"
+        assert parts[-1].data["status"] == "success"
+        await asyncio.sleep(0.2)
+        assert await client.threads.search() == []
+
+
+async def test_interrupt_before_then_continue_with_a_command(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        run = await client.runs.create(tid, "agent", input=USER, interrupt_before=["act"])
+        await client.runs.join(tid, run["run_id"])
+        assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+        assert (await client.threads.get(tid))["status"] == "interrupted"
+        assert (await client.threads.get_state(tid))["next"] == ["act"]
+        values = await client.runs.wait(tid, "agent", command={"resume": "go on"})
+        assert values["outcome"]["success"] is True
+        assert (await client.threads.get(tid))["status"] == "idle"
+        with pytest.raises(httpx.HTTPStatusError) as refused:  # nothing left to continue
+            await client.runs.wait(tid, "agent")
+        assert refused.value.response.status_code == 422
+
+
+async def test_resume_an_interrupt_raised_in_a_tool(tool_server: Any) -> None:
+    with tool_server("ask_human", {"question": "May I?"}) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            paused = await client.runs.wait(tid, "agent", input=USER)
+            assert paused["__interrupt__"][0]["value"] == {"question": "May I?"}
+            thread = await client.threads.get(tid)
+            assert thread["status"] == "interrupted"
+            state = await client.threads.get_state(tid)
+            assert state["interrupts"][0]["value"] == {"question": "May I?"}
+            parts = [
+                p
+                async for p in client.runs.stream(
+                    tid, "agent", command={"resume": "yes, go ahead"}, stream_mode="values"
+                )
+            ]
+            final = [p.data for p in parts if p.event == "values"][-1]
+            assert final["outcome"]["output"] == "done: the human said: yes, go ahead"
+            assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_cancel_a_running_run(tool_server: Any) -> None:
+    with tool_server("nap", {"seconds": 30}) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            run = await client.runs.create(tid, "agent", input=USER)
+            await _until_status(client, tid, run["run_id"], "running")
+            await client.runs.cancel(tid, run["run_id"], wait=True)
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+            assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_multitask_strategies(tool_server: Any) -> None:
+    with tool_server("nap", {"seconds": 0.6}) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            first = await client.runs.create(tid, "agent", input=USER)
+            await _until_status(client, tid, first["run_id"], "running")
+            with pytest.raises(ConflictError):
+                await client.runs.create(tid, "agent", input=USER, multitask_strategy="reject")
+            queued = await client.runs.create(
+                tid, "agent", input=USER, multitask_strategy="enqueue"
+            )
+            assert (await client.runs.get(tid, queued["run_id"]))["status"] == "pending"
+            await client.runs.join(tid, queued["run_id"])
+            assert (await client.runs.get(tid, first["run_id"]))["status"] == "success"
+            assert (await client.runs.get(tid, queued["run_id"]))["status"] == "success"
+
+            slow = await client.runs.create(tid, "agent", input=USER)
+            await _until_status(client, tid, slow["run_id"], "running")
+            newer = await client.runs.wait(
+                tid, "agent", input={"question": "again"}, multitask_strategy="interrupt"
+            )
+            assert newer["question"] == "again" and newer["outcome"]["success"] is True
+            assert (await client.runs.get(tid, slow["run_id"]))["status"] == "interrupted"
+
+
+async def _until_status(client: Any, thread_id: str, run_id: str, status: str) -> None:
+    for _ in range(200):
+        if (await client.runs.get(thread_id, run_id))["status"] == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {run_id} never reached {status}")
