@@ -7,12 +7,16 @@ wrote them, tool results as `Observation:` user turns.
 
 from __future__ import annotations
 
+from datetime import date
+
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from keel.types import AgentState
+from nodes._compaction import compact_history, system_tokens
 from nodes._records import text_of
 from nodes.context import AgentContext
 from nodes.react_protocol import format_observation, react_instructions
+from tools.sql_context import date_context
 
 REPAIR_TEMPLATE = (
     "Your previous reply could not be used: {hint}\n"
@@ -21,12 +25,17 @@ REPAIR_TEMPLATE = (
 
 
 def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
-    history: list[BaseMessage] = list(state.get("messages", []))
+    history: list[BaseMessage] = compact_history(
+        list(state.get("messages", [])),
+        ctx.settings.compaction,
+        system_tokens=system_tokens(ctx.system_prompt),
+        summary=state.get("context_summary"),
+        summary_upto=state.get("summary_upto", 0),
+    ).messages
+    system = f"{ctx.system_prompt}\n{date_context(date.fromtimestamp(ctx.clock()))}"
     if ctx.mode == "react":
-        system = f"{ctx.system_prompt}\n\n{react_instructions(ctx.tools)}"
+        system = f"{system}\n\n{react_instructions(ctx.tools)}"
         history = [_as_react_text(m) for m in history]
-    else:
-        system = ctx.system_prompt
     prompt: list[BaseMessage] = [SystemMessage(system), *history]
     if state.get("signal") == "repair" and state.get("repair_hint"):
         rejected = state.get("rejected_output") or ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -52,12 +53,18 @@ def _refuse(message: str) -> ToolInputError:
     return ToolInputError(f"{message}; {_HELP}", code=ErrorCode.TOOL_REFUSED)
 
 
+_SQL_START = re.compile(r"\s*\(?\s*(select|with)\b|.*\b(sum|count|avg)\s*\(", re.IGNORECASE)
+"""A model that sends a query to the calculator is told where it belongs."""
+
+
 def evaluate(expression: str) -> Number:
     """Evaluate an arithmetic expression; raise `ToolInputError` if it is not allowed."""
     if len(expression) > MAX_LENGTH:
         raise _refuse(f"the expression is {len(expression)} characters, over {MAX_LENGTH}")
     if not expression.strip():
         raise _refuse("the expression is empty")
+    if _SQL_START.match(expression):
+        raise _refuse("this is SQL, not arithmetic: run SQL with the sql_query tool instead")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except (SyntaxError, ValueError) as exc:
@@ -162,7 +169,7 @@ def format_number(value: Number) -> str:
 
 @tool(idempotent=True, cacheable=True)
 def calculator(
-    expression: Annotated[str, Field(description="Arithmetic, e.g. (1200 - 950) / 950 * 100")],
+    expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL).")],
 ) -> str:
     """Evaluate an arithmetic expression and return the result.
 

@@ -38,6 +38,7 @@ __all__ = [
     "MIN_REVENUE_GAP",
     "MONTHS_OF_HISTORY",
     "SAMPLE_DB_NAME",
+    "SAMPLE_DB_NOTES",
     "build_sample_db",
     "ensure_sample_db",
 ]
@@ -81,6 +82,18 @@ CREATE INDEX orders_by_date ON orders(order_date);
 CREATE INDEX items_by_order ON order_items(order_id);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+SAMPLE_DB_NOTES = (
+    "Order dates are 'YYYY-MM-DD' text; orders.status is one of completed, pending, cancelled,"
+    " refunded. Revenue counts only completed orders: SUM(order_items.quantity *"
+    " order_items.unit_price) of the items of orders with status = 'completed'. For example,"
+    " revenue per product in March 2026:\n"
+    "SELECT p.name, ROUND(SUM(oi.quantity * oi.unit_price), 2) AS revenue FROM order_items oi"
+    " JOIN orders o ON o.id = oi.order_id JOIN products p ON p.id = oi.product_id"
+    " WHERE o.status = 'completed' AND o.order_date >= '2026-03-01'"
+    " AND o.order_date < '2026-04-01' GROUP BY p.name ORDER BY revenue DESC"
+)
+"""What the model is told about the sample data beyond its schema (see `tools.sql_context`)."""
 
 # fmt: off
 _FIRST = ("Ada", "Ben", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",

@@ -184,12 +184,17 @@ class QueryResult:
         return json.dumps(
             {
                 "columns": self.columns,
-                "rows": self.rows,
+                "rows": [[_tidy(v) for v in row] for row in self.rows],
                 "row_count": len(self.rows),
                 "truncated": self.truncated,
             },
             default=_jsonable,
         )
+
+
+def _tidy(value: Any) -> Any:
+    """Floats at 12 significant digits: SUM's binary noise (…60000000002) misleads models."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 def _jsonable(value: Any) -> Any:

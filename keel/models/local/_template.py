@@ -14,7 +14,7 @@ without it the 0.5B model re-called a tool after 3 of 5 results (measured 2/5 pl
 
 from __future__ import annotations
 
-__all__ = ["CHAT_TEMPLATE", "TOOL_RESULT_HINT"]
+__all__ = ["CHAT_TEMPLATE", "TOOL_ERROR_HINT", "TOOL_RESULT_HINT"]
 
 TOOL_RESULT_HINT = (
     "Use this result to answer the question in plain text. "
@@ -22,9 +22,16 @@ TOOL_RESULT_HINT = (
 )
 """Appended after the last tool result of a conversation."""
 
+TOOL_ERROR_HINT = (
+    "The tool call failed. Read the error, then call the right tool again with corrected "
+    "arguments. Do not answer with numbers you have not looked up."
+)
+"""Appended instead when that last result is an error (Keel's tool errors start `Error:`)."""
+
 _DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
-CHAT_TEMPLATE = r"""{%- if tools %}
+CHAT_TEMPLATE = (
+    r"""{%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0]['role'] == 'system' %}
         {{- messages[0]['content'] }}
@@ -71,7 +78,9 @@ CHAT_TEMPLATE = r"""{%- if tools %}
         {{- message.content }}
         {{- '\n</tool_response>' }}
         {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
-            {%- if loop.last %}
+            {%- if loop.last and message.content.startswith('Error') %}
+                {{- '\n\n__TOOL_ERROR_HINT__' }}
+            {%- elif loop.last %}
                 {{- '\n\n__TOOL_RESULT_HINT__' }}
             {%- endif %}
             {{- '<|im_end|>\n' }}
@@ -81,5 +90,8 @@ CHAT_TEMPLATE = r"""{%- if tools %}
 {%- if add_generation_prompt %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}
-""".replace("__DEFAULT_SYSTEM__", _DEFAULT_SYSTEM).replace("__TOOL_RESULT_HINT__", TOOL_RESULT_HINT)
+""".replace("__DEFAULT_SYSTEM__", _DEFAULT_SYSTEM)
+    .replace("__TOOL_RESULT_HINT__", TOOL_RESULT_HINT)
+    .replace("__TOOL_ERROR_HINT__", TOOL_ERROR_HINT)
+)
 """Jinja chat template (Qwen ChatML) for the fenced-JSON tool-call form."""
