@@ -47,6 +47,27 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
+REDIS_URL = os.environ.get("KEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis server (a failure under CI when it is down, else a skip)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so parallel runs never share Redis keys."""
+    return f"keeltest:{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def checkpoint_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every graph test runs once per saver."""

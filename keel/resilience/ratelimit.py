@@ -177,25 +177,24 @@ class RateLimits:
     ) -> AsyncIterator[None]:
         """Hold one request (and `tokens`) of `model`'s rates and one of its concurrent slots."""
         until = min(deadline, clock() + self.settings.max_wait_s)
-        if self._requests is not None:
-            await self._wait_hit(self._requests, model, 1, clock, sleep, until)
-        if self._tokens is not None:
-            await self._wait_hit(self._tokens, f"{model}:tokens", tokens, clock, sleep, until)
         limit = self.settings.model_concurrency
-        if limit is None:
-            yield
-            return
         token = uuid.uuid4().hex
-        while not await self.cap.try_acquire(model, limit, token, lease_s):
-            if clock() + POLL_S > until:
-                raise RateLimitedError(
-                    f"{model}: {limit} concurrent calls already in flight until the deadline"
-                )
-            await sleep(POLL_S)
+        if limit is not None:  # the slot first: a refused call must not use up the rate
+            while not await self.cap.try_acquire(model, limit, token, lease_s):
+                if clock() + POLL_S > until:
+                    raise RateLimitedError(
+                        f"{model}: {limit} concurrent calls already in flight until the deadline"
+                    )
+                await sleep(POLL_S)
         try:
+            if self._requests is not None:
+                await self._wait_hit(self._requests, model, 1, clock, sleep, until)
+            if self._tokens is not None:
+                await self._wait_hit(self._tokens, f"{model}:tokens", tokens, clock, sleep, until)
             yield
         finally:
-            await asyncio.shield(self.cap.release(model, token))
+            if limit is not None:
+                await asyncio.shield(self.cap.release(model, token))
 
 
 def _per_minute(amount: int | None) -> RateLimitItem | None:
