@@ -165,6 +165,50 @@ def models(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+) -> None:
+    """Serve the HTTP API (the LangGraph Agent Server protocol) with runs in-process."""
+    from keel.service.api.admin import serve as serve_api
+
+    serve_api(_settings(), host=host, port=port)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key acts for.")],
+    role: Annotated[str, typer.Option("--role", help="Role: picks the tools runs may use.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    from keel.service.api.admin import create_key
+
+    try:
+        made = asyncio.run(create_key(_settings(), tenant, role))
+    except KeelError as exc:
+        raise _fail(exc.message, 2) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(made) + "\n")
+    else:
+        out.print(made["api_key"], highlight=False)
+        err.print(f"key {made['key_id']} · tenant {tenant} · role {role}", highlight=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke an API key by its id."""
+    from keel.service.api.admin import revoke_key
+
+    if not asyncio.run(revoke_key(_settings(), key_id)):
+        raise _fail(f"no live key with id {key_id}", 1)
+
+
 def _logs_to_stderr() -> None:
     """Log lines go to stderr (JSON unless a terminal) so stdout stays the answer or JSON."""
     import os
