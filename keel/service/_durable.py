@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 
 from checkpoints.outage import is_storage_outage
 from checkpoints.retention import PruneReport, RetentionPolicy, prune
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from keel.types import RunResult
     from nodes import AgentContext
 
-__all__ = ["CheckpointInfo", "DurableAgentMixin"]
+__all__ = ["CheckpointInfo", "DurableAgentMixin", "pending_nodes", "unfinished"]
 
 STORAGE_ATTEMPTS = 6
 """Tries of one run segment while the checkpoint database is unreachable."""
@@ -202,7 +202,7 @@ class DurableAgentMixin:
         await self.graph.aupdate_state(
             self._at(thread_id, checkpoint_id), values or {}, as_node=as_node
         )
-        if run and (await self.graph.aget_state(self.config(thread_id))).next:
+        if run and unfinished(await self.graph.aget_state(self.config(thread_id))):
             return await self._continue(thread_id, None)
         return await self.result(thread_id)
 
@@ -218,6 +218,16 @@ class DurableAgentMixin:
         if self.storage is None:
             raise UsageError("this agent was given a bare checkpointer; prune its store directly")
         return await prune(self.storage, policy, now=self.context.clock())
+
+
+def unfinished(snapshot: StateSnapshot) -> bool:
+    """True while the thread's run has work left, including a step whose task results were
+    saved before a crash but whose checkpoint was not (LangGraph then shows no `next`)."""
+    return bool(snapshot.next or snapshot.tasks)
+
+
+def pending_nodes(snapshot: StateSnapshot) -> list[str]:
+    return list(snapshot.next) or [t.name for t in snapshot.tasks]
 
 
 def _describe(message: Any) -> str:

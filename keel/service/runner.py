@@ -25,14 +25,17 @@ from langgraph.graph.state import CompiledStateGraph
 
 from checkpoints import Storage, open_saver, open_storage
 from graphs import build_agent_graph
+from keel.cache import Caches, attach_model_cache, open_caches
+from keel.cache.runs import lookup_run, remember_run, run_fingerprint
 from keel.config import Settings, load_settings
+from keel.cost.ledger import TenantLedger
 from keel.cost.tiers import DEFAULT_TIER, tier_ladder
 from keel.errors import ThreadNotFoundError, UsageError
 from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
 from keel.observability.observer import observe_run
 from keel.observability.tracing import Tracing
 from keel.resilience import Resilience
-from keel.service._durable import DurableAgentMixin
+from keel.service._durable import DurableAgentMixin, pending_nodes, unfinished
 from keel.types import AgentState, RunBudget, RunResult, TraceStep
 from nodes import AgentContext
 from nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
@@ -65,11 +68,13 @@ async def build_context(
     tools: ToolRegistry | None = None,
     progress: Progress | None = None,
     tier_models: Mapping[str, BaseChatModel] | None = None,
+    caches: Caches | None = None,
 ) -> AgentContext:
     """The run dependencies for these settings (starts the local model if it is one).
 
     Every configured tier gets its model (`model` overrides the `standard` tier's,
-    `tier_models` any tier's); tiers with the same spec share one instance.
+    `tier_models` any tier's); tiers with the same spec share one instance. `caches`
+    defaults to the configured backend (`KEEL_CACHE__BACKEND`).
     """
     overrides = {**(tier_models or {})}
     if model is not None:
@@ -90,6 +95,9 @@ async def build_context(
         )
     default = bindings[DEFAULT_TIER]
     registry = tools if tools is not None else default_tools()
+    caches = caches if caches is not None else open_caches(settings)
+    if caches.enabled("model"):
+        attach_model_cache(list(built.values()), settings.temperature)
     return AgentContext(
         settings=settings,
         model=default.model,
@@ -100,6 +108,8 @@ async def build_context(
         price=default.price,
         tiers=bindings,
         tier=DEFAULT_TIER,
+        caches=caches,
+        ledger=TenantLedger(caches.backend),
         resilience=Resilience.from_settings(settings),
     )
 
@@ -158,13 +168,23 @@ class Agent(DurableAgentMixin):
         thread_id = thread_id or uuid.uuid4().hex
         config = self.config(thread_id)
         snapshot = await self.graph.aget_state(config)
-        if snapshot.next:
+        if unfinished(snapshot):
             raise UsageError(
                 f"thread {thread_id} has an unfinished run; continue it with "
                 f"`keel resume --thread {thread_id}`"
             )
+        fingerprint = run_fingerprint(
+            self.context.tools.version,
+            [b.spec for b in self.context.tiers.values()],
+            self.context.system_prompt,
+        )
+        cached = await lookup_run(self.context.caches, tenant, question, fingerprint, thread_id)
+        if cached is not None:
+            return cached
         state = self._initial_state(question, tenant)
-        return await self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant)
+        result = await self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant)
+        await remember_run(self.context.caches, tenant, question, fingerprint, result)
+        return result
 
     async def aresume(self, thread_id: str) -> RunResult:
         """Continue a stopped or crashed run from its last checkpoint."""
@@ -172,7 +192,7 @@ class Agent(DurableAgentMixin):
         snapshot = await self.graph.aget_state(config)
         if not snapshot.values:
             raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
-        if snapshot.next:
+        if unfinished(snapshot):
             values = snapshot.values
             return await self._invoke(
                 None, thread_id, run_id=values.get("run_id"), tenant=values.get("tenant")
@@ -247,14 +267,14 @@ class Agent(DurableAgentMixin):
         run_id = values.get("run_id")
         steps: list[TraceStep] = [s for s in values.get("trace", []) if s.get("run_id") == run_id]
         outcome = values.get("outcome")
-        interrupted = bool(snapshot.next)
+        interrupted = unfinished(snapshot)
         if outcome is None:
             outcome = {
                 "success": False,
                 "output": "",
                 "error_code": None,
                 "error": "the run has not finished"
-                + (f"; next: {', '.join(snapshot.next)}" if interrupted else ""),
+                + (f"; next: {', '.join(pending_nodes(snapshot))}" if interrupted else ""),
             }
         metadata = {
             "run_id": run_id,
@@ -290,11 +310,17 @@ async def open_agent(
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     progress: Progress | None = None,
     tier_models: Mapping[str, BaseChatModel] | None = None,
+    caches: Caches | None = None,
 ) -> AsyncIterator[Agent]:
     """Build an agent from settings (read from the environment when not given)."""
     settings = settings or load_settings()
     context = await build_context(
-        settings, model=model, tools=tools, progress=progress, tier_models=tier_models
+        settings,
+        model=model,
+        tools=tools,
+        progress=progress,
+        tier_models=tier_models,
+        caches=caches,
     )
     tracing = Tracing.from_settings(settings)
     try:
@@ -306,6 +332,8 @@ async def open_agent(
             graph = build_agent_graph().compile(checkpointer=storage.saver)
             yield Agent(graph, context, tracing, storage)
     finally:
+        if context.caches is not None:
+            await context.caches.aclose()
         await context.resilience.aclose()
         await asyncio.to_thread(tracing.close)
 
