@@ -78,6 +78,8 @@ class LimitSettings(BaseModel):
     """Model calls per step (first try + retries) before degrading."""
     max_repairs: int = Field(2, ge=0, le=20)
     """Malformed outputs repaired per step before degrading."""
+    max_tool_attempts: int = Field(3, ge=1, le=20)
+    """Runs of a failing idempotent tool call (first try + retries on transient errors)."""
     tool_timeout_s: float = Field(30.0, gt=0)
     """One tool call."""
     iteration_timeout_s: float = Field(120.0, gt=0)
@@ -263,9 +265,8 @@ class ServiceSettings(BaseModel):
     max_in_flight: int = Field(32, ge=1)
     """Runs executing at once across the service; more wait in the queue."""
     max_queued: int = Field(256, ge=0)
-    """Runs waiting to start; past it new runs get 429 with Retry-After."""
-    tenant_rate: str = "120/minute"
-    """Run submissions per tenant (a `limits` string, e.g. `10/second`); `""` disables it."""
+    """Runs waiting to start; past it new runs get 429 with Retry-After. The per-tenant
+    rate is `KEEL_RATE_LIMITS__TENANT_RUNS_PER_MINUTE`."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
     roles: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
@@ -346,6 +347,8 @@ class Settings(BaseSettings):
     """Model specs of the `simple` / `standard` / `complex` tiers the router picks from."""
     reasoning_mode: Literal["auto", "native", "react"] = "auto"
     """`native` tool calling, the `react` text protocol, or `auto` (native if supported)."""
+    grounded_answers: bool = True
+    """Reject (and repair) a final answer stating numbers no tool result or prompt contains."""
     openai_base_url: str | None = None
     """Base URL of an OpenAI-compatible API."""
     openai_api_key: SecretStr | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -10,9 +11,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langgraph.types import interrupt
 
 from keel.config import Settings
 from keel.service.api.app import create_app
+from keel.testing.scripted import CallInfo, FunctionModel
+from tools.registry import tool
 
 
 @contextmanager
@@ -39,3 +44,32 @@ def running_server(settings: Settings, **app_kwargs: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@tool(idempotent=True)
+async def nap(seconds: float) -> str:
+    """Wait a while (slow work, for cancellation tests)."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@tool(idempotent=True)
+async def ask_human(question: str) -> str:
+    """Ask a person and wait for the answer."""
+    answer = interrupt({"question": question})
+    return f"the human said: {answer}"
+
+
+def tool_once_model(first_tool: str, args: dict[str, Any]) -> FunctionModel:
+    """Calls `first_tool` once per question, then answers with what it returned."""
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            return AIMessage(content=f"done: {last.content}")
+        return AIMessage(
+            content="",
+            tool_calls=[{"name": first_tool, "args": args, "id": f"call_{info.index}"}],
+        )
+
+    return FunctionModel(fn=reply, model_name="scripted:tool-once")

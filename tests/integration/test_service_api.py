@@ -9,17 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langgraph.types import interrupt
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from keel.config import Settings
-from keel.testing.scripted import CallInfo, FunctionModel
-from tests.integration.service_server import running_server
+from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
 from tests.sales_truth import SALES_QUESTION
 from tools import default_tools
-from tools.registry import ToolRegistry, tool
+from tools.registry import ToolRegistry
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 
@@ -33,35 +30,6 @@ def sales_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> I
         yield url
 
 
-@tool(idempotent=True)
-async def nap(seconds: float) -> str:
-    """Wait a while (slow work, for cancellation tests)."""
-    await asyncio.sleep(seconds)
-    return f"slept {seconds}"
-
-
-@tool(idempotent=True)
-async def ask_human(question: str) -> str:
-    """Ask a person and wait for the answer."""
-    answer = interrupt({"question": question})
-    return f"the human said: {answer}"
-
-
-def _scripted(first_tool: str, args: dict[str, Any]) -> FunctionModel:
-    """Calls `first_tool` once per question, then answers with what it returned."""
-
-    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
-        last = messages[-1]
-        if isinstance(last, ToolMessage):
-            return AIMessage(content=f"done: {last.content}")
-        return AIMessage(
-            content="",
-            tool_calls=[{"name": first_tool, "args": args, "id": f"call_{info.index}"}],
-        )
-
-    return FunctionModel(fn=reply, model_name="scripted:tool-once")
-
-
 @pytest.fixture
 def tool_server(
     settings_factory: Callable[..., Settings], tmp_path: Path
@@ -73,7 +41,7 @@ def tool_server(
             model="scripted:echo", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
         )
         registry = ToolRegistry.of([*default_tools(), nap, ask_human])
-        return running_server(settings, model=_scripted(tool_name, args), tools=registry)
+        return running_server(settings, model=tool_once_model(tool_name, args), tools=registry)
 
     return make
 

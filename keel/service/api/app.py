@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from keel.config import Settings
+from keel.service.api.admission import Admission
 from keel.service.api.auth import Authenticator, context_for_role
 from keel.service.api.deps import Caller, Services, Svc
 from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
@@ -79,6 +80,7 @@ def create_app(
                         contexts.get(p.role)
                         or context_for_role(agent.context, settings.service, p.role)
                     ),
+                    admission=Admission(settings, agent.context.resilience),
                 )
                 app.state.services = Services(
                     agent=agent,

@@ -20,9 +20,11 @@ import structlog
 from langgraph.types import Command
 
 from keel.config import ServiceSettings
+from keel.observability.metrics import run_in_flight, set_queue_depth
+from keel.service.api.admission import Admission
 from keel.service.api.auth import Principal
 from keel.service.api.encode import interrupt_json
-from keel.service.api.errors import Conflict, TooManyRequests, Unprocessable
+from keel.service.api.errors import Conflict, Unprocessable
 from keel.service.api.schemas import RunCreate
 from keel.service.api.store import RunRecord, Store, ThreadRecord, now
 from keel.service.runner import Agent
@@ -114,11 +116,13 @@ class RunManager:
         settings: ServiceSettings,
         *,
         context_for: Callable[[Principal], AgentContext] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.agent = agent
         self.store = store
         self.settings = settings
         self.context_for = context_for or (lambda principal: agent.context)
+        self.admission = admission
         self.handles: dict[str, RunHandle] = {}
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._admit_locks: dict[str, asyncio.Lock] = {}
@@ -154,17 +158,14 @@ class RunManager:
         """Admit a run on `thread` and start it in the background."""
         lock = self._admit_locks.setdefault(thread.thread_id, asyncio.Lock())
         async with lock:
-            if self.queued >= self.settings.max_queued:
-                raise TooManyRequests(
-                    f"the run queue is full ({self.settings.max_queued} waiting); retry later",
-                    headers={"Retry-After": "1"},
-                )
             active = self._active(thread.thread_id)
             if active and body.multitask_strategy == "reject":
                 raise Conflict(
                     f"thread {thread.thread_id} is busy with run {active[0].run_id} "
                     "(multitask_strategy 'reject')"
                 )
+            if self.admission is not None:
+                await self.admission.admit(principal.tenant_id, self.queued)
             if active and body.multitask_strategy == "interrupt":
                 for h in active:
                     await self.cancel(h, reason="interrupted by a newer run", wait=True)
@@ -187,6 +188,7 @@ class RunManager:
             handle = RunHandle(record=record, modes=body.modes)
             handle.emit("metadata", {"run_id": record.run_id, "attempt": 1})
             self.handles[record.run_id] = handle
+            set_queue_depth("runs", self.queued)
             context = self.context_for(principal)
             handle.task = asyncio.create_task(
                 self._execute(handle, graph_input, body, context, temporary=temporary),
@@ -233,10 +235,12 @@ class RunManager:
             lock = self._thread_locks.setdefault(record.thread_id, asyncio.Lock())
             async with lock, self._slots:
                 self._running += 1
+                run_in_flight(1)
                 try:
                     await self._run_graph(handle, graph_input, body, context)
                 finally:
                     self._running -= 1
+                    run_in_flight(-1)
         except asyncio.CancelledError:
             if handle.cancel_reason is None:  # the process is stopping: resume at next start
                 handle.status = "pending"
@@ -265,6 +269,7 @@ class RunManager:
     ) -> None:
         record = handle.record
         handle.status = "running"
+        set_queue_depth("runs", self.queued)
         await self.store.set_run_status(record.run_id, "running", attempt=record.attempt + 1)
         await self.store.update_thread(record.thread_id, status="busy")
         config = self.agent.config(record.thread_id)
