@@ -25,6 +25,34 @@ from keel.observability._tracer import KeelTracer, TracePolicy
 __all__ = ["Tracing"]
 
 
+def _daemon_client() -> Any:
+    """A LangSmith client whose sender threads are daemons.
+
+    The stock client sends from non-daemon threads, so a process whose endpoint hangs
+    cannot exit until every retry has timed out (minutes). Here unsent traces are given
+    `trace_flush_timeout_s` at close and then dropped with the process. (The client's own
+    switch for this is the `LANGSMITH_USE_DAEMON` variable; library code reads no env.)
+    """
+    import queue
+    import threading
+    import weakref
+
+    from langsmith import Client
+    from langsmith._internal._background_thread import tracing_control_thread_func
+
+    client = Client(timeout_ms=(2_000, 10_000), auto_batch_tracing=False)
+    client._use_daemon_threads = True
+    client.tracing_queue = queue.PriorityQueue(maxsize=_QUEUE_MAX)
+    threading.Thread(
+        target=tracing_control_thread_func, args=(weakref.ref(client),), daemon=True
+    ).start()
+    return client
+
+
+_QUEUE_MAX = 10_000
+"""Run operations waiting to be sent; beyond this the client drops them."""
+
+
 @dataclass
 class Tracing:
     """Per agent: whether runs are traced, and the LangSmith client they go through."""
@@ -51,9 +79,7 @@ class Tracing:
         if obs.tracing == "auto" and not ls_utils.tracing_is_enabled():
             return cls(enabled=False, policy=policy)
         if client is None:
-            from langsmith import Client
-
-            client = Client(timeout_ms=(2_000, 10_000))
+            client = _daemon_client()
         return cls(
             enabled=True,
             client=client,

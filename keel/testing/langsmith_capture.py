@@ -1,0 +1,177 @@
+"""A local stand-in for the LangSmith API that records what a client sends.
+
+Tests and benchmarks point `LANGSMITH_ENDPOINT` at it (127.0.0.1 only) and read the runs
+back as dicts, merged from the multipart parts (`post.<id>`, `post.<id>.inputs`, …) or
+from `/runs/batch` JSON:
+
+```python
+with CaptureServer() as server:
+    os.environ["LANGSMITH_ENDPOINT"] = server.url
+    ...
+    roots = [r for r in server.runs() if r.get("parent_run_id") is None]
+```
+`CaptureServer(mode="hang")` accepts connections and never answers (a stalled endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from email.parser import BytesParser
+from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+
+__all__ = ["CaptureServer", "parse_multipart_runs"]
+
+
+def parse_multipart_runs(content_type: str, body: bytes) -> list[dict[str, Any]]:
+    """Runs in one `/runs/multipart` request, each merged from its parts."""
+    message = BytesParser(policy=default_policy).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition") or "")
+        op, _, rest = name.partition(".")
+        run_id, _, field = rest.partition(".")
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or op not in ("post", "patch"):
+            continue
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            continue
+        run = runs.setdefault(f"{op}:{run_id}", {"_op": op})
+        if field:
+            run[field] = value
+        else:
+            run.update(value)
+    return list(runs.values())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes = b"{}") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._reply(200 if self.path.startswith("/info") else 404)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.server.record(self.path, self.headers.get("Content-Type", ""), body)
+        self._reply(200)
+
+    do_PATCH = do_POST
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str, bytes]] = []
+
+    def record(self, path: str, content_type: str, body: bytes) -> None:
+        with self.lock:
+            self.requests.append((path, content_type, body))
+
+
+class CaptureServer:
+    """Records LangSmith ingestion requests on 127.0.0.1 (or hangs, with `mode="hang"`)."""
+
+    def __init__(self, mode: Literal["record", "hang"] = "record") -> None:
+        self.mode = mode
+        self._server: _Server | None = None
+        self._socket: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> CaptureServer:
+        if self.mode == "record":
+            self._server = _Server()
+            self.port = self._server.server_address[1]
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        else:
+            self._socket = socket.socket()
+            self._socket.bind(("127.0.0.1", 0))
+            self._socket.listen(64)
+            self._socket.settimeout(0.1)
+            self.port = self._socket.getsockname()[1]
+            threading.Thread(target=self._hold, daemon=True).start()
+        return self
+
+    def _hold(self) -> None:
+        """Accept connections, read nothing, answer nothing."""
+        assert self._socket is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._held.append(conn)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for conn in self._held:
+            conn.close()
+        if self._socket is not None:
+            self._socket.close()
+
+    @property
+    def requests(self) -> list[tuple[str, str, bytes]]:
+        """(path, content type, body) of every POST/PATCH received."""
+        if self._server is None:
+            return []
+        with self._server.lock:
+            return list(self._server.requests)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run received, in arrival order (multipart and batch JSON)."""
+        found: list[dict[str, Any]] = []
+        for path, content_type, body in self.requests:
+            if path.startswith("/runs/multipart"):
+                found += parse_multipart_runs(content_type, body)
+            elif path.startswith("/runs/batch"):
+                data = json.loads(body)
+                found += [{"_op": "post", **r} for r in data.get("post", [])]
+                found += [{"_op": "patch", **r} for r in data.get("patch", [])]
+            elif path.rstrip("/") == "/runs":
+                found.append({"_op": "post", **json.loads(body)})
+        return found
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Poll `runs()` until `predicate(runs)` holds (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.runs()
+            if predicate(runs) or time.monotonic() >= deadline:
+                return runs
+            time.sleep(0.02)
