@@ -7,6 +7,7 @@ fails nor stalls a run.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +22,6 @@ from keel.service.runner import open_agent
 from keel.testing.langsmith_capture import CaptureServer
 from keel.testing.scripted import FunctionModel, ScriptedModel
 from tests.sales_truth import SALES_QUESTION
-
 
 FAKE_KEY = "lsv2_pt_0123456789abcdef0123456789abcdef_0123456789"
 
@@ -92,9 +92,7 @@ async def test_a_run_is_one_tree_with_its_metadata(
             [tool] = [c for c in children(runs, node) if c["run_type"] == "tool"]
             assert tool["name"] in ("sql_query", "calculator")
             assert tool["outputs"]["output"] and not tool.get("error")
-    tools = sorted(
-        c["name"] for n in nodes if n["name"] == "act" for c in children(runs, n)
-    )
+    tools = sorted(c["name"] for n in nodes if n["name"] == "act" for c in children(runs, n))
     assert tools == ["calculator", "sql_query"]
     # light payloads: node runs carry no copy of the whole state, model runs keep theirs
     assert all("messages" not in (n.get("inputs") or {}) for n in nodes)
@@ -129,9 +127,8 @@ async def test_retry_and_fallback_are_tagged_and_failed_runs_always_sent(
     assert "fallback" in gone["tags"]
     assert metadata(gone)["outcome"] == "failed"
     assert metadata(gone)["error_code"] == failed.error_code
-    assert [n for n in children(runs, gone) if n["name"] == "fallback"][0]["tags"].count(
-        "fallback"
-    ) == 1
+    fallback = next(n for n in children(runs, gone) if n["name"] == "fallback")
+    assert fallback["tags"].count("fallback") == 1
 
 
 async def test_sampling_drops_clean_runs_but_keeps_failed_ones(
@@ -175,7 +172,7 @@ async def test_tracing_off_sends_nothing_even_with_the_env_switch(
         async with open_agent(settings, model=ScriptedModel(["hi"])) as agent:
             assert not agent.tracing.enabled
             assert (await agent.arun("hello")).success
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)
         assert server.requests == []
 
 
