@@ -209,7 +209,11 @@ class DurableAgentMixin:
     def _at(self, thread_id: str, checkpoint_id: str | None) -> RunnableConfig:
         config = self.config(thread_id)
         if checkpoint_id:
-            config["configurable"] = {**config["configurable"], "checkpoint_id": checkpoint_id}
+            config["configurable"] = {
+                **config["configurable"],
+                "checkpoint_ns": "",
+                "checkpoint_id": checkpoint_id,
+            }
         return config
 
     # ----------------------------------------------------------------- retention

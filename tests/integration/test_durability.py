@@ -1,0 +1,325 @@
+"""Exactly-once tool effects, human approval, time travel and retention, over every saver."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from checkpoints.retention import RetentionPolicy
+from keel.errors import ErrorCode, ThreadNotFoundError, ToolInputError, UsageError
+from keel.testing.scripted import ScriptedModel
+from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
+
+
+@pytest.fixture
+def tid() -> Callable[[str], str]:
+    """Postgres is shared by the session: a test's thread ids get a suffix of their own."""
+    suffix = uuid.uuid4().hex[:8]
+    return lambda name: f"{name}-{suffix}"
+
+
+@pytest.fixture
+def own_store_url(checkpoint_url: str, tmp_path: Path) -> Iterator[str]:
+    """A checkpoint store no other test writes to (retention sees every thread in it)."""
+    if not checkpoint_url.startswith("postgresql://"):
+        yield checkpoint_url
+        return
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"keel_prune_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield checkpoint_url.rpartition("/")[0] + "/" + name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Crash(BaseException):
+    """Stands in for the process dying mid-step."""
+
+
+def call(name: str, args: dict[str, Any], call_id: str = "c1") -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
+
+
+def calls(*items: tuple[str, dict[str, Any], str]) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": n, "args": a, "id": i} for n, a, i in items])
+
+
+async def test_completed_effect_is_reused_when_the_step_is_replayed(
+    tid: Callable[[str], str], agent_factory: Any
+) -> None:
+    """`pay` finishes, its sibling crashes the step: on resume `pay` is not called again."""
+    paid: list[tuple[int, str]] = []
+    crashes: list[int] = []
+
+    @tool
+    def pay(amount: int, ctx: ToolContext) -> str:
+        """Pay an amount (a side effect)."""
+        paid.append((amount, ctx.idempotency_key))
+        return f"paid {amount}"
+
+    @tool(idempotent=True)
+    async def lookup(x: int) -> str:
+        """Crashes the process the first time."""
+        import asyncio
+
+        await asyncio.sleep(0.05)  # let `pay` finish first
+        crashes.append(x)
+        if len(crashes) == 1:
+            raise Crash()
+        return "found"
+
+    model = ScriptedModel([calls(("pay", {"amount": 5}, "p1"), ("lookup", {"x": 1}, "l1")), "ok"])
+    async with agent_factory(model, tools=ToolRegistry.of([pay, lookup])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("pay", thread_id=tid("t-pay"))
+        result = await agent.aresume(tid("t-pay"))
+    assert result.success and result.output == "ok"
+    assert paid == [(5, f"{tid('t-pay')}:p1")], "the completed payment is reused, not repeated"
+    assert "paid 5" in result.metadata["trace"][1]["observation"]
+
+
+@pytest.mark.parametrize("happened", [True, False])
+async def test_reconcile_decides_an_unknown_outcome(
+    tid: Callable[[str], str], agent_factory: Any, happened: bool
+) -> None:
+    sent: list[str] = []
+    asked: list[str] = []
+
+    def reconcile(key: str) -> Reconciled:
+        asked.append(key)
+        return Reconciled.done("sent (reconciled)") if happened else Reconciled.not_done()
+
+    @tool(reconcile=reconcile)
+    def send(to: str) -> str:
+        """Send a message; dies the first time, after sending."""
+        sent.append(to)
+        if len(sent) == 1:
+            raise Crash()
+        return "sent"
+
+    model = ScriptedModel([call("send", {"to": "bob"}), "done"])
+    async with agent_factory(model, tools=ToolRegistry.of([send])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("send", thread_id=tid("t-send"))
+        result = await agent.aresume(tid("t-send"))
+    assert result.success
+    assert asked == [f"{tid('t-send')}:c1"]
+    observation = result.metadata["trace"][1]["observation"]
+    if happened:
+        assert sent == ["bob"] and observation == "sent (reconciled)"
+    else:
+        assert sent == ["bob", "bob"] and observation == "sent"
+
+
+async def test_unknown_outcome_without_reconcile_asks_a_human(
+    tid: Callable[[str], str], agent_factory: Any
+) -> None:
+    sent: list[str] = []
+
+    @tool
+    def send(to: str) -> str:
+        """Send a message; dies the first time, after sending."""
+        sent.append(to)
+        if len(sent) == 1:
+            raise Crash()
+        return "sent"
+
+    model = ScriptedModel([call("send", {"to": "bob"}), "told"])
+    async with agent_factory(model, tools=ToolRegistry.of([send])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("send", thread_id=tid("t-unknown"))
+        paused = await agent.aresume(tid("t-unknown"))
+        assert paused.status == "interrupted" and sent == ["bob"], "never re-run blindly"
+        [request] = await agent.apending(tid("t-unknown"))
+        assert request["kind"] == "outcome_unknown"
+        assert request["idempotency_key"] == f"{tid('t-unknown')}:c1"
+        assert (await agent.aresume(tid("t-unknown"))).status == "interrupted", "still waiting"
+        result = await agent.aapprove(tid("t-unknown"), reject="it already went out")
+    assert result.success and result.output == "told"
+    assert sent == ["bob"]
+    assert "it already went out" in result.metadata["trace"][1]["observation"]
+
+
+@pytest.fixture
+def transfers() -> tuple[ToolRegistry, list[dict[str, Any]]]:
+    done: list[dict[str, Any]] = []
+
+    @tool(requires_approval=True)
+    def transfer(account: str, amount: int) -> str:
+        """Move money between accounts."""
+        done.append({"account": account, "amount": amount})
+        return f"moved {amount} to {account}"
+
+    return ToolRegistry.of([transfer]), done
+
+
+async def _paused(agent: Any, thread_id: str) -> dict[str, Any]:
+    paused = await agent.arun("move money", thread_id=thread_id)
+    assert paused.status == "interrupted" and not paused.success
+    [request] = await agent.apending(thread_id)
+    assert request["kind"] == "approval" and request["tool"] == "transfer"
+    assert request["arguments"] == {"account": "A", "amount": 10}
+    return request
+
+
+async def test_approval_approve(
+    tid: Callable[[str], str], agent_factory: Any, transfers: Any
+) -> None:
+    registry, done = transfers
+    model = ScriptedModel([call("transfer", {"account": "A", "amount": 10}), "moved"])
+    async with agent_factory(model, tools=registry) as agent:
+        await _paused(agent, tid("t-ok"))
+        assert done == [], "nothing runs before approval"
+        result = await agent.aapprove(tid("t-ok"))
+        assert await agent.apending(tid("t-ok")) == []
+    assert result.success and done == [{"account": "A", "amount": 10}]
+
+
+async def test_approval_edit_is_validated_then_used(
+    tid: Callable[[str], str], agent_factory: Any, transfers: Any
+) -> None:
+    registry, done = transfers
+    model = ScriptedModel([call("transfer", {"account": "A", "amount": 10}), "moved"])
+    async with agent_factory(model, tools=registry) as agent:
+        await _paused(agent, tid("t-edit"))
+        with pytest.raises(ToolInputError) as bad:
+            await agent.aapprove(tid("t-edit"), edit={"account": "A", "amount": "lots"})
+        assert "amount" in bad.value.message
+        assert len(await agent.apending(tid("t-edit"))) == 1, "a bad edit changes nothing"
+        result = await agent.aapprove(tid("t-edit"), edit={"account": "B", "amount": 3})
+    assert result.success and done == [{"account": "B", "amount": 3}]
+    assert "reviewer changed the arguments" in result.metadata["trace"][1]["observation"]
+
+
+async def test_approval_reject_tells_the_model(
+    tid: Callable[[str], str], agent_factory: Any, transfers: Any
+) -> None:
+    registry, done = transfers
+    seen: list[str] = []
+
+    def reply(messages: list[Any], info: Any) -> Any:
+        if info.index == 0:
+            return call("transfer", {"account": "A", "amount": 10})
+        seen.append(str(messages[-1].content))
+        return "I will not move it."
+
+    from keel.testing.scripted import FunctionModel
+
+    async with agent_factory(FunctionModel(fn=reply), tools=registry) as agent:
+        await _paused(agent, tid("t-no"))
+        with pytest.raises(UsageError):
+            await agent.aapprove(tid("t-no"), edit={"account": "A", "amount": 1}, reject="no")
+        result = await agent.aapprove(tid("t-no"), reject="over the limit")
+    assert result.success and done == []
+    assert "over the limit" in seen[0]
+    assert result.metadata["trace"][1]["error_code"] == ErrorCode.TOOL_REJECTED
+    with pytest.raises(UsageError):
+        async with agent_factory(FunctionModel(fn=reply), tools=registry) as again:
+            await again.aapprove(tid("t-never-paused"))
+
+
+async def test_history_state_and_fork(tid: Callable[[str], str], agent_factory: Any) -> None:
+    async with agent_factory() as agent:  # scripted:echo answers "You asked: <question>"
+        first = await agent.arun("red", thread_id=tid("t-tt"))
+        assert first.output == "You asked: red"
+        history = await agent.ahistory(tid("t-tt"))
+        assert history[0].next == () and history[-1].source == "input"
+        assert [h.step for h in history] == sorted((h.step for h in history), reverse=True)
+        start = next(h for h in history if h.next == ("reason",))
+        state = await agent.astate(tid("t-tt"), start.checkpoint_id)
+        human = state["messages"][0]
+        assert isinstance(human, HumanMessage) and human.content == "red"
+        forked = await agent.afork(
+            tid("t-tt"),
+            start.checkpoint_id,
+            values={"messages": [HumanMessage("blue", id=human.id)], "question": "blue"},
+        )
+        assert forked.success and forked.output == "You asked: blue"
+        assert (await agent.astate(tid("t-tt")))["answer"] == "You asked: blue"
+        assert len(await agent.ahistory(tid("t-tt"))) > len(history), "the old branch is kept"
+        with pytest.raises(ThreadNotFoundError):
+            await agent.astate(tid("t-tt"), "no-such-checkpoint")
+        with pytest.raises(ThreadNotFoundError):
+            await agent.ahistory("no-such-thread")
+
+
+async def test_prune_keeps_last_k_and_drops_idle_threads(
+    tid: Callable[[str], str], agent_factory: Any, own_store_url: str
+) -> None:
+    effects: list[str] = []
+
+    @tool
+    def note(text: str) -> str:
+        """Write a note (a side effect)."""
+        effects.append(text)
+        return "noted"
+
+    model = ScriptedModel(
+        [
+            call("note", {"text": "x"}, "n1"),
+            "one",
+            "two",
+            "idle",
+            call("note", {"text": "y"}, "n2"),
+            "3",
+        ]
+    )
+    store = agent_factory(model, tools=ToolRegistry.of([note]), checkpoint_url=own_store_url)
+    async with store as agent:
+        await agent.arun("first", thread_id=tid("t-keep"))
+        await agent.arun("second", thread_id=tid("t-keep"))
+        await agent.arun("third", thread_id=tid("t-idle"))
+        before = len(await agent.ahistory(tid("t-keep")))
+        report = await agent.aprune(RetentionPolicy(keep_last=2))
+        assert report.checkpoints_deleted >= before - 2 and report.threads_dropped == 0
+        assert len(await agent.ahistory(tid("t-keep"))) == 2
+        assert (await agent.astate(tid("t-keep")))["answer"] == "two", "the current state survives"
+        third = await agent.arun("fourth", thread_id=tid("t-keep"))
+        assert third.success and third.output == "3" and effects == ["x", "y"]
+        assert (await agent.result(tid("t-keep"))).output == "3"
+        gone = await agent.aprune(RetentionPolicy(idle_s=0.0))
+        assert gone.threads_dropped == 2 and gone.journal_rows_deleted == 2
+        assert agent.storage is not None
+        assert await agent.storage.journal.get(f"{tid('t-keep')}:n1") is None
+        with pytest.raises(ThreadNotFoundError):
+            await agent.ahistory(tid("t-idle"))
+    with pytest.raises(UsageError):
+        RetentionPolicy(keep_last=0)
+
+
+async def test_storage_per_turn_is_linear_with_retention(
+    tid: Callable[[str], str], agent_factory: Any, checkpoint_url: str, own_store_url: str
+) -> None:
+    """Each checkpoint holds the whole conversation, so unpruned storage grows faster every
+    turn; keeping the last checkpoint makes each turn cost about the same."""
+    from checkpoints.retention import storage_bytes
+
+    async def grow(agent: Any, thread_id: str, keep: int | None) -> list[int]:
+        sizes = []
+        for turn in range(6):
+            await agent.arun(f"question number {turn}", thread_id=thread_id)
+            if keep:
+                await agent.aprune(RetentionPolicy(keep_last=keep))
+            sizes.append(await storage_bytes(agent.storage, thread_id))
+        return [b - a for a, b in itertools.pairwise(sizes)]
+
+    async with agent_factory(checkpoint_url=own_store_url) as agent:
+        if checkpoint_url.startswith("memory://"):
+            with pytest.raises(UsageError):
+                await storage_bytes(agent.storage)
+            return
+        unpruned = await grow(agent, tid("t-grow"), None)
+        pruned = await grow(agent, tid("t-pruned"), 1)
+    assert all(b > a for a, b in itertools.pairwise(unpruned)), unpruned
+    assert max(pruned) < 1.3 * min(pruned), pruned
+    assert max(pruned) < min(unpruned) / 5, (pruned, unpruned)
