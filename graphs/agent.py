@@ -6,6 +6,7 @@ START → reason ─tools──▶ act ──▶ observe ─continue─▶ reaso
           │ ├─repair / retry ─▶ reason (same node, counters in the state)
           │ └─degrade ─▶ fallback ─▶ finish
 observe ─degrade (tool failure, iteration limit, deadline)─▶ fallback
+observe ─retry (transient failure of an idempotent tool, attempts left)─▶ act
 ```
 Edge functions are pure functions of the state: nodes write a `signal`, edges route on it.
 Node names are persisted in checkpoints: renaming one needs a migration note.
@@ -19,11 +20,12 @@ from langgraph.graph import END, START, StateGraph
 
 from keel.types import AgentState
 from nodes import AgentContext, act, fallback, finish, observe, reason
+from nodes._cost_gate import cost_controlled
 
 __all__ = ["AgentState", "build_agent_graph", "route_after_observe", "route_after_reason"]
 
 ReasonRoute = Literal["act", "reason", "finish", "fallback"]
-ObserveRoute = Literal["reason", "fallback"]
+ObserveRoute = Literal["reason", "act", "fallback"]
 
 
 def route_after_reason(state: AgentState) -> ReasonRoute:
@@ -39,14 +41,17 @@ def route_after_reason(state: AgentState) -> ReasonRoute:
 
 
 def route_after_observe(state: AgentState) -> ObserveRoute:
-    """continue → reason; degrade (or anything unexpected) → fallback."""
-    return "reason" if state.get("signal") == "continue" else "fallback"
+    """continue → reason; retry (transient tool failure) → act; anything else → fallback."""
+    signal = state.get("signal")
+    if signal == "continue":
+        return "reason"
+    return "act" if signal == "retry" else "fallback"
 
 
 def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
     """The uncompiled agent graph; compile it with a checkpointer to run it."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
-    graph.add_node("reason", reason)
+    graph.add_node("reason", cost_controlled(reason))
     graph.add_node("act", act)
     graph.add_node("observe", observe)
     graph.add_node("fallback", fallback)
@@ -59,7 +64,9 @@ def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, Agen
     )
     graph.add_edge("act", "observe")
     graph.add_conditional_edges(
-        "observe", route_after_observe, {"reason": "reason", "fallback": "fallback"}
+        "observe",
+        route_after_observe,
+        {"reason": "reason", "act": "act", "fallback": "fallback"},
     )
     graph.add_edge("fallback", "finish")
     graph.add_edge("finish", END)

@@ -102,6 +102,7 @@ class Limits(TypedDict):
     max_iterations: int
     max_model_attempts: int
     max_repairs: int
+    max_tool_attempts: NotRequired[int]
     tool_timeout_s: float
     iteration_timeout_s: float
     model_timeout_s: float
@@ -146,7 +147,12 @@ class AgentState(TypedDict, total=False):
     model_attempt: int
     """Consecutive failed model calls in the current step."""
     retry_delay_s: float | None
-    """The wait chosen before the next model retry (backoff or `Retry-After`)."""
+    """The wait chosen before the next model or tool retry (backoff or `Retry-After`)."""
+    tool_retry: dict[str, str] | None
+    """Tool calls to run again after a transient failure: call id → id of the error message
+    the new result replaces."""
+    tool_attempt: int
+    """Consecutive tool retries in the current cycle."""
     repair_attempt: int
     """Consecutive malformed outputs in the current step."""
     signal: Signal

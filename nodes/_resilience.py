@@ -5,17 +5,33 @@ Kept apart from `reason` and `act` so those nodes only gain one-line hooks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
+from pydantic import BaseModel
 
+from keel.errors import ErrorCode
 from keel.resilience import Classified, backoff_delay, retry_delay
-from keel.types import AgentState
-from nodes._records import text_of
+from keel.types import AgentState, ErrorRecord
+from nodes._records import text_of, trace_step
 from nodes.context import AgentContext
+from tools.registry import Tool, ToolContext
 
-__all__ = ["guard_model_call", "guard_tool_call", "next_retry_delay", "retry_wait"]
+__all__ = [
+    "calls_to_run",
+    "guard_model_call",
+    "guard_tool_call",
+    "next_retry_delay",
+    "observe_tool_retry",
+    "retry_wait",
+    "run_tool_guarded",
+    "tool_retry_update",
+]
+
+_RETRIED_CODES = {str(ErrorCode.TOOL_FAILED), str(ErrorCode.TOOL_TIMEOUT)}
 
 
 def _estimate_tokens(prompt: list[BaseMessage], max_tokens: int) -> int:
@@ -60,3 +76,88 @@ def retry_wait(state: AgentState, ctx: AgentContext, attempt: int) -> float:
     if recorded is not None:
         return float(recorded)
     return backoff_delay(attempt, ctx.settings.retry, ctx.rng)
+
+
+async def run_tool_guarded(
+    ctx: AgentContext, tool: Tool, arguments: BaseModel, tool_ctx: ToolContext, limit_s: float
+) -> str:
+    """One tool call under its breaker and its timeout (async: cancelled; sync: the worker
+    thread is abandoned; `isolation="process"`: the child process is killed)."""
+    async with guard_tool_call(ctx, tool.name, tool.transient):
+        return await asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=limit_s)
+
+
+async def calls_to_run(state: AgentState, ctx: AgentContext) -> list[ToolCall]:
+    """The tool calls `act` runs: the last reply's, or on a tool retry only the failed ones
+    (after the backoff chosen when they failed)."""
+    messages = state.get("messages", [])
+    retry = state.get("tool_retry") or {}
+    if retry:
+        await ctx.sleep(float(state.get("retry_delay_s") or 0.0))
+    else:
+        last = messages[-1] if messages else None
+        return list(last.tool_calls) if isinstance(last, AIMessage) else []
+    reply = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+    return [c for c in (reply.tool_calls if reply else []) if c["id"] in retry]
+
+
+def tool_retry_update(
+    state: AgentState,
+    ctx: AgentContext,
+    calls: Sequence[ToolCall],
+    outcomes: Sequence[tuple[ToolMessage, ErrorRecord | None, Any]],
+) -> dict[str, Any]:
+    """After `act`: give each result a stable id, and schedule a retry of the idempotent
+    calls that failed transiently while attempts remain (`signal=retry`, counted in the
+    state). Non-idempotent calls are never re-run here: the model sees the error."""
+    retry = state.get("tool_retry") or {}
+    attempt = state.get("tool_attempt", 0)
+    again: dict[str, str] = {}
+    for call, (message, record, _) in zip(calls, outcomes, strict=True):
+        call_id = call["id"] or ""
+        message.id = retry.get(call_id) or (
+            f"{state.get('run_id')}:{state.get('iteration', 0)}:{call_id}"
+        )
+        tool = ctx.tools.get(call["name"])
+        if (
+            record is not None
+            and record["kind"] == "retryable"
+            and record["code"] in _RETRIED_CODES
+            and tool is not None
+            and tool.idempotent
+        ):
+            again[call_id] = message.id
+    limit = state["limits"].get("max_tool_attempts", 3)
+    if again and attempt + 1 < limit:
+        delay = retry_delay(attempt + 1, ctx.settings.retry, ctx.rng)
+        return {
+            "signal": "retry",
+            "tool_retry": again,
+            "tool_attempt": attempt + 1,
+            "retry_delay_s": delay,
+        }
+    return {"tool_retry": None, "tool_attempt": 0}
+
+
+def observe_tool_retry(state: AgentState, ctx: AgentContext, ms: float) -> dict[str, Any] | None:
+    """`observe`'s hook: pass a scheduled tool retry on to `act` (the cycle is not over)."""
+    if state.get("signal") != "retry" or not state.get("tool_retry"):
+        return None
+    if state.get("fatal_error") is not None or ctx.clock() >= state["deadline"]:
+        return None
+    delay = float(state.get("retry_delay_s") or 0.0)
+    names = ", ".join(sorted(state.get("tool_retry") or {}))
+    return {
+        "signal": "retry",
+        "trace": [
+            trace_step(
+                state,
+                "observe",
+                ms,
+                signal="retry",
+                attempt=state.get("tool_attempt", 0),
+                error_code=None,
+                observation=f"retrying tool calls {names} in {delay:.2f}s",
+            )
+        ],
+    }

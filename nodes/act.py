@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.messages import AIMessage, ToolCall, ToolMessage
+from langchain_core.messages import ToolCall, ToolMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from keel.errors import ErrorCode, ToolInputError, is_control_flow
 from keel.resilience import classify_tool_error
 from keel.types import AgentState, ErrorRecord
+from nodes._cost_gate import cached_tool_call
 from nodes._durable import Plan, plan_calls
 from nodes._records import error_record, trace_step
+from nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
 from nodes.context import AgentContext
 from tools.registry import ToolContext
 
@@ -28,8 +30,7 @@ OBSERVATION_LIMIT = 20_000
 
 
 async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    last = state["messages"][-1]
-    calls = last.tool_calls if isinstance(last, AIMessage) else []
+    calls = await calls_to_run(state, runtime.context)  # on a tool retry: the failed ones
     plan = await plan_calls(  # approvals and unknown outcomes first; may interrupt()
         calls,
         tools=runtime.context.tools,
@@ -50,6 +51,7 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
         "errors": errors,
         "trace": [o[2] for o in outcomes],
     }
+    update.update(tool_retry_update(state, runtime.context, plan.calls, outcomes))
     if fatal is not None:
         update["fatal_error"] = fatal
     return update
@@ -134,5 +136,11 @@ async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall, plan: P
         tool,
         tool_ctx,
         arguments,
-        lambda: asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=timeout),
+        cached_tool_call(  # cacheable tools: tenant-scoped result cache
+            ctx,
+            state,
+            tool,
+            arguments,
+            lambda: run_tool_guarded(ctx, tool, arguments, tool_ctx, timeout),
+        ),
     )

@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 from keel.errors import ErrorCode
 from keel.types import AgentState
 from nodes._records import error_record, trace_step
+from nodes._resilience import observe_tool_retry
 from nodes.context import AgentContext
 
 NODE = "observe"
@@ -23,6 +24,9 @@ async def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     started = ctx.timer()
     iteration = state.get("iteration", 0) + 1
     limits = state["limits"]
+    retry = observe_tool_retry(state, ctx, (ctx.timer() - started) * 1000)
+    if retry is not None:  # a transient tool failure: back to `act`, same cycle
+        return retry
     update: dict[str, Any] = {"iteration": iteration, "iteration_deadline": None}
     fatal = state.get("fatal_error")
     if fatal is not None:

@@ -27,12 +27,13 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from keel.config import Settings
 from keel.errors import ErrorCode, ToolDefinitionError, ToolInputError
+from keel.resilience.isolation import check_importable, run_in_process
 
 __all__ = ["Reconcile", "Reconciled", "Tool", "ToolContext", "ToolRegistry", "tool"]
 
@@ -106,6 +107,9 @@ class Tool:
     """Overrides the run's tool timeout for this tool."""
     cacheable: bool = False
     """Results may be cached (pure functions of their arguments)."""
+    isolation: Literal["thread", "process"] = "thread"
+    """Where a sync tool runs: a worker thread (abandoned on timeout) or a separate process
+    (killed on timeout; arguments and result must pickle)."""
 
     @property
     def is_async(self) -> bool:
@@ -133,6 +137,11 @@ class Tool:
     async def invoke(self, args: BaseModel, ctx: ToolContext) -> str:
         """Run the tool on validated arguments; sync tools run in a worker thread."""
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        if self.isolation == "process":
+            if self.context_param:
+                kwargs[self.context_param] = ctx
+            result = await run_in_process(self.func, kwargs)
+            return result if isinstance(result, str) else json.dumps(result, default=str)
         if self.context_param:
             kwargs[self.context_param] = ctx
         if self.is_async:
@@ -160,6 +169,8 @@ def _build_tool(
 ) -> Tool:
     tool_name = name or func.__name__
     doc = description or inspect.getdoc(func) or ""
+    if options.get("isolation") == "process":
+        check_importable(func, tool_name)
     if not doc:
         raise ToolDefinitionError(f"tool '{tool_name}' needs a description (docstring)")
     try:
@@ -207,6 +218,7 @@ def tool(
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
+    isolation: Literal["thread", "process"] = "thread",
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     func: Callable[..., Any] | None = None,
@@ -220,6 +232,7 @@ def tool(
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
+    isolation: Literal["thread", "process"] = "thread",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function into a `Tool` (use bare or with options)."""
 
@@ -234,6 +247,7 @@ def tool(
             transient=transient,
             timeout_s=timeout_s,
             cacheable=cacheable,
+            isolation=isolation,
         )
 
     return wrap(func) if func is not None else wrap

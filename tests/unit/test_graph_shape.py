@@ -37,6 +37,7 @@ def test_exactly_five_nodes_and_these_edges() -> None:
         ("reason", "fallback", True),
         ("act", "observe", False),
         ("observe", "reason", True),
+        ("observe", "act", True),
         ("observe", "fallback", True),
         ("fallback", "finish", False),
         ("finish", "__end__", False),
@@ -60,7 +61,8 @@ def test_route_after_reason(signal: str | None, route: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("signal", "route"), [("continue", "reason"), ("degrade", "fallback"), (None, "fallback")]
+    ("signal", "route"),
+    [("continue", "reason"), ("retry", "act"), ("degrade", "fallback"), (None, "fallback")],
 )
 def test_route_after_observe(signal: str | None, route: str) -> None:
     assert route_after_observe(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]

@@ -1,0 +1,100 @@
+"""Running a tool function in a separate process, so a timeout can kill it.
+
+A thread cannot be stopped: a sync tool that hangs in a worker thread is abandoned, and
+keeps its thread (and whatever it holds). `run_in_process` runs the function in a fresh
+`spawn`ed child instead; when the awaiting task is cancelled (the tool timeout fires, the
+run is cancelled) the child is killed. Arguments and results cross a pipe, so both must
+pickle, and the function must be importable by module and qualified name (a module-level
+function, or a module-level `@tool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from keel.errors import ToolDefinitionError, ToolError
+
+__all__ = ["check_importable", "run_in_process"]
+
+_SPAWN = multiprocessing.get_context("spawn")
+KILL_WAIT_S = 5.0
+
+
+def check_importable(func: Callable[..., Any], name: str) -> None:
+    """Refuse, at definition time, a function a child process could not import."""
+    if "<locals>" in func.__qualname__ or func.__module__ in ("__main__", "__mp_main__"):
+        raise ToolDefinitionError(
+            f"tool '{name}' runs in a separate process, so its function must be defined at "
+            "module level in an importable module"
+        )
+
+
+def _resolve(module: str, qualname: str) -> Callable[..., Any]:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    func = getattr(target, "func", target)  # a module-level @tool names the Tool
+    if not callable(func):
+        raise TypeError(f"{module}.{qualname} is not callable")
+    return func
+
+
+def _child(conn: Connection, module: str, qualname: str, kwargs: dict[str, Any]) -> None:
+    try:
+        result = _resolve(module, qualname)(**kwargs)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        conn.send(("ok", result))
+    except BaseException as exc:
+        try:
+            conn.send(("error", exc))
+        except Exception:  # the exception itself does not pickle
+            conn.send(("error", ToolError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+async def run_in_process(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`func(**kwargs)` in a child process; the child is killed if this is cancelled."""
+    receiver, sender = _SPAWN.Pipe(duplex=False)
+    proc = _SPAWN.Process(
+        target=_child,
+        args=(sender, func.__module__, func.__qualname__, kwargs),
+        daemon=True,
+        name=f"keel-tool-{func.__name__}",
+    )
+    proc.start()
+    sender.close()
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(receiver.fileno(), wake)
+    try:
+        await readable
+        try:
+            status, value = receiver.recv()
+        except EOFError:
+            await asyncio.to_thread(proc.join, KILL_WAIT_S)
+            raise ToolError(
+                f"the tool process exited without a result (exit code {proc.exitcode})"
+            ) from None
+    finally:
+        loop.remove_reader(receiver.fileno())
+        receiver.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(KILL_WAIT_S)
+        proc.close()
+    if status == "error":
+        raise value
+    return value
