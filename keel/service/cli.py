@@ -65,6 +65,13 @@ def _execute(job: Job, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
     else:
         _print_result(result)
+    pending = result.metadata.get("pending") or []
+    if pending:  # a run waiting for a human: not a failure
+        if not as_json:
+            from keel.service._durable_cli import print_pending
+
+            print_pending(pending, result.thread_id)
+        raise typer.Exit(3)
     if not result.success:
         if not as_json:
             err.print(f"[red]failed:[/red] {result.error_code}: {result.error}", highlight=False)
@@ -142,6 +149,36 @@ def resume(
 
 
 @app.command()
+def trace(
+    thread: Annotated[str, typer.Option("--thread", help="Thread id of the run(s).")],
+    as_json: JsonFlag = False,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only this run (default: every run).")
+    ] = None,
+) -> None:
+    """Show a thread's steps from its checkpoints: node, thought, action, input, observation."""
+    from checkpoints import open_saver
+    from graphs import build_agent_graph
+    from keel.observability.run_trace import load_trace, render_table, trace_to_json
+
+    settings = _settings()
+
+    async def job() -> Any:
+        async with open_saver(settings.checkpoint_url) as saver:
+            graph = build_agent_graph().compile(checkpointer=saver)
+            return await load_trace(graph, thread, run_id=run_id)
+
+    try:
+        steps = asyncio.run(job())
+    except KeelError as exc:
+        raise _fail(f"{exc.code}: {exc.message}", 1) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(trace_to_json(thread, steps), default=str) + "\n")
+    else:
+        render_table(steps, out)
+
+
+@app.command()
 def models(as_json: JsonFlag = False) -> None:
     """List the model specs Keel knows, whether they are installed, and their prices."""
     from keel.models.catalog import model_catalog
@@ -207,6 +244,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
 
     if not asyncio.run(revoke_key(_settings(), key_id)):
         raise _fail(f"no live key with id {key_id}", 1)
+
+
+from keel.service import _durable_cli  # noqa: E402, F401  (approve, history, fork, checkpoints)
 
 
 def _logs_to_stderr() -> None:
