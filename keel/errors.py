@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "model_error"
     MODEL_TIMEOUT = "model_timeout"
     MALFORMED_OUTPUT = "malformed_output"
+    UNGROUNDED_ANSWER = "ungrounded_answer"
     ITERATION_LIMIT = "iteration_limit"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     BUDGET_EXCEEDED = "budget_exceeded"

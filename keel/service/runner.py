@@ -94,7 +94,9 @@ async def build_context(
             rung.name, str(spec), chat_model, mode, price_for(spec, settings)
         )
     default = bindings[DEFAULT_TIER]
-    registry = tools if tools is not None else default_tools()
+    registry = (tools if tools is not None else default_tools()).requiring_approval(
+        settings.approval_tools
+    )
     caches = caches if caches is not None else open_caches(settings)
     if caches.enabled("model"):
         attach_model_cache(list(built.values()), settings.temperature)
@@ -274,7 +276,12 @@ class Agent(DurableAgentMixin):
                 "output": "",
                 "error_code": None,
                 "error": "the run has not finished"
-                + (f"; next: {', '.join(pending_nodes(snapshot))}" if interrupted else ""),
+                + (f"; next: {', '.join(pending_nodes(snapshot))}" if interrupted else "")
+                + (
+                    f"; waiting for a human: keel approve --thread {thread_id}"
+                    if snapshot.interrupts
+                    else ""
+                ),
             }
         metadata = {
             "run_id": run_id,
@@ -289,6 +296,7 @@ class Agent(DurableAgentMixin):
             "execution_time": round(elapsed, 4),
             "error_code": outcome.get("error_code"),
             "trace": [{k: s.get(k) for k in TRACE_FIELDS} for s in steps],
+            "pending": [dict(i.value) for i in snapshot.interrupts if isinstance(i.value, dict)],
         }
         return RunResult(
             output=outcome.get("output", ""),

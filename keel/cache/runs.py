@@ -1,0 +1,63 @@
+"""The whole-run cache: a repeated question answered without running the graph.
+
+The key is the normalized question, the tenant and a fingerprint of everything else the
+answer depends on (the tool set's version and the model specs). Only successful runs are
+stored. A cached answer comes back as a new `RunResult` marked `metadata["cache"] = "hit"`
+with zero cost; it writes no checkpoint (there is nothing to resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from keel.cache.caches import Caches
+from keel.types import RunResult
+
+__all__ = ["lookup_run", "remember_run", "run_fingerprint"]
+
+KEPT_METADATA = ("model", "mode", "tier", "iterations", "total_tokens", "run_id")
+
+
+def run_fingerprint(tool_version: str, model_specs: Iterable[str], system_prompt: str) -> str:
+    """What besides the question decides the answer: tools, models, instructions."""
+    blob = "\x1f".join([tool_version, *model_specs, system_prompt])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+async def lookup_run(
+    caches: Caches | None, tenant: str, question: str, fingerprint: str, thread_id: str
+) -> RunResult | None:
+    if caches is None:
+        return None
+    started = time.perf_counter()
+    found: dict[str, Any] | None = await caches.run_result(tenant, question, fingerprint)
+    if found is None:
+        return None
+    metadata = {
+        **{k: found.get("metadata", {}).get(k) for k in KEPT_METADATA},
+        "cache": "hit",
+        "tenant": tenant,
+        "model_calls": 0,
+        "total_cost": 0.0,
+        "cached_from_run": found.get("metadata", {}).get("run_id"),
+        "execution_time": round(time.perf_counter() - started, 6),
+        "trace": [],
+    }
+    return RunResult(
+        output=found["output"], success=True, error=None, thread_id=thread_id, metadata=metadata
+    )
+
+
+async def remember_run(
+    caches: Caches | None, tenant: str, question: str, fingerprint: str, result: RunResult
+) -> None:
+    if caches is None or not result.success or result.status != "finished":
+        return
+    payload = {
+        "output": result.output,
+        "metadata": {k: result.metadata.get(k) for k in KEPT_METADATA},
+    }
+    await caches.store_run_result(tenant, question, fingerprint, payload)
