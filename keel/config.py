@@ -112,7 +112,7 @@ class BreakerSettings(BaseModel):
     """Off: every call is made, however often the callee failed."""
     window_s: float = Field(60.0, gt=0)
     """Calls older than this no longer count."""
-    min_calls: int = Field(5, ge=1)
+    min_calls: int = Field(20, ge=1)
     """Calls in the window before the failure rate can open the breaker."""
     failure_rate: float = Field(0.5, gt=0, le=1)
     """Share of failed calls in the window that opens the breaker."""
@@ -367,6 +367,9 @@ class Settings(BaseSettings):
     durability: Literal["sync", "async", "exit"] = "sync"
     """When checkpoints are written; `sync` is the only mode safe against SIGKILL."""
     checkpoint_pool: CheckpointPoolSettings = CheckpointPoolSettings()
+    approval_tools: tuple[str, ...] = ()
+    """Tool names that need a human's approval for every call (besides the tools that
+    declare `requires_approval` themselves)."""
     limits: LimitSettings = LimitSettings()
     retry: RetrySettings = RetrySettings()
     sql: SqlToolSettings = SqlToolSettings()

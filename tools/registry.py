@@ -26,7 +26,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -285,6 +285,16 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return list(self._tools)
+
+    def requiring_approval(self, names: Iterable[str]) -> ToolRegistry:
+        """A registry where the named tools also need a human's approval per call."""
+        wanted = set(names)
+        return ToolRegistry(
+            {
+                n: replace(t, requires_approval=True) if n in wanted else t
+                for n, t in self._tools.items()
+            }
+        )
 
     def subset(self, names: Iterable[str]) -> ToolRegistry:
         """A registry with only the named tools (unknown names are ignored)."""

@@ -16,7 +16,13 @@ from langgraph.types import Command, StateSnapshot
 
 from checkpoints.outage import is_storage_outage
 from checkpoints.retention import PruneReport, RetentionPolicy, prune
-from keel.errors import StorageUnavailableError, ThreadNotFoundError, UsageError
+from keel.errors import (
+    ErrorCode,
+    StorageUnavailableError,
+    ThreadNotFoundError,
+    ToolInputError,
+    UsageError,
+)
 from nodes._durable import Decision
 
 if TYPE_CHECKING:
@@ -133,7 +139,10 @@ class DurableAgentMixin:
             tool = self.context.tools.get(pending[0]["tool"])
             if tool is None:
                 raise UsageError(f"unknown tool '{pending[0]['tool']}'")
-            tool.validate(edit)  # a bad edit fails here and changes nothing
+            try:
+                tool.validate(edit)  # a bad edit fails here and changes nothing
+            except ToolInputError as exc:
+                raise UsageError(exc.message, code=ErrorCode.INVALID_TOOL_ARGS) from exc
             decision = Decision(action="edit", arguments=edit)
         elif reject is not None:
             decision = Decision(action="reject", reason=reject.strip() or "no reason given")

@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from checkpoints.retention import RetentionPolicy
-from keel.errors import ErrorCode, ThreadNotFoundError, ToolInputError, UsageError
+from keel.errors import ErrorCode, ThreadNotFoundError, UsageError
 from keel.testing.scripted import ScriptedModel
 from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
@@ -192,7 +192,7 @@ async def test_approval_edit_is_validated_then_used(
     model = ScriptedModel([call("transfer", {"account": "A", "amount": 10}), "moved"])
     async with agent_factory(model, tools=registry) as agent:
         await _paused(agent, tid("t-edit"))
-        with pytest.raises(ToolInputError) as bad:
+        with pytest.raises(UsageError) as bad:
             await agent.aapprove(tid("t-edit"), edit={"account": "A", "amount": "lots"})
         assert "amount" in bad.value.message
         assert len(await agent.apending(tid("t-edit"))) == 1, "a bad edit changes nothing"
