@@ -25,9 +25,10 @@ from keel.errors import (
 from keel.models import cost_usd
 from keel.resilience import classify_model_error
 from keel.types import AgentState, UsageTotals
+from nodes._grounding import check_grounded
 from nodes._interpret import interpret
 from nodes._prompt import build_prompt
-from nodes._records import error_record, trace_step
+from nodes._records import error_record, text_of, trace_step
 from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
 from nodes.context import AgentContext
 from nodes.react_protocol import REACT_STOP
@@ -128,6 +129,8 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     cost = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
     try:
         decision = interpret(reply, ctx.mode, state.get("iteration", 0))
+        if decision.answer is not None and ctx.settings.grounded_answers and len(ctx.tools):
+            check_grounded(decision.answer, state.get("messages", []), text_of(prompt[0].content))
     except MalformedOutputError as exc:
         repairs = state.get("repair_attempt", 0) + 1
         record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)

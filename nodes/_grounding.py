@@ -1,0 +1,72 @@
+"""A final answer may only state numbers the run has actually seen.
+
+Small models summarise tool results badly: the 0.5B local model listed the right products and
+then gave a "total" that appeared nowhere (28,048.22 for three revenues adding up to 137,246.28).
+Such an answer is rejected like malformed output, so the graph's repair edge asks the model
+again, telling it which numbers are unsupported and to compute them with a tool.
+
+A number is supported when it matches, to the precision it is written with, a number in a tool
+result, the question or the system prompt ("99,625" matches 99625.22). Small whole numbers
+(below 100: "3 products", "2 orders") are not checked: prose is full of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+
+from keel.errors import ErrorCode, MalformedOutputError
+from nodes._records import text_of
+
+__all__ = ["check_grounded", "ungrounded_numbers"]
+
+_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
+_SMALL = 100
+
+
+@dataclass(frozen=True)
+class _Number:
+    literal: str
+    value: float
+    tolerance: float
+
+
+def _numbers(text: str) -> list[_Number]:
+    found = []
+    for match in _NUMBER.finditer(text):
+        literal = match.group(0)
+        plain = literal.replace(",", "")
+        decimals = len(plain.partition(".")[2])
+        found.append(_Number(literal, float(plain), 0.5 * 10.0**-decimals + 1e-9))
+    return found
+
+
+def ungrounded_numbers(answer: str, sources: Iterable[str]) -> list[str]:
+    """The numbers of `answer` (as written) that no source supports, in order, once each."""
+    known = [n.value for text in sources for n in _numbers(text)]
+    missing: list[str] = []
+    for number in _numbers(answer):
+        if "." not in number.literal and abs(number.value) < _SMALL:
+            continue
+        if any(abs(number.value - value) <= number.tolerance for value in known):
+            continue
+        if number.literal not in missing:
+            missing.append(number.literal)
+    return missing
+
+
+def check_grounded(answer: str, messages: Iterable[BaseMessage], system_prompt: str) -> None:
+    """Raise `MalformedOutputError` naming the answer's unsupported numbers, if any."""
+    sources = [system_prompt]
+    sources += [text_of(m.content) for m in messages if isinstance(m, ToolMessage | HumanMessage)]
+    missing = ungrounded_numbers(answer, sources)
+    if missing:
+        raise MalformedOutputError(
+            f"the numbers {', '.join(missing)} appear in no tool result. Do not estimate: "
+            "compute them from the tool results with the calculator tool (for example a sum),"
+            " or look them up, then answer with the exact results.",
+            code=ErrorCode.UNGROUNDED_ANSWER,
+        )
