@@ -336,3 +336,30 @@ async def test_usage_is_priced(agent_factory: Any) -> None:
         result = await agent.arun("price me")
     assert result.metadata["total_tokens"] == 1500
     assert result.metadata["total_cost"] == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)
+
+
+async def test_ungrounded_numbers_are_repaired_through_a_tool(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
+    """A made-up total is rejected; the model computes it with a tool and answers exactly."""
+    replies = [
+        call("add", {"a": 1200, "b": 950}),
+        "Together they made 2,300.",  # 1200 + 950 is not 2300: appears in no result
+        call("add", {"a": 1200, "b": 950}, "c2"),
+        "Together they made 2,150.",
+    ]
+    model = ScriptedModel(replies)
+    async with agent_factory(model, tools=registry) as agent:
+        result = await agent.arun("What did the two stores make together?")
+    assert result.success and result.output == "Together they made 2,150."
+    assert signals(result) == ["tools", "repair", "tools", "answer"]
+    repair = [s for s in result.metadata["trace"] if s["signal"] == "repair"][0]
+    assert repair["error_code"] == ErrorCode.UNGROUNDED_ANSWER
+    assert "2,300" in repair["observation"]
+
+
+async def test_grounding_can_be_switched_off(agent_factory: Any, registry: ToolRegistry) -> None:
+    model = ScriptedModel([call("add", {"a": 1200, "b": 950}), "Together they made 2,300."])
+    async with agent_factory(model, tools=registry, grounded_answers=False) as agent:
+        result = await agent.arun("What did the two stores make together?")
+    assert result.success and result.output == "Together they made 2,300."

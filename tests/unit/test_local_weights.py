@@ -118,5 +118,5 @@ def test_missing_packages_name_the_install_command(
 
 
 def test_unknown_local_model_lists_the_known_ones() -> None:
-    with pytest.raises(Exception, match="local:qwen2.5-coder-0.5b"):
+    with pytest.raises(Exception, match=r"local:qwen2\.5-coder-0\.5b"):
         ensure_weights("local:nope", Path("/nonexistent"))
