@@ -353,7 +353,7 @@ async def test_ungrounded_numbers_are_repaired_through_a_tool(
         result = await agent.arun("What did the two stores make together?")
     assert result.success and result.output == "Together they made 2,150."
     assert signals(result) == ["tools", "repair", "tools", "answer"]
-    repair = [s for s in result.metadata["trace"] if s["signal"] == "repair"][0]
+    repair = next(s for s in result.metadata["trace"] if s["signal"] == "repair")
     assert repair["error_code"] == ErrorCode.UNGROUNDED_ANSWER
     assert "2,300" in repair["observation"]
 
