@@ -100,11 +100,25 @@ POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
 
 
 def scripted_model(name: str) -> FunctionModel:
-    """The scripted model a `scripted:<name>` spec names (`<name>-react` forces ReAct)."""
-    base, _, variant = name.partition("-")
-    if base not in POLICIES or variant not in ("", "react"):
+    """The scripted model a `scripted:<name>` spec names.
+
+    `<name>-react` forces ReAct; `<name>@<n>ms` waits n milliseconds per call (benchmarks).
+    """
+    policy, _, latency = name.partition("@")
+    base, _, variant = policy.partition("-")
+    latency_ms = latency.removesuffix("ms")
+    if (
+        base not in POLICIES
+        or variant not in ("", "react")
+        or (latency and (not latency.endswith("ms") or not latency_ms.isdigit()))
+    ):
         known = ", ".join(sorted(POLICIES))
-        raise ModelSpecError(f"unknown scripted model '{name}'; known: {known} (+ '-react')")
+        raise ModelSpecError(
+            f"unknown scripted model '{name}'; known: {known} (+ '-react', '@<n>ms')"
+        )
     return FunctionModel(
-        fn=POLICIES[base], model_name=f"scripted:{name}", supports_tool_calling=variant != "react"
+        fn=POLICIES[base],
+        model_name=f"scripted:{name}",
+        supports_tool_calling=variant != "react",
+        latency_s=int(latency_ms) / 1000 if latency else 0.0,
     )

@@ -9,6 +9,7 @@ reply carries its own, so accounting works exactly as with a real provider.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class FunctionModel(BaseChatModel):
     model_name: str = "scripted"
     supports_tool_calling: bool = True
     """False makes `bind_tools` raise, as for a model with no native tool calling."""
+    latency_s: float = 0.0
+    """Seconds each async call waits before replying (a provider's latency, for benchmarks)."""
     _calls: int = PrivateAttr(default=0)
 
     @property
@@ -141,6 +144,8 @@ class FunctionModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         return self._reply(messages, stop, **kwargs)
 
 
