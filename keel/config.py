@@ -269,6 +269,10 @@ class ServiceSettings(BaseModel):
     rate is `KEEL_RATE_LIMITS__TENANT_RUNS_PER_MINUTE`."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
+    worker_heartbeat_s: float = Field(2.0, gt=0, le=300)
+    """How often a `keel worker` reports it is alive (and looks for dead workers' runs)."""
+    worker_stalled_after_s: float = Field(10.0, gt=0, le=3600)
+    """A worker silent this long is dead: its runs go back to the queue."""
     roles: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
     """Tools each API-key role may use (`*`: all); a key's role must be one of these."""
 

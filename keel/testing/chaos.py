@@ -116,6 +116,8 @@ class ChaosStats:
     faults: Counter[str] = field(default_factory=Counter)
     by_question: dict[str, list[str]] = field(default_factory=dict)
     """Faults injected per conversation (keyed by its first user message)."""
+    requests_by_question: Counter[str] = field(default_factory=Counter)
+    """Requests received per conversation (every attempt counts)."""
 
 
 def _to_messages(raw: Sequence[dict[str, Any]]) -> list[BaseMessage]:
@@ -237,6 +239,7 @@ class ChaosServer:
             attempt = self._seen[key]
             self._seen[key] += 1
             self.stats.requests += 1
+            self.stats.requests_by_question[question] += 1
         fault = self._draw(key, attempt)
         if fault is not None:
             with self._lock:
