@@ -19,10 +19,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from uuid import UUID
 
 from langchain_core.env import get_runtime_environment
+from langchain_core.load import dumpd
+from langchain_core.messages import BaseMessage
 from langchain_core.tracers.langchain import (
     LangChainTracer,
     _patch_missing_metadata,
@@ -33,6 +36,8 @@ from langchain_core.tracers.schemas import Run
 __all__ = ["KeelTracer", "TracePolicy"]
 
 HIDDEN = "langsmith:hidden"
+_RAW = "__keel_raw_messages"
+"""Chat-model inputs kept as message objects until the run is sent."""
 _ROOT_LIGHT_INPUTS = ("question", "tenant", "run_id")
 _ROOT_LIGHT_OUTPUTS = ("outcome", "usage", "answer", "tier", "errors")
 _NODE_LIGHT_INPUTS = ("iteration", "signal", "model_attempt", "repair_attempt", "tier")
@@ -89,6 +94,38 @@ class KeelTracer(LangChainTracer):
             clone.policy = self.policy
         return clone
 
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """As LangChain's, but the messages are serialized only if the run is sent."""
+        start_time = datetime.now(UTC)
+        if metadata:
+            kwargs.update({"metadata": metadata})
+        run = Run(
+            id=run_id,
+            parent_run_id=parent_run_id,
+            serialized=serialized,
+            inputs={_RAW: messages},
+            **self._get_run_kwargs(parent_run_id, kwargs),
+            events=[{"name": "start", "time": start_time}],
+            start_time=start_time,
+            run_type="llm",
+            tags=tags,
+            name=name,
+        )
+        self._start_trace(run)
+        self._on_chat_model_start(run)
+        return run
+
     def _persist_run(self, run: Run) -> None:
         """No copy of the finished root is kept (`get_run_url` is not supported)."""
 
@@ -118,6 +155,9 @@ class KeelTracer(LangChainTracer):
             self._prune_hidden(root)
         root.extra["runtime"] = get_runtime_environment()
         for run in _walk(root):
+            raw = run.inputs.get(_RAW) if isinstance(run.inputs, Mapping) else None
+            if raw is not None:
+                run.inputs = {"messages": [[dumpd(m) for m in batch] for batch in raw]}
             _patch_missing_metadata(self, run)
             run.tags = sorted(set(run.tags or ()) | set(self.tags or ()))
             if light:

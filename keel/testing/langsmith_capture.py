@@ -175,3 +175,30 @@ class CaptureServer:
             if predicate(runs) or time.monotonic() >= deadline:
                 return runs
             time.sleep(0.02)
+
+
+def main() -> None:
+    """`python -m keel.testing.langsmith_capture`: a sink in its own process (benchmarks).
+
+    Prints its URL, then on stdin EOF or SIGTERM prints `{"requests", "bytes", "runs"}`.
+    """
+    import signal
+    import sys
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with CaptureServer() as server:
+        print(server.url, flush=True)
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+        stop.wait()
+        requests = server.requests
+        summary = {
+            "requests": len(requests),
+            "bytes": sum(len(body) for _, _, body in requests),
+            "runs": len(server.runs()),
+        }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ fails nor stalls a run.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,6 +89,8 @@ async def test_a_run_is_one_tree_with_its_metadata(
         if node["name"] == "reason":
             models = [c for c in children(runs, node) if c["run_type"] == "llm"]
             assert len(models) == 1 and models[0]["outputs"]["generations"]
+            prompt = json.dumps(models[0]["inputs"]["messages"])
+            assert SALES_QUESTION[:40] in prompt
         if node["name"] == "act":
             [tool] = [c for c in children(runs, node) if c["run_type"] == "tool"]
             assert tool["name"] in ("sql_query", "calculator")
