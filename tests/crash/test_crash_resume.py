@@ -105,3 +105,44 @@ def test_sigkill_at_every_point_resumes_with_effects_exactly_once(
                 f"{thread_id}: effect {tag} ran {lines[f'{key} {tag}']}×"
             )
     assert sum(lines.values()) == 3 * (len(threads) + 1), "no effect outside the expected ones"
+
+
+ASYNC_POINTS: list[tuple[str, int]] = [
+    ("model", 2),
+    ("tool_after", 0),
+    ("tool_after", 2),
+    ("journal_after", 1),
+    ("put_after", 5),
+    ("writes_after", 3),
+]
+
+
+def test_async_durability_keeps_effects_exactly_once(
+    forkserver: Any, postgres_url: str, tmp_path: Path
+) -> None:
+    """`async` checkpoints may lag behind a SIGKILL, so resumed runs repeat steps, but the
+    journal still stops every completed effect from happening twice."""
+    effects = tmp_path / "effects.log"
+    results = tmp_path / "results"
+    results.mkdir()
+    base = {
+        "pg_url": postgres_url,
+        "effects": str(effects),
+        "results": str(results),
+        "home": str(tmp_path / "home"),
+        "durability": "async",
+    }
+    threads, pending = [], []
+    for kind, count in ASYNC_POINTS:
+        thread_id = f"async-{kind}-{count}"
+        job = {**base, "resume": pending, "thread": thread_id, "kind": kind, "count": count}
+        assert _spawn(forkserver, job) == -signal.SIGKILL, thread_id
+        threads.append(thread_id)
+        pending = [thread_id]
+    assert _spawn(forkserver, {**base, "resume": pending, "thread": None}) == 0
+    lines = Counter(effects.read_text().splitlines())
+    for thread_id in threads:
+        result = json.loads((results / f"{thread_id}.json").read_text())
+        assert result["success"] and result["output"] == child.ANSWER, thread_id
+        for key, tag in _expected_keys(thread_id).items():
+            assert lines[f"{key} {tag}"] == 1, f"{thread_id}: effect {tag}"

@@ -46,8 +46,6 @@ def test_approve_history_fork_prune(keel: Any) -> None:
 
     bad = keel("approve", "--thread", "t-cli", "--edit", '{"expression": 5}')
     assert bad.returncode == 2 and "expression" in bad.stderr
-    bad = keel("approve", "--thread", "t-cli", "--edit", "{nope")
-    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
 
     done = keel("approve", "--thread", "t-cli", "--json")
     assert done.returncode == 0, done.stderr
