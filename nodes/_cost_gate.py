@@ -79,29 +79,30 @@ def estimate_for(state: AgentState, ctx: AgentContext) -> CallEstimate:
 
 async def _fit_budget(
     state: AgentState, ctx: AgentContext, names: list[str], tier: str
-) -> tuple[str, BudgetVerdict]:
-    """The tier to call (`tier`, or the best cheaper one that fits) and the verdict."""
+) -> tuple[str, BudgetVerdict, BudgetVerdict | None]:
+    """The tier to call (`tier`, or the best cheaper one that fits), its verdict, and why
+    `tier` itself was refused (None if it fits)."""
     cost = ctx.settings.cost
     spent_today = 0.0
     if cost.tenant_daily_usd is not None:
         spent_today = await ctx.ledger.spent(state.get("tenant", "default"), ctx.clock())
     below = names[: names.index(tier)][::-1] if tier in names else []
-    first: BudgetVerdict | None = None
+    refused: BudgetVerdict | None = None
     for candidate in [tier, *below]:
         verdict = check_budget(
             state.get("budget"),
             state.get("usage"),
-            estimate_for({**state, "tier": candidate}, ctx.with_tier(candidate)),
+            estimate_for(cast(AgentState, {**state, "tier": candidate}), ctx.with_tier(candidate)),
             tenant_limit_usd=cost.tenant_daily_usd,
             tenant_spent_usd=spent_today,
         )
         if verdict.ok:
-            return candidate, verdict
-        first = first or verdict
+            return candidate, verdict, refused
+        refused = refused or verdict
         if verdict.limit == "run_model_calls":
             break
-    assert first is not None
-    return tier, first
+    assert refused is not None
+    return tier, refused, refused
 
 
 async def _summarize(state: AgentState, ctx: AgentContext, names: list[str]) -> dict[str, Any]:
@@ -186,11 +187,11 @@ def cost_controlled(node: ReasonNode) -> ReasonNode:
                     "usage": add_usage(state.get("usage"), compacted["usage"]),
                 },
             )
-        chosen, verdict = await _fit_budget(view, ctx, names, tier)
+        chosen, verdict, refused = await _fit_budget(view, ctx, names, tier)
         if not verdict.ok:
             return _merge(before, _stop(state, verdict))
-        if chosen != tier:
-            why = f"budget is tight: {verdict.message or 'the active tier does not fit'}"
+        if chosen != tier and refused is not None:
+            why = f"budget is tight on '{tier}': {refused.message}"
             down = RouteDecision("downgrade", chosen, tier, why)
             before = _merge(before, {"tier": chosen, "trace": [_route_row(state, down)]})
             view = cast(AgentState, {**view, "tier": chosen})

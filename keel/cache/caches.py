@@ -173,6 +173,28 @@ def cache_scope(
         _SCOPE.reset(token)
 
 
+_VOLATILE = ("id", "response_metadata", "usage_metadata")
+
+
+def _stable_prompt(prompt: str) -> str:
+    """LangChain's serialized prompt without per-call fields (ids, usage, provider metadata).
+
+    A history that contains a reply served from the cache must key like the original one.
+    """
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return prompt
+    if not isinstance(messages, list):
+        return prompt
+    for message in messages:
+        kwargs = message.get("kwargs") if isinstance(message, dict) else None
+        if isinstance(kwargs, dict):
+            for name in _VOLATILE:
+                kwargs.pop(name, None)
+    return json.dumps(messages, sort_keys=True)
+
+
 class ModelResponseCache(BaseCache):
     """LangChain's cache hook, routed to the `Caches` of the current scope.
 
@@ -194,7 +216,9 @@ class ModelResponseCache(BaseCache):
         scope = _SCOPE.get()
         if scope is None or not scope.read:
             return None
-        stored = await scope.caches.model_reply(scope.tenant, scope.model, llm_string, prompt)
+        stored = await scope.caches.model_reply(
+            scope.tenant, scope.model, llm_string, _stable_prompt(prompt)
+        )
         if stored is None:
             return None
         (message,) = messages_from_dict([stored])
@@ -216,7 +240,8 @@ class ModelResponseCache(BaseCache):
             generation.message, AIMessage
         ):
             return
-        scope.pending.append((llm_string, prompt, message_to_dict(generation.message)))
+        reply = message_to_dict(generation.message)
+        scope.pending.append((llm_string, _stable_prompt(prompt), reply))
 
     async def aclear(self, **kwargs: Any) -> None:
         return None
