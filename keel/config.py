@@ -25,6 +25,7 @@ __all__ = [
     "CheckpointPoolSettings",
     "CompactionSettings",
     "CostSettings",
+    "DegradationSettings",
     "LimitSettings",
     "ModelPrice",
     "ObservabilitySettings",
@@ -120,6 +121,17 @@ class BreakerSettings(BaseModel):
     """How long an open breaker refuses calls before letting a probe through (half-open)."""
     half_open_calls: int = Field(1, ge=1)
     """Probe calls let through while half-open; one failure re-opens, all passing closes."""
+
+
+class DegradationSettings(BaseModel):
+    """What `fallback` tries before a clean failure (see `keel.resilience.degrade`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tiers: bool = True
+    """After a model failure, try the other configured tiers (cheaper first)."""
+    direct_answer: bool = True
+    """Then one call without tools that answers from the observations so far."""
 
 
 class RateLimitSettings(BaseModel):
@@ -269,9 +281,9 @@ class ServiceSettings(BaseModel):
     rate is `KEEL_RATE_LIMITS__TENANT_RUNS_PER_MINUTE`."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
-    worker_heartbeat_s: float = Field(2.0, gt=0, le=300)
+    worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
     """How often a `keel worker` reports it is alive (and looks for dead workers' runs)."""
-    worker_stalled_after_s: float = Field(10.0, gt=0, le=3600)
+    worker_stalled_after_s: float = Field(30.0, gt=0, le=3600)
     """A worker silent this long is dead: its runs go back to the queue."""
     roles: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
     """Tools each API-key role may use (`*`: all); a key's role must be one of these."""
@@ -380,6 +392,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     breaker: BreakerSettings = BreakerSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    degradation: DegradationSettings = DegradationSettings()
     redis_prefix: str = "keel"
     """Prefix of every Redis key Keel writes (breakers, rate limits)."""
     service: ServiceSettings = ServiceSettings()

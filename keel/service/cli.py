@@ -213,6 +213,24 @@ def serve(
     serve_api(_settings(), host=host, port=port)
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=512, help="Runs executed at once.")
+    ] = 4,
+) -> None:
+    """Execute queued runs (KEEL_SERVICE__QUEUE=procrastinate) from the service's Postgres."""
+    from keel.service.api.worker import run_worker
+
+    settings = _settings()
+    try:
+        asyncio.run(run_worker(settings, concurrency=concurrency))
+    except KeelError as exc:
+        raise _fail(exc.message, 2) from exc
+    except KeyboardInterrupt:
+        pass
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
 app.add_typer(keys_app, name="keys")
 

@@ -23,17 +23,31 @@ from keel.service.api.admission import Admission
 from keel.service.api.auth import Authenticator, context_for_role
 from keel.service.api.deps import Caller, Services, Svc
 from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
+from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app
 from keel.service.api.routes_runs import router as runs_router
 from keel.service.api.routes_threads import router as threads_router
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunManager
 from keel.service.api.schemas import AssistantSearch
 from keel.service.api.store import Store, service_db_url
+from keel.service.api.worker import queue_db_url, redis_events
 from keel.service.runner import open_agent
 from tools.registry import ToolRegistry
 
 __all__ = ["create_app"]
 
 VERSION = "0.1.0"
+
+
+@asynccontextmanager
+async def _queue(db_url: str, distributed: bool) -> AsyncIterator[RunQueue | None]:
+    """The procrastinate queue runs go to, in a distributed deployment."""
+    if not distributed:
+        yield None
+        return
+    await ensure_queue_schema(db_url)
+    app = make_queue_app(db_url)
+    async with app.open_async():
+        yield RunQueue(app)
 
 
 def _assistant() -> dict[str, Any]:
@@ -62,12 +76,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store.open(service_db_url(settings))
+        distributed = settings.service.queue == "procrastinate"
+        db_url = queue_db_url(settings) if distributed else service_db_url(settings)
+        store = Store.open(db_url)
         try:
             await store.migrate()
-            async with open_agent(
-                settings, model=model, tools=tools, checkpointer=checkpointer
-            ) as agent:
+            async with (
+                open_agent(settings, model=model, tools=tools, checkpointer=checkpointer) as agent,
+                _queue(db_url, distributed) as queue,
+                redis_events(settings) as events,
+            ):
                 contexts = {
                     role: context_for_role(agent.context, settings.service, role)
                     for role in settings.service.roles
@@ -81,6 +99,8 @@ def create_app(
                         or context_for_role(agent.context, settings.service, p.role)
                     ),
                     admission=Admission(settings, agent.context.resilience),
+                    queue=queue,
+                    events=events,
                 )
                 app.state.services = Services(
                     agent=agent,
@@ -88,7 +108,8 @@ def create_app(
                     runs=manager,
                     auth=Authenticator(store, settings.service),
                 )
-                await manager.recover()
+                if queue is None:
+                    await manager.recover()
                 try:
                     yield
                 finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.service.api.auth import Principal
 from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
-from keel.service.api.encode import interrupt_json, jsonable, sse
+from keel.service.api.encode import jsonable, sse
 from keel.service.api.errors import Conflict, NotFound, Unprocessable
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle
 from keel.service.api.schemas import ID_PATTERN, RunCreate
@@ -66,7 +65,12 @@ async def _thread_for(
 
 
 async def _start(
-    svc: Services, principal: Principal, thread_id: str | None, body: RunCreate
+    svc: Services,
+    principal: Principal,
+    thread_id: str | None,
+    body: RunCreate,
+    *,
+    background: bool = False,
 ) -> RunHandle:
     _check_assistant(body)
     temporary = False
@@ -80,25 +84,13 @@ async def _start(
     else:
         thread = await _thread_for(svc, principal, thread_id, body)
     try:
-        return await svc.runs.start(thread, principal, body, temporary=temporary)
+        return await svc.runs.start(
+            thread, principal, body, temporary=temporary, background=background
+        )
     except Exception:
         if temporary:
             await svc.store.delete_thread(thread_id, principal.tenant_id)
         raise
-
-
-async def _result(svc: Services, handle: RunHandle) -> dict[str, Any]:
-    if handle.result:
-        return jsonable(handle.result)
-    return await _thread_values(svc, handle.record.thread_id)
-
-
-async def _thread_values(svc: Services, thread_id: str) -> dict[str, Any]:
-    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread_id))
-    values: dict[str, Any] = jsonable(snapshot.values or {})
-    if snapshot.interrupts:
-        values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
-    return values
 
 
 def _wanted(event: str, modes: list[str]) -> bool:
@@ -114,7 +106,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     finished = False
     try:
-        async for event, data in handle.subscribe():
+        async for event, data in svc.runs.stream(handle):
             if _wanted(event, modes):
                 yield sse(event, data)
         finished = True
@@ -132,8 +124,7 @@ def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingRespo
 
 
 async def _wait(svc: Services, handle: RunHandle) -> JSONResponse:
-    await handle.done.wait()
-    return JSONResponse(content=await _result(svc, handle), headers=_location(handle))
+    return JSONResponse(content=await svc.runs.wait_result(handle), headers=_location(handle))
 
 
 # stateful -----------------------------------------------------------------------------
@@ -143,7 +134,7 @@ async def _wait(svc: Services, handle: RunHandle) -> JSONResponse:
 async def create_run(
     thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
 ) -> JSONResponse:
-    handle = await _start(svc, principal, thread_id, body)
+    handle = await _start(svc, principal, thread_id, body, background=True)
     return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
 
 
@@ -200,15 +191,9 @@ async def get_run(
 async def join_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Any:
     record = await _run(svc, principal, thread_id, run_id)
     handle = svc.runs.handles.get(run_id)
-    if handle is not None:
-        await handle.done.wait()
-        return await _result(svc, handle)
-    while record.status in ACTIVE_RUN_STATUSES:  # executing in another process
-        await asyncio.sleep(JOIN_POLL_S)
-        record = await _run(svc, principal, thread_id, run_id)
-    if record.status == "error":
-        return {"__error__": {"error": "RunError", "message": record.error or ""}}
-    return await _thread_values(svc, thread_id)
+    if handle is None:  # executing in another process, or over
+        handle = RunHandle(record=record, modes=[], remote=True)
+    return await svc.runs.wait_result(handle)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
@@ -222,13 +207,9 @@ async def join_stream(
 ) -> StreamingResponse:
     record = await _run(svc, principal, thread_id, run_id)
     handle = svc.runs.handles.get(run_id)
-    if handle is None:
-        end = sse("end", {"run_id": run_id, "status": record.status})
-
-        async def ended() -> AsyncIterator[bytes]:
-            yield end
-
-        return StreamingResponse(ended(), media_type="text/event-stream")
+    if handle is None:  # executing in another process, or over
+        kwargs_modes = RunCreate.model_validate(record.kwargs).modes
+        handle = RunHandle(record=record, modes=kwargs_modes, remote=True)
     modes = stream_mode or handle.modes
     return StreamingResponse(
         _events(svc, handle, modes, cancel_on_disconnect), media_type="text/event-stream"
@@ -247,10 +228,11 @@ async def cancel_run(
     record = await _run(svc, principal, thread_id, run_id)
     if action == "rollback":
         raise Unprocessable("cancel action 'rollback' is not supported; use 'interrupt'")
-    handle = svc.runs.handles.get(run_id)
-    if handle is None or handle.done.is_set():
+    cancelled = await svc.runs.cancel_run(
+        run_id, thread_id, reason="cancelled by the client", wait=wait
+    )
+    if not cancelled:
         raise Conflict(f"run {run_id} is not pending or running (status {record.status})")
-    await svc.runs.cancel(handle, reason="cancelled by the client", wait=wait)
     return Response(status_code=204)
 
 
@@ -268,7 +250,7 @@ async def delete_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Ca
 
 @router.post("/runs")
 async def create_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
-    handle = await _start(svc, principal, None, body)
+    handle = await _start(svc, principal, None, body, background=True)
     return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
 
 

@@ -1,10 +1,10 @@
-"""Executing runs in the API process: one run per thread at a time, streamed as it goes.
+"""Executing runs: one run per thread at a time, streamed as it goes.
 
-A `RunHandle` buffers a run's stream events so that the request that started it and any
-`join` can read them; `RunManager` admits runs (multitask strategy, queue bounds), runs
-them under a per-thread lock and a global in-flight cap, and records every status change
-in the store. Runs left pending or running by a stopped process are picked up again at
-start-up and continue from their last checkpoint.
+Embedded, `RunManager` runs them in this process under a per-thread lock and a global
+in-flight cap; runs a stopped process left pending or running are picked up again at
+start-up from their last checkpoint. Distributed, the API's manager defers each run to
+the procrastinate queue and `keel worker`s' managers execute them (`execute_job`),
+publishing their stream events to Redis. Every status change is recorded in the store.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -23,10 +23,13 @@ from keel.config import ServiceSettings
 from keel.observability.metrics import run_in_flight, set_queue_depth
 from keel.service.api.admission import Admission
 from keel.service.api.auth import Principal
-from keel.service.api.encode import interrupt_json
+from keel.service.api.encode import interrupt_json, jsonable
 from keel.service.api.errors import Conflict, Unprocessable
+from keel.service.api.events import RedisEvents
+from keel.service.api.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
+from keel.service.api.queue import RunQueue
 from keel.service.api.schemas import RunCreate
-from keel.service.api.store import RunRecord, Store, ThreadRecord, now
+from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, Store, ThreadRecord, now
 from keel.service.runner import Agent
 from nodes import AgentContext
 
@@ -34,80 +37,9 @@ __all__ = ["ASSISTANT_ID", "GRAPH_ID", "Principal", "RunHandle", "RunManager", "
 
 log = structlog.get_logger("keel.service.runs")
 
-GRAPH_ID = "agent"
-ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "keel:assistant:agent"))
-MAX_BUFFERED_EVENTS = 10_000
-
-
-def question_from(payload: dict[str, Any]) -> str:
-    """The user's question in a run input: `question`, or the last user message."""
-    question = payload.get("question")
-    if isinstance(question, str) and question.strip():
-        return question
-    messages = payload.get("messages")
-    if isinstance(messages, str) and messages.strip():
-        return messages
-    if isinstance(messages, dict):
-        messages = [messages]
-    if isinstance(messages, list):
-        for m in reversed(messages):
-            if isinstance(m, str) and m.strip():
-                return m
-            if not isinstance(m, dict):
-                continue
-            if m.get("role", m.get("type")) not in ("user", "human"):
-                continue
-            content = m.get("content")
-            if isinstance(content, list):
-                content = " ".join(
-                    str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content
-                )
-            if isinstance(content, str) and content.strip():
-                return content
-    raise Unprocessable(
-        "input needs 'messages' with a user message, e.g. "
-        '{"messages": [{"role": "user", "content": "…"}]}, or a \'question\' string'
-    )
-
-
-@dataclass
-class RunHandle:
-    """A live run: its record, its buffered stream events and its completion."""
-
-    record: RunRecord
-    modes: list[str]
-    events: list[tuple[str, Any]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    status: str = "pending"
-    result: dict[str, Any] = field(default_factory=dict)
-    cancel_reason: str | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    def emit(self, event: str, data: Any) -> None:
-        if len(self.events) < MAX_BUFFERED_EVENTS:
-            self.events.append((event, data))
-        self.changed.set()
-
-    async def subscribe(self) -> AsyncIterator[tuple[str, Any]]:
-        """Every event of the run from the first, then new ones until it ends."""
-        sent = 0
-        while True:
-            self.changed.clear()
-            while sent < len(self.events):
-                yield self.events[sent]
-                sent += 1
-            if self.done.is_set():
-                return
-            await self.changed.wait()
-
 
 class RunManager:
-    """Admits, executes, cancels and recovers runs of one agent graph."""
+    """Admits, executes (here or through the queue), cancels and recovers runs."""
 
     def __init__(
         self,
@@ -117,18 +49,28 @@ class RunManager:
         *,
         context_for: Callable[[Principal], AgentContext] | None = None,
         admission: Admission | None = None,
+        queue: RunQueue | None = None,
+        events: RedisEvents | None = None,
+        worker: bool = False,
+        fence: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.agent = agent
         self.store = store
         self.settings = settings
         self.context_for = context_for or (lambda principal: agent.context)
         self.admission = admission
+        self.queue = queue
+        """Set in the API of a distributed deployment: runs go to `keel worker`s."""
+        self.events = events
+        self.worker = worker
+        """Set in a `keel worker`: events are published, aborts are cancellations."""
+        self.fence = fence or (lambda thread_id: contextlib.nullcontext())
+        """Held while a worker executes a thread's run: no two processes run one thread."""
         self.handles: dict[str, RunHandle] = {}
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._admit_locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._running = 0
-        self._closing = False
 
     # admission -------------------------------------------------------------------------
 
@@ -154,24 +96,35 @@ class RunManager:
         body: RunCreate,
         *,
         temporary: bool = False,
+        background: bool = False,
     ) -> RunHandle:
-        """Admit a run on `thread` and start it in the background."""
+        """Admit a run on `thread` and start it (here, or on a worker through the queue)."""
         lock = self._admit_locks.setdefault(thread.thread_id, asyncio.Lock())
         async with lock:
-            active = self._active(thread.thread_id)
-            if active and body.multitask_strategy == "reject":
+            if self.queue is not None:
+                active_ids = [r.run_id for r in await self.store.active_runs(thread.thread_id)]
+                queued = await self.store.count_runs(["pending"])
+            else:
+                active_ids = [h.run_id for h in self._active(thread.thread_id)]
+                queued = self.queued
+            if active_ids and body.multitask_strategy == "reject":
                 raise Conflict(
-                    f"thread {thread.thread_id} is busy with run {active[0].run_id} "
+                    f"thread {thread.thread_id} is busy with run {active_ids[0]} "
                     "(multitask_strategy 'reject')"
                 )
             if self.admission is not None:
-                await self.admission.admit(principal.tenant_id, self.queued)
-            if active and body.multitask_strategy == "interrupt":
-                for h in active:
-                    await self.cancel(h, reason="interrupted by a newer run", wait=True)
+                await self.admission.admit(principal.tenant_id, queued)
+            if active_ids and body.multitask_strategy == "interrupt":
+                for run_id in active_ids:
+                    await self.cancel_run(
+                        run_id, thread.thread_id, reason="interrupted by a newer run", wait=True
+                    )
             run_id = str(uuid.uuid4())
             graph_input = await self._graph_input(thread.thread_id, body, principal, run_id)
             at = now()
+            kwargs = {**body.model_dump(mode="json", exclude_none=True), "role": principal.role}
+            if self.queue is not None and temporary and background:
+                kwargs["delete_after"] = True
             record = RunRecord(
                 run_id=run_id,
                 thread_id=thread.thread_id,
@@ -180,18 +133,26 @@ class RunManager:
                 status="pending",
                 multitask_strategy=body.multitask_strategy,
                 metadata=body.metadata,
-                kwargs={**body.model_dump(mode="json", exclude_none=True), "role": principal.role},
+                kwargs=kwargs,
                 created_at=at,
                 updated_at=at,
             )
             await self.store.create_run(record)
             handle = RunHandle(record=record, modes=body.modes)
             handle.emit("metadata", {"run_id": record.run_id, "attempt": 1})
+            if self.queue is not None:
+                handle.remote = True
+                handle.temporary = temporary and not background
+                await self.queue.defer(
+                    run_id, thread.thread_id, after_seconds=body.after_seconds or 0
+                )
+                return handle
             self.handles[record.run_id] = handle
             set_queue_depth("runs", self.queued)
-            context = self.context_for(principal)
             handle.task = asyncio.create_task(
-                self._execute(handle, graph_input, body, context, temporary=temporary),
+                self._execute(
+                    handle, graph_input, body, self.context_for(principal), temporary=temporary
+                ),
                 name=f"keel-run-{record.run_id}",
             )
         return handle
@@ -218,6 +179,11 @@ class RunManager:
 
     # execution -------------------------------------------------------------------------
 
+    async def _emit(self, handle: RunHandle, event: str, data: Any) -> None:
+        handle.emit(event, data)
+        if self.worker and self.events is not None:
+            await self.events.publish(handle.run_id, event, data)
+
     async def _execute(
         self,
         handle: RunHandle,
@@ -230,7 +196,7 @@ class RunManager:
         record = handle.record
         bound = log.bind(run_id=record.run_id, thread_id=record.thread_id)
         try:
-            if body.after_seconds:
+            if body.after_seconds and not self.worker:
                 await asyncio.sleep(body.after_seconds)
             lock = self._thread_locks.setdefault(record.thread_id, asyncio.Lock())
             async with lock, self._slots:
@@ -242,6 +208,10 @@ class RunManager:
                     self._running -= 1
                     run_in_flight(-1)
         except asyncio.CancelledError:
+            if handle.cancel_reason is None and self.worker:
+                current = await asyncio.shield(self.store.get_run_any(record.run_id))
+                if current is not None and current.status == "interrupted":
+                    handle.cancel_reason = current.error or "cancelled"
             if handle.cancel_reason is None:  # the process is stopping: resume at next start
                 handle.status = "pending"
                 with contextlib.suppress(Exception):
@@ -250,7 +220,7 @@ class RunManager:
             await self._finish(handle, "interrupted", error=handle.cancel_reason)
         except Exception as exc:
             bound.exception("run.failed")
-            handle.emit("error", {"error": type(exc).__name__, "message": str(exc)})
+            await self._emit(handle, "error", {"error": type(exc).__name__, "message": str(exc)})
             await self._finish(handle, "error", error=f"{type(exc).__name__}: {exc}")
         finally:
             handle.done.set()
@@ -288,7 +258,7 @@ class RunManager:
             interrupt_before=body.interrupt_before,
             interrupt_after=body.interrupt_after,
         ):
-            handle.emit(mode, list(chunk) if mode == "messages" else chunk)
+            await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
         snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
@@ -307,7 +277,117 @@ class RunManager:
         await asyncio.shield(self.store.set_run_status(record.run_id, status, error=error))
         if not [h for h in self._active(record.thread_id) if h is not handle]:
             await asyncio.shield(self.store.update_thread(record.thread_id, status=thread_status))
-        handle.emit("end", {"run_id": record.run_id, "status": status})
+        await self._emit(handle, "end", {"run_id": record.run_id, "status": status})
+
+    async def execute_job(self, run_id: str) -> None:
+        """A worker's share: run (or continue) the queued run `run_id` to its end."""
+        found = await self.store.get_run_any(run_id)
+        if found is None:
+            return
+        async with self.fence(found.thread_id):
+            record = await self.store.get_run_any(run_id)  # as it is now that we hold the thread
+            if record is None or record.status not in ACTIVE_RUN_STATUSES:
+                return  # cancelled before it started, deleted, or already done
+            planned = await self._plan(record)
+            if planned is None:
+                return
+            handle, graph_input, body, principal = planned
+            self.handles[run_id] = handle
+            handle.task = asyncio.current_task()
+            await self._execute(
+                handle,
+                graph_input,
+                body,
+                self.context_for(principal),
+                temporary=bool(record.kwargs.get("delete_after")),
+            )
+
+    async def _plan(self, record: RunRecord) -> tuple[RunHandle, Any, RunCreate, Principal] | None:
+        """How to (re)start a run: from its input, or from the checkpoint it reached."""
+        body = RunCreate.model_validate(record.kwargs)
+        principal = Principal(record.tenant_id, str(record.kwargs.get("role", "admin")))
+        snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+        started = (snapshot.values or {}).get("run_id") == record.run_id
+        if started and not snapshot.next:
+            await self.store.set_run_status(record.run_id, "success")
+            await self.store.update_thread(record.thread_id, status="idle")
+            return None
+        try:
+            graph_input: Any = (
+                None
+                if started
+                else await self._graph_input(record.thread_id, body, principal, record.run_id)
+            )
+        except Unprocessable as exc:
+            await self.store.set_run_status(record.run_id, "error", error=exc.message)
+            return None
+        handle = RunHandle(record=record, modes=body.modes)
+        handle.emit("metadata", {"run_id": record.run_id, "attempt": record.attempt + 1})
+        return handle, graph_input, body, principal
+
+    # results and streams ---------------------------------------------------------------
+
+    async def wait_result(self, handle: RunHandle) -> dict[str, Any]:
+        """The run's final values (with `__interrupt__` / `__error__`), once it has ended."""
+        if not handle.remote:
+            await handle.done.wait()
+            if handle.result:
+                result: dict[str, Any] = jsonable(handle.result)
+                return result
+            return await self.thread_values(handle.record.thread_id)
+        record = await self._until_done(handle.run_id)
+        try:
+            if record is not None and record.status == "error":
+                return {"__error__": {"error": "RunError", "message": record.error or ""}}
+            return await self.thread_values(handle.record.thread_id)
+        finally:
+            await self._drop_temporary(handle)
+
+    async def thread_values(self, thread_id: str) -> dict[str, Any]:
+        snapshot = await self.agent.graph.aget_state(self.agent.config(thread_id))
+        values: dict[str, Any] = jsonable(snapshot.values or {})
+        if snapshot.interrupts:
+            values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
+        return values
+
+    async def stream(self, handle: RunHandle) -> AsyncIterator[tuple[str, Any]]:
+        """The run's events: from this process's buffer, or from the worker's stream."""
+        if not handle.remote:
+            async for item in handle.subscribe():
+                yield item
+            return
+        try:
+            yield "metadata", {"run_id": handle.run_id, "attempt": 1}
+            if self.events is not None:
+                async for item in self.events.read(handle.run_id):
+                    yield item
+                return
+            record = await self._until_done(handle.run_id)
+            status = record.status if record else "error"
+            if status == "error":
+                message = record.error if record else "the run is gone"
+                yield "error", {"error": "RunError", "message": message}
+            else:
+                yield "values", await self.thread_values(handle.record.thread_id)
+            yield "end", {"run_id": handle.run_id, "status": status}
+        finally:
+            await self._drop_temporary(handle)
+
+    async def _until_done(self, run_id: str) -> RunRecord | None:
+        delay = 0.05
+        while True:
+            record = await self.store.get_run_any(run_id)
+            if record is None or record.status not in ACTIVE_RUN_STATUSES:
+                return record
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    async def _drop_temporary(self, handle: RunHandle) -> None:
+        if handle.temporary:
+            handle.temporary = False
+            with contextlib.suppress(Exception):
+                await self.delete_thread_data(handle.record.thread_id)
+                await self.store.delete_thread(handle.record.thread_id, handle.record.tenant_id)
 
     # control ---------------------------------------------------------------------------
 
@@ -320,10 +400,32 @@ class RunManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(handle.done.wait()), timeout=30)
 
+    async def cancel_run(self, run_id: str, thread_id: str, *, reason: str, wait: bool) -> bool:
+        """Cancel a pending or running run wherever it executes; False if it had ended."""
+        handle = self.handles.get(run_id)
+        if handle is not None:
+            if handle.done.is_set():
+                return False
+            await self.cancel(handle, reason=reason, wait=wait)
+            return True
+        if self.queue is None:
+            return False
+        record = await self.store.get_run_any(run_id)
+        if record is None or record.status not in ACTIVE_RUN_STATUSES:
+            return False
+        await self.store.set_run_status(run_id, "interrupted", error=reason)
+        await self.queue.cancel(run_id, thread_id)
+        if record.status == "pending":
+            await self.store.update_thread(thread_id, status="idle")
+        return True
+
     async def delete_thread_data(self, thread_id: str) -> None:
         """Cancel the thread's runs and delete its checkpoints."""
         for h in self._active(thread_id):
             await self.cancel(h, reason="thread deleted", wait=True)
+        if self.queue is not None:
+            for r in await self.store.active_runs(thread_id):
+                await self.cancel_run(r.run_id, thread_id, reason="thread deleted", wait=False)
         saver = self.agent.graph.checkpointer
         if saver is not None and not isinstance(saver, bool):
             await saver.adelete_thread(thread_id)
@@ -337,25 +439,11 @@ class RunManager:
         """
         count = 0
         for record in await self.store.runs_to_recover():
-            body = RunCreate.model_validate(record.kwargs)
-            principal = Principal(record.tenant_id, str(record.kwargs.get("role", "admin")))
-            snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
-            started = (snapshot.values or {}).get("run_id") == record.run_id
-            handle = RunHandle(record=record, modes=body.modes)
-            if started and not snapshot.next:
-                await self.store.set_run_status(record.run_id, "success")
+            planned = await self._plan(record)
+            if planned is None:
                 continue
-            try:
-                graph_input: Any = (
-                    None
-                    if started
-                    else await self._graph_input(record.thread_id, body, principal, record.run_id)
-                )
-            except Unprocessable as exc:
-                await self.store.set_run_status(record.run_id, "error", error=exc.message)
-                continue
+            handle, graph_input, body, principal = planned
             self.handles[record.run_id] = handle
-            handle.emit("metadata", {"run_id": record.run_id, "attempt": record.attempt + 1})
             handle.task = asyncio.create_task(
                 self._execute(
                     handle, graph_input, body, self.context_for(principal), temporary=False
@@ -367,7 +455,11 @@ class RunManager:
 
     async def close(self) -> None:
         """Stop executing: running runs go back to pending and resume at the next start."""
-        tasks = [h.task for h in self.handles.values() if h.task and not h.task.done()]
+        tasks = [
+            h.task
+            for h in self.handles.values()
+            if h.task and not h.task.done() and h.task is not asyncio.current_task()
+        ]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

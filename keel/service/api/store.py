@@ -294,6 +294,12 @@ class Store:
             ).first()
         return _run(row) if row else None
 
+    async def get_run_any(self, run_id: str) -> RunRecord | None:
+        """A run by id alone (for workers and the queue, which act for every tenant)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
+        return _run(row) if row else None
+
     async def list_runs(
         self,
         thread_id: str,

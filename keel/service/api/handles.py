@@ -1,0 +1,92 @@
+"""A run as the API sees it while it executes: its record, buffered events and completion.
+
+Also the run input rule (`question_from`) and the one assistant's ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.service.api.errors import Unprocessable
+from keel.service.api.store import RunRecord
+
+__all__ = ["ASSISTANT_ID", "GRAPH_ID", "RunHandle", "question_from"]
+
+GRAPH_ID = "agent"
+ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "keel:assistant:agent"))
+MAX_BUFFERED_EVENTS = 10_000
+
+
+def question_from(payload: dict[str, Any]) -> str:
+    """The user's question in a run input: `question`, or the last user message."""
+    question = payload.get("question")
+    if isinstance(question, str) and question.strip():
+        return question
+    messages = payload.get("messages")
+    if isinstance(messages, str) and messages.strip():
+        return messages
+    if isinstance(messages, dict):
+        messages = [messages]
+    if isinstance(messages, list):
+        for m in reversed(messages):
+            if isinstance(m, str) and m.strip():
+                return m
+            if not isinstance(m, dict):
+                continue
+            if m.get("role", m.get("type")) not in ("user", "human"):
+                continue
+            content = m.get("content")
+            if isinstance(content, list):
+                content = " ".join(
+                    str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content
+                )
+            if isinstance(content, str) and content.strip():
+                return content
+    raise Unprocessable(
+        "input needs 'messages' with a user message, e.g. "
+        '{"messages": [{"role": "user", "content": "…"}]}, or a \'question\' string'
+    )
+
+
+@dataclass
+class RunHandle:
+    """A live run: its record, its buffered stream events and its completion."""
+
+    record: RunRecord
+    modes: list[str]
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    status: str = "pending"
+    result: dict[str, Any] = field(default_factory=dict)
+    cancel_reason: str | None = None
+    remote: bool = False
+    """Executed by a `keel worker`, not in this process."""
+    temporary: bool = False
+    """A stateless run's thread, deleted once the caller has the result."""
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def emit(self, event: str, data: Any) -> None:
+        if len(self.events) < MAX_BUFFERED_EVENTS:
+            self.events.append((event, data))
+        self.changed.set()
+
+    async def subscribe(self) -> AsyncIterator[tuple[str, Any]]:
+        """Every event of the run from the first, then new ones until it ends."""
+        sent = 0
+        while True:
+            self.changed.clear()
+            while sent < len(self.events):
+                yield self.events[sent]
+                sent += 1
+            if self.done.is_set():
+                return
+            await self.changed.wait()

@@ -1,0 +1,130 @@
+"""Background runs on procrastinate, a Postgres task queue: the API defers, workers execute.
+
+Each run is one job of task `keel.execute_run` on queue `keel-runs`, locked by its thread id:
+procrastinate runs jobs sharing a lock one at a time, in order, which is exactly "one run
+per thread, the rest enqueued". Workers send heartbeats; a worker that stops sending them
+(killed, machine lost) is pruned, and `retry_stalled_jobs` puts its jobs back in the queue,
+where another worker continues each run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import procrastinate
+import psycopg
+import structlog
+from procrastinate.schema import SchemaManager
+
+__all__ = [
+    "QUEUE",
+    "TASK",
+    "RunQueue",
+    "ensure_queue_schema",
+    "make_queue_app",
+    "retry_stalled_jobs",
+    "thread_fence",
+]
+
+log = structlog.get_logger("keel.service.queue")
+
+TASK = "keel.execute_run"
+QUEUE = "keel-runs"
+_SCHEMA_LOCK = 0x6B65656D
+
+
+def _conninfo(url: str) -> str:
+    return "postgresql://" + url.removeprefix("postgres://").removeprefix("postgresql://")
+
+
+def make_queue_app(db_url: str, *, max_connections: int = 10) -> procrastinate.App:
+    """A procrastinate app on the service database (open it with `app.open_async()`)."""
+    connector = procrastinate.PsycopgConnector(
+        conninfo=_conninfo(db_url), min_size=1, max_size=max_connections
+    )
+    return procrastinate.App(connector=connector)
+
+
+async def ensure_queue_schema(db_url: str) -> None:
+    """Install procrastinate's tables once (several processes may start together)."""
+    async with await psycopg.AsyncConnection.connect(_conninfo(db_url), autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs')")
+            found = await cursor.fetchone()
+            if found is None or found[0] is None:
+                await conn.execute(SchemaManager.get_schema())
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+@asynccontextmanager
+async def thread_fence(db_url: str, thread_id: str) -> AsyncIterator[None]:
+    """Hold a Postgres advisory lock on the thread while its run executes.
+
+    The lock lives on its own connection, so it goes away the moment the holding process
+    dies: a worker wrongly declared dead (a stalled event loop) still blocks the worker
+    that took its job over until it is really done, and no thread ever runs twice at once.
+    """
+    async with await psycopg.AsyncConnection.connect(_conninfo(db_url), autocommit=True) as conn:
+        await conn.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"keel:thread:{thread_id}",)
+        )
+        yield
+
+
+async def retry_stalled_jobs(app: procrastinate.App, seconds_since_heartbeat: float) -> int:
+    """Requeue the runs of workers whose heartbeat stopped; returns how many."""
+    retried = 0
+    for job in await app.job_manager.get_stalled_jobs(
+        queue=QUEUE, task_name=TASK, seconds_since_heartbeat=seconds_since_heartbeat
+    ):
+        try:
+            await app.job_manager.retry_job(job)
+        except Exception as exc:  # another worker retried it first
+            log.debug("queue.retry_skipped", job_id=job.id, error=str(exc))
+            continue
+        log.warning("queue.stalled_job_retried", job_id=job.id, run_id=job.task_kwargs)
+        retried += 1
+    return retried
+
+
+class RunQueue:
+    """The API side: defer runs, and cancel them wherever they are."""
+
+    def __init__(self, app: procrastinate.App) -> None:
+        self.app = app
+
+    async def defer(self, run_id: str, thread_id: str, *, after_seconds: float = 0) -> int:
+        options: dict[str, Any] = {"lock": thread_id, "queue": QUEUE}
+        if after_seconds:
+            options["schedule_in"] = {"seconds": after_seconds}
+        deferrer = self.app.configure_task(TASK, **options)
+        job_id: int = await deferrer.defer_async(run_id=run_id)
+        return job_id
+
+    async def cancel(self, run_id: str, thread_id: str) -> bool:
+        """Cancel a waiting job, or ask the worker running it to abort; False if none."""
+        found = False
+        for job in await self.app.job_manager.list_jobs_async(task=TASK, lock=thread_id):
+            if job.task_kwargs.get("run_id") != run_id or job.id is None:
+                continue
+            if job.status in ("todo", "doing"):
+                with contextlib.suppress(Exception):
+                    await self.app.job_manager.cancel_job_by_id_async(job.id, abort=True)
+                found = True
+        return found
+
+
+async def stalled_job_reaper(
+    app: procrastinate.App, *, every_s: float, seconds_since_heartbeat: float
+) -> None:
+    """Forever: requeue jobs of dead workers (run beside each worker)."""
+    while True:
+        with contextlib.suppress(Exception):
+            await retry_stalled_jobs(app, seconds_since_heartbeat)
+        await asyncio.sleep(every_s)

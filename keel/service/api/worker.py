@@ -1,0 +1,136 @@
+"""`keel worker`: execute queued runs on any machine that reaches the service's Postgres.
+
+Each worker runs up to `--concurrency` runs at once, sends a heartbeat every
+`KEEL_SERVICE__WORKER_HEARTBEAT_S`, and on the same beat requeues the runs of workers that
+went silent for `KEEL_SERVICE__WORKER_STALLED_AFTER_S` (killed, machine lost). A requeued
+run continues on whichever worker takes it, from its last checkpoint. Stream events go to
+Redis when `KEEL_REDIS_URL` is set, so the API can stream a run executing elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from langchain_core.language_models import BaseChatModel
+
+from keel.config import Settings
+from keel.errors import ConfigError
+from keel.service.api.auth import context_for_role
+from keel.service.api.events import RedisEvents
+from keel.service.api.queue import (
+    QUEUE,
+    TASK,
+    ensure_queue_schema,
+    make_queue_app,
+    stalled_job_reaper,
+    thread_fence,
+)
+from keel.service.api.runs import RunManager
+from keel.service.api.store import Store, service_db_url
+from keel.service.runner import open_agent
+from tools.registry import ToolRegistry
+
+__all__ = ["queue_db_url", "redis_events", "run_worker"]
+
+log = structlog.get_logger("keel.service.worker")
+
+
+def queue_db_url(settings: Settings) -> str:
+    """The Postgres database the queue lives in (the service database)."""
+    url = service_db_url(settings)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "the run queue needs Postgres: set KEEL_SERVICE__DB_URL (or a Postgres "
+            "KEEL_CHECKPOINT_URL) to postgresql://…"
+        )
+    return url
+
+
+@asynccontextmanager
+async def redis_events(settings: Settings) -> AsyncIterator[RedisEvents | None]:
+    """The cross-process event stream, when Redis is configured."""
+    if not settings.redis_url:
+        yield None
+        return
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        yield RedisEvents(client, settings.redis_prefix)
+    finally:
+        await client.aclose()
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int = 4,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+) -> None:
+    """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand)."""
+    db_url = queue_db_url(settings)
+    service = settings.service
+    store = Store.open(db_url)
+    try:
+        await store.migrate()
+        await ensure_queue_schema(db_url)
+        async with (
+            open_agent(settings, model=model, tools=tools) as agent,
+            redis_events(settings) as events,
+        ):
+            contexts: dict[str, Any] = {}
+
+            def context_for(principal: Any) -> Any:
+                if principal.role not in contexts:
+                    contexts[principal.role] = context_for_role(
+                        agent.context, service, principal.role
+                    )
+                return contexts[principal.role]
+
+            manager = RunManager(
+                agent,
+                store,
+                service.model_copy(update={"max_in_flight": concurrency}),
+                context_for=context_for,
+                events=events,
+                worker=True,
+                fence=lambda thread_id: thread_fence(db_url, thread_id),
+            )
+            app = make_queue_app(db_url, max_connections=concurrency + 4)
+
+            @app.task(name=TASK, queue=QUEUE)
+            async def execute_run(run_id: str) -> None:
+                await manager.execute_job(run_id)
+
+            async with app.open_async():
+                reaper = asyncio.create_task(
+                    stalled_job_reaper(
+                        app,
+                        every_s=service.worker_heartbeat_s,
+                        seconds_since_heartbeat=service.worker_stalled_after_s,
+                    )
+                )
+                log.info("worker.started", concurrency=concurrency)
+                try:
+                    await app.run_worker_async(
+                        queues=[QUEUE],
+                        concurrency=concurrency,
+                        update_heartbeat_interval=service.worker_heartbeat_s,
+                        stalled_worker_timeout=service.worker_stalled_after_s,
+                        abort_job_polling_interval=1.0,
+                        fetch_job_polling_interval=1.0,
+                        install_signal_handlers=True,
+                        wait=True,
+                    )
+                finally:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+    finally:
+        await store.close()

@@ -1,0 +1,162 @@
+"""Distributed runs: the API defers to procrastinate on Postgres, `keel worker`s execute.
+
+Workers are real `keel worker` processes; one is SIGKILLed mid-run and its runs must finish
+on the other worker, continuing from their last checkpoint (no run lost, none restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph_sdk import get_client
+
+from keel.config import Settings
+from tests.conftest import PG_ADMIN_URL, require_service
+from tests.integration.service_server import running_server
+from tests.sales_truth import SALES_QUESTION
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
+
+
+@pytest.fixture
+def queue_db() -> Iterator[str]:
+    """A database of this test's own: the queue's jobs and workers are not shared."""
+    name = f"keel_queue_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", exc)
+    yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def distributed(
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    queue_db: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_MODEL="scripted:sales@150ms",
+        KEEL_CHECKPOINT_URL=queue_db,
+        KEEL_REDIS_URL=redis_url,
+        KEEL_REDIS_PREFIX=redis_prefix,
+        KEEL_SERVICE__QUEUE="procrastinate",
+        KEEL_SERVICE__WORKER_HEARTBEAT_S="0.5",
+        KEEL_SERVICE__WORKER_STALLED_AFTER_S="2",
+        KEEL_RETRY__INITIAL_S="0",
+    )
+    settings = settings_factory(
+        model="scripted:sales",
+        checkpoint_url=queue_db,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        service={"queue": "procrastinate"},
+    )
+    return {"env": env, "settings": settings, "logs": tmp_path}
+
+
+@contextmanager
+def workers(
+    setup: dict[str, Any], count: int, concurrency: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = []
+    for i in range(count):
+        log = open(setup["logs"] / f"worker{i}.log", "wb")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)],
+                env=setup["env"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def test_runs_execute_on_workers_through_the_sdk(distributed: dict[str, Any]) -> None:
+    with running_server(distributed["settings"]) as url, workers(distributed, 1, 2):
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            values = await asyncio.wait_for(client.runs.wait(tid, "agent", input=USER), 60)
+            assert "Their total revenue was $" in values["outcome"]["output"]
+            parts = [
+                p
+                async for p in client.runs.stream(
+                    None, "agent", input=USER, stream_mode=["updates", "values"]
+                )
+            ]
+            assert parts[0].event == "metadata" and parts[-1].event == "end"
+            nodes = [next(iter(p.data)) for p in parts if p.event == "updates"]
+            assert nodes[-2:] == ["reason", "finish"] and "act" in nodes
+            run = await client.runs.create(tid, "agent", input={"question": "hello"})
+            await client.runs.join(tid, run["run_id"])
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+            assert [t["thread_id"] for t in await client.threads.search()] == [tid]
+
+
+async def test_a_killed_worker_loses_no_run(distributed: dict[str, Any]) -> None:
+    with running_server(distributed["settings"]) as url, workers(distributed, 2, 2) as procs:
+        async with get_client(url=url, api_key=None) as client:
+            runs = []
+            for _ in range(6):
+                tid = (await client.threads.create())["thread_id"]
+                runs.append(await client.runs.create(tid, "agent", input=USER))
+
+            async def running() -> int:
+                found = [await client.runs.get(r["thread_id"], r["run_id"]) for r in runs]
+                return sum(1 for f in found if f["status"] == "running")
+
+            deadline = time.monotonic() + 60
+            while await running() < 3:  # both workers busy
+                assert time.monotonic() < deadline, "the workers never picked the runs up"
+                await asyncio.sleep(0.05)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(10)
+
+            for r in runs:
+                values = await asyncio.wait_for(client.runs.join(r["thread_id"], r["run_id"]), 90)
+                assert "Their total revenue was $" in values["outcome"]["output"], values
+                humans = [m for m in values["messages"] if m["type"] == "human"]
+                assert len(humans) == 1  # continued from its checkpoint, not restarted
+            statuses = [(await client.runs.get(r["thread_id"], r["run_id"])) for r in runs]
+            assert [s["status"] for s in statuses] == ["success"] * 6
+        with psycopg.connect(distributed["env"]["KEEL_CHECKPOINT_URL"]) as conn:
+            attempts = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT attempt FROM keel_runs WHERE run_id = ANY(%s)",
+                    ([r["run_id"] for r in runs],),
+                )
+            ]
+        assert max(attempts) >= 2  # at least one run was taken over by the other worker
