@@ -125,6 +125,27 @@ async def test_runs_execute_on_workers_through_the_sdk(distributed: dict[str, An
             assert [t["thread_id"] for t in await client.threads.search()] == [tid]
 
 
+async def test_cancel_queued_and_running_runs(distributed: dict[str, Any]) -> None:
+    with running_server(distributed["settings"]) as url, workers(distributed, 1, 1):
+        async with get_client(url=url, api_key=None) as client:
+            t1 = (await client.threads.create())["thread_id"]
+            t2 = (await client.threads.create())["thread_id"]
+            running = await client.runs.create(t1, "agent", input=USER)
+            waiting = await client.runs.create(t2, "agent", input=USER)  # concurrency 1
+            deadline = time.monotonic() + 60
+            while (await client.runs.get(t1, running["run_id"]))["status"] != "running":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await client.runs.cancel(t2, waiting["run_id"])
+            await client.runs.cancel(t1, running["run_id"])
+            for tid, run in ((t1, running), (t2, waiting)):
+                await asyncio.wait_for(client.runs.join(tid, run["run_id"]), 30)
+                assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+            # the worker is free again and the threads take new runs
+            values = await asyncio.wait_for(client.runs.wait(t2, "agent", input=USER), 60)
+            assert "Their total revenue was $" in values["outcome"]["output"]
+
+
 async def test_a_killed_worker_loses_no_run(distributed: dict[str, Any]) -> None:
     with running_server(distributed["settings"]) as url, workers(distributed, 2, 2) as procs:
         async with get_client(url=url, api_key=None) as client:

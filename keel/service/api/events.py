@@ -7,7 +7,7 @@ Without Redis a queued run's stream carries only `metadata`, the final `values` 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -36,11 +36,23 @@ class RedisEvents:
         if event == "end":
             await self.redis.expire(key, _KEEP_S)
 
-    async def read(self, run_id: str, *, block_ms: int = 1000) -> AsyncIterator[tuple[str, Any]]:
-        """Every event of the run from the first, until `end`."""
+    async def read(
+        self,
+        run_id: str,
+        *,
+        block_ms: int = 1000,
+        ended: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Every event of the run from the first, until `end`.
+
+        `ended` is asked whenever nothing arrived for `block_ms`: a run that ended without
+        an `end` event here (cancelled before it started) stops the read too.
+        """
         key, last = self._key(run_id), "0"
         while True:
             found = await self.redis.xread({key: last}, block=block_ms, count=200)
+            if not found and ended is not None and await ended():
+                return
             for _stream, entries in found or []:
                 for entry_id, fields in entries:
                     last = entry_id

@@ -71,6 +71,7 @@ async def _start(
     body: RunCreate,
     *,
     background: bool = False,
+    streamed: bool = False,
 ) -> RunHandle:
     _check_assistant(body)
     temporary = False
@@ -85,7 +86,12 @@ async def _start(
         thread = await _thread_for(svc, principal, thread_id, body)
     try:
         return await svc.runs.start(
-            thread, principal, body, temporary=temporary, background=background
+            thread,
+            principal,
+            body,
+            temporary=temporary,
+            background=background,
+            streamed=streamed,
         )
     except Exception:
         if temporary:
@@ -149,7 +155,7 @@ async def wait_run(
 async def stream_run(
     thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
 ) -> StreamingResponse:
-    return _stream(svc, await _start(svc, principal, thread_id, body), body)
+    return _stream(svc, await _start(svc, principal, thread_id, body, streamed=True), body)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -261,4 +267,4 @@ async def wait_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONRe
 
 @router.post("/runs/stream")
 async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> StreamingResponse:
-    return _stream(svc, await _start(svc, principal, None, body), body)
+    return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)

@@ -37,6 +37,9 @@ __all__ = ["ASSISTANT_ID", "GRAPH_ID", "Principal", "RunHandle", "RunManager", "
 
 log = structlog.get_logger("keel.service.runs")
 
+CONTROL_EVENTS = ("metadata", "end", "error")
+"""Events every run reports, streamed or not."""
+
 
 class RunManager:
     """Admits, executes (here or through the queue), cancels and recovers runs."""
@@ -97,6 +100,7 @@ class RunManager:
         *,
         temporary: bool = False,
         background: bool = False,
+        streamed: bool = False,
     ) -> RunHandle:
         """Admit a run on `thread` and start it (here, or on a worker through the queue)."""
         lock = self._admit_locks.setdefault(thread.thread_id, asyncio.Lock())
@@ -125,6 +129,8 @@ class RunManager:
             kwargs = {**body.model_dump(mode="json", exclude_none=True), "role": principal.role}
             if self.queue is not None and temporary and background:
                 kwargs["delete_after"] = True
+            if streamed:
+                kwargs["stream"] = True
             record = RunRecord(
                 run_id=run_id,
                 thread_id=thread.thread_id,
@@ -180,6 +186,8 @@ class RunManager:
     # execution -------------------------------------------------------------------------
 
     async def _emit(self, handle: RunHandle, event: str, data: Any) -> None:
+        if not handle.modes and event not in CONTROL_EVENTS:
+            return  # nobody streams this run: only its outcome is told
         handle.emit(event, data)
         if self.worker and self.events is not None:
             await self.events.publish(handle.run_id, event, data)
@@ -248,7 +256,7 @@ class RunManager:
             config["configurable"]["checkpoint_id"] = body.checkpoint_ref
         modes = list(
             dict.fromkeys("messages" if m == "messages-tuple" else m for m in handle.modes)
-        )
+        ) or ["updates"]
         async for mode, chunk in self.agent.graph.astream(
             graph_input,
             config,
@@ -321,7 +329,8 @@ class RunManager:
         except Unprocessable as exc:
             await self.store.set_run_status(record.run_id, "error", error=exc.message)
             return None
-        handle = RunHandle(record=record, modes=body.modes)
+        streamed = bool(record.kwargs.get("stream")) or not self.worker
+        handle = RunHandle(record=record, modes=body.modes if streamed else [])
         handle.emit("metadata", {"run_id": record.run_id, "attempt": record.attempt + 1})
         return handle, graph_input, body, principal
 
@@ -335,8 +344,14 @@ class RunManager:
                 result: dict[str, Any] = jsonable(handle.result)
                 return result
             return await self.thread_values(handle.record.thread_id)
-        record = await self._until_done(handle.run_id)
         try:
+            if self.events is not None:
+                async for event, _ in self.events.read(
+                    handle.run_id, ended=lambda: self._ended(handle.run_id)
+                ):
+                    if event == "end":
+                        break
+            record = await self._until_done(handle.run_id)
             if record is not None and record.status == "error":
                 return {"__error__": {"error": "RunError", "message": record.error or ""}}
             return await self.thread_values(handle.record.thread_id)
@@ -359,8 +374,16 @@ class RunManager:
         try:
             yield "metadata", {"run_id": handle.run_id, "attempt": 1}
             if self.events is not None:
-                async for item in self.events.read(handle.run_id):
+                ended = False
+                async for item in self.events.read(
+                    handle.run_id, ended=lambda: self._ended(handle.run_id)
+                ):
+                    ended = ended or item[0] == "end"
                     yield item
+                if not ended:
+                    record = await self.store.get_run_any(handle.run_id)
+                    status = record.status if record else "error"
+                    yield "end", {"run_id": handle.run_id, "status": status}
                 return
             record = await self._until_done(handle.run_id)
             status = record.status if record else "error"
@@ -372,6 +395,10 @@ class RunManager:
             yield "end", {"run_id": handle.run_id, "status": status}
         finally:
             await self._drop_temporary(handle)
+
+    async def _ended(self, run_id: str) -> bool:
+        record = await self.store.get_run_any(run_id)
+        return record is None or record.status not in ACTIVE_RUN_STATUSES
 
     async def _until_done(self, run_id: str) -> RunRecord | None:
         delay = 0.05
@@ -415,8 +442,12 @@ class RunManager:
             return False
         await self.store.set_run_status(run_id, "interrupted", error=reason)
         await self.queue.cancel(run_id, thread_id)
-        if record.status == "pending":
+        if record.status == "pending":  # no worker will tell: say it here
             await self.store.update_thread(thread_id, status="idle")
+            if self.events is not None:
+                await self.events.publish(
+                    run_id, "end", {"run_id": run_id, "status": "interrupted"}
+                )
         return True
 
     async def delete_thread_data(self, thread_id: str) -> None:
