@@ -8,15 +8,16 @@ with zero cost; it writes no checkpoint (there is nothing to resume).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from keel.cache.caches import Caches
+from keel.cache.caches import Caches, normalize_question
 from keel.types import RunResult
 
-__all__ = ["lookup_run", "remember_run", "run_fingerprint"]
+__all__ = ["cached_run", "lookup_run", "remember_run", "run_fingerprint"]
 
 KEPT_METADATA = ("model", "mode", "tier", "iterations", "total_tokens", "run_id")
 
@@ -61,3 +62,42 @@ async def remember_run(
         "metadata": {k: result.metadata.get(k) for k in KEPT_METADATA},
     }
     await caches.store_run_result(tenant, question, fingerprint, payload)
+
+
+_IN_FLIGHT: dict[tuple[int, str, str, str], asyncio.Event] = {}
+
+
+async def cached_run(
+    caches: Caches | None,
+    tenant: str,
+    question: str,
+    fingerprint: str,
+    thread_id: str,
+    run: Callable[[], Awaitable[RunResult]],
+) -> RunResult:
+    """The cached answer, or `run()` (then cached if it succeeded).
+
+    Identical questions arriving while the first is still running wait for it instead of
+    all running (single flight, per process), then take its cached answer if it succeeded.
+    """
+    if caches is None or not caches.enabled("run"):
+        return await run()
+    found = await lookup_run(caches, tenant, question, fingerprint, thread_id)
+    if found is not None:
+        return found
+    key = (id(caches), tenant, normalize_question(question), fingerprint)
+    leader = _IN_FLIGHT.get(key)
+    if leader is not None:
+        await leader.wait()
+        found = await lookup_run(caches, tenant, question, fingerprint, thread_id)
+        if found is not None:
+            return found
+    done = _IN_FLIGHT.setdefault(key, asyncio.Event())
+    try:
+        result = await run()
+        await remember_run(caches, tenant, question, fingerprint, result)
+        return result
+    finally:
+        if _IN_FLIGHT.get(key) is done:
+            del _IN_FLIGHT[key]
+        done.set()

@@ -26,7 +26,7 @@ from langgraph.graph.state import CompiledStateGraph
 from checkpoints import Storage, open_saver, open_storage
 from graphs import build_agent_graph
 from keel.cache import Caches, attach_model_cache, open_caches
-from keel.cache.runs import lookup_run, remember_run, run_fingerprint
+from keel.cache.runs import cached_run, run_fingerprint
 from keel.config import Settings, load_settings
 from keel.cost.ledger import TenantLedger
 from keel.cost.tiers import DEFAULT_TIER, tier_ladder
@@ -180,13 +180,15 @@ class Agent(DurableAgentMixin):
             [b.spec for b in self.context.tiers.values()],
             self.context.system_prompt,
         )
-        cached = await lookup_run(self.context.caches, tenant, question, fingerprint, thread_id)
-        if cached is not None:
-            return cached
         state = self._initial_state(question, tenant)
-        result = await self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant)
-        await remember_run(self.context.caches, tenant, question, fingerprint, result)
-        return result
+        return await cached_run(
+            self.context.caches,
+            tenant,
+            question,
+            fingerprint,
+            thread_id,
+            lambda: self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant),
+        )
 
     async def aresume(self, thread_id: str) -> RunResult:
         """Continue a stopped or crashed run from its last checkpoint."""

@@ -217,3 +217,17 @@ async def test_redis_outage_never_fails_a_run(
     assert model.calls == 6  # no cache: every run calls the model
     assert isinstance(backend, RedisBackend) and backend.failures >= 1
     assert elapsed < 3.0
+
+
+async def test_identical_concurrent_questions_run_once(
+    settings_factory: Callable[..., Settings], registry: ToolRegistry, counted: Counted
+) -> None:
+    import asyncio
+
+    model = FunctionModel(fn=shopper, latency_s=0.05)
+    settings = settings_with(settings_factory, runs=True)
+    async with open_agent(settings, model=model, tools=registry) as agent:
+        results = await asyncio.gather(*(agent.arun("What does A1 cost?") for _ in range(5)))
+    assert [r.output for r in results] == ["It costs 12.50."] * 5
+    assert sum(1 for r in results if r.metadata.get("cache") == "hit") == 4
+    assert model.calls == 2 and counted.tool_runs == 1
