@@ -7,6 +7,7 @@ START → reason ─tools──▶ act ──▶ observe ─continue─▶ reaso
           │ └─degrade ─▶ fallback ─▶ finish
 observe ─degrade (tool failure, iteration limit, deadline)─▶ fallback
 observe ─retry (transient failure of an idempotent tool, attempts left)─▶ act
+fallback ─downgrade (a model failure, another tier left)─▶ reason
 ```
 Edge functions are pure functions of the state: nodes write a `signal`, edges route on it.
 Node names are persisted in checkpoints: renaming one needs a migration note.
@@ -22,9 +23,16 @@ from keel.types import AgentState
 from nodes import AgentContext, act, fallback, finish, observe, reason
 from nodes._cost_gate import cost_controlled
 
-__all__ = ["AgentState", "build_agent_graph", "route_after_observe", "route_after_reason"]
+__all__ = [
+    "AgentState",
+    "build_agent_graph",
+    "route_after_fallback",
+    "route_after_observe",
+    "route_after_reason",
+]
 
 ReasonRoute = Literal["act", "reason", "finish", "fallback"]
+FallbackRoute = Literal["reason", "finish"]
 ObserveRoute = Literal["reason", "act", "fallback"]
 
 
@@ -48,6 +56,11 @@ def route_after_observe(state: AgentState) -> ObserveRoute:
     return "act" if signal == "retry" else "fallback"
 
 
+def route_after_fallback(state: AgentState) -> FallbackRoute:
+    """downgrade (another model tier) → reason; anything else → finish."""
+    return "reason" if state.get("signal") == "downgrade" else "finish"
+
+
 def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
     """The uncompiled agent graph; compile it with a checkpointer to run it."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
@@ -68,6 +81,8 @@ def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, Agen
         route_after_observe,
         {"reason": "reason", "act": "act", "fallback": "fallback"},
     )
-    graph.add_edge("fallback", "finish")
+    graph.add_conditional_edges(
+        "fallback", route_after_fallback, {"reason": "reason", "finish": "finish"}
+    )
     graph.add_edge("finish", END)
     return graph

@@ -36,6 +36,7 @@ Signal = Literal[
     "repair",  # reason produced malformed output; try again with a hint
     "retry",  # the model call failed retryably; try again after backoff
     "degrade",  # give up on the normal path: go to fallback
+    "downgrade",  # fallback switched to another model tier: reason again
     "continue",  # observe: go on reasoning
 ]
 """What the last node decided; the graph's conditional edges route on it."""
@@ -153,6 +154,8 @@ class AgentState(TypedDict, total=False):
     the new result replaces."""
     tool_attempt: int
     """Consecutive tool retries in the current cycle."""
+    failed_tiers: list[str]
+    """Tiers the degradation chain has given up on in this run."""
     repair_attempt: int
     """Consecutive malformed outputs in the current step."""
     signal: Signal

@@ -1,7 +1,9 @@
-"""`fallback`: end a run that cannot finish normally with a clean, honest result.
+"""`fallback`: the degradation chain, ending in a clean, honest result.
 
-The result says why (an error code and a message) and passes on what the observations
-so far support, instead of inventing an answer.
+First another model tier (the graph goes back to `reason` with `signal=downgrade`), then
+one direct answer without tools, then a clean failure: an error code, the reason, and
+what the observations so far support, instead of an invented answer. Which step a failure
+allows is `keel.resilience.degrade`; `nodes._degrade` applies it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from keel.errors import ErrorCode
 from keel.types import AgentState, Outcome
+from nodes._degrade import direct_answer, plan_degradation, switch_tier
 from nodes._records import text_of, trace_step
 from nodes.context import AgentContext
 
@@ -30,6 +33,28 @@ def _last_observation(state: AgentState) -> str | None:
 async def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     started = ctx.timer()
+    step = await plan_degradation(state, ctx)
+    if step.kind == "tier":
+        return switch_tier(state, ctx, step, (ctx.timer() - started) * 1000)
+    usage = None
+    spent: dict[str, Any] = {}
+    note = ""
+    if step.kind == "direct_answer":
+        answer, usage, problem = await direct_answer(state, ctx, step.tier)
+        spent = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+        if answer is not None:
+            outcome = Outcome(success=True, output=answer, error=None, error_code=None)
+            row = trace_step(
+                state,
+                NODE,
+                (ctx.timer() - started) * 1000,
+                signal="direct_answer",
+                action=step.tier,
+                observation=step.reason,
+                **spent,
+            )
+            return {"outcome": outcome, "usage": usage, "trace": [row]}
+        note = f" (then {step.reason}: failed, {problem})"
     fatal = state.get("fatal_error")
     code = fatal["code"] if fatal else str(ErrorCode.MODEL_ERROR)
     reason = fatal["message"] if fatal else "the run could not finish"
@@ -39,11 +64,19 @@ async def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         cut = found if len(found) <= EXCERPT else found[:EXCERPT] + "…"
         output += f"\nThe last result I obtained was: {cut}"
     outcome = Outcome(success=False, output=output, error=reason, error_code=code)
-    return {
+    update: dict[str, Any] = {
         "outcome": outcome,
         "trace": [
             trace_step(
-                state, NODE, (ctx.timer() - started) * 1000, error_code=code, observation=reason
+                state,
+                NODE,
+                (ctx.timer() - started) * 1000,
+                error_code=code,
+                observation=step.reason if step.kind == "fail" else reason + note,
+                **spent,
             )
         ],
     }
+    if usage is not None:
+        update["usage"] = usage
+    return update

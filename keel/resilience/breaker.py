@@ -48,6 +48,10 @@ class BreakerStore(Protocol):
         """The stored state (no transition)."""
         ...
 
+    async def refusing(self, name: str, now: float, policy: BreakerSettings) -> bool:
+        """Whether a call now would be refused (open, not yet due for a probe); no transition."""
+        ...
+
 
 @dataclass
 class _Breaker:
@@ -107,6 +111,10 @@ class MemoryBreakerStore:
 
     async def state(self, name: str) -> str:
         return self._get(name).state
+
+    async def refusing(self, name: str, now: float, policy: BreakerSettings) -> bool:
+        b = self._get(name)
+        return b.state == "open" and now < b.since + policy.open_s
 
 
 _ALLOW = """
@@ -215,6 +223,10 @@ class RedisBreakerStore:
         st = await self._redis.hget(self._key(name), "state")
         return _text(st) if st else "closed"
 
+    async def refusing(self, name: str, now: float, policy: BreakerSettings) -> bool:
+        st, since = await self._redis.hmget(self._key(name), ["state", "since"])
+        return bool(st) and _text(st) == "open" and now < float(_text(since)) + policy.open_s
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -243,3 +255,7 @@ class Breakers:
 
     async def state(self, name: str) -> str:
         return await self.store.state(name)
+
+    async def refusing(self, name: str, now: float) -> bool:
+        """Whether `check` would refuse now (without using up a half-open probe)."""
+        return self.policy.enabled and await self.store.refusing(name, now, self.policy)

@@ -167,6 +167,14 @@ class Resilience:
             raise
         await self._record(name, True, clock())
 
+    async def model_refused(self, model: str, now: float) -> bool:
+        """Whether `model`'s breaker would refuse a call now (the degradation chain skips it)."""
+        try:
+            return await self.breakers.refusing(f"model:{model}", now)
+        except _storage_errors() as exc:
+            log.warning("breaker_store_unavailable", breaker=model, error=str(exc))
+            return False
+
     async def breaker_state(self, name: str) -> str:
         """`closed` / `open` / `half_open` of a breaker (`model:<spec>` or `tool:<name>`)."""
         return await self.breakers.state(name)

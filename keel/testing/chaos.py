@@ -118,6 +118,8 @@ class ChaosStats:
     """Faults injected per conversation (keyed by its first user message)."""
     requests_by_question: Counter[str] = field(default_factory=Counter)
     """Requests received per conversation (every attempt counts)."""
+    models: list[str] = field(default_factory=list)
+    """The `model` of every request, in order (which tier was called)."""
 
 
 def _to_messages(raw: Sequence[dict[str, Any]]) -> list[BaseMessage]:
@@ -240,6 +242,7 @@ class ChaosServer:
             self._seen[key] += 1
             self.stats.requests += 1
             self.stats.requests_by_question[question] += 1
+            self.stats.models.append(str(body.get("model", "")))
         fault = self._draw(key, attempt)
         if fault is not None:
             with self._lock:

@@ -151,14 +151,15 @@ async def test_react_bad_json_is_fed_back_not_guessed(
 
 
 async def test_repairs_exhausted_degrade(agent_factory: Any) -> None:
-    model = ScriptedModel(["", "", ""])
+    model = ScriptedModel(["", "", "", ""])
     async with agent_factory(model, limits={"max_repairs": 2}) as agent:
         result = await agent.arun("Say something")
     assert not result.success
     assert result.error_code == ErrorCode.MALFORMED_OUTPUT
     assert signals(result) == ["repair", "repair", "degrade"]
     assert nodes(result)[-2:] == ["fallback", "finish"]
-    assert model.calls == 3
+    assert model.calls == 4, "three tries, then one direct answer without tools (also empty)"
+    assert "answering without tools" in result.metadata["trace"][-2]["observation"]
 
 
 async def test_model_errors_retry_then_fallback(agent_factory: Any) -> None:

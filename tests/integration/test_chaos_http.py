@@ -124,7 +124,6 @@ async def test_unknown_tool_becomes_an_observation(http_agent: Any, chaos: Chaos
     ("fault", "code"),
     [
         ("unauthorized", ErrorCode.MODEL_REJECTED),
-        ("context_too_long", ErrorCode.CONTEXT_TOO_LONG),
     ],
 )
 async def test_degradable_provider_errors_skip_retries(

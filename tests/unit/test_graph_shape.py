@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs import build_agent_graph, route_after_observe, route_after_reason
+from graphs import build_agent_graph, route_after_fallback, route_after_observe, route_after_reason
 from keel.types import AgentState
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"
@@ -39,7 +39,8 @@ def test_exactly_five_nodes_and_these_edges() -> None:
         ("observe", "reason", True),
         ("observe", "act", True),
         ("observe", "fallback", True),
-        ("fallback", "finish", False),
+        ("fallback", "finish", True),
+        ("fallback", "reason", True),
         ("finish", "__end__", False),
     }
 
@@ -66,3 +67,10 @@ def test_route_after_reason(signal: str | None, route: str) -> None:
 )
 def test_route_after_observe(signal: str | None, route: str) -> None:
     assert route_after_observe(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("signal", "route"), [("downgrade", "reason"), ("degrade", "finish"), (None, "finish")]
+)
+def test_route_after_fallback(signal: str | None, route: str) -> None:
+    assert route_after_fallback(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]

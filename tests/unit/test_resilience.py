@@ -28,6 +28,7 @@ from keel.resilience import (
     retry_delay,
     retry_on,
 )
+from keel.resilience.degrade import allows_direct_answer, allows_other_tier, tier_candidates
 from keel.testing.chaos import ChaosServer, FaultPlan, chaos_tool
 from keel.testing.chaos_tasks import arithmetic_tasks, is_correct, solve_task
 from tools import calculator
@@ -216,3 +217,43 @@ def test_tasks_have_independent_answers() -> None:
     assert {t.steps for t in tasks} == {1, 2}
     assert is_correct(tasks[0], f"The answer is {tasks[0].answer}.")
     assert not is_correct(tasks[0], f"The answer is 1{tasks[0].answer}.")
+
+
+def failure(code: ErrorCode, kind: str = "degradable", node: str = "reason") -> Any:
+    return {
+        "node": node,
+        "code": str(code),
+        "kind": kind,
+        "message": "",
+        "iteration": 0,
+        "attempt": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("record", "other_tier", "direct"),
+    [
+        (failure(ErrorCode.MODEL_UNAVAILABLE, "retryable"), True, False),
+        (failure(ErrorCode.MODEL_REJECTED), True, False),
+        (failure(ErrorCode.BREAKER_OPEN), True, False),
+        (failure(ErrorCode.MALFORMED_OUTPUT), True, True),
+        (failure(ErrorCode.CONTEXT_TOO_LONG), True, True),
+        (failure(ErrorCode.ITERATION_LIMIT, node="observe"), False, True),
+        (failure(ErrorCode.DEADLINE_EXCEEDED), False, False),
+        (failure(ErrorCode.BUDGET_EXCEEDED), False, False),
+        (failure(ErrorCode.TOOL_FAILED, node="act"), False, False),
+        (failure(ErrorCode.BREAKER_OPEN, node="act"), False, False),
+        (failure(ErrorCode.MODEL_ERROR, "fatal"), False, False),
+    ],
+)
+def test_degradation_policy(record: Any, other_tier: bool, direct: bool) -> None:
+    assert allows_other_tier(record) is other_tier
+    assert allows_direct_answer(record) is direct
+
+
+def test_tier_candidates_go_cheaper_first_then_stronger() -> None:
+    names = ["simple", "standard", "complex"]
+    assert tier_candidates(names, "standard", []) == ["simple", "complex"]
+    assert tier_candidates(names, "complex", ["standard"]) == ["simple"]
+    assert tier_candidates(names, "simple", ["standard"]) == ["complex"]
+    assert tier_candidates(["standard"], "standard", []) == []

@@ -1,0 +1,163 @@
+"""`fallback`'s degradation chain: another tier, then a direct answer, then a clean failure.
+
+The policy (which failure allows which step, in which tier order) is
+`keel.resilience.degrade`; this module applies it to a run: it skips tiers whose breaker is
+open, switches the active tier (the graph goes back to `reason`), or makes the one
+no-tools call of the direct answer. Each step is a `fallback` row in the trace that names
+what was tried and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from keel.errors import is_control_flow
+from keel.models import cost_usd
+from keel.resilience.degrade import (
+    DegradeStep,
+    allows_direct_answer,
+    allows_other_tier,
+    tier_candidates,
+)
+from keel.types import AgentState, UsageTotals
+from nodes._records import text_of, trace_step
+from nodes._resilience import guard_model_call
+from nodes.context import AgentContext
+
+__all__ = ["DIRECT_ANSWER_PROMPT", "direct_answer", "plan_degradation", "switch_tier"]
+
+NODE = "fallback"
+DIRECT_ANSWER_PROMPT = (
+    "Tools are not available any more. Answer the question directly, using only the tool "
+    "results below (if any). Say plainly what you could not find out; do not guess numbers."
+)
+OBSERVATIONS_LIMIT = 6000
+
+
+def _active_tier(state: AgentState, ctx: AgentContext) -> str | None:
+    names = ctx.tier_names()
+    return state.get("tier") or ctx.tier or (names[0] if names else None)
+
+
+def _failure_text(state: AgentState) -> str:
+    fatal = state.get("fatal_error")
+    return f"{fatal['code']}: {fatal['message']}" if fatal else "the run could not finish"
+
+
+async def plan_degradation(state: AgentState, ctx: AgentContext) -> DegradeStep:
+    """The next step down the chain for this run's failure."""
+    failure = state.get("fatal_error")
+    options = ctx.settings.degradation
+    names = ctx.tier_names()
+    current = _active_tier(state, ctx)
+    now = ctx.clock()
+    failed = [*state.get("failed_tiers", []), *([current] if current else [])]
+    failed_specs = {ctx.with_tier(t).model_name for t in failed}
+    skipped: list[str] = []
+    if options.tiers and allows_other_tier(failure) and len(names) > 1:
+        for tier in tier_candidates(names, current, failed):
+            spec = ctx.with_tier(tier).model_name
+            if spec in failed_specs:
+                continue
+            if await ctx.resilience.model_refused(spec, now):
+                skipped.append(f"{tier} (breaker open)")
+                continue
+            why = f"tier {current} failed ({_failure_text(state)}); trying tier {tier} ({spec})"
+            return DegradeStep("tier", tier, why)
+    note = f"; skipped {', '.join(skipped)}" if skipped else ""
+    if options.direct_answer and allows_direct_answer(failure) and now < state["deadline"]:
+        options_left: list[str | None] = [current, *tier_candidates(names, current, [])]
+        for option in options_left:
+            spec = ctx.with_tier(option).model_name
+            if not await ctx.resilience.model_refused(spec, now):
+                why = f"answering without tools on {spec} after: {_failure_text(state)}{note}"
+                return DegradeStep("direct_answer", option, why)
+            skipped.append(f"{option} (breaker open)")
+        note = f"; skipped {', '.join(skipped)}"
+    return DegradeStep("fail", None, f"{_failure_text(state)}{note}")
+
+
+def switch_tier(
+    state: AgentState, ctx: AgentContext, step: DegradeStep, ms: float
+) -> dict[str, Any]:
+    """The update that makes `reason` try again on `step.tier`, with fresh step counters."""
+    current = _active_tier(state, ctx)
+    fatal = state.get("fatal_error")
+    return {
+        "signal": "downgrade",
+        "tier": step.tier,
+        "failed_tiers": [*state.get("failed_tiers", []), *([current] if current else [])],
+        "fatal_error": None,
+        "model_attempt": 0,
+        "repair_attempt": 0,
+        "repair_hint": None,
+        "rejected_output": None,
+        "retry_delay_s": None,
+        "iteration_deadline": None,
+        "trace": [
+            trace_step(
+                state,
+                NODE,
+                ms,
+                signal="downgrade",
+                action=step.tier,
+                action_input={"from": current, "to": step.tier},
+                error_code=fatal["code"] if fatal else None,
+                observation=step.reason,
+            )
+        ],
+    }
+
+
+def _direct_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
+    found = [
+        text_of(m.content)
+        for m in state.get("messages", [])
+        if isinstance(m, ToolMessage) and m.status != "error"
+    ]
+    results = "\n".join(f"- {r}" for r in found)[:OBSERVATIONS_LIMIT] or "(none)"
+    question = state.get("question", "")
+    return [
+        SystemMessage(f"{ctx.system_prompt}\n\n{DIRECT_ANSWER_PROMPT}"),
+        HumanMessage(f"Question: {question}\n\nTool results so far:\n{results}"),
+    ]
+
+
+def _answer_text(reply: AIMessage) -> str:
+    text = text_of(reply.content).strip()
+    if "Final Answer:" in text:  # a ReAct-trained model may still use its protocol
+        text = text.split("Final Answer:", 1)[1].strip()
+    return text
+
+
+async def direct_answer(
+    state: AgentState, ctx: AgentContext, tier: str | None
+) -> tuple[str | None, UsageTotals, str]:
+    """One no-tools call: (answer or None, its usage, what went wrong if None)."""
+    active = ctx.with_tier(tier)
+    prompt = _direct_prompt(state, active)
+    none = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0)
+    try:
+        async with guard_model_call(active, prompt, state["deadline"]):
+            budget = min(ctx.settings.limits.model_timeout_s, state["deadline"] - ctx.clock())
+            reply = await asyncio.wait_for(active.model.ainvoke(prompt), max(budget, 0.001))
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        return None, {**none, "model_calls": 1}, f"{type(exc).__name__}: {exc}"
+    meta: dict[str, Any] = dict(reply.usage_metadata or {})
+    prompt_tokens, completion = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
+    usage = UsageTotals(
+        input_tokens=prompt_tokens,
+        output_tokens=completion,
+        total_tokens=prompt_tokens + completion,
+        cost_usd=cost_usd(meta, active.price),
+        model_calls=1,
+    )
+    text = _answer_text(reply) if isinstance(reply, AIMessage) else ""
+    if not text or reply.response_metadata.get("finish_reason") == "length":
+        return None, usage, "the direct answer was empty or cut off"
+    return text, usage, ""
