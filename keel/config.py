@@ -357,8 +357,6 @@ class Settings(BaseSettings):
 
     model: str = DEFAULT_MODEL
     """Model spec: `openai:<name>`, `local:<name>` or `scripted:<name>`."""
-    tiers: tuple[str, ...] = ()
-    """Model specs to degrade through, best first (after `model`)."""
     model_tiers: TierSettings = TierSettings()
     """Model specs of the `simple` / `standard` / `complex` tiers the router picks from."""
     reasoning_mode: Literal["auto", "native", "react"] = "auto"

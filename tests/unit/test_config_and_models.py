@@ -21,7 +21,10 @@ def test_defaults_and_public_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEL_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("KEEL_DATABASE_URL", "sqlite:////tmp/db.sqlite")
     monkeypatch.setenv("KEEL_LIMITS__MAX_ITERATIONS", "12")
-    monkeypatch.setenv("KEEL_TIERS", '["openai:gpt-4o", "openai:gpt-4o-mini"]')
+    monkeypatch.setenv("KEEL_MODEL_TIERS__SIMPLE", "openai:gpt-4.1-nano")
+    monkeypatch.setenv("KEEL_MODEL_TIERS__COMPLEX", "openai:gpt-4.1")
+    monkeypatch.setenv("KEEL_COST__RUN_USD", "0.05")
+    monkeypatch.setenv("KEEL_CACHE__BACKEND", "redis")
     s = load_settings()
     assert s.model == "openai:gpt-4o-mini"
     assert s.openai_base_url == "http://127.0.0.1:9999/v1"
@@ -31,7 +34,12 @@ def test_defaults_and_public_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.database_url == "sqlite:////tmp/db.sqlite"
     assert s.limits.max_iterations == 12
-    assert s.tiers == ("openai:gpt-4o", "openai:gpt-4o-mini")
+    assert (s.model_tiers.simple, s.model_tiers.standard, s.model_tiers.complex) == (
+        "openai:gpt-4.1-nano",
+        None,
+        "openai:gpt-4.1",
+    )
+    assert s.cost.run_usd == 0.05 and s.cache.backend == "redis"
 
 
 @pytest.mark.parametrize(
