@@ -174,3 +174,15 @@ async def test_open_breaker_degrades_without_calling(http_agent: Any, chaos: Cha
     assert not second.success and second.error_code == ErrorCode.BREAKER_OPEN
     assert reason_path(second) == [("degrade", str(ErrorCode.BREAKER_OPEN))]
     assert second.metadata["model_calls"] <= 1
+
+
+async def test_own_request_rate_limit_degrades_without_calling(
+    http_agent: Any, chaos: ChaosServer
+) -> None:
+    two_step = next(t for t in arithmetic_tasks(4, seed=3) if t.steps == 2)
+    rates = {"model_requests_per_minute": 2, "max_wait_s": 0.2}
+    async with http_agent(rate_limits=rates) as agent:
+        result = await agent.arun(two_step.question)
+    assert not result.success and result.error_code == ErrorCode.RATE_LIMITED
+    assert chaos.stats.requests == 2, "the third call waited for the window, then gave up"
+    assert reason_path(result)[-1] == ("degrade", str(ErrorCode.RATE_LIMITED))
