@@ -197,7 +197,9 @@ async def run_config(
         model_tiers=TIERS if tiered else {},
         checkpoint_url="memory://",
         home=home,
-        cache={"backend": backend, "runs": True} if cached else {"backend": "none"},
+        cache={"backend": backend, "runs": True, "model_responses": True}
+        if cached
+        else {"backend": "none"},
         redis_url=redis_url,
         cost={"routing": tiered},
     )

@@ -222,8 +222,8 @@ class CacheSettings(BaseModel):
     """SQLite file for the `sqlite` backend (default: `<home>/cache.sqlite`)."""
     ttl_s: float = Field(3600.0, gt=0)
     """How long an entry stays valid."""
-    model_responses: bool = True
-    """Cache model replies (only when `temperature` is 0)."""
+    model_responses: bool = False
+    """Cache model replies (only when `temperature` is 0): identical prompts are not re-sent."""
     tool_results: bool = True
     """Cache results of tools declared `cacheable`."""
     runs: bool = False

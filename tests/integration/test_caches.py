@@ -71,6 +71,7 @@ def shopper(messages: list[BaseMessage], info: CallInfo) -> Reply:
 
 
 def settings_with(settings_factory: Callable[..., Settings], **cache: Any) -> Settings:
+    cache.setdefault("model_responses", True)
     return settings_factory(model="scripted:mid", pricing=PRICE, cache=cache)
 
 
@@ -98,7 +99,9 @@ async def test_no_model_cache_when_sampling_is_not_deterministic(
     settings_factory: Callable[..., Settings],
 ) -> None:
     model = FunctionModel(fn=lambda m, i: f"reply {i.index}")
-    settings = settings_factory(model="scripted:mid", temperature=0.7)
+    settings = settings_factory(
+        model="scripted:mid", temperature=0.7, cache={"model_responses": True}
+    )
     async with open_agent(settings, model=model, tools=ToolRegistry()) as agent:
         a = await agent.arun("Same question")
         b = await agent.arun("Same question")
@@ -175,7 +178,9 @@ async def test_caches_shared_through_the_real_redis(
     settings_factory: Callable[..., Settings], registry: ToolRegistry, redis_namespace: str
 ) -> None:
     settings = settings_factory(
-        model="scripted:mid", redis_url=REDIS_URL, cache={"backend": "redis", "runs": True}
+        model="scripted:mid",
+        redis_url=REDIS_URL,
+        cache={"backend": "redis", "runs": True, "model_responses": True},
     )
     first_model, second_model = FunctionModel(fn=shopper), FunctionModel(fn=shopper)
     caches = Caches(RedisBackend(REDIS_URL, namespace=redis_namespace), settings.cache)
@@ -204,7 +209,7 @@ async def test_redis_outage_never_fails_a_run(
     settings = settings_factory(
         model="scripted:mid",
         redis_url=url,
-        cache={"backend": "redis", "runs": True},
+        cache={"backend": "redis", "runs": True, "model_responses": True},
         cost={"tenant_daily_usd": 5.0},
     )
     model = FunctionModel(fn=shopper)
