@@ -58,15 +58,32 @@ def ungrounded_numbers(answer: str, sources: Iterable[str]) -> list[str]:
     return missing
 
 
+def _sum_example(messages: list[BaseMessage]) -> str:
+    """`a + b + c` over the numbers of the last good tool result, when that makes sense."""
+    for message in reversed(messages):
+        if isinstance(message, ToolMessage) and message.status != "error":
+            values = [
+                n.literal.replace(",", "")
+                for n in _numbers(text_of(message.content))
+                if "." in n.literal or abs(n.value) >= _SMALL
+            ]
+            if 2 <= len(values) <= 12:
+                expression = " + ".join(values)
+                return f' For a total, call the calculator with {{"expression": "{expression}"}}.'
+            return ""
+    return ""
+
+
 def check_grounded(answer: str, messages: Iterable[BaseMessage], system_prompt: str) -> None:
     """Raise `MalformedOutputError` naming the answer's unsupported numbers, if any."""
+    history = list(messages)
     sources = [system_prompt]
-    sources += [text_of(m.content) for m in messages if isinstance(m, ToolMessage | HumanMessage)]
+    sources += [text_of(m.content) for m in history if isinstance(m, ToolMessage | HumanMessage)]
     missing = ungrounded_numbers(answer, sources)
     if missing:
         raise MalformedOutputError(
             f"the numbers {', '.join(missing)} appear in no tool result. Do not estimate: "
-            "compute them from the tool results with the calculator tool (for example a sum),"
-            " or look them up, then answer with the exact results.",
+            "compute them from the tool results with the calculator tool, or look them up, "
+            f"then answer with the exact results.{_sum_example(history)}",
             code=ErrorCode.UNGROUNDED_ANSWER,
         )

@@ -17,8 +17,8 @@ from __future__ import annotations
 __all__ = ["CHAT_TEMPLATE", "TOOL_ERROR_HINT", "TOOL_RESULT_HINT"]
 
 TOOL_RESULT_HINT = (
-    "Use this result to answer the question in plain text. "
-    "Do not call a tool again unless the result is not enough."
+    "Use this result to answer the question in plain text, quoting the names and numbers "
+    "exactly as they appear in it. Do not call a tool again unless the result is not enough."
 )
 """Appended after the last tool result of a conversation."""
 
