@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from keel.errors import is_control_flow
+from keel.errors import MalformedOutputError, is_control_flow
 from keel.models import cost_usd
 from keel.resilience.degrade import (
     DegradeStep,
@@ -23,6 +23,7 @@ from keel.resilience.degrade import (
     tier_candidates,
 )
 from keel.types import AgentState, UsageTotals
+from nodes._grounding import check_grounded
 from nodes._records import text_of, trace_step
 from nodes._resilience import guard_model_call
 from nodes.context import AgentContext
@@ -160,4 +161,9 @@ async def direct_answer(
     text = _answer_text(reply) if isinstance(reply, AIMessage) else ""
     if not text or reply.response_metadata.get("finish_reason") == "length":
         return None, usage, "the direct answer was empty or cut off"
+    if ctx.settings.grounded_answers:
+        try:
+            check_grounded(text, state.get("messages", []), text_of(prompt[0].content))
+        except MalformedOutputError as exc:
+            return None, usage, f"the direct answer was not grounded: {exc.message}"
     return text, usage, ""

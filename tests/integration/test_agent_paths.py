@@ -364,3 +364,23 @@ async def test_grounding_can_be_switched_off(agent_factory: Any, registry: ToolR
     async with agent_factory(model, tools=registry, grounded_answers=False) as agent:
         result = await agent.arun("What did the two stores make together?")
     assert result.success and result.output == "Together they made 2,300."
+
+
+@pytest.mark.parametrize(
+    ("direct", "success"),
+    [("I cannot tell without the data.", True), ("Revenue was 12,345.67.", False)],
+)
+async def test_a_direct_answer_must_be_grounded_too(
+    agent_factory: Any, registry: ToolRegistry, direct: str, success: bool
+) -> None:
+    """After repairs run out, the no-tools answer may not invent numbers either."""
+    model = ScriptedModel(["", "", "", direct])
+    async with agent_factory(model, tools=registry) as agent:
+        result = await agent.arun("What was the revenue?")
+    assert result.success is success
+    if success:
+        assert result.output == direct
+    else:
+        assert result.error_code == ErrorCode.MALFORMED_OUTPUT
+        last = [s for s in result.metadata["trace"] if s["node"] == "fallback"][-1]
+        assert "not grounded" in last["observation"] and "12,345.67" in last["observation"]
