@@ -10,6 +10,7 @@ what was tried and why.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -127,11 +128,17 @@ def _direct_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
     ]
 
 
+_ACTION_LINE = re.compile(r"^\s*Action\s*:", re.MULTILINE)
+
+
 def _answer_text(reply: AIMessage) -> str:
+    """The answer in a no-tools reply, or "" when the model still asked for a tool."""
     text = text_of(reply.content).strip()
+    if reply.tool_calls or reply.invalid_tool_calls:
+        return ""
     if "Final Answer:" in text:  # a ReAct-trained model may still use its protocol
-        text = text.split("Final Answer:", 1)[1].strip()
-    return text
+        return text.split("Final Answer:", 1)[1].strip()
+    return "" if _ACTION_LINE.search(text) else text
 
 
 async def direct_answer(
@@ -160,7 +167,7 @@ async def direct_answer(
     )
     text = _answer_text(reply) if isinstance(reply, AIMessage) else ""
     if not text or reply.response_metadata.get("finish_reason") == "length":
-        return None, usage, "the direct answer was empty or cut off"
+        return None, usage, "the reply was empty, cut off, or asked for a tool"
     if ctx.settings.grounded_answers:
         try:
             check_grounded(text, state.get("messages", []), text_of(prompt[0].content))
