@@ -273,3 +273,33 @@ async def test_compaction_summarizes_with_the_cheapest_tier(
     assert len(last_prompt) < len(state["messages"]) + 1
     # the summary's cost is part of the run's
     assert state["usage"]["model_calls"] == len(seen) + len(summaries)
+
+
+async def test_tier_survives_an_interrupt_and_resume(open_tiered: Any) -> None:
+    """The active tier is in the checkpoint: after a human approves a call, the run goes on
+    with the tier it was routed to, without routing again."""
+    log: list[str] = []
+
+    @tool(requires_approval=True)
+    def refund(order: str) -> str:
+        """Refund an order (needs a human's approval)."""
+        return f"refunded {order}"
+
+    def careful(messages: list[BaseMessage], info: CallInfo) -> Reply:
+        log.append("complex")
+        if not any(isinstance(m, ToolMessage) for m in messages):
+            return AIMessage(
+                content="", tool_calls=[{"name": "refund", "args": {"order": "A7"}, "id": "r1"}]
+            )
+        return "Refunded A7 after comparing the orders."
+
+    models = {"simple": answering("simple", log), "standard": answering("standard", log)}
+    models["complex"] = FunctionModel(fn=careful)
+    async with open_tiered(models, tools=ToolRegistry.of([refund])) as agent:
+        paused = await agent.arun(HARD)
+        assert paused.status == "interrupted"
+        assert (await agent.astate(paused.thread_id))["tier"] == "complex"
+        done = await agent.aapprove(paused.thread_id)
+    assert done.success and done.output == "Refunded A7 after comparing the orders."
+    assert log == ["complex", "complex"]
+    assert routes(done) == [("start", "complex")]
