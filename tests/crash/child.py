@@ -143,4 +143,11 @@ async def _main(job: dict[str, Any]) -> None:
 
 def main(job: dict[str, Any]) -> None:
     """Entry point of one subprocess (a multiprocessing target)."""
-    asyncio.run(_main(job))
+    try:
+        asyncio.run(_main(job))
+    except BaseException:
+        import traceback
+
+        name = job.get("thread") or "final"
+        (Path(job["results"]) / f"{name}.error").write_text(traceback.format_exc())
+        raise

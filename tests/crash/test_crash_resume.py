@@ -50,7 +50,10 @@ def _spawn(ctx: Any, job: dict[str, Any]) -> int:
         proc.kill()
         proc.join()
         pytest.fail(f"subprocess hung: {job}")
-    return int(proc.exitcode)
+    code = int(proc.exitcode)
+    error = Path(job["results"]) / f"{job.get('thread') or 'final'}.error"
+    assert code in (0, -signal.SIGKILL), error.read_text() if error.exists() else code
+    return code
 
 
 def _expected_keys(thread_id: str) -> dict[str, str]:
