@@ -129,6 +129,7 @@ async def _main(job: dict[str, Any]) -> None:
         durability=job.get("durability", "sync"),
         home=job["home"],
         retry={"initial_s": 0.0, "max_s": 0.0},
+        checkpoint_pool={"max_size": 3},
     )
     async with open_agent(settings, model=model, tools=tools) as agent:
         for thread_id in job["resume"]:
