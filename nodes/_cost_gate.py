@@ -29,6 +29,7 @@ from keel.cost.budget import BudgetVerdict, check_budget
 from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
 from keel.errors import ErrorCode
+from keel.observability import events
 from keel.types import AgentState, TraceStep, add_usage
 from nodes._compaction import summarize_middle, summary_needed, system_tokens
 from nodes._prompt import build_prompt
@@ -188,6 +189,8 @@ def cost_controlled(node: ReasonNode) -> ReasonNode:
                 },
             )
         chosen, verdict, refused = await _fit_budget(view, ctx, names, tier)
+        decided = "deny" if not verdict.ok else "downgrade" if chosen != tier else "allow"
+        events.budget_decision(decided, tier=chosen, limit=(refused or verdict).limit)
         if not verdict.ok:
             return _merge(before, _stop(state, verdict))
         if chosen != tier and refused is not None:

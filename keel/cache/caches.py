@@ -19,12 +19,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.messages import AIMessage, message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration
 
 from keel.cache.backends import CacheBackend
 from keel.config import CacheSettings
+from keel.observability import events
 
 __all__ = [
     "CacheScope",
@@ -34,6 +36,8 @@ __all__ = [
     "cache_scope",
     "normalize_question",
 ]
+
+_log = structlog.get_logger("keel.cache")
 
 CACHE_HIT = "keel_cache"
 """`response_metadata` key set to `"hit"` on a reply served from the cache."""
@@ -71,14 +75,23 @@ class Caches:
         return flags.get(kind, False)
 
     async def _get(self, kind: str, key: str) -> bytes | None:
+        """A look-up; a failing backend is a miss (a cache never fails a run)."""
         assert self.backend is not None
-        value = await self.backend.get(key)
+        try:
+            value = await self.backend.get(key)
+        except Exception as exc:
+            _log.warning("cache.backend_error", backend=self.backend.name, error=str(exc)[:200])
+            value = None
         (self.hits if value is not None else self.misses)[kind] += 1
+        events.cache_lookup(kind, hit=value is not None)
         return value
 
     async def _set(self, key: str, value: bytes) -> None:
         assert self.backend is not None
-        await self.backend.set(key, value, self.settings.ttl_s)
+        try:
+            await self.backend.set(key, value, self.settings.ttl_s)
+        except Exception as exc:
+            _log.warning("cache.backend_error", backend=self.backend.name, error=str(exc)[:200])
 
     async def model_reply(self, tenant: str, model: str, llm_string: str, prompt: str) -> Any:
         if not self.enabled("model"):

@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+import structlog
+
 __all__ = ["SpendStore", "TenantLedger", "day_key"]
 
 DAY_S = 86_400
+_log = structlog.get_logger("keel.cost")
 
 
 class SpendStore(Protocol):
@@ -38,7 +41,11 @@ class TenantLedger:
     async def spent(self, tenant: str, now: float) -> float:
         key = day_key(tenant, now)
         if self._store is not None:
-            value = await self._store.get_float(key)
+            try:
+                value = await self._store.get_float(key)
+            except Exception as exc:  # a store failure must not fail the run
+                _log.warning("ledger.store_error", error=str(exc)[:200])
+                value = None
             if value is not None:
                 return value
         return self._local.get(key, 0.0)
@@ -48,7 +55,11 @@ class TenantLedger:
         key = day_key(tenant, now)
         self._local[key] = self._local.get(key, 0.0) + usd
         if usd > 0 and self._store is not None:
-            total = await self._store.incr_float(key, usd, 2 * DAY_S)
+            try:
+                total = await self._store.incr_float(key, usd, 2 * DAY_S)
+            except Exception as exc:
+                _log.warning("ledger.store_error", error=str(exc)[:200])
+                total = None
             if total is not None:
                 return total
         return self._local[key]

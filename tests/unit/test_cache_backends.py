@@ -179,3 +179,38 @@ async def test_tool_results_only_cached_on_success() -> None:
 def test_normalize_question() -> None:
     assert normalize_question("  What  IS the Revenue?? ") == "what is the revenue"
     assert normalize_question("ｗｈａｔ") == "what"
+
+
+class BrokenBackend(MemoryBackend):
+    """A backend whose every operation fails (a full disk, a corrupt file)."""
+
+    name = "broken"
+
+    async def get(self, key: str) -> bytes | None:
+        raise OSError("disk I/O error")
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        raise OSError("disk I/O error")
+
+    async def incr_float(self, key: str, amount: float, ttl_s: float) -> float | None:
+        raise OSError("disk I/O error")
+
+    async def get_float(self, key: str) -> float | None:
+        raise OSError("disk I/O error")
+
+
+async def test_a_failing_backend_is_a_miss_not_a_failure() -> None:
+    from keel.cost.ledger import TenantLedger
+
+    caches = Caches(BrokenBackend(), CacheSettings(runs=True))
+
+    async def compute() -> str:
+        return "fresh"
+
+    assert await caches.tool_result("t", "calc", "v1", {"e": "1"}, compute) == "fresh"
+    assert await caches.run_result("t", "q", "fp") is None
+    await caches.store_run_result("t", "q", "fp", {"output": "x"})
+    assert caches.misses["tool"] == 1 and caches.misses["run"] == 1
+    ledger = TenantLedger(BrokenBackend())
+    assert await ledger.add("t", 1_700_000_000.0, 0.5) == 0.5  # kept locally
+    assert await ledger.spent("t", 1_700_000_000.0) == 0.5
