@@ -15,6 +15,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from keel.cost.accounting import CallUsage
 from keel.errors import (
     CircuitOpenError,
     ErrorCode,
@@ -22,7 +23,6 @@ from keel.errors import (
     RateLimitedError,
     is_control_flow,
 )
-from keel.models import cost_usd
 from keel.resilience import classify_model_error
 from keel.types import AgentState, UsageTotals
 from nodes._grounding import check_grounded
@@ -45,15 +45,8 @@ def _bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
 
 
 def _usage(reply: AIMessage, ctx: AgentContext) -> UsageTotals:
-    meta: dict[str, Any] = dict(reply.usage_metadata or {})
-    prompt, completion = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
-    return UsageTotals(
-        input_tokens=prompt,
-        output_tokens=completion,
-        total_tokens=int(meta.get("total_tokens", prompt + completion)),
-        cost_usd=cost_usd(meta, ctx.price),
-        model_calls=1,
-    )
+    """Tokens (cached prompt tokens included) and USD of this reply at the tier's price."""
+    return CallUsage.from_message(reply).totals(ctx.price)
 
 
 def _degrade(
