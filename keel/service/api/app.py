@@ -11,7 +11,7 @@ the agent.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -23,7 +23,7 @@ from keel.service.api.admission import Admission
 from keel.service.api.auth import Authenticator, context_for_role
 from keel.service.api.deps import Caller, Services, Svc
 from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
-from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app
+from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.service.api.routes_runs import router as runs_router
 from keel.service.api.routes_threads import router as threads_router
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunManager
@@ -81,11 +81,13 @@ def create_app(
         store = Store.open(db_url)
         try:
             await store.migrate()
-            async with (
-                open_agent(settings, model=model, tools=tools, checkpointer=checkpointer) as agent,
-                _queue(db_url, distributed) as queue,
-                redis_events(settings) as events,
-            ):
+            async with AsyncExitStack() as stack:
+                async with startup_lock(settings.checkpoint_url):
+                    agent = await stack.enter_async_context(
+                        open_agent(settings, model=model, tools=tools, checkpointer=checkpointer)
+                    )
+                queue = await stack.enter_async_context(_queue(db_url, distributed))
+                events = await stack.enter_async_context(redis_events(settings))
                 contexts = {
                     role: context_for_role(agent.context, settings.service, role)
                     for role in settings.service.roles

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -102,6 +104,13 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(SQLAlchemyOperationalError)
+    @app.exception_handler(psycopg.OperationalError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("api.database_unavailable", path=request.url.path, error=str(exc)[:200])
+        body = _body("service_unavailable", "the database is not reachable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -24,10 +24,11 @@ __all__ = [
     "QUEUE",
     "TASK",
     "RunQueue",
+    "ThreadFence",
     "ensure_queue_schema",
     "make_queue_app",
     "retry_stalled_jobs",
-    "thread_fence",
+    "startup_lock",
 ]
 
 log = structlog.get_logger("keel.service.queue")
@@ -35,13 +36,29 @@ log = structlog.get_logger("keel.service.queue")
 TASK = "keel.execute_run"
 QUEUE = "keel-runs"
 _SCHEMA_LOCK = 0x6B65656D
+LOCK_POLL_S = 0.1
 
 
 def _conninfo(url: str) -> str:
     return "postgresql://" + url.removeprefix("postgres://").removeprefix("postgresql://")
 
 
-def make_queue_app(db_url: str, *, max_connections: int = 10) -> procrastinate.App:
+async def _lock(conn: psycopg.AsyncConnection[Any], key: int) -> None:
+    """Take a session advisory lock by polling `pg_try_advisory_lock`.
+
+    A session blocked in `pg_advisory_lock` sits in an open statement, and a concurrent
+    `CREATE INDEX CONCURRENTLY` (the checkpointer's setup) waits for it: a deadlock
+    Postgres does not detect. Polling keeps every wait outside a statement.
+    """
+    while True:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        got = await cursor.fetchone()
+        if got is not None and got[0]:
+            return
+        await asyncio.sleep(LOCK_POLL_S)
+
+
+def make_queue_app(db_url: str, *, max_connections: int = 4) -> procrastinate.App:
     """A procrastinate app on the service database (open it with `app.open_async()`)."""
     connector = procrastinate.PsycopgConnector(
         conninfo=_conninfo(db_url), min_size=1, max_size=max_connections
@@ -52,7 +69,7 @@ def make_queue_app(db_url: str, *, max_connections: int = 10) -> procrastinate.A
 async def ensure_queue_schema(db_url: str) -> None:
     """Install procrastinate's tables once (several processes may start together)."""
     async with await psycopg.AsyncConnection.connect(_conninfo(db_url), autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        await _lock(conn, _SCHEMA_LOCK)
         try:
             cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs')")
             found = await cursor.fetchone()
@@ -62,18 +79,52 @@ async def ensure_queue_schema(db_url: str) -> None:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
 
-@asynccontextmanager
-async def thread_fence(db_url: str, thread_id: str) -> AsyncIterator[None]:
-    """Hold a Postgres advisory lock on the thread while its run executes.
+class ThreadFence:
+    """Postgres advisory locks on threads, held while a worker executes their runs.
 
-    The lock lives on its own connection, so it goes away the moment the holding process
-    dies: a worker wrongly declared dead (a stalled event loop) still blocks the worker
-    that took its job over until it is really done, and no thread ever runs twice at once.
+    The locks live on one connection of the worker's own, so they all go away the moment
+    the worker dies: a worker wrongly declared dead (a stalled event loop) still blocks the
+    worker that took its job over until it is really done, and no thread ever runs in two
+    processes at once.
     """
-    async with await psycopg.AsyncConnection.connect(_conninfo(db_url), autocommit=True) as conn:
-        await conn.execute(
-            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"keel:thread:{thread_id}",)
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        self._conn = await psycopg.AsyncConnection.connect(_conninfo(self.db_url), autocommit=True)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    @asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        assert self._conn is not None, "open the fence first"
+        cursor = await self._conn.execute(
+            "SELECT hashtextextended(%s, 0)", (f"keel:thread:{thread_id}",)
         )
+        found = await cursor.fetchone()
+        assert found is not None
+        key = int(found[0])
+        await _lock(self._conn, key)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+@asynccontextmanager
+async def startup_lock(url: str) -> AsyncIterator[None]:
+    """One process at a time sets up its Postgres tables (the checkpointer's `setup()` is
+    not safe to run from two processes at once). No-op for other databases."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        yield
+        return
+    async with await psycopg.AsyncConnection.connect(_conninfo(url), autocommit=True) as conn:
+        await _lock(conn, _SCHEMA_LOCK + 1)
         yield
 
 

@@ -153,7 +153,11 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        return cls(create_async_engine(_async_url(url), pool_pre_ping=True))
+        return cls(
+            create_async_engine(_async_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
+            if not url.startswith("sqlite")
+            else create_async_engine(_async_url(url), pool_pre_ping=True)
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()

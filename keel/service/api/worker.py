@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import procrastinate
 import structlog
 from langchain_core.language_models import BaseChatModel
 
@@ -25,10 +26,11 @@ from keel.service.api.events import RedisEvents
 from keel.service.api.queue import (
     QUEUE,
     TASK,
+    ThreadFence,
     ensure_queue_schema,
     make_queue_app,
     stalled_job_reaper,
-    thread_fence,
+    startup_lock,
 )
 from keel.service.api.runs import RunManager
 from keel.service.api.store import Store, service_db_url
@@ -38,6 +40,11 @@ from tools.registry import ToolRegistry
 __all__ = ["queue_db_url", "redis_events", "run_worker"]
 
 log = structlog.get_logger("keel.service.worker")
+
+RETRY = procrastinate.RetryStrategy(max_attempts=10, wait=1, linear_wait=1)
+"""A job that fails outside the run (the database went away) is tried again; the run
+continues from its checkpoint. Failures inside the run end it as `error` and are not
+retried here."""
 
 
 def queue_db_url(settings: Settings) -> str:
@@ -80,10 +87,15 @@ async def run_worker(
     try:
         await store.migrate()
         await ensure_queue_schema(db_url)
-        async with (
-            open_agent(settings, model=model, tools=tools) as agent,
-            redis_events(settings) as events,
-        ):
+        async with AsyncExitStack() as stack:
+            async with startup_lock(settings.checkpoint_url):
+                agent = await stack.enter_async_context(
+                    open_agent(settings, model=model, tools=tools)
+                )
+            events = await stack.enter_async_context(redis_events(settings))
+            fence = ThreadFence(db_url)
+            await fence.open()
+            stack.push_async_callback(fence.close)
             contexts: dict[str, Any] = {}
 
             def context_for(principal: Any) -> Any:
@@ -100,11 +112,11 @@ async def run_worker(
                 context_for=context_for,
                 events=events,
                 worker=True,
-                fence=lambda thread_id: thread_fence(db_url, thread_id),
+                fence=fence.hold,
             )
-            app = make_queue_app(db_url, max_connections=concurrency + 4)
+            app = make_queue_app(db_url)
 
-            @app.task(name=TASK, queue=QUEUE)
+            @app.task(name=TASK, queue=QUEUE, retry=RETRY)
             async def execute_run(run_id: str) -> None:
                 await manager.execute_job(run_id)
 
