@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,22 @@ async def _until_status(client: Any, thread_id: str, run_id: str, status: str) -
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"run {run_id} never reached {status}")
+
+
+async def test_runs_survive_a_server_restart(tool_server: Any, tmp_path: Path) -> None:
+    """A run cut off by a shutdown goes back to pending and finishes after the restart."""
+    with tool_server("nap", {"seconds": 1.5}) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            run = await client.runs.create(tid, "agent", input=USER)
+            await _until_status(client, tid, run["run_id"], "running")
+            await asyncio.sleep(0.3)  # inside the tool call, past the first checkpoints
+    with sqlite3.connect(tmp_path / "home" / "service.sqlite") as db:
+        row = db.execute("SELECT status FROM keel_runs WHERE run_id = ?", (run["run_id"],))
+        assert row.fetchone() == ("pending",)  # cut off, to be resumed
+    with tool_server("nap", {"seconds": 1.5}) as url:
+        async with get_client(url=url, api_key=None) as client:
+            values = await asyncio.wait_for(client.runs.join(tid, run["run_id"]), 30)
+            assert values["outcome"]["output"] == "done: slept 1.5"
+            assert [m["type"] for m in values["messages"]].count("human") == 1
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
