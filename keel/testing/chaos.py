@@ -38,7 +38,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from langchain_core.messages import (
@@ -52,7 +52,9 @@ from langchain_core.messages import (
 
 from keel.errors import ToolTransientError
 from keel.testing.scripted import CallInfo, Reply, approx_tokens
-from tools.registry import Tool
+
+if TYPE_CHECKING:  # keel may not import tools at run time (layering)
+    from tools.registry import Tool
 
 __all__ = [
     "FAULT_KINDS",
