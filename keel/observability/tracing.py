@@ -22,7 +22,7 @@ from typing import Any
 from keel.config import Settings
 from keel.observability._tracer import KeelTracer, TracePolicy
 
-__all__ = ["Tracing"]
+__all__ = ["Tracing", "pin_sender"]
 
 
 def _daemon_client() -> Any:
@@ -52,6 +52,20 @@ def _daemon_client() -> Any:
 _QUEUE_MAX = 10_000
 """Run operations waiting to be sent; beyond this the client drops them."""
 
+_PINS = 64
+
+
+def pin_sender(client: Any) -> tuple[Any, ...]:
+    """References that keep the client's sender thread running until `close()`.
+
+    The LangSmith sender thread stops when `sys.getrefcount(client)` falls to what it
+    believes are its own references, and that estimate counts its helper threads. After a
+    burst (helpers spawned, runs done) it can stop while the client is still in use, and
+    every later trace waits in the queue forever. Holding these references until the
+    client is closed (which stops the thread explicitly) rules that out.
+    """
+    return (client,) * _PINS
+
 
 @dataclass
 class Tracing:
@@ -66,6 +80,11 @@ class Tracing:
     silence: bool = False
     """Off on purpose: also keep LangSmith's env-driven default tracer away from runs."""
     _closed: bool = False
+    _pins: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.client is not None and not self._pins:
+            self._pins = pin_sender(self.client)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client: Any = None) -> Tracing:
@@ -128,3 +147,4 @@ class Tracing:
         self._closed = True
         with contextlib.suppress(Exception):  # best effort at shutdown
             self.client.close(timeout=self.flush_timeout_s)
+        self._pins = ()
