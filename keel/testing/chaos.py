@@ -408,16 +408,21 @@ def chaos_tool(
     latency_s: float = 0.05,
     hang_s: float = 30.0,
     error: type[BaseException] = ToolTransientError,
+    script: Sequence[Literal["error", "latency", "hang"] | None] = (),
 ) -> Tool:
     """`tool`, but a seeded share of its calls raise `error`, are slow, or hang.
 
-    `error` is added to the tool's transient declarations, so the runtime treats it as
-    retryable; a hang is what the tool timeout must catch.
+    `script` gives the faults of the first calls exactly (`None`: a clean call); the seeded
+    draw takes over after it. `error` is added to the tool's transient declarations, so the
+    runtime treats it as retryable; a hang is what the tool timeout must catch.
     """
     calls = iter(range(1_000_000))
+    scripted = deque(script)
 
     def draw() -> str | None:
         n = next(calls)
+        if scripted:
+            return scripted.popleft()
         digest = hashlib.sha256(f"{seed}|{tool.name}|{n}".encode()).digest()
         if int.from_bytes(digest[:8], "big") / 2**64 >= rate or not kinds:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,23 @@ def test_process_isolation_needs_an_importable_function() -> None:
         def local(x: int) -> int:
             """Defined inside a test: a child process could not import it."""
             return x
+
+
+async def test_chaos_tool_faults_take_the_graph_paths(agent_factory: Any) -> None:
+    from keel.testing.chaos import chaos_tool
+    from tools import calculator
+
+    flaky = chaos_tool(calculator, rate=0.0, script=["error", "latency", None])
+    model = use_then_answer("calculator", {"expression": "6*7"})
+    async with agent_factory(model, tools=ToolRegistry.of([flaky])) as agent:
+        result = await agent.arun("What is 6*7?")
+    assert result.success and result.output == "result: 42"
+    assert [s for n, s in path(result) if n == "observe"] == ["retry", "continue"]
+
+    hung = chaos_tool(replace(calculator, timeout_s=0.2), rate=0.0, script=["hang"], hang_s=5)
+    model = use_then_answer("calculator", {"expression": "6*7"})
+    async with agent_factory(model, tools=ToolRegistry.of([hung])) as agent:
+        result = await agent.arun("What is 6*7?")
+    acts = [s for s in result.metadata["trace"] if s["node"] == "act"]
+    assert [a["error_code"] for a in acts] == [ErrorCode.TOOL_TIMEOUT, None]
+    assert acts[0]["ms"] < 1000 and result.output == "result: 42"
