@@ -28,7 +28,7 @@ from keel.cost.accounting import CallEstimate, estimate_call, estimate_tokens
 from keel.cost.budget import BudgetVerdict, check_budget
 from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
-from keel.errors import ErrorCode
+from keel.errors import ErrorCode, is_control_flow
 from keel.observability import events
 from keel.types import AgentState, TraceStep, add_usage
 from nodes._compaction import summarize_middle, summary_needed, system_tokens
@@ -78,15 +78,19 @@ def estimate_for(state: AgentState, ctx: AgentContext) -> CallEstimate:
     return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 
+async def _tenant_spent(state: AgentState, ctx: AgentContext) -> float:
+    if ctx.settings.cost.tenant_daily_usd is None:
+        return 0.0
+    return await ctx.ledger.spent(state.get("tenant", "default"), ctx.clock())
+
+
 async def _fit_budget(
     state: AgentState, ctx: AgentContext, names: list[str], tier: str
 ) -> tuple[str, BudgetVerdict, BudgetVerdict | None]:
     """The tier to call (`tier`, or the best cheaper one that fits), its verdict, and why
     `tier` itself was refused (None if it fits)."""
     cost = ctx.settings.cost
-    spent_today = 0.0
-    if cost.tenant_daily_usd is not None:
-        spent_today = await ctx.ledger.spent(state.get("tenant", "default"), ctx.clock())
+    spent_today = await _tenant_spent(state, ctx)
     below = names[: names.index(tier)][::-1] if tier in names else []
     refused: BudgetVerdict | None = None
     for candidate in [tier, *below]:
@@ -119,9 +123,25 @@ async def _summarize(state: AgentState, ctx: AgentContext, names: list[str]) -> 
     if span is None:
         return {}
     cheapest = ctx.with_tier(names[0])
-    text, usage = await summarize_middle(
-        cheapest.model, history, span, state.get("context_summary")
+    prompt = estimate_tokens(history[span[0] : span[1]]) + 200
+    estimate = estimate_call(prompt, ctx.settings.max_tokens, cheapest.price)
+    verdict = check_budget(
+        state.get("budget"),
+        state.get("usage"),
+        estimate,
+        tenant_limit_usd=ctx.settings.cost.tenant_daily_usd,
+        tenant_spent_usd=await _tenant_spent(state, ctx),
     )
+    if not verdict.ok:
+        return {}  # no room for a summary call: the extractive digest stands in
+    try:
+        text, usage = await summarize_middle(
+            cheapest.model, history, span, state.get("context_summary")
+        )
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        return {}  # a failed summary is not a failed step: the digest stands in
     row = trace_step(
         state,
         ROUTE,

@@ -303,3 +303,35 @@ async def test_tier_survives_an_interrupt_and_resume(open_tiered: Any) -> None:
     assert done.success and done.output == "Refunded A7 after comparing the orders."
     assert log == ["complex", "complex"]
     assert routes(done) == [("start", "complex")]
+
+
+async def test_a_failed_summary_falls_back_to_the_digest(
+    open_tiered: Any, looping_tools: ToolRegistry
+) -> None:
+    seen: list[list[BaseMessage]] = []
+
+    def worker(messages: list[BaseMessage], info: CallInfo) -> Reply:
+        seen.append(messages)
+        if info.index < 8:
+            key = f"k{info.index}" + "!" * 300
+            return AIMessage(
+                content="",
+                tool_calls=[{"name": "lookup", "args": {"key": key}, "id": f"c{info.index}"}],
+            )
+        return "done"
+
+    summarizer = FunctionModel(fn=lambda m, i: ConnectionError("summarizer down"))
+    async with open_tiered(
+        {"simple": summarizer, "standard": FunctionModel(fn=worker)},
+        tools=looping_tools,
+        model_tiers={"simple": "scripted:cheap"},
+        cost={"routing": False},
+        compaction={"max_prompt_tokens": 900, "keep_last": 2},
+        limits={"max_iterations": 20},
+    ) as agent:
+        result = await agent.arun("Look up k0 to k7 and report")
+    assert result.success and result.output == "done"
+    assert summarizer.calls > 0
+    assert not [s for s in result.metadata["trace"] if s["signal"] == "compact"]
+    digest = str(seen[-1][2].content)
+    assert digest.startswith("Summary of the earlier steps") and "called lookup" in digest
