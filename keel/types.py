@@ -154,8 +154,9 @@ class AgentState(TypedDict, total=False):
     the new result replaces."""
     tool_attempt: int
     """Consecutive tool retries in the current cycle."""
-    failed_tiers: list[str]
-    """Tiers the degradation chain has given up on in this run."""
+    tried_tiers: list[str]
+    """Tiers the degradation chain has used up in this run (failed, or already switched to):
+    each tier is switched to at most once, so the chain always ends."""
     repair_attempt: int
     """Consecutive malformed outputs in the current step."""
     signal: Signal

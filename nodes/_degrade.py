@@ -56,7 +56,7 @@ async def plan_degradation(state: AgentState, ctx: AgentContext) -> DegradeStep:
     names = ctx.tier_names()
     current = _active_tier(state, ctx)
     now = ctx.clock()
-    failed = [*state.get("failed_tiers", []), *([current] if current else [])]
+    failed = [*state.get("tried_tiers", []), *([current] if current else [])]
     failed_specs = {ctx.with_tier(t).model_name for t in failed}
     skipped: list[str] = []
     if options.tiers and allows_other_tier(failure) and len(names) > 1:
@@ -91,7 +91,11 @@ def switch_tier(
     return {
         "signal": "downgrade",
         "tier": step.tier,
-        "failed_tiers": [*state.get("failed_tiers", []), *([current] if current else [])],
+        "tried_tiers": [  # each tier once: the chain ends even if routing moves tiers again
+            *state.get("tried_tiers", []),
+            *([current] if current else []),
+            *([step.tier] if step.tier else []),
+        ],
         "fatal_error": None,
         "model_attempt": 0,
         "repair_attempt": 0,

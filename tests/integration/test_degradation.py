@@ -66,7 +66,7 @@ async def test_model_failure_moves_to_the_next_tier(http_agent: Any, chaos: Chao
     assert "tier standard failed (model_rejected" in downgrade["observation"]
     assert downgrade["action"] == "simple"
     assert chaos.stats.models == ["chaos", "chaos-mini", "chaos-mini"]
-    assert state["failed_tiers"] == ["standard"] and state["tier"] == "simple"
+    assert state["tried_tiers"] == ["standard", "simple"] and state["tier"] == "simple"
 
 
 async def test_open_breaker_skips_its_tier_without_calling(
@@ -136,3 +136,26 @@ async def test_retry_after_past_the_deadline_moves_to_another_tier(
         ("fallback", "downgrade", "model_rate_limited"),
     ]
     assert chaos.stats.models[0] == "chaos" and set(chaos.stats.models[1:]) == {"chaos-mini"}
+
+
+async def test_chain_ends_even_when_routing_escalates_back(
+    settings_factory: Callable[..., Settings], checkpoint_url: str
+) -> None:
+    from keel.testing.scripted import ScriptedModel
+
+    standard = ScriptedModel([ConnectionError("down")] * 10, model_name="standard")
+    simple = ScriptedModel([ConnectionError("down")] * 10, model_name="simple")
+    settings = settings_factory(
+        checkpoint_url=checkpoint_url,
+        model_tiers={"simple": "scripted:sales"},
+        cost={"routing": False, "escalate_after": 1},
+        limits={"max_model_attempts": 2},
+    )
+    async with open_agent(
+        settings, tools=ToolRegistry.of([]), tier_models={"standard": standard, "simple": simple}
+    ) as agent:
+        result = await agent.arun("Anything?")
+    assert not result.success and result.error_code == ErrorCode.MODEL_UNAVAILABLE
+    downgrades = [s for s in result.metadata["trace"] if s["signal"] == "downgrade"]
+    assert len(downgrades) == 1, "each tier is switched to at most once"
+    assert standard.calls + simple.calls <= 6
