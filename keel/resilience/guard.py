@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -126,13 +126,22 @@ class Resilience:
         """Guard one model call (see the module docstring)."""
         name = f"model:{model}"
         await self._check(name, clock())
-        async with (
-            self.limits.model_slot(
-                model, tokens=tokens, clock=clock, sleep=sleep, deadline=deadline, lease_s=lease_s
-            ),
-            self._outcome(name, clock, tool=False),
-        ):
-            yield
+        async with AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(
+                    self.limits.model_slot(
+                        model,
+                        tokens=tokens,
+                        clock=clock,
+                        sleep=sleep,
+                        deadline=deadline,
+                        lease_s=lease_s,
+                    )
+                )
+            except _storage_errors() as exc:
+                log.warning("rate_limit_store_unavailable", model=model, error=str(exc))
+            async with self._outcome(name, clock, tool=False):
+                yield
 
     @asynccontextmanager
     async def tool_call(

@@ -13,6 +13,7 @@ set of leases (expiring, so a crashed worker's slot comes back) shared by all wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -193,8 +194,9 @@ class RateLimits:
                 await self._wait_hit(self._tokens, f"{model}:tokens", tokens, clock, sleep, until)
             yield
         finally:
-            if limit is not None:
-                await asyncio.shield(self.cap.release(model, token))
+            if limit is not None:  # a lost release comes back when its lease lapses
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.cap.release(model, token))
 
 
 def _per_minute(amount: int | None) -> RateLimitItem | None:

@@ -257,3 +257,24 @@ def test_tier_candidates_go_cheaper_first_then_stronger() -> None:
     assert tier_candidates(names, "complex", ["standard"]) == ["simple"]
     assert tier_candidates(names, "simple", ["standard"]) == ["complex"]
     assert tier_candidates(["standard"], "standard", []) == []
+
+
+async def test_guard_fails_open_when_redis_is_unreachable() -> None:
+    import time
+
+    from keel.config import RateLimitSettings
+    from keel.resilience import Resilience
+
+    guard = Resilience(
+        rate_limits=RateLimitSettings(model_requests_per_minute=1, model_concurrency=1),
+        redis_url="redis://127.0.0.1:1/0",
+    )
+    calls = 0
+    for _ in range(2):
+        async with guard.model_call(
+            "m", tokens=1, clock=time.time, sleep=asyncio.sleep, deadline=time.time() + 5
+        ):
+            calls += 1
+    await guard.admit_run("acme")
+    await guard.aclose()
+    assert calls == 2, "losing the shared store must not stop every run"
