@@ -45,9 +45,6 @@ class MemoryJournal:
         old = self.entries[key]
         self.entries[key] = JournalEntry(key, status, old.tool, old.arguments, result, old.run_id)
 
-    async def forget(self, key: str) -> None:
-        self.entries.pop(key, None)
-
     async def delete_threads(self, thread_ids: list[str]) -> int:
         wanted = set(thread_ids)
         doomed = [k for k in self.entries if thread_of(k) in wanted]
@@ -122,10 +119,6 @@ class PostgresJournal:
                 (status, result, key),
             )
 
-    async def forget(self, key: str) -> None:
-        async with self._conn() as conn:
-            await conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (key,))
-
     async def delete_threads(self, thread_ids: list[str]) -> int:
         async with self._conn() as conn:
             cur = await conn.execute(
@@ -197,9 +190,6 @@ class SqliteJournal:
             "WHERE key = ?",
             (status, result, key),
         )
-
-    async def forget(self, key: str) -> None:
-        await self._write(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
 
     async def delete_threads(self, thread_ids: list[str]) -> int:
         total = 0

@@ -54,10 +54,6 @@ class ToolJournal(Protocol):
         """Record the call's outcome: `completed` with its result or `failed` with the error."""
         ...
 
-    async def forget(self, key: str) -> None:
-        """Drop the record, so the call may run again (a human or `reconcile` said so)."""
-        ...
-
     async def delete_threads(self, thread_ids: list[str]) -> int:
         """Drop the records of these threads (retention); returns how many were dropped."""
         ...

@@ -26,7 +26,7 @@ from langchain_core.messages import ToolCall
 from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
 
-from keel.errors import ErrorCode, ToolError, ToolInputError
+from keel.errors import ErrorCode, ToolError, ToolInputError, is_control_flow
 from keel.journal import JournalEntry, ToolJournal
 from tools.registry import Reconciled, Tool, ToolContext
 
@@ -108,15 +108,11 @@ class Plan:
         )
         try:
             result = await invoke()
-        except (TimeoutError, ToolInputError):
-            raise  # a timeout leaves the outcome unknown; a refusal never ran
+        except TimeoutError:
+            raise  # the call may still have had its effect: the outcome stays unknown
         except Exception as exc:
-            from keel.errors import is_control_flow
-
             if not is_control_flow(exc):
-                await self.journal.finish(
-                    key, status="failed", result=f"{type(exc).__name__}: {exc}"
-                )
+                await self.journal.finish(key, status="failed", result=_failure(exc))
             raise
         await self.journal.finish(key, status="completed", result=result)
         return note + result
@@ -127,10 +123,21 @@ def canonical(arguments: BaseModel | dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
+def _failure(exc: Exception) -> str:
+    """A failed call as the journal keeps it, so a replay reports the same error."""
+    if isinstance(exc, ToolInputError):
+        return json.dumps({"refused": True, "code": str(exc.code), "message": exc.message})
+    return json.dumps({"refused": False, "message": f"{type(exc).__name__}: {exc}"})
+
+
 def _replay(entry: JournalEntry) -> str:
+    """The recorded outcome of a finished call: its result, or its error raised again."""
     if entry.status == "completed":
         return entry.result or ""
-    raise ToolError(f"the call failed before the crash: {entry.result}")
+    failure = json.loads(entry.result or "{}")
+    if failure.get("refused"):
+        raise ToolInputError(failure["message"], code=ErrorCode(failure["code"]))
+    raise ToolError(f"the call failed before the step was saved: {failure.get('message')}")
 
 
 async def plan_calls(

@@ -323,3 +323,44 @@ async def test_storage_per_turn_is_linear_with_retention(
     assert all(b > a for a, b in itertools.pairwise(unpruned)), unpruned
     assert max(pruned) < 1.3 * min(pruned), pruned
     assert max(pruned) < min(unpruned) / 5, (pruned, unpruned)
+
+
+async def test_a_recorded_failure_is_replayed_not_rerun(
+    tid: Callable[[str], str], agent_factory: Any
+) -> None:
+    """A side-effecting call that failed is not tried again when its step is replayed: the
+    model sees the same error (a refusal stays a refusal it can fix)."""
+    from keel.errors import ToolInputError
+
+    attempts: list[str] = []
+    crashes: list[int] = []
+
+    @tool
+    def charge(card: str) -> str:
+        """Charge a card; refuses unknown cards."""
+        attempts.append(card)
+        raise ToolInputError(f"unknown card {card}")
+
+    @tool(idempotent=True)
+    async def lookup(x: int) -> str:
+        """Crashes the process the first time, after `charge` has failed."""
+        import asyncio
+
+        await asyncio.sleep(0.05)
+        crashes.append(x)
+        if len(crashes) == 1:
+            raise Crash()
+        return "found"
+
+    model = ScriptedModel(
+        [calls(("charge", {"card": "X"}, "ch1"), ("lookup", {"x": 1}, "l1")), "gave up"]
+    )
+    thread = tid("t-fail")
+    async with agent_factory(model, tools=ToolRegistry.of([charge, lookup])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("charge", thread_id=thread)
+        result = await agent.aresume(thread)
+    assert result.success and result.output == "gave up"
+    assert attempts == ["X"]
+    step = result.metadata["trace"][1]
+    assert step["error_code"] == ErrorCode.TOOL_REFUSED and "unknown card X" in step["observation"]
