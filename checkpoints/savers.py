@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
 from keel.config import CheckpointPoolSettings
-from keel.errors import ConfigError
+from keel.errors import ConfigError, StorageUnavailableError
 from keel.journal import ToolJournal
 
 __all__ = ["Storage", "open_saver", "open_storage", "sqlite_path"]
@@ -112,9 +114,42 @@ async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> Async
     await pool.open(wait=True, timeout=settings.timeout_s)
     try:
         saver = AsyncPostgresSaver(pool)
-        await saver.setup()
         journal = PostgresJournal(pool)
-        await journal.setup()
+        async with _setup_lock(url, settings.timeout_s * 3):
+            await saver.setup()
+            await journal.setup()
         yield Storage("postgres", saver, journal, pool)
     finally:
         await pool.close()
+
+
+SETUP_LOCK_KEY = 0x6B65656C_6A726E6C
+"""Advisory lock taken while the tables are set up ("keel" "jrnl")."""
+
+
+@asynccontextmanager
+async def _setup_lock(url: str, timeout_s: float) -> AsyncIterator[None]:
+    """One process at a time runs `setup()` (LangGraph's migrations race otherwise).
+
+    The lock is polled with `pg_try_advisory_lock` on a connection of its own: a session
+    blocked inside `pg_advisory_lock` would hold a snapshot that the saver's
+    `CREATE INDEX CONCURRENTLY` waits for, a deadlock Postgres does not detect.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                break
+            if time.monotonic() > deadline:
+                raise StorageUnavailableError(
+                    f"another process held the checkpoint set-up lock for {timeout_s:.0f} s"
+                )
+            await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))

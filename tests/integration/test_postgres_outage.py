@@ -83,3 +83,21 @@ async def test_terminated_backends_cost_retries_not_runs(
             assert sleeps, "without the health check the outage surfaced and was retried"
         entry = await agent.context.journal.get("t-outage:b1")  # type: ignore[union-attr]
         assert entry is not None and entry.status == "completed"
+
+
+async def test_concurrent_startups_set_up_the_tables_once(
+    own_database: tuple[str, str],
+) -> None:
+    """Several processes starting together on a fresh database: set-up takes turns."""
+    import asyncio
+
+    from checkpoints import open_storage
+
+    async def start(i: int) -> str:
+        async with open_storage(own_database[0]) as storage:
+            key = f"t{i}:c"
+            await storage.journal.start(key, tool="x", arguments="{}", run_id=None)
+            entry = await storage.journal.get(key)
+            return entry.status if entry else "missing"
+
+    assert await asyncio.gather(*(start(i) for i in range(5))) == ["started"] * 5
