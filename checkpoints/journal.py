@@ -86,10 +86,7 @@ class PostgresJournal:
             raise StorageUnavailableError(f"journal: {type(exc).__name__}: {exc}") from exc
 
     async def setup(self) -> None:
-        """Create the table once; concurrent start-ups take turns (CREATE … IF NOT EXISTS
-        races on Postgres' catalog otherwise)."""
-        async with self._conn() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
+        async with self.pool.connection() as conn:
             await conn.execute(_PG_SETUP)
 
     async def get(self, key: str) -> JournalEntry | None:

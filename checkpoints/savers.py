@@ -11,8 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,41 +114,28 @@ async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> Async
     try:
         saver = AsyncPostgresSaver(pool)
         journal = PostgresJournal(pool)
-        async with _setup_lock(url, settings.timeout_s * 3):
-            await saver.setup()
-            await journal.setup()
+        await _set_up(saver.setup, journal.setup)
         yield Storage("postgres", saver, journal, pool)
     finally:
         await pool.close()
 
 
-SETUP_LOCK_KEY = 0x6B65656C_6A726E6C
-"""Advisory lock taken while the tables are set up ("keel" "jrnl")."""
+SETUP_ATTEMPTS = 8
 
 
-@asynccontextmanager
-async def _setup_lock(url: str, timeout_s: float) -> AsyncIterator[None]:
-    """One process at a time runs `setup()` (LangGraph's migrations race otherwise).
+async def _set_up(*steps: Callable[[], Awaitable[None]]) -> None:
+    """Run the tables' set-up, again if another process was setting them up at the same
+    moment (`CREATE … IF NOT EXISTS` races on Postgres' catalog). No locks, so it works
+    behind PgBouncer in transaction mode too."""
+    import psycopg.errors as pg
 
-    The lock is polled with `pg_try_advisory_lock` on a connection of its own: a session
-    blocked inside `pg_advisory_lock` would hold a snapshot that the saver's
-    `CREATE INDEX CONCURRENTLY` waits for, a deadlock Postgres does not detect.
-    """
-    import psycopg
-
-    deadline = time.monotonic() + timeout_s
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
-            row = await cur.fetchone()
-            if row is not None and row[0]:
-                break
-            if time.monotonic() > deadline:
-                raise StorageUnavailableError(
-                    f"another process held the checkpoint set-up lock for {timeout_s:.0f} s"
-                )
-            await asyncio.sleep(0.05)
+    races = (pg.UniqueViolation, pg.DuplicateObject, pg.DuplicateTable, pg.DeadlockDetected)
+    for attempt in range(SETUP_ATTEMPTS):
         try:
-            yield
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
+            for step in steps:
+                await step()
+            return
+        except races as exc:
+            if attempt == SETUP_ATTEMPTS - 1:
+                raise StorageUnavailableError(f"checkpoint set-up kept racing: {exc}") from exc
+            await asyncio.sleep(0.05 * (attempt + 1))

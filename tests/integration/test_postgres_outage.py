@@ -88,7 +88,7 @@ async def test_terminated_backends_cost_retries_not_runs(
 async def test_concurrent_startups_set_up_the_tables_once(
     own_database: tuple[str, str],
 ) -> None:
-    """Several processes starting together on a fresh database: set-up takes turns."""
+    """Several processes starting together on a fresh database: racing set-ups are retried."""
     import asyncio
 
     from checkpoints import open_storage
