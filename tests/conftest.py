@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from langchain_core.language_models import BaseChatModel
 
 from keel.config import Settings, load_settings
+
+# Property tests are derandomized (CI replays the same examples) and never fail for being slow
+# on a loaded machine: a verdict must not depend on what else the CPU is doing.
+settings.register_profile(
+    "keel", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("keel")
 
 PG_ADMIN_URL = os.environ.get("KEEL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
