@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import StorageUnavailableError
@@ -38,12 +39,13 @@ class MemoryJournal:
     async def get(self, key: str) -> JournalEntry | None:
         return self.entries.get(key)
 
-    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
-        self.entries[key] = JournalEntry(key, "started", tool, arguments, None, run_id)
+    async def start(
+        self, key: str, *, tool: str, arguments: str, run_id: str | None, attempt: int = 0
+    ) -> None:
+        self.entries[key] = JournalEntry(key, "started", tool, arguments, None, run_id, attempt)
 
     async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:
-        old = self.entries[key]
-        self.entries[key] = JournalEntry(key, status, old.tool, old.arguments, result, old.run_id)
+        self.entries[key] = replace(self.entries[key], status=status, result=result)
 
     async def delete_threads(self, thread_ids: list[str]) -> int:
         wanted = set(thread_ids)
@@ -62,9 +64,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     arguments text NOT NULL,
     result text,
     run_id text,
+    attempt integer NOT NULL DEFAULT 0,
     started_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {TABLE}_thread ON {TABLE} (thread_id);
 """
 
@@ -92,24 +96,34 @@ class PostgresJournal:
     async def get(self, key: str) -> JournalEntry | None:
         async with self._conn() as conn:
             cur = await conn.execute(
-                f"SELECT status, tool, arguments, result, run_id FROM {TABLE} WHERE key = %s",
+                f"SELECT status, tool, arguments, result, run_id, attempt FROM {TABLE} "
+                "WHERE key = %s",
                 (key,),
             )
             row = await cur.fetchone()
         if row is None:
             return None
         return JournalEntry(
-            key, row["status"], row["tool"], row["arguments"], row["result"], row["run_id"]
+            key,
+            row["status"],
+            row["tool"],
+            row["arguments"],
+            row["result"],
+            row["run_id"],
+            row["attempt"],
         )
 
-    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+    async def start(
+        self, key: str, *, tool: str, arguments: str, run_id: str | None, attempt: int = 0
+    ) -> None:
         async with self._conn() as conn:
             await conn.execute(
-                f"INSERT INTO {TABLE} (key, thread_id, status, tool, arguments, run_id) "
-                "VALUES (%s, %s, 'started', %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                f"INSERT INTO {TABLE} (key, thread_id, status, tool, arguments, run_id, attempt) "
+                "VALUES (%s, %s, 'started', %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
                 "status = 'started', tool = EXCLUDED.tool, arguments = EXCLUDED.arguments, "
-                "run_id = EXCLUDED.run_id, result = NULL, started_at = now(), finished_at = NULL",
-                (key, thread_of(key), tool, arguments, run_id),
+                "run_id = EXCLUDED.run_id, attempt = EXCLUDED.attempt, result = NULL, "
+                "started_at = now(), finished_at = NULL",
+                (key, thread_of(key), tool, arguments, run_id, attempt),
             )
 
     async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:
@@ -136,6 +150,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     arguments TEXT NOT NULL,
     result TEXT,
     run_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
     started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
     finished_at TEXT
 );
@@ -164,24 +179,33 @@ class SqliteJournal:
     async def setup(self) -> None:
         async with self.lock:
             await self.conn.executescript(_SQLITE_SETUP)
+            cur = await self.conn.execute(f"PRAGMA table_info({TABLE})")
+            if "attempt" not in {row[1] for row in await cur.fetchall()}:
+                await self.conn.execute(
+                    f"ALTER TABLE {TABLE} ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0"
+                )
             await self.conn.commit()
 
     async def get(self, key: str) -> JournalEntry | None:
         async with self.lock:
             cur = await self.conn.execute(
-                f"SELECT status, tool, arguments, result, run_id FROM {TABLE} WHERE key = ?",
+                f"SELECT status, tool, arguments, result, run_id, attempt FROM {TABLE} "
+                "WHERE key = ?",
                 (key,),
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        return JournalEntry(key, row[0], row[1], row[2], row[3], row[4])
+        return JournalEntry(key, row[0], row[1], row[2], row[3], row[4], row[5])
 
-    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+    async def start(
+        self, key: str, *, tool: str, arguments: str, run_id: str | None, attempt: int = 0
+    ) -> None:
         await self._write(
-            f"INSERT OR REPLACE INTO {TABLE} (key, thread_id, status, tool, arguments, run_id) "
-            "VALUES (?, ?, 'started', ?, ?, ?)",
-            (key, thread_of(key), tool, arguments, run_id),
+            f"INSERT OR REPLACE INTO {TABLE} "
+            "(key, thread_id, status, tool, arguments, run_id, attempt) "
+            "VALUES (?, ?, 'started', ?, ?, ?, ?)",
+            (key, thread_of(key), tool, arguments, run_id, attempt),
         )
 
     async def finish(self, key: str, *, status: JournalStatus, result: str) -> None:

@@ -35,6 +35,8 @@ class JournalEntry:
     result: str | None = None
     """The tool's result (completed) or the error text (failed)."""
     run_id: str | None = None
+    attempt: int = 0
+    """0 for the first try; a re-run cleared after an unknown outcome counts up."""
 
 
 class ToolJournal(Protocol):
@@ -46,7 +48,9 @@ class ToolJournal(Protocol):
 
     async def get(self, key: str) -> JournalEntry | None: ...
 
-    async def start(self, key: str, *, tool: str, arguments: str, run_id: str | None) -> None:
+    async def start(
+        self, key: str, *, tool: str, arguments: str, run_id: str | None, attempt: int = 0
+    ) -> None:
         """Record that the call is about to run (overwrites an earlier unfinished attempt)."""
         ...
 

@@ -44,6 +44,19 @@ class Decision(BaseModel):
     """New arguments (edit): validated against the tool's schema before anything runs."""
     reason: str | None = None
     """Why the call was rejected: the model sees it."""
+    kind: Literal["approval", "outcome_unknown"] | None = None
+    tool_call_id: str | None = None
+    attempt: int | None = None
+    """`kind`, `tool_call_id` and `attempt` say which request this answers (copy them from
+    the request; `Agent.aapprove` does). An answer for another request is not applied:
+    when a replay no longer asks that question, its answer is passed over."""
+
+    def answers(self, request: ReviewRequest) -> bool:
+        return (
+            (self.kind is None or self.kind == request.kind)
+            and (self.tool_call_id is None or self.tool_call_id == request.tool_call_id)
+            and (self.attempt is None or self.attempt == request.attempt)
+        )
 
 
 class ReviewRequest(BaseModel):
@@ -55,6 +68,8 @@ class ReviewRequest(BaseModel):
     idempotency_key: str
     arguments: dict[str, Any]
     message: str
+    attempt: int = 0
+    """Which try of the call this is about (an unknown outcome of a re-run is asked anew)."""
     error: str | None = None
     """Why the previous answer was refused (e.g. edited arguments that do not validate)."""
 
@@ -68,8 +83,11 @@ class Plan:
     calls: list[ToolCall] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
     edited: set[str] = field(default_factory=set)
-    rerun: set[str] = field(default_factory=set)
-    """Calls whose earlier attempt has an unknown outcome, cleared to run again."""
+    unclaimed: list[Decision] = field(default_factory=list)
+    """Answers handed back for a request this replay has not asked (yet)."""
+    rerun: dict[str, int] = field(default_factory=dict)
+    """Calls whose earlier attempt has an unknown outcome, cleared to run again: the
+    number of the new attempt."""
 
     async def execute(
         self,
@@ -104,7 +122,11 @@ class Plan:
         if entry is not None and call_id not in self.rerun:
             raise ToolError(f"'{tool.name}' call {key} has an unknown outcome and was not cleared")
         await self.journal.start(
-            key, tool=tool.name, arguments=canonical(arguments), run_id=self.run_id
+            key,
+            tool=tool.name,
+            arguments=canonical(arguments),
+            run_id=self.run_id,
+            attempt=self.rerun.get(call_id, 0),
         )
         try:
             result = await invoke()
@@ -153,7 +175,7 @@ async def plan_calls(
     for call in calls:
         tool = tools.get(call["name"])
         if tool is not None and tool.requires_approval:
-            call = _review(call, tool, plan, _key(thread_id, call), "approval")
+            call = _review(call, tool, plan, _key(thread_id, call), "approval", 0)
         plan.calls.append(call)
     if journal is None:
         return plan
@@ -169,10 +191,10 @@ async def plan_calls(
         if verdict.happened is True:
             await journal.finish(key, status="completed", result=verdict.result)
         elif verdict.happened is False:
-            plan.rerun.add(call["id"] or "")
+            plan.rerun[call["id"] or ""] = entry.attempt + 1
         else:
-            plan.calls[i] = _review(call, tool, plan, key, "outcome_unknown")
-            plan.rerun.add(call["id"] or "")
+            plan.calls[i] = _review(call, tool, plan, key, "outcome_unknown", entry.attempt)
+            plan.rerun[call["id"] or ""] = entry.attempt + 1
     return plan
 
 
@@ -202,11 +224,21 @@ _MESSAGES = {
 
 
 def _review(
-    call: ToolCall, tool: Tool, plan: Plan, key: str, kind: Literal["approval", "outcome_unknown"]
+    call: ToolCall,
+    tool: Tool,
+    plan: Plan,
+    key: str,
+    kind: Literal["approval", "outcome_unknown"],
+    attempt: int,
 ) -> ToolCall:
-    """Ask a human about one call until the answer is usable; returns the call to run."""
+    """Ask a human about one call until the answer is usable; returns the call to run.
+
+    LangGraph hands back answers by position, and a replay may ask fewer questions than
+    before (a call that has finished meanwhile is not asked about). So an answer that names
+    another request is never applied here: it is kept for the request it names."""
     error: str | None = None
-    for _ in range(MAX_REVIEWS):
+    invalid = 0
+    while invalid < MAX_REVIEWS:
         request = ReviewRequest(
             kind=kind,
             tool=tool.name,
@@ -214,11 +246,18 @@ def _review(
             idempotency_key=key,
             arguments=call["args"],
             message=_MESSAGES[kind].format(tool=tool.name, key=key),
+            attempt=attempt,
             error=error,
         )
-        answer = interrupt(request.model_dump())
+        kept = next((d for d in plan.unclaimed if d.answers(request) and d.kind), None)
+        if kept is not None:
+            plan.unclaimed.remove(kept)
+        answer = kept if kept is not None else interrupt(request.model_dump())
         try:
             decision = Decision.model_validate(answer)
+            if not decision.answers(request):
+                plan.unclaimed.append(decision)
+                continue
             if decision.action == "reject":
                 plan.rejected[call["id"] or ""] = decision.reason or "no reason given"
                 return call
@@ -229,6 +268,7 @@ def _review(
             tool.validate(decision.arguments)
         except (ValidationError, ValueError, ToolInputError) as exc:
             error = str(exc.message if isinstance(exc, ToolInputError) else exc)
+            invalid += 1
             continue
         plan.edited.add(call["id"] or "")
         return ToolCall(name=call["name"], args=decision.arguments, id=call["id"], type="tool_call")

@@ -135,19 +135,27 @@ class DurableAgentMixin:
         pending = await self.apending(thread_id)
         if not pending:
             raise UsageError(f"thread {thread_id} has no call waiting for approval")
+        request = pending[0]
+        which = {
+            "kind": request.get("kind"),
+            "tool_call_id": request.get("tool_call_id"),
+            "attempt": request.get("attempt"),
+        }
         if edit is not None:
-            tool = self.context.tools.get(pending[0]["tool"])
+            tool = self.context.tools.get(request["tool"])
             if tool is None:
-                raise UsageError(f"unknown tool '{pending[0]['tool']}'")
+                raise UsageError(f"unknown tool '{request['tool']}'")
             try:
                 tool.validate(edit)  # a bad edit fails here and changes nothing
             except ToolInputError as exc:
                 raise UsageError(exc.message, code=ErrorCode.INVALID_TOOL_ARGS) from exc
-            decision = Decision(action="edit", arguments=edit)
+            decision = Decision(action="edit", arguments=edit, **which)
         elif reject is not None:
-            decision = Decision(action="reject", reason=reject.strip() or "no reason given")
+            decision = Decision(
+                action="reject", reason=reject.strip() or "no reason given", **which
+            )
         else:
-            decision = Decision(action="approve")
+            decision = Decision(action="approve", **which)
         return await self._continue(thread_id, Command(resume=decision.model_dump()))
 
     async def _continue(self, thread_id: str, graph_input: Any) -> RunResult:

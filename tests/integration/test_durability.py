@@ -364,3 +364,50 @@ async def test_a_recorded_failure_is_replayed_not_rerun(
     assert attempts == ["X"]
     step = result.metadata["trace"][1]
     assert step["error_code"] == ErrorCode.TOOL_REFUSED and "unknown card X" in step["observation"]
+
+
+async def test_unknown_outcomes_survive_a_crash_during_the_approved_rerun(
+    tid: Callable[[str], str], agent_factory: Any
+) -> None:
+    """Two calls with unknown outcomes: a human re-runs one and rejects the other; the re-run
+    dies too. The new unknown outcome is asked about again (the old approval was for the
+    previous attempt), and the rejection still stands without asking twice."""
+    import threading
+
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    @tool
+    def send(to: str) -> str:
+        """Send a message; to 'a' it dies twice after sending, to 'b' once."""
+        with lock:
+            sent.append(to)
+            count = sent.count(to)
+        if (to == "a" and count <= 2) or (to == "b" and count == 1):
+            raise Crash()
+        return f"sent to {to}"
+
+    model = ScriptedModel(
+        [calls(("send", {"to": "a"}, "x"), ("send", {"to": "b"}, "y")), "finished"]
+    )
+    thread = tid("t-twice")
+    async with agent_factory(model, tools=ToolRegistry.of([send])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("send both", thread_id=thread)
+        await agent.aresume(thread)
+        [first] = await agent.apending(thread)
+        assert (first["tool_call_id"], first["attempt"]) == ("x", 0)
+        await agent.aapprove(thread)  # re-run x
+        [second] = await agent.apending(thread)
+        assert (second["tool_call_id"], second["attempt"]) == ("y", 0)
+        with pytest.raises(Crash):
+            await agent.aapprove(thread, reject="b already has it")  # x dies again
+        again = await agent.aresume(thread)
+        assert again.status == "interrupted"
+        [third] = await agent.apending(thread)
+        assert (third["tool_call_id"], third["attempt"]) == ("x", 1), "asked anew"
+        result = await agent.aapprove(thread)
+    assert result.success and result.output == "finished"
+    assert sorted(sent) == ["a", "a", "a", "b"], "b is never re-sent; a only when approved"
+    observations = [s["observation"] for s in result.metadata["trace"] if s["node"] == "act"]
+    assert observations[0] == "sent to a" and "b already has it" in observations[1]
