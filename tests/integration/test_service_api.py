@@ -266,3 +266,33 @@ async def test_runs_survive_a_server_restart(tool_server: Any, tmp_path: Path) -
             assert values["outcome"]["output"] == "done: slept 1.5"
             assert [m["type"] for m in values["messages"]].count("human") == 1
             assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+
+
+async def test_human_approval_through_the_protocol(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A tool that needs approval pauses the run; `command.resume` approves or edits it."""
+    settings = settings_factory(
+        model="scripted:sales",
+        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+        approval_tools=["calculator"],
+    )
+    with running_server(settings) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            paused = await client.runs.wait(tid, "agent", input=USER)
+            request = paused["__interrupt__"][0]["value"]
+            assert request["kind"] == "approval" and request["tool"] == "calculator"
+            assert (await client.threads.get(tid))["status"] == "interrupted"
+            approved = await client.runs.wait(
+                tid, "agent", command={"resume": {"action": "approve"}}
+            )
+            assert "Their total revenue was $" in approved["outcome"]["output"]
+            assert (await client.threads.get(tid))["status"] == "idle"
+            # an edit reaches the tool: the calculator runs the reviewer's expression
+            tid = (await client.threads.create())["thread_id"]
+            await client.runs.wait(tid, "agent", input=USER)
+            edit = {"action": "edit", "arguments": {"expression": "1 + 1"}}
+            edited = await client.runs.wait(tid, "agent", command={"resume": edit})
+            calc = [m["content"] for m in edited["messages"] if m["type"] == "tool"][-1]
+            assert "1 + 1" in calc and calc.rstrip().endswith("2")
