@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from checkpoints.savers import Storage
-from keel.errors import UsageError
+from keel.errors import ErrorCode, UsageError
 
 __all__ = ["PruneReport", "RetentionPolicy", "prune", "storage_bytes"]
 
@@ -34,9 +34,9 @@ class RetentionPolicy:
 
     def __post_init__(self) -> None:
         if self.keep_last is not None and self.keep_last < 1:
-            raise UsageError("keep_last must be at least 1")
+            raise UsageError("keep_last must be at least 1", code=ErrorCode.CONFIG_INVALID)
         if self.idle_s is not None and self.idle_s < 0:
-            raise UsageError("idle_s must not be negative")
+            raise UsageError("idle_s must not be negative", code=ErrorCode.CONFIG_INVALID)
 
 
 @dataclass(frozen=True)
@@ -183,4 +183,7 @@ async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
                 row = await cur.fetchone()
                 total += int(row[0]) if row else 0
         return total
-    raise UsageError("storage_bytes measures SQLite or Postgres storage, not memory://")
+    raise UsageError(
+        "storage_bytes measures SQLite or Postgres storage, not memory://",
+        code=ErrorCode.CONFIG_INVALID,
+    )

@@ -91,6 +91,8 @@ class ErrorCode(StrEnum):
     TOOL_REJECTED = "tool_rejected"
     OUTCOME_UNKNOWN = "outcome_unknown"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    NO_PENDING_REVIEW = "no_pending_review"
+    REVIEW_INVALID = "review_invalid"
 
 
 class KeelError(Exception):

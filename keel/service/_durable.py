@@ -131,10 +131,16 @@ class DurableAgentMixin:
     ) -> RunResult:
         """Answer the open review request and run on: approve (default), edit or reject."""
         if edit is not None and reject is not None:
-            raise UsageError("give either edited arguments or a rejection reason, not both")
+            raise UsageError(
+                "give either edited arguments or a rejection reason, not both",
+                code=ErrorCode.REVIEW_INVALID,
+            )
         pending = await self.apending(thread_id)
         if not pending:
-            raise UsageError(f"thread {thread_id} has no call waiting for approval")
+            raise UsageError(
+                f"thread {thread_id} has no call waiting for approval",
+                code=ErrorCode.NO_PENDING_REVIEW,
+            )
         request = pending[0]
         which = {
             "kind": request.get("kind"),
@@ -144,7 +150,7 @@ class DurableAgentMixin:
         if edit is not None:
             tool = self.context.tools.get(request["tool"])
             if tool is None:
-                raise UsageError(f"unknown tool '{request['tool']}'")
+                raise UsageError(f"unknown tool '{request['tool']}'", code=ErrorCode.UNKNOWN_TOOL)
             try:
                 tool.validate(edit)  # a bad edit fails here and changes nothing
             except ToolInputError as exc:
@@ -215,7 +221,10 @@ class DurableAgentMixin:
         """
         await self.astate(thread_id, checkpoint_id)  # fails clearly for an unknown checkpoint
         if as_node is not None and as_node not in self.graph.nodes:
-            raise UsageError(f"unknown node '{as_node}'; nodes: {', '.join(self.graph.nodes)}")
+            raise UsageError(
+                f"unknown node '{as_node}'; nodes: {', '.join(self.graph.nodes)}",
+                code=ErrorCode.CONFIG_INVALID,
+            )
         await self.graph.aupdate_state(
             self._at(thread_id, checkpoint_id), values or {}, as_node=as_node
         )
@@ -237,7 +246,10 @@ class DurableAgentMixin:
     async def aprune(self, policy: RetentionPolicy) -> PruneReport:
         """Apply a retention policy to this agent's checkpoint store."""
         if self.storage is None:
-            raise UsageError("this agent was given a bare checkpointer; prune its store directly")
+            raise UsageError(
+                "this agent was given a bare checkpointer; prune its store directly",
+                code=ErrorCode.CONFIG_INVALID,
+            )
         return await prune(self.storage, policy, now=self.context.clock())
 
 

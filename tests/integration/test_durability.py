@@ -223,9 +223,10 @@ async def test_approval_reject_tells_the_model(
     assert result.success and done == []
     assert "over the limit" in seen[0]
     assert result.metadata["trace"][1]["error_code"] == ErrorCode.TOOL_REJECTED
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as none:
         async with agent_factory(FunctionModel(fn=reply), tools=registry) as again:
             await again.aapprove(tid("t-never-paused"))
+    assert none.value.code == ErrorCode.NO_PENDING_REVIEW
 
 
 async def test_history_state_and_fork(tid: Callable[[str], str], agent_factory: Any) -> None:
