@@ -26,6 +26,7 @@ import structlog
 
 from keel.config import BreakerSettings, RateLimitSettings, Settings
 from keel.errors import CircuitOpenError, ErrorCode, ToolInputError, is_control_flow
+from keel.observability import events
 from keel.resilience.breaker import Breakers, MemoryBreakerStore, RedisBreakerStore
 from keel.resilience.classify import retry_on
 from keel.resilience.ratelimit import RateLimits, RedisConcurrencyCap
@@ -57,6 +58,8 @@ class Resilience:
     ) -> None:
         self.redis_url = redis_url
         self._client: Any = None
+        self._seen: dict[str, str] = {}
+        """Breaker states this process last saw (transitions feed metrics and logs)."""
         breaker = breaker or BreakerSettings()
         rate_limits = rate_limits or RateLimitSettings()
         if redis_url:
@@ -104,6 +107,10 @@ class Resilience:
             return
         if state == "open" and not ok:
             log.warning("breaker_open", breaker=name)
+        before = self._seen.get(name, "closed")
+        if state != before:
+            self._seen[name] = state
+            events.breaker_changed(name, before, state)
 
     async def admit_run(self, tenant: str) -> None:
         """Count a new run against its tenant's rate (`RateLimitedError` when used up)."""
@@ -127,6 +134,7 @@ class Resilience:
         name = f"model:{model}"
         await self._check(name, clock())
         async with AsyncExitStack() as held:
+            asked = clock()
             try:
                 await held.enter_async_context(
                     self.limits.model_slot(
@@ -140,6 +148,9 @@ class Resilience:
                 )
             except _storage_errors() as exc:
                 log.warning("rate_limit_store_unavailable", model=model, error=str(exc))
+            waited = clock() - asked
+            if waited >= 0.001:
+                events.rate_limit_waited(name, waited)
             async with self._outcome(name, clock, tool=False):
                 yield
 

@@ -189,7 +189,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with CaptureServer() as server:
         print(server.url, flush=True)
-        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+        def until_eof() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=until_eof, daemon=True).start()
         stop.wait()
         requests = server.requests
         summary = {

@@ -199,3 +199,59 @@ def test_exporter_rejects_a_missing_folder(tmp_path: Any) -> None:
         check=False,
     )
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+async def test_breaker_transitions_and_rate_limit_waits_from_the_guard(
+    scrape: Callable[[], Samples],
+) -> None:
+    import asyncio
+
+    from keel.config import BreakerSettings, RateLimitSettings
+    from keel.resilience.guard import Resilience
+
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    guard = Resilience(
+        BreakerSettings(min_calls=2, failure_rate=0.5, open_s=30),
+        RateLimitSettings(model_concurrency=1, max_wait_s=10),
+    )
+    before = scrape()
+    model = "obs-test-model"
+
+    async def call(fail: bool, hold: asyncio.Event | None = None) -> None:
+        async with guard.model_call(
+            model, tokens=1, clock=clock, sleep=sleep, deadline=clock() + 60
+        ):
+            if hold is not None:
+                await hold.wait()
+            if fail:
+                raise ModelCallError("503 busy")
+
+    release = asyncio.Event()
+    holder = asyncio.create_task(call(False, release))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(call(False))
+    for _ in range(5):  # the waiter polls for the slot, advancing the fake clock
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holder, waiter)
+    for _ in range(2):
+        with pytest.raises(ModelCallError):
+            await call(True)
+    after = scrape()
+
+    name = f"model:{model}"
+    waits = value(after, "keel_rate_limit_wait_seconds_count", limiter=name) - value(
+        before, "keel_rate_limit_wait_seconds_count", limiter=name
+    )
+    assert waits == 1
+    assert value(after, "keel_rate_limit_wait_seconds_sum", limiter=name) > 0
+    assert value(after, "keel_breaker_state", breaker=name) == 2
+    assert value(after, "keel_breaker_transitions_total", breaker=name, to="open") == 1
