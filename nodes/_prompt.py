@@ -36,13 +36,20 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
     if ctx.mode == "react":
         system = f"{system}\n\n{react_instructions(ctx.tools)}"
         history = [_as_react_text(m) for m in history]
-    prompt: list[BaseMessage] = [SystemMessage(system), *history]
-    if state.get("signal") == "repair" and state.get("repair_hint"):
-        rejected = state.get("rejected_output") or ""
-        if rejected:
-            prompt.append(AIMessage(rejected))
-        prompt.append(HumanMessage(REPAIR_TEMPLATE.format(hint=state["repair_hint"])))
-    return prompt
+    return [SystemMessage(system), *history, *repair_exchange(state)]
+
+
+def repair_exchange(state: AgentState) -> list[BaseMessage]:
+    """On a repair pass: the rejected reply and why it was rejected (else nothing).
+
+    When the repaired reply calls tools, `reason` keeps this exchange in the history, so the
+    model still sees its earlier answer, and what to fix in it, once the tool results arrive.
+    """
+    if state.get("signal") != "repair" or not state.get("repair_hint"):
+        return []
+    rejected = state.get("rejected_output") or ""
+    hint = HumanMessage(REPAIR_TEMPLATE.format(hint=state["repair_hint"]))
+    return [AIMessage(rejected), hint] if rejected else [hint]
 
 
 def _as_react_text(message: BaseMessage) -> BaseMessage:

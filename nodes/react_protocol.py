@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.errors import MalformedOutputError
-from tools.registry import Tool
+from tools.registry import Tool, is_tool_name
 
 __all__ = [
     "REACT_STOP",
@@ -144,11 +144,6 @@ def _quote(text: str, limit: int = 60) -> str:
     return repr(text)
 
 
-def _is_tool_name(name: str) -> bool:
-    """The registry's rule: letters, digits, `_` and `-` (a single token)."""
-    return name.replace("_", "").replace("-", "").isalnum()
-
-
 def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
@@ -234,7 +229,7 @@ def _parse_tool(content: str) -> str:
         raise MalformedOutputError(
             "'Action:' has no tool name: write the name of one tool, e.g. 'Action: search'."
         )
-    if not _is_tool_name(name):
+    if not is_tool_name(name):
         raise MalformedOutputError(
             f"'Action:' must be followed by just the tool name (letters, digits, _ and -),"
             f" got {_quote(name)}. Put the arguments in 'Action Input:' on the next line."

@@ -27,7 +27,7 @@ from keel.resilience import classify_model_error
 from keel.types import AgentState, UsageTotals
 from nodes._grounding import check_grounded
 from nodes._interpret import interpret
-from nodes._prompt import build_prompt
+from nodes._prompt import build_prompt, repair_exchange
 from nodes._records import error_record, text_of, trace_step
 from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
 from nodes.context import AgentContext
@@ -171,7 +171,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     )
     return {
         **keep,
-        "messages": [decision.message],
+        "messages": [*(repair_exchange(state) if calls else []), decision.message],
         "signal": "tools" if calls else "answer",
         "answer": decision.answer,
         "model_attempt": 0,

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_type_hints, overload
@@ -35,7 +36,22 @@ from keel.config import Settings
 from keel.errors import ErrorCode, ToolDefinitionError, ToolInputError
 from keel.resilience.isolation import check_importable, run_in_process
 
-__all__ = ["Reconcile", "Reconciled", "Tool", "ToolContext", "ToolRegistry", "tool"]
+__all__ = [
+    "Reconcile",
+    "Reconciled",
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "is_tool_name",
+    "tool",
+]
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_tool_name(name: str) -> bool:
+    """The rule OpenAI-style APIs enforce on function names (and so the registry's)."""
+    return _TOOL_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -267,8 +283,10 @@ class ToolRegistry:
         return registry
 
     def register(self, t: Tool) -> Tool:
-        if not t.name.replace("_", "").replace("-", "").isalnum():
-            raise ToolDefinitionError(f"tool name '{t.name}' must be letters, digits, _ or -")
+        if not is_tool_name(t.name):
+            raise ToolDefinitionError(
+                f"tool name '{t.name}' must be 1-64 ASCII letters, digits, _ or -"
+            )
         if t.name in self._tools:
             raise ToolDefinitionError(f"a tool named '{t.name}' is already registered")
         self._tools[t.name] = t

@@ -349,10 +349,19 @@ async def test_ungrounded_numbers_are_repaired_through_a_tool(
         call("add", {"a": 1200, "b": 950}, "c2"),
         "Together they made 2,150.",
     ]
-    model = ScriptedModel(replies)
-    async with agent_factory(model, tools=registry) as agent:
+    seen: list[list[BaseMessage]] = []
+
+    def fn(messages: list[BaseMessage], info: CallInfo) -> Any:
+        seen.append(messages)
+        return replies[info.index]
+
+    async with agent_factory(FunctionModel(fn=fn), tools=registry) as agent:
         result = await agent.arun("What did the two stores make together?")
     assert result.success and result.output == "Together they made 2,150."
+    # The answer after the repair's tool call still sees the rejected answer and the reason.
+    last_prompt = [str(m.content) for m in seen[-1]]
+    assert "Together they made 2,300." in last_prompt
+    assert any("2,300 appear in no tool result" in text for text in last_prompt)
     assert signals(result) == ["tools", "repair", "tools", "answer"]
     repair = next(s for s in result.metadata["trace"] if s["signal"] == "repair")
     assert repair["error_code"] == ErrorCode.UNGROUNDED_ANSWER

@@ -286,7 +286,7 @@ _LABEL_LIKE = re.compile(
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"))
 _prose = _text.filter(lambda t: t.strip() == t and t != "" and not _LABEL_LIKE.search(t))
-_tool_names = st.from_regex(r"[A-Za-z0-9_-]+", fullmatch=True)
+_tool_names = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
 _json_scalars = (
     st.none()
     | st.booleans()
