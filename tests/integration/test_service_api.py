@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.errors import ConflictError, NotFoundError
+from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from keel.config import Settings
 from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
@@ -115,6 +115,22 @@ async def test_wait_answers_and_state_and_history_follow(sales_server: str) -> N
         )
         assert [h["metadata"]["step"] for h in older] == steps[2:4]
         assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_update_state_writes_a_new_checkpoint(sales_server: str) -> None:
+    async with get_client(url=sales_server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        await client.runs.wait(tid, "agent", input=USER)
+        before = await client.threads.get_state(tid)
+        done = await client.threads.update_state(
+            tid, {"answer": "corrected by a person"}, as_node="finish"
+        )
+        after = await client.threads.get_state(tid)
+        assert done["checkpoint"]["checkpoint_id"] == after["checkpoint"]["checkpoint_id"]
+        assert after["checkpoint"]["checkpoint_id"] != before["checkpoint"]["checkpoint_id"]
+        assert after["values"]["answer"] == "corrected by a person"
+        with pytest.raises(UnprocessableEntityError):
+            await client.threads.update_state(tid, {"answer": "x"}, as_node="no-such-node")
 
 
 async def test_stream_sends_metadata_values_updates_and_end(sales_server: str) -> None:

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
@@ -14,6 +15,7 @@ from keel.service.api.errors import Conflict, Unprocessable
 from keel.service.api.schemas import (
     ID_PATTERN,
     HistoryRequest,
+    StateUpdate,
     ThreadCreate,
     ThreadSearch,
     ThreadUpdate,
@@ -117,6 +119,33 @@ async def get_state_at(
     if not snapshot.values and snapshot.config is None:
         raise Unprocessable(f"checkpoint {checkpoint_id} not found on thread {thread_id}")
     return snapshot_json(snapshot, thread_id)
+
+
+@router.post("/threads/{thread_id}/state")
+async def update_state(
+    thread_id: ThreadId, body: StateUpdate, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """Write values into the thread's state as if `as_node` had returned them."""
+    await load_thread(svc, thread_id, principal)
+    if await svc.store.active_runs(thread_id):
+        raise Conflict(f"thread {thread_id} has a run in progress; update its state afterwards")
+    config = svc.agent.config(thread_id)
+    ref = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    if isinstance(ref, str):
+        config["configurable"]["checkpoint_id"] = ref
+    try:
+        done = await svc.agent.graph.aupdate_state(config, body.values, as_node=body.as_node)
+    except (InvalidUpdateError, ValueError, KeyError) as exc:
+        raise Unprocessable(f"cannot apply this update: {exc}") from exc
+    c = done.get("configurable", {})
+    return {
+        "checkpoint": {
+            "thread_id": thread_id,
+            "checkpoint_ns": c.get("checkpoint_ns", ""),
+            "checkpoint_id": c.get("checkpoint_id"),
+            "checkpoint_map": c.get("checkpoint_map"),
+        }
+    }
 
 
 @router.post("/threads/{thread_id}/history")

@@ -16,6 +16,7 @@ __all__ = [
     "CommandBody",
     "HistoryRequest",
     "RunCreate",
+    "StateUpdate",
     "StreamMode",
     "ThreadCreate",
     "ThreadSearch",
@@ -58,6 +59,13 @@ class ThreadSearch(_Body):
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0)
+
+
+class StateUpdate(_Body):
+    values: dict[str, Any] | list[dict[str, Any]] | None = None
+    as_node: str | None = Field(None, max_length=64)
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
 
 
 class HistoryRequest(_Body):
