@@ -121,6 +121,12 @@ def _patch_storage() -> None:
 
 async def _main(job: dict[str, Any]) -> None:
     _patch_storage()
+    if job.get("quiet"):
+        import logging
+
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     out = Path(job["results"])
     model, tools = _tools(Path(job["effects"]))
     settings = load_settings(
