@@ -83,7 +83,8 @@ def check_grounded(answer: str, messages: Iterable[BaseMessage], system_prompt: 
     if missing:
         raise MalformedOutputError(
             f"the numbers {', '.join(missing)} appear in no tool result. Do not estimate: "
-            "compute them from the tool results with the calculator tool, or look them up, "
-            f"then answer with the exact results.{_sum_example(history)}",
+            "compute them from the tool results with the calculator tool, or look them up."
+            f"{_sum_example(history)} Then answer the whole question again, with every name "
+            "and number it asks for, exactly as the results give them.",
             code=ErrorCode.UNGROUNDED_ANSWER,
         )
