@@ -73,4 +73,7 @@ async def hold(args: dict[str, Any]) -> None:
 COMMANDS = {"agent": run_agent, "admit": admit, "hold": hold}
 
 if __name__ == "__main__":
+    from keel.observability.logs import configure_logging
+
+    configure_logging(load_settings())  # log lines to stderr: stdout carries the events
     asyncio.run(COMMANDS[sys.argv[1]](json.loads(sys.argv[2])))
