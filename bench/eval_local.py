@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.eval_questions import Question, is_correct, questions
 from keel.config import load_settings
 from keel.models.local import local_models
+from keel.observability.logs import configure_logging
 from keel.service.runner import open_agent
 from tools.sample_db import ensure_sample_db
 
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every run to this file")
     parser.add_argument("--home", type=Path, default=Path(".keel"))
     args = parser.parse_args()
+    configure_logging(load_settings())  # log lines to stderr; stdout is the table
 
     asked = questions(ensure_sample_db(args.home), date.today())
     if args.limit:
