@@ -134,23 +134,28 @@ class Resilience:
         name = f"model:{model}"
         await self._check(name, clock())
         async with AsyncExitStack() as held:
-            asked = clock()
+            slept = 0.0
+
+            async def counted_sleep(seconds: float) -> None:
+                nonlocal slept
+                slept += seconds
+                await sleep(seconds)
+
             try:
                 await held.enter_async_context(
                     self.limits.model_slot(
                         model,
                         tokens=tokens,
                         clock=clock,
-                        sleep=sleep,
+                        sleep=counted_sleep,
                         deadline=deadline,
                         lease_s=lease_s,
                     )
                 )
             except _storage_errors() as exc:
                 log.warning("rate_limit_store_unavailable", model=model, error=str(exc))
-            waited = clock() - asked
-            if waited >= 0.001:
-                events.rate_limit_waited(name, waited)
+            if slept:
+                events.rate_limit_waited(name, slept)
             async with self._outcome(name, clock, tool=False):
                 yield
 
