@@ -33,6 +33,8 @@ from langchain_core.tracers.langchain import (
 )
 from langchain_core.tracers.schemas import Run
 
+from keel.observability.events import RUN_MARKS
+
 __all__ = ["KeelTracer", "TracePolicy"]
 
 HIDDEN = "langsmith:hidden"
@@ -194,6 +196,7 @@ class KeelTracer(LangChainTracer):
         if not success:
             reasons.add("failed")
         tags_seen = {t for r in _walk(root) for t in (r.tags or ()) if r is not root}
+        tags_seen |= RUN_MARKS.get() or set()
         root_tags = tags_seen & {"retry", "repair", "fallback", "cached"}
         root.tags = sorted(set(root.tags or ()) | root_tags)
         root.add_metadata(

@@ -13,18 +13,24 @@ The run context (run_id, thread_id, tenant) is bound already when called inside 
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from keel.observability import metrics
 from keel.observability.logs import get_logger
 
 __all__ = [
+    "RUN_MARKS",
     "breaker_changed",
     "budget_decision",
     "cache_lookup",
     "queue_depth",
     "rate_limit_waited",
 ]
+
+
+RUN_MARKS: ContextVar[set[str] | None] = ContextVar("keel_run_marks", default=None)
+"""Marks the current run earned outside its state (`cached`); the tracer tags the run."""
 
 
 def breaker_changed(breaker: str, old: str, new: str, **fields: Any) -> None:
@@ -44,6 +50,9 @@ def cache_lookup(cache: str, *, hit: bool, **fields: Any) -> None:
     """A look-up in cache `cache` (`model`, `tool`, `run`); only hits are logged (at info)."""
     metrics.record_cache(cache, hit)
     if hit:
+        marks = RUN_MARKS.get()
+        if marks is not None:
+            marks.add("cached")
         get_logger().info("cache.hit", cache=cache, **fields)
 
 

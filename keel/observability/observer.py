@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.observability import metrics
+from keel.observability.events import RUN_MARKS
 from keel.observability.logs import bind_run, get_logger
 from keel.types import RunResult, TraceStep
 
@@ -202,10 +203,12 @@ async def observe_run(
         )
         observer.log.info("run.start", model=model, resumed=resumed)
         metrics.run_in_flight(1)
+        marks = RUN_MARKS.set(set())
         try:
             yield observer
         except BaseException as exc:
             observer.crashed(exc)
             raise
         finally:
+            RUN_MARKS.reset(marks)
             metrics.run_in_flight(-1)

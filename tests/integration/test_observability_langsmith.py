@@ -234,3 +234,21 @@ def test_the_cli_exits_promptly_when_the_endpoint_hangs(tmp_path: Any) -> None:
     assert json.loads(done.stdout)["success"] is True
     assert elapsed < 15, f"the process took {elapsed:.1f}s to exit"
     assert FAKE_KEY not in done.stderr
+
+
+async def test_a_run_served_from_the_cache_is_tagged_cached(
+    settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
+) -> None:
+    with CaptureServer() as server:
+        langsmith_env(server.url)
+        settings = settings_factory(
+            model="scripted:sales", cache={"backend": "memory", "tool_results": True}
+        )
+        async with open_agent(settings) as agent:
+            first = await agent.arun(SALES_QUESTION)
+            second = await agent.arun(SALES_QUESTION)
+        assert first.success and second.success
+        runs = server.runs()
+    by_run = {metadata(r)["run_id"]: r for r in roots(runs)}
+    assert "cached" not in by_run[first.metadata["run_id"]]["tags"]
+    assert "cached" in by_run[second.metadata["run_id"]]["tags"]
