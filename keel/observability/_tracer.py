@@ -193,8 +193,9 @@ class KeelTracer(LangChainTracer):
         outcome = outputs.get("outcome") or {}
         usage = outputs.get("usage") or {}
         success = bool(outcome.get("success")) and root.error is None
+        label = "success" if success else "failed" if outcome or root.error else "unfinished"
         if not success:
-            reasons.add("failed")
+            reasons.add(label)
         tags_seen = {t for r in _walk(root) for t in (r.tags or ()) if r is not root}
         tags_seen |= RUN_MARKS.get() or set()
         root_tags = tags_seen & {"retry", "repair", "fallback", "cached"}
@@ -204,7 +205,7 @@ class KeelTracer(LangChainTracer):
                 "tokens": usage.get("total_tokens", 0),
                 "cost_usd": usage.get("cost_usd", 0.0),
                 "model_calls": usage.get("model_calls", 0),
-                "outcome": "success" if success else "failed",
+                "outcome": label,
                 "error_code": outcome.get("error_code"),
                 "tier": outputs.get("tier"),
                 "keel_kept_because": sorted(reasons) or ["sampled"],

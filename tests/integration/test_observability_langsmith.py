@@ -252,3 +252,29 @@ async def test_a_run_served_from_the_cache_is_tagged_cached(
     by_run = {metadata(r)["run_id"]: r for r in roots(runs)}
     assert "cached" not in by_run[first.metadata["run_id"]]["tags"]
     assert "cached" in by_run[second.metadata["run_id"]]["tags"]
+
+
+async def test_a_run_paused_for_approval_is_sent_as_unfinished(
+    settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
+) -> None:
+    from tools.registry import ToolRegistry, tool
+
+    @tool(requires_approval=True)
+    def transfer(account: str, amount: int) -> str:
+        """Move money between accounts."""
+        return f"moved {amount} to {account}"
+
+    call = {"name": "transfer", "args": {"account": "A", "amount": 10}, "id": "c1"}
+    model = ScriptedModel([AIMessage(content="", tool_calls=[call]), "moved"])
+    with CaptureServer() as server:
+        langsmith_env(server.url)
+        settings = settings_factory(observability={"trace_sample_rate": 0.0})
+        async with open_agent(settings, model=model, tools=ToolRegistry.of([transfer])) as agent:
+            paused = await agent.arun("move money", thread_id="t-approve")
+            done = await agent.aapprove("t-approve")
+        assert paused.status == "interrupted" and done.success
+        runs = server.runs()
+    [kept] = roots(runs)  # the approved continuation is clean: sampled out at rate 0
+    assert metadata(kept)["outcome"] == "unfinished"
+    assert metadata(kept)["keel_kept_because"] == ["unfinished"]
+    assert metadata(kept)["thread_id"] == "t-approve"
