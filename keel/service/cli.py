@@ -178,6 +178,31 @@ def trace(
         render_table(steps, out)
 
 
+@app.command("eval")
+def eval_(
+    tasks: Annotated[int, typer.Option("--tasks", min=1, max=1000, help="Tasks per system.")] = 50,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.0, max=1.0, help="Share of model requests faulted.")
+    ] = 0.3,
+    faults: Annotated[
+        str | None,
+        typer.Option("--faults", help="Fault kinds, comma-separated (default: the full mix)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Tasks and faults from this seed.")] = 7,
+    price_as: Annotated[
+        str, typer.Option("--price-as", help="Hosted model whose list price is charged.")
+    ] = "gpt-4o-mini",
+    as_json: JsonFlag = False,
+) -> None:
+    """Scorecard: Keel vs a plain LangGraph agent on the local chaos server (no network)."""
+    from keel.service._scorecard import print_scorecard
+
+    try:
+        print_scorecard(tasks, rate, faults, seed, price_as, as_json, out)
+    except KeelError as exc:
+        raise _fail(f"{exc.code}: {exc.message}", 2) from exc
+
+
 @app.command()
 def models(as_json: JsonFlag = False) -> None:
     """List the model specs Keel knows, whether they are installed, and their prices."""

@@ -122,6 +122,9 @@ class ChaosStats:
     """Requests received per conversation (every attempt counts)."""
     models: list[str] = field(default_factory=list)
     """The `model` of every request, in order (which tier was called)."""
+    prompt_tokens_by_question: Counter[str] = field(default_factory=Counter)
+    completion_tokens_by_question: Counter[str] = field(default_factory=Counter)
+    """Tokens of the replies served per conversation: what a provider would bill."""
 
 
 def _to_messages(raw: Sequence[dict[str, Any]]) -> list[BaseMessage]:
@@ -261,7 +264,13 @@ class ChaosServer:
         reply = AIMessage(content=reply) if isinstance(reply, str) else reply
         prompt = sum(approx_tokens(str(m.content)) for m in messages)
         model = str(body.get("model", "chaos"))
-        return web.json_response(self._content_fault(model, reply, fault, tools, prompt))
+        completion = self._content_fault(model, reply, fault, tools, prompt)
+        with self._lock:
+            self.stats.prompt_tokens_by_question[question] += prompt
+            self.stats.completion_tokens_by_question[question] += completion["usage"][
+                "completion_tokens"
+            ]
+        return web.json_response(completion)
 
     async def _transport_fault(
         self, request: web.Request, fault: FaultKind | None
