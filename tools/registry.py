@@ -22,6 +22,8 @@ gets `ToolContext.idempotency_key` to hand to external systems, and may declare 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import hashlib
 import inspect
 import json
@@ -167,13 +169,22 @@ class Tool:
         return result if isinstance(result, str) else json.dumps(result, default=str)
 
     def openai_schema(self) -> dict[str, Any]:
-        """The tool as an OpenAI function definition (what `bind_tools` sends)."""
-        params = self.args_schema.model_json_schema()
-        params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        """The tool as an OpenAI function definition (what `bind_tools` sends).
+
+        Built once per (schema, name, description) — pydantic's JSON-schema generation was
+        the largest cost of a model call — and handed out as a copy callers may change.
+        """
+        return copy.deepcopy(_function_schema(self.args_schema, self.name, self.description))
+
+
+@functools.lru_cache(maxsize=1024)
+def _function_schema(args_schema: type[BaseModel], name: str, description: str) -> dict[str, Any]:
+    params = args_schema.model_json_schema()
+    params.pop("title", None)
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": params},
+    }
 
 
 def _build_tool(
