@@ -32,3 +32,20 @@ async def test_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 < ns["meta"]["total_cost"] < 0.01 and ns["meta"]["model_calls"] == 3
     printed = capsys.readouterr().out
     assert "sql_query" in printed and f"${ns['meta']['total_cost']:.6f}" in printed
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+async def test_step_through_edits_a_tool_call_and_forks() -> None:
+    ns = await run_notebook("02_step_through.ipynb")
+    truth = top_products(ensure_sample_db(ns["settings"].home), date.today())
+    two, three = sum(r for _, r in truth[:2]), sum(r for _, r in truth)
+    assert ns["edited"].tool_calls[0]["args"]["expression"].count("+") == 1
+    assert ns["edited_result"].success and _money(two) in ns["edited_result"].output
+    assert [c.source for c in ns["history"]].count("update") == 1
+    assert ns["before_edit"].step < next(c.step for c in ns["history"] if c.source == "update")
+    assert ns["forked"].success and _money(three) in ns["forked"].output
+    latest = await ns["agent"].ahistory("step-through", limit=1)
+    assert latest[0].checkpoint_id != ns["history"][0].checkpoint_id  # the fork is now latest
