@@ -75,9 +75,10 @@ class Report:
             raise ValueError("no runs measured")
         faulted = [o for o in self.outcomes if o.faults]
         times = sorted(o.seconds for o in self.outcomes)
+        successes = sum(o.ok for o in self.outcomes)
         return {
             "runs": n,
-            "success": 100 * sum(o.ok for o in self.outcomes) / n,
+            "success": 100 * successes / n,
             "availability": 100 * sum(o.answered for o in self.outcomes) / n,
             "recovery": 100 * sum(o.ok for o in faulted) / len(faulted) if faulted else 100.0,
             "faulted": len(faulted),
@@ -85,6 +86,9 @@ class Report:
             "p99": times[min(n - 1, int(0.99 * n))],
             "calls": statistics.mean(o.model_calls for o in self.outcomes),
             "cost": statistics.mean(o.cost_usd for o in self.outcomes),
+            "cost_per_success": (
+                sum(o.cost_usd for o in self.outcomes) / successes if successes else float("nan")
+            ),
         }
 
 
@@ -115,14 +119,15 @@ class Scorecard:
             f"client timeout {self.client_timeout_s:g}s, priced as {self.price_as}",
             "",
             "| system | success | availability | error recovery (faulted runs) "
-            "| mean cost / run | P50 s | P99 s | mean model calls |",
-            "|---|---|---|---|---|---|---|---|",
+            "| mean cost / run | cost / successful run | P50 s | P99 s | mean model calls |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.reports:
             row = r.row()
             lines.append(
                 f"| {r.name} | {row['success']:.1f} % | {row['availability']:.1f} % "
                 f"| {row['recovery']:.1f} % ({row['faulted']:.0f}) | ${row['cost']:.6f} "
+                f"| ${row['cost_per_success']:.6f} "
                 f"| {row['p50']:.3f} | {row['p99']:.3f} | {row['calls']:.2f} |"
             )
         return "\n".join(lines)
@@ -328,6 +333,7 @@ def print_scorecard(
         ("availability", lambda r: f"{r['availability']:.1f} %"),
         ("error recovery", lambda r: f"{r['recovery']:.1f} % of {r['faulted']:.0f}"),
         (f"mean cost / run ({price_as})", lambda r: f"${r['cost']:.6f}"),
+        ("cost / successful run", lambda r: f"${r['cost_per_success']:.6f}"),
         ("P50 latency", lambda r: f"{r['p50']:.3f} s"),
         ("P99 latency", lambda r: f"{r['p99']:.3f} s"),
         ("model calls / run", lambda r: f"{r['calls']:.2f}"),

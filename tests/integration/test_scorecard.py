@@ -49,6 +49,7 @@ def test_row_counts_availability_apart_from_success() -> None:
     assert row["success"] == 50.0 and row["availability"] == 75.0
     assert row["recovery"] == 50.0 and row["faulted"] == 2
     assert row["p99"] == 0.4 and row["cost"] == pytest.approx(0.002)
+    assert row["cost_per_success"] == pytest.approx(0.004)
 
 
 def test_unknown_fault_kind_is_a_clear_error() -> None:
