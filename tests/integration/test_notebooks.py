@@ -49,3 +49,17 @@ async def test_step_through_edits_a_tool_call_and_forks() -> None:
     assert ns["forked"].success and _money(three) in ns["forked"].output
     latest = await ns["agent"].ahistory("step-through", limit=1)
     assert latest[0].checkpoint_id != ns["history"][0].checkpoint_id  # the fork is now latest
+
+
+async def test_cost_and_tiers() -> None:
+    ns = await run_notebook("04_cost_and_tiers.ipynb")
+    rows = {name: o.row() for name, o in ns["outcomes"].items()}
+    cost = {name: r["cost_per_run_usd"] for name, r in rows.items()}
+    assert all(r["success_pct"] == 100.0 for r in rows.values())
+    assert cost["tiers+caches"] < cost["tiers"] < cost["baseline"]
+    assert rows["tiers"]["model_calls"]["simple"] > 0  # easy questions went to the cheap tier
+    assert rows["tiers+caches"]["hit_rates"]["run"] > 0.3
+    assert len(ns["fig"].axes) == 2 and len(ns["left"].lines) == 3
+    capped = ns["capped"]
+    assert not capped.success and capped.error_code == "budget_exceeded"
+    assert 0 < capped.metadata["total_cost"] <= 0.01
