@@ -20,6 +20,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+from checkpoints.health import PeriodicCheck
 from checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
 from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError, StorageUnavailableError
@@ -95,7 +96,7 @@ def make_pool(url: str, settings: CheckpointPoolSettings) -> Any:
         timeout=settings.timeout_s,
         max_idle=settings.max_idle_s,
         max_lifetime=settings.max_lifetime_s,
-        check=AsyncConnectionPool.check_connection if settings.health_check else None,
+        check=_check(settings),
         kwargs={
             "autocommit": True,
             "prepare_threshold": settings.prepare_threshold,
@@ -103,6 +104,16 @@ def make_pool(url: str, settings: CheckpointPoolSettings) -> Any:
         },
         open=False,
     )
+
+
+def _check(settings: CheckpointPoolSettings) -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    if not settings.health_check:
+        return None
+    if settings.health_check_interval_s <= 0:
+        return AsyncConnectionPool.check_connection
+    return PeriodicCheck(settings.health_check_interval_s)
 
 
 @asynccontextmanager

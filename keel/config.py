@@ -340,6 +340,9 @@ class CheckpointPoolSettings(BaseModel):
     health_check: bool = True
     """Check a connection before handing it out, so one killed by a server restart is
     replaced instead of failing the step."""
+    health_check_interval_s: float = Field(1.0, ge=0)
+    """A connection verified this recently is only checked for a server's farewell on its
+    socket (no round trip); 0 checks with a query on every checkout."""
     prepare_threshold: int | None = Field(None, ge=0)
     """psycopg server-side prepared statements after N runs; unset (none) works behind
     PgBouncer in transaction mode."""
