@@ -195,7 +195,7 @@ def eval_(
     as_json: JsonFlag = False,
 ) -> None:
     """Scorecard: Keel vs a plain LangGraph agent on the local chaos server (no network)."""
-    from keel.service._scorecard import print_scorecard
+    from keel.service.scorecard import print_scorecard
 
     try:
         print_scorecard(tasks, rate, faults, seed, price_as, as_json, out)

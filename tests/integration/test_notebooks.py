@@ -63,3 +63,17 @@ async def test_cost_and_tiers() -> None:
     capped = ns["capped"]
     assert not capped.success and capped.error_code == "budget_exceeded"
     assert 0 < capped.metadata["total_cost"] <= 0.01
+
+
+async def test_chaos_sweep() -> None:
+    ns = await run_notebook("05_chaos.ipynb")
+    assert "hang" not in ns["kinds"]
+    card = ns["card"]
+    assert sum(card.faults_met["Keel"].values()) > 0
+    assert "| Keel |" in card.markdown()
+    success = ns["success"]
+    assert len(success["Keel"]) == len(ns["rates"]) == 6
+    assert success["Keel"][0] == success["LangGraph create_agent"][0] == 100.0  # no faults
+    assert min(success["Keel"]) >= 90.0
+    assert success["LangGraph create_agent"][-1] < success["Keel"][-1]
+    assert len(ns["ax"].lines) == 2

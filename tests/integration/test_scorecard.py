@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from keel.errors import ConfigError
-from keel.service._scorecard import Outcome, Report, parse_kinds, scorecard
+from keel.service.scorecard import Outcome, Report, parse_kinds, scorecard
 from keel.service.cli import app
 
 MIX = "rate_limit,server_error,reset,malformed_args,empty,unknown_tool"
