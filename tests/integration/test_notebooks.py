@@ -77,3 +77,18 @@ async def test_chaos_sweep() -> None:
     assert min(success["Keel"]) >= 90.0
     assert success["LangGraph create_agent"][-1] < success["Keel"][-1]
     assert len(ns["ax"].lines) == 2
+
+
+@pytest.mark.postgres
+async def test_crash_and_resume(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import PG_ADMIN_URL
+
+    monkeypatch.setenv("KEEL_NOTEBOOK_POSTGRES", PG_ADMIN_URL)
+    ns = await run_notebook("03_crash_and_resume.ipynb")
+    assert ns["child"].returncode == -9  # SIGKILLed mid-tool
+    key = "invoice-7:pay-1"
+    assert [(row[0], row[1]) for row in ns["before"]] == [(key, "started")]
+    assert ns["before"][0][4] is None
+    assert ns["resumed"].success and ns["resumed"].output == "Paid: moved 450 to ACME"
+    assert ns["bank"].read_text().splitlines() == [f"{key} ACME 450"]  # moved once
+    assert [(row[0], row[1]) for row in ns["after"]] == [(key, "completed")]
