@@ -11,11 +11,27 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Notebooks (and the scorecard) configure logging onto the stderr of the moment, which
+    pytest closes after the test: put structlog and the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 def code_cells(path: Path) -> list[str]:

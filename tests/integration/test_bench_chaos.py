@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.notebook_runner import restore_logging  # noqa: F401  (autouse)
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 
 

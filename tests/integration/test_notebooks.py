@@ -7,7 +7,11 @@ from datetime import date
 
 import pytest
 
-from tests.integration.notebook_runner import NOTEBOOKS, run_notebook
+from tests.integration.notebook_runner import (  # restore_logging: autouse
+    NOTEBOOKS,
+    restore_logging,  # noqa: F401
+    run_notebook,
+)
 from tests.sales_truth import top_products
 from tools.sample_db import ensure_sample_db
 
