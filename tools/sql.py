@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import re
 import sqlite3
@@ -70,8 +71,14 @@ def _refuse(message: str) -> ToolInputError:
 def validate_select(query: str, *, dialect: str, allowed_tables: Iterable[str]) -> str:
     """Return `query` normalized (comments dropped) if it is one SELECT over allowed tables.
 
-    Raises `ToolInputError` saying what to change otherwise.
+    Raises `ToolInputError` saying what to change otherwise. Accepted queries are remembered
+    (parsing and re-printing were most of the tool's own CPU; agents repeat queries).
     """
+    return _validated(query, dialect, frozenset(t.lower() for t in allowed_tables))
+
+
+@functools.lru_cache(maxsize=512)
+def _validated(query: str, dialect: str, allowed: frozenset[str]) -> str:
     if dialect not in ("sqlite", "postgres"):
         raise ValueError(f"unsupported dialect {dialect!r}")
     dialect_: Dialect = "sqlite" if dialect == "sqlite" else "postgres"
@@ -94,7 +101,6 @@ def validate_select(query: str, *, dialect: str, allowed_tables: Iterable[str]) 
     for node in tree.walk():
         if isinstance(node, _FORBIDDEN):
             raise _refuse(f"only read-only SELECT queries are allowed; found {_kind(node)}")
-    allowed = {t.lower() for t in allowed_tables}
     for table in tree.find_all(exp.Table):
         _check_table(table, allowed, dialect_)
     return tree.sql(dialect=dialect, comments=False)
@@ -115,7 +121,7 @@ def _kind(node: exp.Expr) -> str:
     return node.key.upper()
 
 
-def _check_table(table: exp.Table, allowed: set[str], dialect: Dialect) -> None:
+def _check_table(table: exp.Table, allowed: frozenset[str], dialect: Dialect) -> None:
     if not isinstance(table.this, exp.Identifier):
         func = table.this
         name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
