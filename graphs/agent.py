@@ -15,6 +15,7 @@ Node names are persisted in checkpoints: renaming one needs a migration note.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -61,6 +62,17 @@ def route_after_fallback(state: AgentState) -> FallbackRoute:
     return "reason" if state.get("signal") == "downgrade" else "finish"
 
 
+def _inline(route: Callable[[AgentState], str]) -> Callable[[AgentState], Awaitable[str]]:
+    """The edge as a coroutine: LangGraph runs a sync edge function in a worker thread, a
+    thread hop per routing decision that costs more CPU than the decision itself."""
+
+    async def edge(state: AgentState) -> str:
+        return route(state)
+
+    edge.__name__ = edge.__qualname__ = route.__name__
+    return edge
+
+
 def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
     """The uncompiled agent graph; compile it with a checkpointer to run it."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
@@ -72,17 +84,17 @@ def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, Agen
     graph.add_edge(START, "reason")
     graph.add_conditional_edges(
         "reason",
-        route_after_reason,
+        _inline(route_after_reason),
         {"act": "act", "reason": "reason", "finish": "finish", "fallback": "fallback"},
     )
     graph.add_edge("act", "observe")
     graph.add_conditional_edges(
         "observe",
-        route_after_observe,
+        _inline(route_after_observe),
         {"reason": "reason", "act": "act", "fallback": "fallback"},
     )
     graph.add_conditional_edges(
-        "fallback", route_after_fallback, {"reason": "reason", "finish": "finish"}
+        "fallback", _inline(route_after_fallback), {"reason": "reason", "finish": "finish"}
     )
     graph.add_edge("finish", END)
     return graph
