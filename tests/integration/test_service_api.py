@@ -312,3 +312,36 @@ async def test_human_approval_through_the_protocol(
             edited = await client.runs.wait(tid, "agent", command={"resume": edit})
             calc = [m["content"] for m in edited["messages"] if m["type"] == "tool"][-1]
             assert "1 + 1" in calc and calc.rstrip().endswith("2")
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+async def test_service_runs_feed_run_model_and_tool_metrics(sales_server: str) -> None:
+    """Runs started over HTTP go through the same observer as embedded ones."""
+    async with httpx.AsyncClient(base_url=sales_server) as http:
+        before = (await http.get("/metrics")).text
+        async with get_client(url=sales_server, api_key=None) as client:
+            thread = await client.threads.create()
+            values = await client.runs.wait(thread["thread_id"], "agent", input=USER)
+        assert values["outcome"]["success"] is True
+        after = (await http.get("/metrics")).text
+    runs = (("status", "success"), ("tier", "standard"))
+    grew = _samples(after, "keel_runs_total").get(runs, 0) - _samples(
+        before, "keel_runs_total"
+    ).get(runs, 0)
+    assert grew == 1
+    tools_before = sum(_samples(before, "keel_tool_calls_total").values())
+    tools_after = sum(_samples(after, "keel_tool_calls_total").values())
+    assert tools_after - tools_before == 2  # sql_query, then calculator
+    calls_before = sum(_samples(before, "keel_model_calls_total").values())
+    calls_after = sum(_samples(after, "keel_model_calls_total").values())
+    assert calls_after - calls_before == 3

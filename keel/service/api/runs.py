@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -20,7 +20,8 @@ import structlog
 from langgraph.types import Command
 
 from keel.config import ServiceSettings
-from keel.observability.metrics import run_in_flight, set_queue_depth
+from keel.observability.metrics import set_queue_depth
+from keel.observability.observer import observe_run
 from keel.service.api.admission import Admission
 from keel.service.api.auth import Principal
 from keel.service.api.encode import interrupt_json, jsonable
@@ -209,12 +210,10 @@ class RunManager:
             lock = self._thread_locks.setdefault(record.thread_id, asyncio.Lock())
             async with lock, self._slots:
                 self._running += 1
-                run_in_flight(1)
                 try:
                     await self._run_graph(handle, graph_input, body, context)
                 finally:
                     self._running -= 1
-                    run_in_flight(-1)
         except asyncio.CancelledError:
             if handle.cancel_reason is None and self.worker:
                 current = await asyncio.shield(self.store.get_run_any(record.run_id))
@@ -254,19 +253,31 @@ class RunManager:
         config["configurable"]["run_id"] = record.run_id
         if body.checkpoint_ref:
             config["configurable"]["checkpoint_id"] = body.checkpoint_ref
-        modes = list(
+        wanted = list(
             dict.fromkeys("messages" if m == "messages-tuple" else m for m in handle.modes)
         ) or ["updates"]
-        async for mode, chunk in self.agent.graph.astream(
-            graph_input,
-            config,
-            context=context,
-            stream_mode=modes,  # type: ignore[arg-type]
-            durability=body.durability or self.agent.settings.durability,
-            interrupt_before=body.interrupt_before,
-            interrupt_after=body.interrupt_after,
-        ):
-            await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
+        modes = wanted if "updates" in wanted else [*wanted, "updates"]  # the observer's feed
+        async with observe_run(
+            run_id=record.run_id,
+            thread_id=record.thread_id,
+            tenant=record.tenant_id,
+            model=context.model_name,
+            resumed=graph_input is None,
+        ) as observer:
+            async for mode, chunk in self.agent.graph.astream(
+                graph_input,
+                config,
+                context=context,
+                stream_mode=modes,  # type: ignore[arg-type]
+                durability=body.durability or self.agent.settings.durability,
+                interrupt_before=body.interrupt_before,
+                interrupt_after=body.interrupt_after,
+            ):
+                if mode == "updates" and isinstance(chunk, Mapping):
+                    observer.on_update(chunk)
+                if mode in wanted:
+                    await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
+            observer.finish(await self.agent.result(record.thread_id))
         snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
