@@ -1,0 +1,57 @@
+"""The embedded 0.5B model, for real: `keel run --json` (no API key, no network) answers a
+sample-database question, and the answer is checked against the independently computed truth.
+
+Slow (a real model on the CPU), but part of the default run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bench.eval_questions import is_correct, questions
+from tests.integration.test_local_server import require_weights
+from tools.sample_db import ensure_sample_db
+
+pytestmark = [pytest.mark.slow]
+
+
+QUESTION = "How many completed orders were there last month?"
+
+
+def test_keel_run_answers_a_data_question_with_the_local_model(tmp_path: Path) -> None:
+    require_weights()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
+    home = tmp_path / "home"
+    env.update(
+        KEEL_HOME=str(home),
+        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+        # A shared CI machine can be slow; the answer, not the speed, is under test here.
+        KEEL_LIMITS__MODEL_TIMEOUT_S="600",
+        KEEL_LIMITS__ITERATION_TIMEOUT_S="900",
+        KEEL_LIMITS__RUN_TIMEOUT_S="1500",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "keel", "run", "--json", QUESTION],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
+    assert result["success"], result
+    expected = next(
+        q for q in questions(ensure_sample_db(home), date.today()) if q.text == QUESTION
+    )
+    assert is_correct(result["output"], expected.expected), result["output"]
+    actions = [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"]
+    assert "sql_query" in actions
