@@ -1,29 +1,23 @@
-"""`notebooks/approval.ipynb` runs top to bottom, with top-level `await` as in Jupyter."""
+"""`notebooks/approval.ipynb` runs top to bottom in a Jupyter kernel (nbclient); its own
+`assert` cells check the pause and the edited approval."""
 
 from __future__ import annotations
 
-import ast
-import inspect
-import json
-from pathlib import Path
-from typing import Any
+from jupyter_client.kernelspec import KernelSpecManager
 
-NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "approval.ipynb"
+from tests.integration.notebook_runner import (  # kernels_fixture: the `notebook_kernels` fixture
+    kernels_fixture,  # noqa: F401
+    run_notebook,
+)
 
 
-async def test_approval_notebook_runs() -> None:
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    namespace: dict[str, Any] = {}
-    ran = 0
-    for i, cell in enumerate(c for c in cells if c["cell_type"] == "code"):
-        source = "".join(cell["source"])
-        code = compile(
-            source, f"{NOTEBOOK.name}[{i}]", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        )
-        outcome = eval(code, namespace)  # our own notebook, run as Jupyter runs it
-        if inspect.isawaitable(outcome):
-            await outcome
-        ran += 1
-    assert ran == 5
-    assert namespace["transfers"] == [("ACME", 450)]
-    assert namespace["pending"][0]["kind"] == "approval"
+async def test_approval_notebook_runs(notebook_kernels: KernelSpecManager) -> None:
+    run = await run_notebook(
+        "approval.ipynb",
+        notebook_kernels,
+        probe={"transfers": "transfers", "kind": "pending[0]['kind']"},
+    )
+    assert len(run.cells) == 5 and all(c["execution_count"] for c in run.cells)
+    assert run.values == {"transfers": [["ACME", 450]], "kind": "approval"}
+    results = [o["data"]["text/plain"] for o in run.outputs("execute_result")]
+    assert any("ACME" in r and "450" in r for r in results)  # the edited call's output
