@@ -14,13 +14,16 @@ the kernel's traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+import structlog
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -35,6 +38,18 @@ SETUP_CELL = (
     "block_non_loopback()  # the notebooks promise no network\n"
     "del block_non_loopback"
 )
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """For tests that run the scorecard in-process (imported there, autouse): it configures
+    logging onto the stderr of the moment, which pytest closes after the test; put structlog
+    and the root logger back afterwards. Notebooks now run in their own kernel."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 @pytest.fixture(scope="session", name="notebook_kernels")
