@@ -10,17 +10,21 @@ everything here is safe to repeat:
    ("outcome unknown"). Nothing runs while a question is open.
 2. `Plan.execute` wraps one tool invocation: a recorded outcome is reused (the tool is not
    called), otherwise *started* is journaled before the call and the outcome after it.
+3. `settle_all` runs the calls side by side but lets none outlive the step: when one raises
+   (a crash, an interrupt), the others finish first, so the journal a resumed run reads is
+   the same whatever the timing, and it asks the same questions in the same order.
 
 Interrupt payloads and resume values are plain JSON (see `ReviewRequest` and `Decision`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langchain_core.messages import ToolCall
 from langgraph.types import interrupt
@@ -30,7 +34,9 @@ from keel.errors import ErrorCode, ToolError, ToolInputError, is_control_flow
 from keel.journal import JournalEntry, ToolJournal
 from tools.registry import Reconciled, Tool, ToolContext
 
-__all__ = ["Decision", "Plan", "ReviewRequest", "plan_calls"]
+__all__ = ["Decision", "Plan", "ReviewRequest", "plan_calls", "settle_all"]
+
+T = TypeVar("T")
 
 MAX_REVIEWS = 10
 """Invalid answers to one question before the call is treated as rejected."""
@@ -138,6 +144,21 @@ class Plan:
             raise
         await self.journal.finish(key, status="completed", result=result)
         return note + result
+
+
+async def settle_all(runs: Sequence[Awaitable[T]]) -> list[T]:
+    """Await all runs concurrently; if any raised, raise the first in call order once every
+    run has settled.
+
+    A plain `gather` hands the first exception up at once and leaves the other calls running
+    as orphans: they journal *started* or even call their tool after the step has failed,
+    racing the resumed run (which then asks about a different set of calls, or runs one
+    twice)."""
+    settled = await asyncio.gather(*runs, return_exceptions=True)
+    failure = next((r for r in settled if isinstance(r, BaseException)), None)
+    if failure is not None:
+        raise failure
+    return settled  # type: ignore[return-value]  # no exception left: all are T
 
 
 def canonical(arguments: BaseModel | dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ backend is gone, a bug in the tool) is recorded as `fatal_error`; `observe` degr
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from langchain_core.messages import ToolCall, ToolMessage
@@ -18,7 +17,7 @@ from keel.errors import ErrorCode, ToolInputError, is_control_flow
 from keel.resilience import classify_tool_error
 from keel.types import AgentState, ErrorRecord
 from nodes._cost_gate import cached_tool_call
-from nodes._durable import Plan, plan_calls
+from nodes._durable import Plan, plan_calls, settle_all
 from nodes._records import error_record, trace_step
 from nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
 from nodes.context import AgentContext
@@ -38,8 +37,8 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
         thread_id=_thread_id(),
         run_id=state.get("run_id"),
     )
-    outcomes = await asyncio.gather(
-        *(_run_call(state, runtime.context, c, plan) for c in plan.calls)
+    outcomes = await settle_all(  # a crash or interrupt in one call waits for the others
+        [_run_call(state, runtime.context, c, plan) for c in plan.calls]
     )
     messages = [o[0] for o in outcomes]
     errors = [o[1] for o in outcomes if o[1] is not None]

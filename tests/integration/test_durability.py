@@ -367,6 +367,42 @@ async def test_a_recorded_failure_is_replayed_not_rerun(
     assert step["error_code"] == ErrorCode.TOOL_REFUSED and "unknown card X" in step["observation"]
 
 
+async def test_a_crash_in_one_parallel_call_lets_the_others_settle_first(
+    tid: Callable[[str], str], agent_factory: Any
+) -> None:
+    """A call still running when its sibling crashes finishes (and is journaled) before the
+    step fails: no call outlives its step to race the resumed run, so the resumed run asks
+    about the same calls whatever the timing."""
+    import asyncio
+
+    done: list[str] = []
+
+    @tool
+    async def send(to: str) -> str:
+        """Send a message: to 'a' slowly, to 'b' it dies at once."""
+        if to == "b" and "b" not in done:
+            done.append("b")
+            raise Crash()
+        await asyncio.sleep(0.2)  # still running when 'b' crashes
+        done.append(to)
+        return f"sent to {to}"
+
+    model = ScriptedModel(
+        [calls(("send", {"to": "a"}, "x"), ("send", {"to": "b"}, "y")), "finished"]
+    )
+    thread = tid("t-settle")
+    async with agent_factory(model, tools=ToolRegistry.of([send])) as agent:
+        with pytest.raises(Crash):
+            await agent.arun("send both", thread_id=thread)
+        assert done == ["b", "a"], "'a' finished before the crash reached the caller"
+        await agent.aresume(thread)
+        pending = await agent.apending(thread)
+        assert [(p["tool_call_id"], p["attempt"]) for p in pending] == [("y", 0)]
+        result = await agent.aapprove(thread)
+    assert result.success and result.output == "finished"
+    assert done == ["b", "a", "b"], "'a' is not sent again; 'b' only when approved"
+
+
 async def test_unknown_outcomes_survive_a_crash_during_the_approved_rerun(
     tid: Callable[[str], str], agent_factory: Any
 ) -> None:
