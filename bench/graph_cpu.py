@@ -97,7 +97,7 @@ async def main(runs: int, saver: str, profile_top: int) -> int:
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats("tottime").print_stats(profile_top)
         stats.sort_stats("cumtime").print_stats(profile_top)
-        stats.print_callers("run_in_executor|openai_schema|check_connection")
+        stats.sort_stats("cumtime").print_stats(r"/work/main/(keel|nodes|tools|checkpoints|graphs)/", profile_top)
         print(out.getvalue())
     return 0
 
