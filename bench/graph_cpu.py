@@ -21,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import re
 import statistics
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from keel.config import ObservabilitySettings, load_settings
 from keel.observability.logs import configure_logging
 from keel.service.runner import open_agent
 
+ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Which 3 products had the highest revenue last month, and what was their total revenue?"
 
 
@@ -97,7 +99,8 @@ async def main(runs: int, saver: str, profile_top: int) -> int:
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats("tottime").print_stats(profile_top)
         stats.sort_stats("cumtime").print_stats(profile_top)
-        stats.sort_stats("cumtime").print_stats(r"/work/main/(keel|nodes|tools|checkpoints|graphs)/", profile_top)
+        own = re.escape(str(ROOT)) + "/(keel|nodes|tools|checkpoints|graphs)/"
+        stats.sort_stats("cumtime").print_stats(own, profile_top)
         print(out.getvalue())
     return 0
 
