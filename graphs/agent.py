@@ -16,11 +16,11 @@ Node names are persisted in checkpoints: renaming one needs a migration note.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
-from keel.types import AgentState
+from keel.types import AgentState, Signal
 from nodes import AgentContext, act, fallback, finish, observe, reason
 from nodes._cost_gate import cost_controlled
 
@@ -62,12 +62,19 @@ def route_after_fallback(state: AgentState) -> FallbackRoute:
     return "reason" if state.get("signal") == "downgrade" else "finish"
 
 
-def _inline(route: Callable[[AgentState], str]) -> Callable[[AgentState], Awaitable[str]]:
+class EdgeInput(TypedDict, total=False):
+    """All an edge reads. LangGraph builds an edge's input from the channels its parameter's
+    type names: this copies one channel per routing decision instead of the whole state."""
+
+    signal: Signal
+
+
+def _inline(route: Callable[[AgentState], str]) -> Callable[[EdgeInput], Awaitable[str]]:
     """The edge as a coroutine: LangGraph runs a sync edge function in a worker thread, a
     thread hop per routing decision that costs more CPU than the decision itself."""
 
-    async def edge(state: AgentState) -> str:
-        return route(state)
+    async def edge(state: EdgeInput) -> str:
+        return route(cast(AgentState, state))
 
     edge.__name__ = edge.__qualname__ = route.__name__
     return edge
