@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import KeelCli, keel_runner
 from tests.sales_truth import SALES_QUESTION, top_products
 from tools.sample_db import ensure_sample_db
 
 
 @pytest.fixture
-def keel(tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(
-        KEEL_HOME=str(tmp_path / "home"),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        KEEL_RETRY__INITIAL_S="0",
-    )
-
-    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "keel", *args],
-            capture_output=True,
-            text=True,
-            env={**env, **extra_env},
-            timeout=120,
-            check=False,
-        )
-
-    return run
+def keel(tmp_path: Path) -> KeelCli:
+    return keel_runner(tmp_path, KEEL_RETRY__INITIAL_S="0")
 
 
 def test_run_json_answers_the_sales_question(keel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli_runner import KeelCli, keel_runner
 from tests.sales_truth import SALES_QUESTION
 
 
 @pytest.fixture
-def keel(tmp_path: Path) -> Any:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(
-        KEEL_HOME=str(tmp_path / "home"),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+def keel(tmp_path: Path) -> KeelCli:
+    return keel_runner(
+        tmp_path,
         KEEL_RETRY__INITIAL_S="0",
         KEEL_MODEL="scripted:sales",
         KEEL_APPROVAL_TOOLS='["calculator"]',
     )
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "keel", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-
-    return run
 
 
 def test_approve_history_fork_prune(keel: Any) -> None:

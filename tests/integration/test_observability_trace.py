@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ from graphs import build_agent_graph
 from keel.errors import ModelCallError, ThreadNotFoundError
 from keel.observability.run_trace import load_trace, render_table, trace_to_json
 from keel.testing.scripted import ScriptedModel
+from tests.cli_runner import KeelCli, keel_runner
 from tests.sales_truth import SALES_QUESTION
 
 FIELDS = ("iteration", "node", "thought", "action", "action_input", "observation", "ms")
@@ -83,25 +81,8 @@ async def test_table_shows_each_step(agent_factory: Any) -> None:
 
 
 @pytest.fixture
-def keel_cli(tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(
-        KEEL_HOME=str(tmp_path / "home"),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        COLUMNS="200",
-    )
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "keel", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-
-    return run
+def keel_cli(tmp_path: Path) -> KeelCli:
+    return keel_runner(tmp_path, COLUMNS="200")
 
 
 def test_cli_trace_of_a_finished_run(keel_cli) -> None:  # type: ignore[no-untyped-def]
