@@ -57,7 +57,7 @@ def distributed(
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
     env.update(
         KEEL_HOME=str(tmp_path / "home"),
-        KEEL_MODEL="scripted:sales@150ms",
+        KEEL_MODEL="scripted:sales@600ms",  # long enough that a kill lands mid-run
         KEEL_CHECKPOINT_URL=queue_db,
         KEEL_REDIS_URL=redis_url,
         KEEL_REDIS_PREFIX=redis_prefix,
