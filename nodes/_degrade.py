@@ -15,8 +15,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from keel.cost.accounting import CallUsage
 from keel.errors import MalformedOutputError, is_control_flow
-from keel.models import cost_usd
 from keel.resilience.degrade import (
     DegradeStep,
     allows_direct_answer,
@@ -25,7 +25,7 @@ from keel.resilience.degrade import (
 )
 from keel.types import AgentState, UsageTotals
 from nodes._grounding import check_grounded
-from nodes._records import text_of, trace_step
+from nodes._records import NO_USAGE, text_of, trace_step
 from nodes._resilience import guard_model_call
 from nodes.context import AgentContext
 
@@ -151,7 +151,6 @@ async def direct_answer(
     """One no-tools call: (answer or None, its usage, what went wrong if None)."""
     active = ctx.with_tier(tier)
     prompt = _direct_prompt(state, active)
-    none = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0)
     try:
         async with guard_model_call(active, prompt, state["deadline"]):
             budget = min(ctx.settings.limits.model_timeout_s, state["deadline"] - ctx.clock())
@@ -159,16 +158,8 @@ async def direct_answer(
     except Exception as exc:
         if is_control_flow(exc):
             raise
-        return None, {**none, "model_calls": 1}, f"{type(exc).__name__}: {exc}"
-    meta: dict[str, Any] = dict(reply.usage_metadata or {})
-    prompt_tokens, completion = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
-    usage = UsageTotals(
-        input_tokens=prompt_tokens,
-        output_tokens=completion,
-        total_tokens=prompt_tokens + completion,
-        cost_usd=cost_usd(meta, active.price),
-        model_calls=1,
-    )
+        return None, {**NO_USAGE, "model_calls": 1}, f"{type(exc).__name__}: {exc}"
+    usage = CallUsage.from_message(reply).totals(active.price)  # as `reason` accounts a reply
     text = _answer_text(reply) if isinstance(reply, AIMessage) else ""
     if not text or reply.response_metadata.get("finish_reason") == "length":
         return None, usage, "the reply was empty, cut off, or asked for a tool"

@@ -28,7 +28,7 @@ from keel.types import AgentState, UsageTotals
 from nodes._grounding import check_grounded
 from nodes._interpret import interpret
 from nodes._prompt import build_prompt, repair_exchange
-from nodes._records import error_record, text_of, trace_step
+from nodes._records import NO_USAGE, error_record, text_of, trace_step
 from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
 from nodes.context import AgentContext
 from nodes.react_protocol import REACT_STOP
@@ -208,9 +208,7 @@ def _model_failed(
     next_attempt = attempt + 1
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
     made = 0 if isinstance(exc, CircuitOpenError | RateLimitedError) else 1  # refused: not sent
-    calls = UsageTotals(
-        input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=made
-    )
+    calls: UsageTotals = {**NO_USAGE, "model_calls": made}
     ms = (ctx.timer() - started) * 1000
     delay = next_retry_delay(ctx, next_attempt, verdict)
     in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])
