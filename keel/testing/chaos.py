@@ -38,7 +38,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from aiohttp import web
 from langchain_core.messages import (
@@ -79,16 +79,10 @@ FaultKind = Literal[
     "unauthorized",
     "context_too_long",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "rate_limit",
-    "server_error",
-    "unavailable",
-    "reset",
-    "hang",
-    "malformed_args",
-    "unknown_tool",
-    "empty",
-    "truncated",
+_ON_REQUEST_ONLY = ("unauthorized", "context_too_long")
+"""Faults only `force()` injects; the random mix never draws them."""
+FAULT_KINDS: tuple[FaultKind, ...] = tuple(
+    kind for kind in get_args(FaultKind) if kind not in _ON_REQUEST_ONLY
 )
 Policy = Callable[[list[BaseMessage], CallInfo], Reply]
 UNKNOWN_TOOL = "lookup_everything"
