@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from checkpoints.retention import RetentionPolicy
 from keel.errors import ErrorCode, ThreadNotFoundError, UsageError
-from keel.testing.scripted import ScriptedModel
+from keel.testing.scripted import CallInfo, FunctionModel, ScriptedModel
 from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
 
@@ -301,29 +301,54 @@ async def test_prune_keeps_last_k_and_drops_idle_threads(
 async def test_storage_per_turn_is_linear_with_retention(
     tid: Callable[[str], str], agent_factory: Any, checkpoint_url: str, own_store_url: str
 ) -> None:
-    """Each checkpoint holds the whole conversation, so unpruned storage grows faster every
-    turn; keeping the last checkpoint makes each turn cost about the same."""
+    """Every checkpoint holds the whole conversation, so unpruned storage grows by more each
+    turn (quadratically); keeping the last K checkpoints makes every turn add about the same
+    (linearly), for any K."""
     from checkpoints.retention import storage_bytes
 
-    async def grow(agent: Any, thread_id: str, keep: int | None) -> list[int]:
+    @tool(idempotent=True)
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return f"{topic}: 42 rows, total 1234.50"
+
+    def script(messages: list[Any], info: CallInfo) -> AIMessage | str:
+        turn = sum(isinstance(m, HumanMessage) for m in messages)
+        if isinstance(messages[-1], ToolMessage):
+            return f"Turn {turn}: 42 rows with a total of 1234.50."
+        return call("lookup", {"topic": f"topic {turn}"}, f"t{turn}")
+
+    async def added_per_turn(agent: Any, thread_id: str, keep: int | None) -> list[int]:
+        """Bytes each of turns 3..10 adds (turn 2 may still fill the first K checkpoints)."""
         sizes = []
-        for turn in range(6):
-            await agent.arun(f"question number {turn}", thread_id=thread_id)
+        for turn in range(1, 11):
+            result = await agent.arun(f"question number {turn}", thread_id=thread_id)
+            assert result.success, result.error
             if keep:
                 await agent.aprune(RetentionPolicy(keep_last=keep))
             sizes.append(await storage_bytes(agent.storage, thread_id))
-        return [b - a for a, b in itertools.pairwise(sizes)]
+        return [b - a for a, b in itertools.pairwise(sizes)][1:]
 
-    async with agent_factory(checkpoint_url=own_store_url) as agent:
+    def drift(added: list[int]) -> float:
+        """How much the per-turn increment changes from the first third to the last."""
+        third = len(added) // 3
+        return sum(added[-third:]) / sum(added[:third])
+
+    model = FunctionModel(fn=script)
+    async with agent_factory(
+        model, tools=ToolRegistry.of([lookup]), checkpoint_url=own_store_url
+    ) as agent:
         if checkpoint_url.startswith("memory://"):
             with pytest.raises(UsageError):
                 await storage_bytes(agent.storage)
             return
-        unpruned = await grow(agent, tid("t-grow"), None)
-        pruned = await grow(agent, tid("t-pruned"), 1)
+        unpruned = await added_per_turn(agent, tid("t-all"), None)
+        pruned = {k: await added_per_turn(agent, tid(f"t-keep{k}"), k) for k in (5, 1)}
     assert all(b > a for a, b in itertools.pairwise(unpruned)), unpruned
-    assert max(pruned) < 1.3 * min(pruned), pruned
-    assert max(pruned) < min(unpruned) / 5, (pruned, unpruned)
+    assert drift(unpruned) > 1.5, unpruned
+    for keep, added in pruned.items():
+        assert max(added) < 1.15 * min(added), (keep, added)
+        assert 0.9 < drift(added) < 1.1, (keep, added)
+        assert max(added) < min(unpruned) / 2, (keep, added, unpruned)
 
 
 async def test_a_recorded_failure_is_replayed_not_rerun(
