@@ -366,6 +366,9 @@ class Settings(BaseSettings):
     """`native` tool calling, the `react` text protocol, or `auto` (native if supported)."""
     grounded_answers: bool = True
     """Reject (and repair) a final answer stating numbers no tool result or prompt contains."""
+    compose_answers: Literal["auto", "always", "never"] = "auto"
+    """Write the final answer in a separate tool-free call from the question and the tool
+    results (`auto`: for `local:` models only)."""
     openai_base_url: str | None = None
     """Base URL of an OpenAI-compatible API."""
     openai_api_key: SecretStr | None = None

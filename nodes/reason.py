@@ -8,10 +8,11 @@ again with a hint), `retry` (the call failed retryably: ask again after backoff)
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
@@ -24,9 +25,10 @@ from keel.errors import (
     is_control_flow,
 )
 from keel.resilience import classify_model_error
-from keel.types import AgentState, UsageTotals
+from keel.types import AgentState, TraceStep, UsageTotals, add_usage
+from nodes._compose import compose_prompt, should_compose
 from nodes._grounding import check_grounded
-from nodes._interpret import interpret
+from nodes._interpret import Decision, interpret
 from nodes._prompt import build_prompt, repair_exchange
 from nodes._records import NO_USAGE, error_record, text_of, trace_step
 from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
@@ -120,10 +122,19 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     usage = _usage(reply, ctx)
     ms = (ctx.timer() - started) * 1000
     cost = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+    draft_rows: list[TraceStep] = []
     try:
         decision = interpret(reply, ctx.mode, state.get("iteration", 0))
-        if decision.answer is not None and ctx.settings.grounded_answers and len(ctx.tools):
-            check_grounded(decision.answer, state.get("messages", []), text_of(prompt[0].content))
+        _check_answer(decision, state, ctx, prompt)
+        if decision.answer is not None:
+            composed = await _compose(
+                state, ctx, decision, min(state["deadline"], iteration_deadline)
+            )
+            if composed is not None:
+                draft_rows = [composed.draft_row(state, ms, cost)]
+                decision, usage = composed.decision, add_usage(usage, composed.usage)
+                ms, cost = composed.ms, composed.cost
+                _check_answer(decision, state, ctx, prompt)
     except MalformedOutputError as exc:
         repairs = state.get("repair_attempt", 0) + 1
         record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)
@@ -138,6 +149,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
                 **keep,
             )
             out["errors"] = [record, *out["errors"]]
+            out["trace"] = [*draft_rows, *out["trace"]]
             out["usage"] = usage
             return out
         return {
@@ -150,6 +162,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "usage": usage,
             "errors": [record],
             "trace": [
+                *draft_rows,
                 trace_step(
                     state,
                     NODE,
@@ -160,7 +173,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
                     thought=rejected[:500],
                     observation=exc.message,
                     **cost,
-                )
+                ),
             ],
         }
 
@@ -180,6 +193,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         "rejected_output": None,
         "usage": usage,
         "trace": [
+            *draft_rows,
             trace_step(
                 state,
                 NODE,
@@ -190,9 +204,74 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
                 action_input=action_input,
                 attempt=attempt,
                 **cost,
-            )
+            ),
         ],
     }
+
+
+def _check_answer(
+    decision: Decision, state: AgentState, ctx: AgentContext, prompt: list[BaseMessage]
+) -> None:
+    """The grounding check of a final answer (raises `MalformedOutputError`)."""
+    if decision.answer is not None and ctx.settings.grounded_answers and len(ctx.tools):
+        check_grounded(decision.answer, state.get("messages", []), text_of(prompt[0].content))
+
+
+@dataclass(frozen=True)
+class _Composed:
+    """The answer written by the tool-free compose call, replacing the model's draft."""
+
+    decision: Decision
+    usage: UsageTotals
+    ms: float
+    cost: dict[str, Any]
+    draft: str
+
+    def draft_row(self, state: AgentState, ms: float, cost: dict[str, Any]) -> TraceStep:
+        return trace_step(state, NODE, ms, signal="compose", thought=self.draft[:500], **cost)
+
+
+async def _compose(
+    state: AgentState, ctx: AgentContext, draft: Decision, deadline: float
+) -> _Composed | None:
+    """The two-step answer (see `nodes._compose`); None keeps the draft.
+
+    A failed or unusable compose call keeps the draft rather than failing the step: the draft
+    is an answer too, and it still goes through the grounding check.
+    """
+    if not should_compose(ctx.settings.compose_answers, ctx.model_name):
+        return None
+    prompt = compose_prompt(list(state.get("messages", [])), state.get("question", ""))
+    if prompt is None:
+        return None
+    started = ctx.timer()
+    try:
+        async with guard_model_call(ctx, prompt, deadline):
+            budget = min(ctx.settings.limits.model_timeout_s, deadline - ctx.clock())
+            reply = await asyncio.wait_for(ctx.model.ainvoke(prompt), timeout=max(budget, 0.001))
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        return None
+    if not isinstance(reply, AIMessage):  # pragma: no cover - chat models return AIMessage
+        return None
+    text = text_of(reply.content).strip()
+    if not text or reply.response_metadata.get("finish_reason") == "length":
+        return None
+    usage = _usage(reply, ctx)
+    message = AIMessage(
+        content=text,
+        id=reply.id,
+        usage_metadata=reply.usage_metadata,
+        response_metadata=reply.response_metadata,
+    )
+    return _Composed(
+        decision=Decision(message=message, thought=None, answer=text),
+        usage=usage,
+        ms=(ctx.timer() - started) * 1000,
+        cost={"tokens": usage["total_tokens"], "cost": usage["cost_usd"]},
+        draft=draft.answer or "",
+    )
 
 
 def _model_failed(

@@ -28,7 +28,7 @@ from keel.types import RunResult, TraceStep
 
 __all__ = ["RunObserver", "observe_run", "run_status"]
 
-_OK_SIGNALS = frozenset({"answer", "tools", "repair"})
+_OK_SIGNALS = frozenset({"answer", "tools", "repair", "compose"})
 
 
 def run_status(result: RunResult) -> str:
