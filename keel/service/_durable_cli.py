@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from keel.errors import KeelError, UsageError
-from keel.service.cli import JsonFlag, _execute, _fail, _settings, app, err, out
+from keel.errors import KeelError
+from keel.service.cli import JsonFlag, _error_exit, _execute, _fail, _settings, app, err, out
 from keel.types import RunResult
 
 ThreadReq = Annotated[str, typer.Option("--thread", help="Thread id of the run.")]
@@ -198,10 +198,8 @@ def prune(
 def _run(job: Callable[[], Any]) -> Any:
     try:
         return asyncio.run(job())
-    except UsageError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 2) from exc
     except KeelError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 1) from exc
+        raise _error_exit(exc) from exc
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The `keel` command line: run, resume and list models.
 
 Exit codes: 0 the run succeeded; 1 the run ended in a clean failure (or an unexpected
-error); 2 a usage or configuration error. Failures print one line to stderr.
+error); 2 a usage or configuration error; 3 the run waits for a human; 4 the thread has no
+checkpoint (nothing to resume, approve, fork or show). Failures print one line to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.config import Settings, load_settings
-from keel.errors import KeelError, UsageError
+from keel.errors import KeelError, ThreadNotFoundError, UsageError
 from keel.types import RunResult
 
 app = typer.Typer(
@@ -32,9 +33,24 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id to run on.")]
 
 
+EXIT_NO_THREAD = 4
+"""The thread has no checkpoint: a wrong id, or a run that stopped before its first one."""
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _error_exit(exc: KeelError) -> typer.Exit:
+    """A Keel error as one stderr line and its exit code (2 usage, 4 no checkpoint, else 1)."""
+    if isinstance(exc, UsageError):
+        code = 2
+    elif isinstance(exc, ThreadNotFoundError):
+        code = EXIT_NO_THREAD
+    else:
+        code = 1
+    return _fail(f"{exc.code}: {exc.message}", code)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -55,10 +71,8 @@ def _execute(job: Job, as_json: bool) -> None:
         else:
             with err.status("working…", spinner="dots") as status:
                 result = asyncio.run(job(lambda message: status.update(message)))
-    except UsageError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 2) from exc
     except KeelError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 1) from exc
+        raise _error_exit(exc) from exc
     except KeyboardInterrupt as exc:
         raise _fail("interrupted", 130) from exc
     if as_json:
@@ -171,7 +185,7 @@ def trace(
     try:
         steps = asyncio.run(job())
     except KeelError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 1) from exc
+        raise _error_exit(exc) from exc
     if as_json:
         sys.stdout.write(json.dumps(trace_to_json(thread, steps), default=str) + "\n")
     else:

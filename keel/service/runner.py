@@ -10,6 +10,7 @@ async with open_agent(load_settings(model="scripted:sales")) as agent:
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,6 +23,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
 
 from checkpoints import Storage, open_saver, open_storage
 from graphs import build_agent_graph
@@ -42,7 +44,15 @@ from nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
 from tools import default_tools
 from tools.registry import ToolRegistry
 
-__all__ = ["Agent", "build_context", "open_agent", "resume", "resume_settings", "run"]
+__all__ = [
+    "Agent",
+    "build_context",
+    "nothing_to_resume",
+    "open_agent",
+    "resume",
+    "resume_settings",
+    "run",
+]
 
 Progress = Callable[[str], None]
 TRACE_FIELDS = (
@@ -195,7 +205,7 @@ class Agent(DurableAgentMixin):
         config = self.config(thread_id)
         snapshot = await self.graph.aget_state(config)
         if not snapshot.values:
-            raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+            raise nothing_to_resume(thread_id)
         if unfinished(snapshot):
             values = snapshot.values
             return await self._invoke(
@@ -265,6 +275,10 @@ class Agent(DurableAgentMixin):
     async def result(self, thread_id: str, elapsed: float = 0.0) -> RunResult:
         """The result of the thread's latest run, as its checkpoint has it."""
         snapshot = await self.graph.aget_state(self.config(thread_id))
+        return self.result_of(snapshot, thread_id, elapsed)
+
+    def result_of(self, snapshot: StateSnapshot, thread_id: str, elapsed: float = 0.0) -> RunResult:
+        """The result of the run a state snapshot of `thread_id` holds."""
         values: dict[str, Any] = dict(snapshot.values or {})
         if not values:
             raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
@@ -348,6 +362,17 @@ async def open_agent(
         await asyncio.to_thread(tracing.close)
 
 
+def nothing_to_resume(thread_id: str) -> ThreadNotFoundError:
+    """The error for resuming a thread without a checkpoint, saying what to do instead."""
+    return ThreadNotFoundError(
+        f"no checkpoint for thread '{thread_id}', so there is nothing to resume: the id is "
+        "wrong (or KEEL_CHECKPOINT_URL names another store), or the run stopped before it "
+        "saved its first checkpoint. Nothing was changed. To ask again on this thread: "
+        f'keel run --thread {shlex.quote(thread_id)} "QUESTION" '
+        f"(Python: await agent.arun(question, thread_id={thread_id!r}))"
+    )
+
+
 async def resume_settings(
     settings: Settings, thread_id: str, *, model: str | None = None
 ) -> Settings:
@@ -358,7 +383,7 @@ async def resume_settings(
     async with open_saver(settings.checkpoint_url, settings.checkpoint_pool) as saver:
         found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
     if found is None:
-        raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+        raise nothing_to_resume(thread_id)
     spec = model or found.checkpoint["channel_values"].get("model_spec") or settings.model
     return (
         settings

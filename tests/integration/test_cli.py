@@ -91,7 +91,17 @@ def test_bad_input_exits_2_naming_the_problem(keel, args, env, needle) -> None: 
 
 
 def test_resume_unknown_thread_fails_before_loading_a_model(keel) -> None:  # type: ignore[no-untyped-def]
-    done = keel("resume", "--thread", "does-not-exist")
-    assert done.returncode == 1
-    assert "thread_not_found" in done.stderr and "does-not-exist" in done.stderr
-    assert "Traceback" not in done.stderr
+    """No checkpoint (a wrong id, or a run killed before its first one): exit 4 with what to
+    do instead; other threads are untouched and the advised `keel run --thread` works."""
+    kept = keel("run", "--json", "--model", "scripted:echo", "--thread", "kept", "hello")
+    assert kept.returncode == 0, kept.stderr
+    done = keel("resume", "--thread", "does-not-exist", "--model", "warp:drive")
+    assert done.returncode == 4, done.stderr
+    assert "thread_not_found" in done.stderr and "nothing to resume" in done.stderr
+    assert 'keel run --thread does-not-exist "QUESTION"' in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr and "EmptyInputError" not in done.stderr
+    assert keel("history", "--thread", "does-not-exist").returncode == 4, "nothing was written"
+    again = keel("resume", "--thread", "kept", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["output"] == "You asked: hello"
+    asked = keel("run", "--model", "scripted:echo", "--thread", "does-not-exist", "hello")
+    assert asked.returncode == 0, asked.stderr

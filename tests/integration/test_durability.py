@@ -473,3 +473,37 @@ async def test_unknown_outcomes_survive_a_crash_during_the_approved_rerun(
     assert sorted(sent) == ["a", "a", "a", "b"], "b is never re-sent; a only when approved"
     observations = [s["observation"] for s in result.metadata["trace"] if s["node"] == "act"]
     assert observations[0] == "sent to a" and "b already has it" in observations[1]
+
+
+async def test_resume_without_a_checkpoint_says_what_to_do(
+    tid: Callable[[str], str], agent_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed before its first checkpoint (here: the first checkpoint write never
+    happens), or a wrong id, resumes to a clear Keel error, not LangGraph's EmptyInputError;
+    the thread stays usable, and the advice (ask again on it) works."""
+    from keel.service.runner import resume_settings
+
+    async with agent_factory(ScriptedModel(["the answer"])) as agent:
+        saver = agent.storage.saver
+
+        async def killed(*args: Any, **kwargs: Any) -> Any:
+            raise Crash()
+
+        monkeypatch.setattr(saver, "aput", killed)
+        monkeypatch.setattr(saver, "aput_writes", killed)
+        with pytest.raises(Crash):
+            await agent.arun("what is the answer?", thread_id=tid("t-early"))
+        monkeypatch.undo()
+        for thread_id in (tid("t-early"), tid("t-typo")):
+            with pytest.raises(ThreadNotFoundError) as caught:
+                await agent.aresume(thread_id)
+            assert caught.value.code == ErrorCode.THREAD_NOT_FOUND
+            assert f"keel run --thread {thread_id}" in caught.value.message
+            assert "nothing to resume" in caught.value.message
+            with pytest.raises(ThreadNotFoundError):
+                await resume_settings(agent.settings, thread_id)
+            with pytest.raises(ThreadNotFoundError):
+                await agent.ahistory(thread_id)
+        again = await agent.arun("what is the answer?", thread_id=tid("t-early"))
+        assert again.success and again.output == "the answer"
+        assert (await agent.aresume(tid("t-early"))).output == "the answer"

@@ -103,4 +103,4 @@ def test_cli_trace_of_a_finished_run(keel_cli) -> None:  # type: ignore[no-untyp
     assert table.returncode == 0 and "sql_query" in table.stdout and "calculator" in table.stdout
 
     missing = keel_cli("trace", "--thread", "nope")
-    assert missing.returncode == 1 and "thread_not_found" in missing.stderr
+    assert missing.returncode == 4 and "thread_not_found" in missing.stderr
