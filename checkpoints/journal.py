@@ -74,9 +74,10 @@ CREATE INDEX IF NOT EXISTS {TABLE}_thread ON {TABLE} (thread_id);
 
 
 class PostgresJournal:
-    """Journal rows in the checkpoint database, through the saver's shared pool."""
+    """Journal rows in the checkpoint database, through the saver's shared pool (or anything
+    with the pool's `connection()`, such as `checkpoints.adopt.OneConnection`)."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any] | Any) -> None:
         self.pool = pool
 
     @asynccontextmanager
@@ -94,8 +95,11 @@ class PostgresJournal:
             await conn.execute(_PG_SETUP)
 
     async def get(self, key: str) -> JournalEntry | None:
-        async with self._conn() as conn:
-            cur = await conn.execute(
+        from psycopg.rows import dict_row
+
+        # dict rows whatever the connection's default (a caller's saver may use tuples)
+        async with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
                 f"SELECT status, tool, arguments, result, run_id, attempt FROM {TABLE} "
                 "WHERE key = %s",
                 (key,),

@@ -154,6 +154,8 @@ def _delete_memory(saver: Any, thread_id: str, doomed: set[str]) -> None:
 async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
     """Bytes the checkpoints (and their writes and blobs) take, for one thread or all."""
     if storage.backend == "postgres":
+        from psycopg.rows import tuple_row
+
         where, params = ("WHERE thread_id = %s", (thread_id,)) if thread_id else ("", ())
         total = 0
         async with storage.pool.connection() as conn:
@@ -162,12 +164,13 @@ async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
                 ("checkpoint_blobs", "coalesce(blob, ''::bytea)"),
                 ("checkpoint_writes", "blob"),
             ):
-                cur = await conn.execute(
-                    f"SELECT coalesce(sum(octet_length({column})), 0) AS n FROM {table} {where}",
-                    params,
-                )
-                row = await cur.fetchone()
-                total += int(row["n"])
+                async with conn.cursor(row_factory=tuple_row) as cur:
+                    await cur.execute(
+                        f"SELECT coalesce(sum(octet_length({column})), 0) FROM {table} {where}",
+                        params,
+                    )
+                    row = await cur.fetchone()
+                total += int(row[0]) if row else 0
         return total
     if storage.backend == "sqlite":
         where, sparams = ("WHERE thread_id = ?", (thread_id,)) if thread_id else ("", ())

@@ -26,7 +26,7 @@ from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError, StorageUnavailableError
 from keel.journal import ToolJournal
 
-__all__ = ["Storage", "open_saver", "open_storage", "sqlite_path"]
+__all__ = ["Storage", "open_saver", "open_storage", "set_up", "sqlite_path"]
 
 Backend = Literal["memory", "sqlite", "postgres"]
 
@@ -125,7 +125,7 @@ async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> Async
     try:
         saver = AsyncPostgresSaver(pool)
         journal = PostgresJournal(pool)
-        await _set_up(saver.setup, journal.setup)
+        await set_up(saver.setup, journal.setup)
         yield Storage("postgres", saver, journal, pool)
     finally:
         await pool.close()
@@ -134,7 +134,7 @@ async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> Async
 SETUP_ATTEMPTS = 8
 
 
-async def _set_up(*steps: Callable[[], Awaitable[None]]) -> None:
+async def set_up(*steps: Callable[[], Awaitable[None]]) -> None:
     """Run the tables' set-up, again if another process was setting them up at the same
     moment (`CREATE … IF NOT EXISTS` races on Postgres' catalog). No locks, so it works
     behind PgBouncer in transaction mode too."""

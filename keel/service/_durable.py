@@ -247,7 +247,8 @@ class DurableAgentMixin:
         """Apply a retention policy to this agent's checkpoint store."""
         if self.storage is None:
             raise UsageError(
-                "this agent was given a bare checkpointer; prune its store directly",
+                "this agent was given a checkpointer of a kind Keel does not know; prune its store "
+                "directly",
                 code=ErrorCode.CONFIG_INVALID,
             )
         return await prune(self.storage, policy, now=self.context.clock())

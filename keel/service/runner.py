@@ -26,13 +26,15 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from checkpoints import Storage, open_saver, open_storage
+from checkpoints.adopt import adopt
 from graphs import build_agent_graph
 from keel.cache import Caches, attach_model_cache, open_caches
 from keel.cache.runs import cached_run, run_fingerprint
 from keel.config import Settings, load_settings
 from keel.cost.ledger import TenantLedger
 from keel.cost.tiers import DEFAULT_TIER, tier_ladder
-from keel.errors import ThreadNotFoundError, UsageError
+from keel.errors import ConfigError, ThreadNotFoundError, UsageError
+from keel.journal import ToolJournal
 from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
 from keel.observability.observer import observe_run
 from keel.observability.tracing import Tracing
@@ -49,6 +51,7 @@ __all__ = [
     "build_context",
     "nothing_to_resume",
     "open_agent",
+    "refuse_unjournaled_effects",
     "resume",
     "resume_settings",
     "run",
@@ -154,7 +157,8 @@ class Agent(DurableAgentMixin):
     tracing: Tracing = field(default_factory=Tracing)
     """LangSmith tracing (off unless configured); `open_agent` closes it."""
     storage: Storage | None = None
-    """The checkpoint store and journal (None when a bare checkpointer was given)."""
+    """The checkpoint store and journal (None for a caller's saver of a kind Keel does not
+    know: `aprune` then refuses)."""
 
     @property
     def settings(self) -> Settings:
@@ -335,8 +339,17 @@ async def open_agent(
     progress: Progress | None = None,
     tier_models: Mapping[str, BaseChatModel] | None = None,
     caches: Caches | None = None,
+    journal: ToolJournal | None = None,
 ) -> AsyncIterator[Agent]:
-    """Build an agent from settings (read from the environment when not given)."""
+    """Build an agent from settings (read from the environment when not given).
+
+    `checkpointer`: a saver you opened, instead of `settings.checkpoint_url`. For
+    `InMemorySaver`, `AsyncSqliteSaver` and `AsyncPostgresSaver` the idempotency journal goes
+    in the saver's own database. Any other saver needs `journal` (a `ToolJournal`, ideally in
+    the same database) when a tool has side effects (`idempotent=False`): without one,
+    `ConfigError` is raised rather than run effects that a resume could repeat.
+    `journal` also replaces the journal Keel would use otherwise.
+    """
     settings = settings or load_settings()
     context = await build_context(
         settings,
@@ -348,10 +361,19 @@ async def open_agent(
     )
     tracing = Tracing.from_settings(settings)
     try:
-        if checkpointer is not None:  # no journal: side effects run unjournaled
-            yield Agent(build_agent_graph().compile(checkpointer=checkpointer), context, tracing)
+        if checkpointer is not None:
+            adopted = await adopt(checkpointer)
+            if adopted is None and journal is None:
+                refuse_unjournaled_effects(context.tools, checkpointer)
+            if adopted is not None and journal is not None:
+                adopted = replace(adopted, journal=journal)
+            context = replace(context, journal=adopted.journal if adopted else journal)
+            graph = build_agent_graph().compile(checkpointer=checkpointer)
+            yield Agent(graph, context, tracing, adopted)
             return
         async with open_storage(settings.checkpoint_url, settings.checkpoint_pool) as storage:
+            if journal is not None:
+                storage = replace(storage, journal=journal)
             context = replace(context, journal=storage.journal)
             graph = build_agent_graph().compile(checkpointer=storage.saver)
             yield Agent(graph, context, tracing, storage)
@@ -360,6 +382,19 @@ async def open_agent(
             await context.caches.aclose()
         await context.resilience.aclose()
         await asyncio.to_thread(tracing.close)
+
+
+def refuse_unjournaled_effects(tools: ToolRegistry, saver: BaseCheckpointSaver[Any]) -> None:
+    """Raise `ConfigError` when side-effecting tools would run without a journal."""
+    effects = [t.name for t in tools if not t.idempotent]
+    if effects:
+        raise ConfigError(
+            f"checkpointer {type(saver).__name__} has no idempotency journal, so a resumed "
+            f"run could repeat the side effects of {', '.join(effects)}. Use InMemorySaver, "
+            "AsyncSqliteSaver or AsyncPostgresSaver (the journal goes in their database), "
+            "pass open_agent(journal=…) (a keel.journal.ToolJournal), or declare tools whose "
+            "repetition is harmless with @tool(idempotent=True)"
+        )
 
 
 def nothing_to_resume(thread_id: str) -> ThreadNotFoundError:
