@@ -17,8 +17,11 @@ from typing import Any
 
 import procrastinate
 import psycopg
+import psycopg_pool
 import structlog
 from procrastinate.schema import SchemaManager
+
+from checkpoints.health import PeriodicCheck
 
 __all__ = [
     "QUEUE",
@@ -43,25 +46,50 @@ def _conninfo(url: str) -> str:
     return "postgresql://" + url.removeprefix("postgres://").removeprefix("postgresql://")
 
 
-async def _lock(conn: psycopg.AsyncConnection[Any], key: int) -> None:
+async def _lock(conn: psycopg.AsyncConnection[Any], key: int | str, *, query: str = "%s") -> None:
     """Take a session advisory lock by polling `pg_try_advisory_lock`.
+
+    The lock's key is `query` (an SQL expression of `key`, by default the key itself).
 
     A session blocked in `pg_advisory_lock` sits in an open statement, and a concurrent
     `CREATE INDEX CONCURRENTLY` (the checkpointer's setup) waits for it: a deadlock
     Postgres does not detect. Polling keeps every wait outside a statement.
     """
     while True:
-        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        cursor = await conn.execute(f"SELECT pg_try_advisory_lock({query})", (key,))
         got = await cursor.fetchone()
         if got is not None and got[0]:
             return
         await asyncio.sleep(LOCK_POLL_S)
 
 
+QUEUE_CHECK_S = 1.0
+"""A queue connection is health-checked by a round trip at most this often."""
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+def _queue_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """procrastinate's pool, minus two round trips a query.
+
+    Every query procrastinate sends is one statement (mostly one function call), so its
+    connections run in autocommit: no BEGIN / COMMIT around each. And the empty-query check
+    on every checkout becomes a `PeriodicCheck`, as on the checkpoint pool.
+    """
+    kwargs["check"] = PeriodicCheck(QUEUE_CHECK_S)
+    kwargs["configure"] = _autocommit
+    return psycopg_pool.AsyncConnectionPool(**kwargs)
+
+
 def make_queue_app(db_url: str, *, max_connections: int = 4) -> procrastinate.App:
     """A procrastinate app on the service database (open it with `app.open_async()`)."""
     connector = procrastinate.PsycopgConnector(
-        conninfo=_conninfo(db_url), min_size=1, max_size=max_connections
+        conninfo=_conninfo(db_url),
+        min_size=1,
+        max_size=max_connections,
+        pool_factory=_queue_pool,
     )
     return procrastinate.App(connector=connector)
 
@@ -77,6 +105,9 @@ async def ensure_queue_schema(db_url: str) -> None:
                 await conn.execute(SchemaManager.get_schema())
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+_THREAD_KEY = "hashtextextended(%s, 0)"
 
 
 class ThreadFence:
@@ -102,18 +133,13 @@ class ThreadFence:
     @asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
         assert self._conn is not None, "open the fence first"
-        cursor = await self._conn.execute(
-            "SELECT hashtextextended(%s, 0)", (f"keel:thread:{thread_id}",)
-        )
-        found = await cursor.fetchone()
-        assert found is not None
-        key = int(found[0])
-        await _lock(self._conn, key)
+        name = f"keel:thread:{thread_id}"
+        await _lock(self._conn, name, query=_THREAD_KEY)
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                await self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                await self._conn.execute(f"SELECT pg_advisory_unlock({_THREAD_KEY})", (name,))
 
 
 @asynccontextmanager

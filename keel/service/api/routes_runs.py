@@ -74,7 +74,7 @@ async def _start(
     streamed: bool = False,
 ) -> RunHandle:
     _check_assistant(body)
-    temporary = False
+    temporary = created = False
     if thread_id is None:
         thread_id = str(uuid.uuid4())
         thread = await svc.store.create_thread(
@@ -82,6 +82,7 @@ async def _start(
         )
         assert thread is not None
         temporary = (body.on_completion or "delete") == "delete"
+        created = True
     else:
         thread = await _thread_for(svc, principal, thread_id, body)
     try:
@@ -92,6 +93,7 @@ async def _start(
             temporary=temporary,
             background=background,
             streamed=streamed,
+            fresh=created,
         )
     except Exception:
         if temporary:

@@ -102,13 +102,23 @@ class RunManager:
         temporary: bool = False,
         background: bool = False,
         streamed: bool = False,
+        fresh: bool = False,
     ) -> RunHandle:
-        """Admit a run on `thread` and start it (here, or on a worker through the queue)."""
+        """Admit a run on `thread` and start it (here, or on a worker through the queue).
+
+        `fresh`: the thread was created for this run, so it has no other runs to look up.
+        """
         lock = self._admit_locks.setdefault(thread.thread_id, asyncio.Lock())
         async with lock:
             if self.queue is not None:
-                active_ids = [r.run_id for r in await self.store.active_runs(thread.thread_id)]
-                queued = await self.store.count_runs(["pending"])
+                active_ids = (
+                    []
+                    if fresh
+                    else [r.run_id for r in await self.store.active_runs(thread.thread_id)]
+                )
+                queued = (
+                    await self.store.count_runs(["pending"]) if self.admission is not None else 0
+                )
             else:
                 active_ids = [h.run_id for h in self._active(thread.thread_id)]
                 queued = self.queued
@@ -247,8 +257,9 @@ class RunManager:
         record = handle.record
         handle.status = "running"
         set_queue_depth("runs", self.queued)
-        await self.store.set_run_status(record.run_id, "running", attempt=record.attempt + 1)
-        await self.store.update_thread(record.thread_id, status="busy")
+        await self.store.set_run_status(
+            record.run_id, "running", attempt=record.attempt + 1, thread=(record.thread_id, "busy")
+        )
         config = self.agent.config(record.thread_id)
         config["configurable"]["run_id"] = record.run_id
         if body.checkpoint_ref:
@@ -277,8 +288,8 @@ class RunManager:
                     observer.on_update(chunk)
                 if mode in wanted:
                     await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
-            observer.finish(await self.agent.result(record.thread_id))
-        snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+            snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+            observer.finish(self.agent.result_of(snapshot, record.thread_id))
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
@@ -293,17 +304,28 @@ class RunManager:
         thread_status = {"success": "idle", "error": "error"}.get(status, "idle")
         if status == "interrupted" and handle.cancel_reason is None:
             thread_status = "interrupted"
-        await asyncio.shield(self.store.set_run_status(record.run_id, status, error=error))
-        if not [h for h in self._active(record.thread_id) if h is not handle]:
-            await asyncio.shield(self.store.update_thread(record.thread_id, status=thread_status))
+        alone = not [h for h in self._active(record.thread_id) if h is not handle]
+        await asyncio.shield(
+            self.store.set_run_status(
+                record.run_id,
+                status,
+                error=error,
+                thread=(record.thread_id, thread_status) if alone else None,
+            )
+        )
         await self._emit(handle, "end", {"run_id": record.run_id, "status": status})
 
-    async def execute_job(self, run_id: str) -> None:
-        """A worker's share: run (or continue) the queued run `run_id` to its end."""
-        found = await self.store.get_run_any(run_id)
-        if found is None:
-            return
-        async with self.fence(found.thread_id):
+    async def execute_job(self, run_id: str, thread_id: str | None = None) -> None:
+        """A worker's share: run (or continue) the queued run `run_id` to its end.
+
+        `thread_id` is the job's lock when the queue knows it (saves a read).
+        """
+        if thread_id is None:
+            found = await self.store.get_run_any(run_id)
+            if found is None:
+                return
+            thread_id = found.thread_id
+        async with self.fence(thread_id):
             record = await self.store.get_run_any(run_id)  # as it is now that we hold the thread
             if record is None or record.status not in ACTIVE_RUN_STATUSES:
                 return  # cancelled before it started, deleted, or already done
@@ -325,11 +347,14 @@ class RunManager:
         """How to (re)start a run: from its input, or from the checkpoint it reached."""
         body = RunCreate.model_validate(record.kwargs)
         principal = Principal(record.tenant_id, str(record.kwargs.get("role", "admin")))
-        snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
-        started = (snapshot.values or {}).get("run_id") == record.run_id
+        started = False
+        if record.attempt:  # an attempt began: its input may be in the thread's state
+            snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+            started = (snapshot.values or {}).get("run_id") == record.run_id
         if started and not snapshot.next:
-            await self.store.set_run_status(record.run_id, "success")
-            await self.store.update_thread(record.thread_id, status="idle")
+            await self.store.set_run_status(
+                record.run_id, "success", thread=(record.thread_id, "idle")
+            )
             return None
         try:
             graph_input: Any = (
@@ -356,15 +381,18 @@ class RunManager:
                 return result
             return await self.thread_values(handle.record.thread_id)
         try:
+            status = None
             if self.events is not None:
-                async for event, _ in self.events.read(
+                async for event, data in self.events.read(
                     handle.run_id, ended=lambda: self._ended(handle.run_id)
                 ):
                     if event == "end":
+                        status = data.get("status") if isinstance(data, dict) else None
                         break
-            record = await self._until_done(handle.run_id)
-            if record is not None and record.status == "error":
-                return {"__error__": {"error": "RunError", "message": record.error or ""}}
+            if status is None or status == "error":  # the record says how (and why) it ended
+                record = await self._until_done(handle.run_id)
+                if record is not None and record.status == "error":
+                    return {"__error__": {"error": "RunError", "message": record.error or ""}}
             return await self.thread_values(handle.record.thread_id)
         finally:
             await self._drop_temporary(handle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +19,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from keel.config import Settings
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 ACTIVE_RUN_STATUSES = ("pending", "running")
+PING_IDLE_S = 1.0
+"""A pooled connection idle for longer is pinged before use (a busy pool pings nothing)."""
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x6B65656C  # "keel"
 
@@ -64,6 +67,31 @@ def _async_url(url: str) -> str:
     raise ConfigError(
         f"KEEL_SERVICE__DB_URL: expected sqlite:///path or postgresql://…, got {url!r}"
     )
+
+
+def ping_idle_connections(engine: AsyncEngine, idle_s: float = PING_IDLE_S) -> None:
+    """Check a connection at checkout only when it sat idle for `idle_s` or more.
+
+    SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout; a connection
+    handed back moments ago is alive, and one the server dropped meanwhile still gets
+    caught: the pool replaces it and retries with a fresh one.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["keel_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("keel_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            alive = engine.sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("the connection failed its ping")
 
 
 def now() -> datetime:
@@ -150,14 +178,17 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        """Transactions: statements that must commit together, and migrations."""
+        self._auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+        """Single statements: one round trip each, no BEGIN / COMMIT around them."""
 
     @classmethod
     def open(cls, url: str) -> Store:
-        return cls(
-            create_async_engine(_async_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
-            if not url.startswith("sqlite")
-            else create_async_engine(_async_url(url), pool_pre_ping=True)
-        )
+        if url.startswith("sqlite"):
+            return cls(create_async_engine(_async_url(url), pool_pre_ping=True))
+        engine = create_async_engine(_async_url(url), pool_size=5, max_overflow=5)
+        ping_idle_connections(engine)
+        return cls(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -177,7 +208,7 @@ class Store:
             await conn.run_sync(upgrade)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     # threads ---------------------------------------------------------------------------
@@ -188,7 +219,7 @@ class Store:
         """Insert a thread; None when the id is already taken (by anyone)."""
         at = now()
         try:
-            async with self.engine.begin() as conn:
+            async with self._auto.begin() as conn:
                 await conn.execute(
                     threads.insert().values(
                         thread_id=thread_id,
@@ -204,7 +235,7 @@ class Store:
         return ThreadRecord(thread_id, tenant_id, "idle", metadata, at, at)
 
     async def get_thread(self, thread_id: str, tenant_id: str) -> ThreadRecord | None:
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             row = (
                 await conn.execute(
                     select(threads).where(
@@ -230,7 +261,7 @@ class Store:
         if ids:
             query = query.where(threads.c.thread_id.in_(list(ids)))
         query = query.order_by(threads.c.created_at.desc())
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             rows = (await conn.execute(query)).all()
         found = [_thread(r) for r in rows]
         if metadata:
@@ -249,7 +280,7 @@ class Store:
             values["status"] = status
         if metadata is not None:
             values["metadata"] = metadata
-        async with self.engine.begin() as conn:
+        async with self._auto.begin() as conn:
             await conn.execute(
                 update(threads).where(threads.c.thread_id == thread_id).values(**values)
             )
@@ -267,7 +298,7 @@ class Store:
     # runs ------------------------------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self._auto.begin() as conn:
             await conn.execute(
                 runs.insert().values(
                     run_id=record.run_id,
@@ -286,7 +317,7 @@ class Store:
             )
 
     async def get_run(self, run_id: str, thread_id: str, tenant_id: str) -> RunRecord | None:
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             row = (
                 await conn.execute(
                     select(runs).where(
@@ -300,7 +331,7 @@ class Store:
 
     async def get_run_any(self, run_id: str) -> RunRecord | None:
         """A run by id alone (for workers and the queue, which act for every tenant)."""
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             row = (await conn.execute(select(runs).where(runs.c.run_id == run_id))).first()
         return _run(row) if row else None
 
@@ -317,7 +348,7 @@ class Store:
         if status:
             query = query.where(runs.c.status == status)
         query = query.order_by(runs.c.created_at.desc()).limit(limit).offset(offset)
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             return [_run(r) for r in (await conn.execute(query)).all()]
 
     async def active_runs(self, thread_id: str) -> list[RunRecord]:
@@ -327,11 +358,11 @@ class Store:
             .where(runs.c.thread_id == thread_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
             .order_by(runs.c.created_at)
         )
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             return [_run(r) for r in (await conn.execute(query)).all()]
 
     async def delete_run(self, run_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._auto.begin() as conn:
             await conn.execute(delete(runs).where(runs.c.run_id == run_id))
 
     async def runs_to_recover(self) -> list[RunRecord]:
@@ -339,24 +370,51 @@ class Store:
         query = (
             select(runs).where(runs.c.status.in_(ACTIVE_RUN_STATUSES)).order_by(runs.c.created_at)
         )
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             return [_run(r) for r in (await conn.execute(query)).all()]
 
     async def count_runs(self, statuses: Sequence[str]) -> int:
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             found = await conn.execute(
                 select(func.count()).select_from(runs).where(runs.c.status.in_(list(statuses)))
             )
         return int(found.scalar_one())
 
     async def set_run_status(
-        self, run_id: str, status: str, *, error: str | None = None, attempt: int | None = None
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        attempt: int | None = None,
+        thread: tuple[str, str] | None = None,
     ) -> None:
-        values: dict[str, Any] = {"status": status, "updated_at": now(), "error": error}
+        """Set a run's status; with `thread` (id, status), its thread's status too.
+
+        On Postgres both go in one statement (the run's update as a CTE); elsewhere in
+        one transaction.
+        """
+        at = now()
+        values: dict[str, Any] = {"status": status, "updated_at": at, "error": error}
         if attempt is not None:
             values["attempt"] = attempt
+        run_update = update(runs).where(runs.c.run_id == run_id).values(**values)
+        if thread is None:
+            async with self._auto.connect() as conn:
+                await conn.execute(run_update)
+            return
+        thread_update = (
+            update(threads)
+            .where(threads.c.thread_id == thread[0])
+            .values(status=thread[1], updated_at=at)
+        )
+        if self.engine.dialect.name == "postgresql":
+            async with self._auto.connect() as conn:
+                await conn.execute(thread_update.add_cte(run_update.cte("run_update")))
+            return
         async with self.engine.begin() as conn:
-            await conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+            await conn.execute(run_update)
+            await conn.execute(thread_update)
 
     # tenants and keys ------------------------------------------------------------------
 
@@ -383,7 +441,7 @@ class Store:
 
     async def find_key(self, secret: str) -> ApiKey | None:
         """The live key with this secret, if any."""
-        async with self.engine.connect() as conn:
+        async with self._auto.connect() as conn:
             row = (
                 await conn.execute(
                     select(api_keys).where(
@@ -397,7 +455,7 @@ class Store:
         return ApiKey(m["key_id"], m["tenant_id"], m["role"], _aware(m["created_at"]))
 
     async def revoke_key(self, key_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._auto.begin() as conn:
             done = await conn.execute(
                 update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))

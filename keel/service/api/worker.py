@@ -116,9 +116,9 @@ async def run_worker(
             )
             app = make_queue_app(db_url)
 
-            @app.task(name=TASK, queue=QUEUE, retry=RETRY)
-            async def execute_run(run_id: str) -> None:
-                await manager.execute_job(run_id)
+            @app.task(name=TASK, queue=QUEUE, retry=RETRY, pass_context=True)
+            async def execute_run(context: procrastinate.JobContext, run_id: str) -> None:
+                await manager.execute_job(run_id, context.job.lock)
 
             async with app.open_async():
                 reaper = asyncio.create_task(
