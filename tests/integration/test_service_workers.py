@@ -110,6 +110,8 @@ async def test_runs_execute_on_workers_through_the_sdk(distributed: dict[str, An
             tid = (await client.threads.create())["thread_id"]
             values = await asyncio.wait_for(client.runs.wait(tid, "agent", input=USER), 60)
             assert "Their total revenue was $" in values["outcome"]["output"]
+            # the worker's end event carries the values: they are the thread's checkpoint
+            assert values == (await client.threads.get_state(tid))["values"]
             parts = [
                 p
                 async for p in client.runs.stream(
@@ -117,6 +119,7 @@ async def test_runs_execute_on_workers_through_the_sdk(distributed: dict[str, An
                 )
             ]
             assert parts[0].event == "metadata" and parts[-1].event == "end"
+            assert "values" not in (parts[-1].data or {}), "streams do not repeat the values"
             nodes = [next(iter(p.data)) for p in parts if p.event == "updates"]
             assert nodes[-2:] == ["reason", "finish"] and "act" in nodes
             run = await client.runs.create(tid, "agent", input={"question": "hello"})

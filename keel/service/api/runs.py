@@ -40,6 +40,9 @@ log = structlog.get_logger("keel.service.runs")
 
 CONTROL_EVENTS = ("metadata", "end", "error")
 """Events every run reports, streamed or not."""
+END_VALUES = "values"
+"""A worker's `end` event carries the run's final values under this key, so the API answers
+`wait` / `join` without reading the thread's checkpoint again; streams drop it."""
 
 
 class RunManager:
@@ -196,12 +199,15 @@ class RunManager:
 
     # execution -------------------------------------------------------------------------
 
-    async def _emit(self, handle: RunHandle, event: str, data: Any) -> None:
+    async def _emit(
+        self, handle: RunHandle, event: str, data: Any, *, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Tell the run's streams; `extra` fields go only to other processes (see `END_VALUES`)."""
         if not handle.modes and event not in CONTROL_EVENTS:
             return  # nobody streams this run: only its outcome is told
         handle.emit(event, data)
         if self.worker and self.events is not None:
-            await self.events.publish(handle.run_id, event, data)
+            await self.events.publish(handle.run_id, event, {**data, **extra} if extra else data)
 
     async def _execute(
         self,
@@ -313,7 +319,13 @@ class RunManager:
                 thread=(record.thread_id, thread_status) if alone else None,
             )
         )
-        await self._emit(handle, "end", {"run_id": record.run_id, "status": status})
+        values = handle.result if status != "error" and self.worker else None
+        await self._emit(
+            handle,
+            "end",
+            {"run_id": record.run_id, "status": status},
+            extra={END_VALUES: jsonable(values)} if values else None,
+        )
 
     async def execute_job(self, run_id: str, thread_id: str | None = None) -> None:
         """A worker's share: run (or continue) the queued run `run_id` to its end.
@@ -381,18 +393,21 @@ class RunManager:
                 return result
             return await self.thread_values(handle.record.thread_id)
         try:
-            status = None
+            end: dict[str, Any] = {}
             if self.events is not None:
                 async for event, data in self.events.read(
                     handle.run_id, ended=lambda: self._ended(handle.run_id)
                 ):
                     if event == "end":
-                        status = data.get("status") if isinstance(data, dict) else None
+                        end = data if isinstance(data, dict) else {}
                         break
-            if status is None or status == "error":  # the record says how (and why) it ended
+            if end.get("status") in (None, "error"):  # the record says how (and why) it ended
                 record = await self._until_done(handle.run_id)
                 if record is not None and record.status == "error":
                     return {"__error__": {"error": "RunError", "message": record.error or ""}}
+            if isinstance(end.get(END_VALUES), dict):
+                values: dict[str, Any] = end[END_VALUES]
+                return values
             return await self.thread_values(handle.record.thread_id)
         finally:
             await self._drop_temporary(handle)
@@ -414,11 +429,14 @@ class RunManager:
             yield "metadata", {"run_id": handle.run_id, "attempt": 1}
             if self.events is not None:
                 ended = False
-                async for item in self.events.read(
+                async for event, data in self.events.read(
                     handle.run_id, ended=lambda: self._ended(handle.run_id)
                 ):
-                    ended = ended or item[0] == "end"
-                    yield item
+                    if event == "end":
+                        ended = True
+                        if isinstance(data, dict):
+                            data = {k: v for k, v in data.items() if k != END_VALUES}
+                    yield event, data
                 if not ended:
                     record = await self.store.get_run_any(handle.run_id)
                     status = record.status if record else "error"
