@@ -14,11 +14,13 @@ and the extra call would cost money.
 from __future__ import annotations
 
 import json
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from nodes._records import text_of
+from tools.calculator import format_number
 
 __all__ = ["COMPOSE_SYSTEM", "ComposeMode", "compose_prompt", "should_compose"]
 
@@ -33,6 +35,7 @@ COMPOSE_REQUEST = (
     "it asks for."
 )
 _MAX_RESULT_CHARS = 2000
+_ASKS_FOR_TOTAL = re.compile(r"\b(total|sum|altogether|in all|combined)\b", re.IGNORECASE)
 
 
 def should_compose(mode: ComposeMode, model_spec: str) -> bool:
@@ -50,10 +53,37 @@ def _call_text(name: str, args: object) -> str:
     return f"{name}: {json.dumps(args, ensure_ascii=False, default=str)}"
 
 
+def column_sums(result: str) -> list[str]:
+    """`sum of <column> over these N rows: X` for each all-numeric column of a table result.
+
+    Only for a complete result (`sql_query`'s shape, not truncated) of at least two rows.
+    """
+    try:
+        table: Any = json.loads(result)
+    except ValueError:
+        return []
+    if not isinstance(table, dict) or table.get("truncated"):
+        return []
+    columns, rows = table.get("columns"), table.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list) or len(rows) < 2:
+        return []
+    if not all(isinstance(row, list) and len(row) == len(columns) for row in rows):
+        return []
+    sums = []
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            total = format_number(sum(values))
+            sums.append(f"sum of {column} over these {len(rows)} rows: {total}")
+    return sums
+
+
 def _steps(messages: list[BaseMessage], question: str) -> list[str]:
     """`call → result` lines for the tools run since the question was asked, in order.
 
     Failed calls are left out: their errors were for the model to correct, not to report.
+    When the question asks for a total, a table result is followed by its column sums: the
+    0.5B model, given three revenues and asked for their total, wrote one of the three.
     """
     start = 0
     for index in range(len(messages) - 1, -1, -1):
@@ -63,6 +93,7 @@ def _steps(messages: list[BaseMessage], question: str) -> list[str]:
             break
     calls: dict[str, str] = {}
     lines: list[str] = []
+    step = 0
     for message in messages[start:]:
         if isinstance(message, AIMessage):
             for tool_call in message.tool_calls:
@@ -70,9 +101,12 @@ def _steps(messages: list[BaseMessage], question: str) -> list[str]:
         elif isinstance(message, ToolMessage) and message.status != "error":
             call = calls.get(message.tool_call_id) or message.name or "tool"
             result = text_of(message.content)
+            sums = column_sums(result) if _ASKS_FOR_TOTAL.search(question) else []
             if len(result) > _MAX_RESULT_CHARS:
                 result = result[:_MAX_RESULT_CHARS] + " …(cut)"
-            lines.append(f"{len(lines) + 1}. {call}\n   result: {result}")
+            step += 1
+            lines.append(f"{step}. {call}\n   result: {result}")
+            lines += [f"   {line}" for line in sums]
     return lines
 
 

@@ -74,10 +74,18 @@ def _sum_example(messages: list[BaseMessage]) -> str:
     return ""
 
 
-def check_grounded(answer: str, messages: Iterable[BaseMessage], system_prompt: str) -> None:
-    """Raise `MalformedOutputError` naming the answer's unsupported numbers, if any."""
+def check_grounded(
+    answer: str,
+    messages: Iterable[BaseMessage],
+    system_prompt: str,
+    extra_sources: Iterable[str] = (),
+) -> None:
+    """Raise `MalformedOutputError` naming the answer's unsupported numbers, if any.
+
+    `extra_sources` are other texts the model was shown (the compose prompt's column sums).
+    """
     history = list(messages)
-    sources = [system_prompt]
+    sources = [system_prompt, *extra_sources]
     sources += [text_of(m.content) for m in history if isinstance(m, ToolMessage | HumanMessage)]
     missing = ungrounded_numbers(answer, sources)
     if missing:

@@ -134,7 +134,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
                 draft_rows = [composed.draft_row(state, ms, cost)]
                 decision, usage = composed.decision, add_usage(usage, composed.usage)
                 ms, cost = composed.ms, composed.cost
-                _check_answer(decision, state, ctx, prompt)
+                _check_answer(decision, state, ctx, prompt, composed.shown)
     except MalformedOutputError as exc:
         repairs = state.get("repair_attempt", 0) + 1
         record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)
@@ -210,11 +210,16 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
 
 
 def _check_answer(
-    decision: Decision, state: AgentState, ctx: AgentContext, prompt: list[BaseMessage]
+    decision: Decision,
+    state: AgentState,
+    ctx: AgentContext,
+    prompt: list[BaseMessage],
+    shown: str = "",
 ) -> None:
     """The grounding check of a final answer (raises `MalformedOutputError`)."""
     if decision.answer is not None and ctx.settings.grounded_answers and len(ctx.tools):
-        check_grounded(decision.answer, state.get("messages", []), text_of(prompt[0].content))
+        messages = state.get("messages", [])
+        check_grounded(decision.answer, messages, text_of(prompt[0].content), [shown])
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,8 @@ class _Composed:
     ms: float
     cost: dict[str, Any]
     draft: str
+    shown: str
+    """The compose prompt's text: its column sums count as sources for the grounding check."""
 
     def draft_row(self, state: AgentState, ms: float, cost: dict[str, Any]) -> TraceStep:
         return trace_step(state, NODE, ms, signal="compose", thought=self.draft[:500], **cost)
@@ -271,6 +278,7 @@ async def _compose(
         ms=(ctx.timer() - started) * 1000,
         cost={"tokens": usage["total_tokens"], "cost": usage["cost_usd"]},
         draft=draft.answer or "",
+        shown=text_of(prompt[-1].content),
     )
 
 

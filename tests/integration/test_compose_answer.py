@@ -8,12 +8,12 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from keel.testing.scripted import CallInfo, FunctionModel
-from nodes._compose import COMPOSE_SYSTEM, compose_prompt, should_compose
+from nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
 from nodes._records import text_of
 from tools.registry import ToolRegistry, tool
 
 QUESTION = "Which 2 products sold most, and how many in all?"
-ROWS = '{"rows": [["Laptop", 120], ["Tablet", 80]]}'
+ROWS = '{"columns": ["name", "units"], "rows": [["Laptop", 120], ["Tablet", 80]]}'
 
 
 def call(name: str, args: dict[str, Any], cid: str) -> AIMessage:
@@ -55,6 +55,36 @@ def test_prompt_holds_the_question_and_this_turns_good_results_only() -> None:
     assert "1. sql_query: SELECT name, n FROM t\n   result: " + ROWS in body
     assert "2. calculator: 120 + 80\n   result: 200" in body
     assert "999" not in body and "Error" not in body  # other turns and failed calls left out
+
+
+@pytest.mark.parametrize(
+    ("result", "sums"),
+    [
+        (
+            '{"columns": ["name", "revenue", "n"], "rows": [["A", 0.1, 2], ["B", 0.2, 3]],'
+            ' "row_count": 2, "truncated": false}',
+            ["sum of revenue over these 2 rows: 0.3", "sum of n over these 2 rows: 5"],
+        ),
+        ('{"columns": ["n"], "rows": [[7]], "row_count": 1, "truncated": false}', []),
+        ('{"columns": ["n"], "rows": [[1], [2]], "truncated": true}', []),  # partial: no sum
+        ('{"columns": ["n"], "rows": [[1], [null]]}', []),
+        ('{"columns": ["ok"], "rows": [[true], [false]]}', []),
+        ("137246.28", []),
+        ("not json", []),
+    ],
+)
+def test_column_sums(result: str, sums: list[str]) -> None:
+    assert column_sums(result) == sums
+
+
+def test_sums_are_shown_only_when_the_question_asks_for_a_total() -> None:
+    rows = '{"columns": ["name", "n"], "rows": [["Laptop", 120], ["Tablet", 80]]}'
+    history: list[BaseMessage] = [call("sql_query", {"query": "SELECT"}, "c1")]
+    history.append(ToolMessage(rows, tool_call_id="c1"))
+    for question, shown in [("Which sold most?", False), ("What is their total?", True)]:
+        prompt = compose_prompt([HumanMessage(question), *history], question)
+        assert prompt is not None
+        assert ("sum of n over these 2 rows: 200" in text_of(prompt[1].content)) is shown
 
 
 def test_no_prompt_without_tool_results() -> None:
@@ -121,6 +151,19 @@ async def test_failed_compose_call_keeps_the_draft(
     async with agent_factory(model, tools=registry, compose_answers="always") as agent:
         result = await agent.arun(QUESTION)
     assert result.success and result.output == "Laptop sold most."
+
+
+@pytest.mark.asyncio
+async def test_a_shown_column_sum_grounds_the_composed_answer(
+    agent_factory: Any, registry: ToolRegistry
+) -> None:
+    question = "Which products sold, and how many units in total?"
+    model = scripted("Laptop and Tablet.", "Laptop and Tablet: 200 units in total.")
+    async with agent_factory(model, tools=registry, compose_answers="always") as agent:
+        result = await agent.arun(question)
+    assert result.success and result.output == "Laptop and Tablet: 200 units in total."
+    signals = [s["signal"] for s in result.metadata["trace"] if s["node"] == "reason"]
+    assert signals == ["tools", "compose", "answer"]  # 200 is in no tool result, but was shown
 
 
 @pytest.mark.asyncio

@@ -1,5 +1,6 @@
-"""The embedded 0.5B model, for real: `keel run --json` (no API key, no network) answers a
-sample-database question, and the answer is checked against the independently computed truth.
+"""The embedded 0.5B model, for real: `keel run --json` (no API key, no network) answers the
+README's sales question and a count question over the sample database; each answer is checked
+against the independently computed truth.
 
 Slow (a real model on the CPU), but part of the default run.
 """
@@ -17,15 +18,19 @@ import pytest
 
 from bench.eval_questions import is_correct, questions
 from tests.integration.test_local_server import require_weights
+from tests.sales_truth import SALES_QUESTION
 from tools.sample_db import ensure_sample_db
 
 pytestmark = [pytest.mark.slow]
 
 
-QUESTION = "How many completed orders were there last month?"
+COUNT_QUESTION = "How many completed orders were there last month?"
 
 
-def test_keel_run_answers_a_data_question_with_the_local_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("question", [SALES_QUESTION, COUNT_QUESTION])
+def test_keel_run_answers_a_data_question_with_the_local_model(
+    tmp_path: Path, question: str
+) -> None:
     require_weights()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
     home = tmp_path / "home"
@@ -38,7 +43,7 @@ def test_keel_run_answers_a_data_question_with_the_local_model(tmp_path: Path) -
         KEEL_LIMITS__RUN_TIMEOUT_S="1500",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "keel", "run", "--json", QUESTION],
+        [sys.executable, "-m", "keel", "run", "--json", question],
         capture_output=True,
         text=True,
         env=env,
@@ -50,7 +55,7 @@ def test_keel_run_answers_a_data_question_with_the_local_model(tmp_path: Path) -
     assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
     assert result["success"], result
     expected = next(
-        q for q in questions(ensure_sample_db(home), date.today()) if q.text == QUESTION
+        q for q in questions(ensure_sample_db(home), date.today()) if q.text == question
     )
     assert is_correct(result["output"], expected.expected), result["output"]
     actions = [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"]
