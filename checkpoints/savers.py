@@ -118,12 +118,12 @@ def _check(settings: CheckpointPoolSettings) -> Any:
 
 @asynccontextmanager
 async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> AsyncIterator[Storage]:
-    from checkpoints.inline import InlinePostgresSaver
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     pool = make_pool(url, settings)
     await pool.open(wait=True, timeout=settings.timeout_s)
     try:
-        saver = InlinePostgresSaver(pool)
+        saver = AsyncPostgresSaver(pool)
         journal = PostgresJournal(pool)
         await set_up(saver.setup, journal.setup)
         yield Storage("postgres", saver, journal, pool)

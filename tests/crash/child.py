@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from checkpoints.inline import InlinePostgresSaver
 from checkpoints.journal import PostgresJournal
 from keel.config import load_settings
 from keel.service.runner import open_agent
@@ -92,9 +92,9 @@ def _tools(effects: Path) -> Any:
 
 def _patch_storage() -> None:
     """Crash points around checkpoint and journal writes (this process only)."""
-    aput, aput_writes, finish = (  # the saver class `open_storage` builds on Postgres
-        InlinePostgresSaver.aput,
-        InlinePostgresSaver.aput_writes,
+    aput, aput_writes, finish = (
+        AsyncPostgresSaver.aput,
+        AsyncPostgresSaver.aput_writes,
         PostgresJournal.finish,
     )
 
@@ -104,16 +104,18 @@ def _patch_storage() -> None:
         ARM.hit("put_after")
         return out
 
-    async def put_writes(self: Any, *args: Any, **kwargs: Any) -> None:
-        await aput_writes(self, *args, **kwargs)
+    async def put_writes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = await aput_writes(self, *args, **kwargs)
         ARM.hit("writes_after")
+        return out
 
-    async def journal_finish(self: Any, *args: Any, **kwargs: Any) -> None:
-        await finish(self, *args, **kwargs)
+    async def journal_finish(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = await finish(self, *args, **kwargs)
         ARM.hit("journal_after")
+        return out
 
-    InlinePostgresSaver.aput = put  # type: ignore[method-assign]
-    InlinePostgresSaver.aput_writes = put_writes  # type: ignore[method-assign]
+    AsyncPostgresSaver.aput = put  # type: ignore[method-assign]
+    AsyncPostgresSaver.aput_writes = put_writes  # type: ignore[method-assign]
     PostgresJournal.finish = journal_finish  # type: ignore[method-assign]
 
 
