@@ -11,10 +11,16 @@ answer) each wait 200 ms, so a run is eight graph steps and ≥ 0.6 s of model t
 Runs are submitted through the official `langgraph-sdk` client as `runs.wait` on fresh
 threads, `--clients` at a time.
 
+The processes reach Postgres directly (no PgBouncer), so the checkpoint pool uses
+server-side prepared statements (`KEEL_CHECKPOINT_POOL__PREPARE_THRESHOLD=1`).
+
 Reported per setting: runs/s over the measured window, P50/P99 end-to-end latency (the
-client's `wait`), P50/P99 queue wait (procrastinate's `deferred` → `started`), CPU seconds
-per run of the Keel processes (API + workers, from /proc), and, with `--kill`, the runs
-lost after one worker is SIGKILLed a third of the way through (target 0).
+client's `wait`), P50/P99 queue wait (procrastinate's `deferred` → `started`), CPU
+milliseconds per run (from /proc) of the API, of the workers together, of the Postgres
+backends serving the benchmark's database (those connected when the window opens) and of
+this client process, and their total; and,
+with `--kill`, the runs lost after one worker is SIGKILLed a third of the way through
+(target 0).
 """
 
 from __future__ import annotations
@@ -52,16 +58,22 @@ class Result:
     seconds: float
     latencies: list[float]
     queue_waits: list[float]
-    cpu_s: float
+    cpu_s: dict[str, float]
+    """CPU seconds over the window: `api`, `workers`, `postgres`, `client`."""
 
     def row(self) -> str:
         lat, qw = sorted(self.latencies), sorted(self.queue_waits)
+        ms = {k: 1000 * v / max(1, self.ok) for k, v in self.cpu_s.items()}
+        parts = " / ".join(f"{ms[k]:.1f}" for k in CPU_PARTS)
         return (
             f"| {self.workers} | {self.runs} | {self.ok / self.seconds:.1f} | "
             f"{_pct(lat, 50):.2f} / {_pct(lat, 99):.2f} | "
             f"{_pct(qw, 50):.2f} / {_pct(qw, 99):.2f} | "
-            f"{1000 * self.cpu_s / max(1, self.ok):.0f} | {self.lost} |"
+            f"{parts} | {sum(ms.values()):.0f} | {self.lost} |"
         )
+
+
+CPU_PARTS = ("api", "workers", "postgres", "client")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -82,6 +94,18 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def _backends(db_url: str) -> list[int]:
+    """The Postgres backends connected to the benchmark's database."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        return [int(r[0]) for r in conn.execute(sql) if r[0] != conn.info.backend_pid]
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,6 +124,7 @@ class Deployment:
             KEEL_HOME=str(workdir / "home"),
             KEEL_MODEL="scripted:sales@200ms",
             KEEL_CHECKPOINT_URL=db_url,
+            KEEL_CHECKPOINT_POOL__PREPARE_THRESHOLD="1",
             KEEL_REDIS_URL=REDIS,
             KEEL_REDIS_PREFIX=f"keelbench:{uuid.uuid4().hex[:8]}",
             KEEL_SERVICE__QUEUE="procrastinate",
@@ -215,11 +240,30 @@ def run_setting(workers: int, runs: int, clients: int, concurrency: int, kill: b
                 victim.send_signal(signal.SIGKILL)
                 killed.append(victim.pid)
 
-        cpu0 = _cpu_seconds(deployment.pids)
+        assert deployment.api is not None
+        api, backends = [deployment.api.pid], _backends(db_url)
+        workers_before = {w.pid: _cpu_seconds([w.pid]) for w in deployment.workers}
+        before = {"api": _cpu_seconds(api), "postgres": _cpu_seconds(backends)}
+        client_before = _own_cpu()
         latencies, ok, seconds = asyncio.run(_load(deployment.url, runs, clients, kill_one))
-        cpu = _cpu_seconds([p for p in deployment.pids if p not in killed]) - cpu0
+        cpu = {
+            "api": _cpu_seconds(api) - before["api"],
+            # a killed worker's CPU is gone with its /proc entry: the survivors' only
+            "workers": sum(
+                _cpu_seconds([pid]) - at for pid, at in workers_before.items() if pid not in killed
+            ),
+            "postgres": _cpu_seconds(backends) - before["postgres"],
+            "client": _own_cpu() - client_before,
+        }
         return Result(
-            workers, runs, ok, runs - ok, seconds, latencies, _queue_waits(db_url), max(cpu, 0)
+            workers,
+            runs,
+            ok,
+            runs - ok,
+            seconds,
+            latencies,
+            _queue_waits(db_url),
+            {k: max(v, 0.0) for k, v in cpu.items()},
         )
     finally:
         deployment.stop()
@@ -237,9 +281,10 @@ def main() -> None:
     parser.add_argument("--kill", action="store_true", help="SIGKILL one worker mid-load")
     args = parser.parse_args()
     print(
-        "| workers | runs | runs/s | e2e P50 / P99 s | queue wait P50 / P99 s | CPU ms/run | lost |"
+        "| workers | runs | runs/s | e2e P50 / P99 s | queue wait P50 / P99 s "
+        "| CPU ms/run API / workers / Postgres / client | total | lost |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for w in args.workers:
         result = run_setting(w, args.runs, args.clients, args.concurrency, args.kill)
         print(result.row(), flush=True)
