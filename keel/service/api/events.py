@@ -40,13 +40,16 @@ class RedisEvents:
         self,
         run_id: str,
         *,
-        block_ms: int = 1000,
+        block_ms: int = 3000,
         ended: Callable[[], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Every event of the run from the first, until `end`.
 
         `ended` is asked whenever nothing arrived for `block_ms`: a run that ended without
-        an `end` event here (cancelled before it started) stops the read too.
+        an `end` event here stops the read too. Workers and cancellations publish `end` for
+        every run they end, so this is the fallback (a lost process), not a status poll:
+        asking every second cost a database read per second per waiting client. It stays
+        under redis-py's 5 s socket timeout, which a blocked read counts against.
         """
         key, last = self._key(run_id), "0"
         while True:

@@ -355,6 +355,11 @@ class RunManager:
                 temporary=bool(record.kwargs.get("delete_after")),
             )
 
+    async def _published_end(self, run_id: str, status: str) -> None:
+        """Tell other processes a run ended that never got a handle here."""
+        if self.worker and self.events is not None:
+            await self.events.publish(run_id, "end", {"run_id": run_id, "status": status})
+
     async def _plan(self, record: RunRecord) -> tuple[RunHandle, Any, RunCreate, Principal] | None:
         """How to (re)start a run: from its input, or from the checkpoint it reached."""
         body = RunCreate.model_validate(record.kwargs)
@@ -367,6 +372,7 @@ class RunManager:
             await self.store.set_run_status(
                 record.run_id, "success", thread=(record.thread_id, "idle")
             )
+            await self._published_end(record.run_id, "success")
             return None
         try:
             graph_input: Any = (
@@ -376,6 +382,7 @@ class RunManager:
             )
         except Unprocessable as exc:
             await self.store.set_run_status(record.run_id, "error", error=exc.message)
+            await self._published_end(record.run_id, "error")
             return None
         streamed = bool(record.kwargs.get("stream")) or not self.worker
         handle = RunHandle(record=record, modes=body.modes if streamed else [])
