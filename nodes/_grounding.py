@@ -21,10 +21,12 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from keel.errors import ErrorCode, MalformedOutputError
 from nodes._records import text_of
 
-__all__ = ["check_grounded", "ungrounded_numbers"]
+__all__ = ["check_grounded", "check_no_unrun_query", "ungrounded_numbers"]
 
 _NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 _SMALL = 100
+_SQL_STATEMENT = re.compile(r"\bSELECT\b[\s\S]*?\bFROM\b")
+_ASKS_FOR_SQL = re.compile(r"\b(sql|query|queries)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -95,4 +97,21 @@ def check_grounded(
             f"{_sum_example(history)} Then answer the whole question again, with every name "
             "and number it asks for, exactly as the results give them.",
             code=ErrorCode.UNGROUNDED_ANSWER,
+        )
+
+
+def check_no_unrun_query(answer: str, question: str, tool_names: Iterable[str]) -> None:
+    """Raise `MalformedOutputError` when the answer quotes a SQL query instead of its result.
+
+    The 1.5B local model answered "How many completed orders were there last month?" with the
+    right query and "you can use the following SQL query" instead of calling `sql_query`.
+    Not applied when the question itself asks about SQL or queries, or when no `sql_query`
+    tool is bound.
+    """
+    if "sql_query" not in tool_names or _ASKS_FOR_SQL.search(question):
+        return
+    if _SQL_STATEMENT.search(answer):
+        raise MalformedOutputError(
+            "your answer contains a SQL query instead of its result. Run the query with the "
+            "sql_query tool, then answer the question with the rows it returns."
         )

@@ -27,7 +27,7 @@ from keel.errors import (
 from keel.resilience import classify_model_error
 from keel.types import AgentState, TraceStep, UsageTotals, add_usage
 from nodes._compose import compose_prompt, should_compose
-from nodes._grounding import check_grounded
+from nodes._grounding import check_grounded, check_no_unrun_query
 from nodes._interpret import Decision, interpret
 from nodes._prompt import build_prompt, repair_exchange
 from nodes._records import NO_USAGE, error_record, text_of, trace_step
@@ -218,6 +218,7 @@ def _check_answer(
 ) -> None:
     """The grounding check of a final answer (raises `MalformedOutputError`)."""
     if decision.answer is not None and ctx.settings.grounded_answers and len(ctx.tools):
+        check_no_unrun_query(decision.answer, state.get("question", ""), ctx.tools.names())
         messages = state.get("messages", [])
         check_grounded(decision.answer, messages, text_of(prompt[0].content), [shown])
 

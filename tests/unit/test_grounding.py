@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from keel.errors import ErrorCode, MalformedOutputError
-from nodes._grounding import check_grounded, ungrounded_numbers
+from nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
 
 ROWS = '{"rows": [["Laptop Basic", 99625.22], ["Design Suite Pro", 19572.84]]}'
 
@@ -50,3 +50,26 @@ def test_sources_are_tool_results_questions_and_the_system_prompt() -> None:
         check_grounded("It was 777.5", messages, "")  # only in the model's own tool call
     assert info.value.code == ErrorCode.UNGROUNDED_ANSWER
     assert "777.5" in info.value.message and "calculator" in info.value.message
+
+
+TOOLS = ["sql_query", "calculator"]
+QUOTED = "You can use:\n```sql\nSELECT COUNT(*) FROM orders WHERE status = 'completed';\n```"
+
+
+def test_an_answer_quoting_a_query_instead_of_running_it_is_rejected() -> None:
+    with pytest.raises(MalformedOutputError) as info:
+        check_no_unrun_query(QUOTED, "How many completed orders?", TOOLS)
+    assert "sql_query" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "tools"),
+    [
+        ("There were 163 completed orders.", "How many completed orders?", TOOLS),
+        (QUOTED, "Which SQL query counts completed orders?", TOOLS),  # asked for SQL
+        (QUOTED, "How many completed orders?", ["calculator"]),  # nothing could run it
+        ("Select the largest one from the list: 12.", "Which is largest?", TOOLS),
+    ],
+)
+def test_answers_that_may_mention_queries(answer: str, question: str, tools: list[str]) -> None:
+    check_no_unrun_query(answer, question, tools)
