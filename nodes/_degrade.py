@@ -24,7 +24,7 @@ from keel.resilience.degrade import (
     tier_candidates,
 )
 from keel.types import AgentState, UsageTotals
-from nodes._grounding import check_grounded
+from nodes._grounding import check_grounded, check_no_unrun_query
 from nodes._records import NO_USAGE, text_of, trace_step
 from nodes._resilience import guard_model_call
 from nodes.context import AgentContext
@@ -165,6 +165,7 @@ async def direct_answer(
         return None, usage, "the reply was empty, cut off, or asked for a tool"
     if ctx.settings.grounded_answers:
         try:
+            check_no_unrun_query(text, state.get("question", ""), ctx.tools.names())
             check_grounded(text, state.get("messages", []), text_of(prompt[0].content))
         except MalformedOutputError as exc:
             return None, usage, f"the direct answer was not grounded: {exc.message}"

@@ -393,3 +393,19 @@ async def test_a_direct_answer_must_be_grounded_too(
         assert result.error_code == ErrorCode.MALFORMED_OUTPUT
         last = [s for s in result.metadata["trace"] if s["node"] == "fallback"][-1]
         assert "not grounded" in last["observation"] and "12,345.67" in last["observation"]
+
+
+async def test_a_direct_answer_quoting_a_query_fails_cleanly(agent_factory: Any) -> None:
+    """A no-tools answer that only shows the SQL to run is not an answer."""
+
+    @tool(name="sql_query")
+    def sql(query: str) -> str:
+        """Run a read-only query."""
+        return "[]"
+
+    model = ScriptedModel(["", "", "", "Use:\nSELECT SUM(total) FROM orders WHERE month = 10"])
+    async with agent_factory(model, tools=ToolRegistry.of([sql])) as agent:
+        result = await agent.arun("What was the revenue last month?")
+    assert not result.success and result.error_code == ErrorCode.MALFORMED_OUTPUT
+    last = [s for s in result.metadata["trace"] if s["node"] == "fallback"][-1]
+    assert "SQL query instead of its result" in last["observation"]
