@@ -1,8 +1,9 @@
 """The `calculator` tool: arithmetic on a parsed syntax tree, never `eval`.
 
 The expression is parsed with `ast.parse(mode="eval")` and walked by a small interpreter
-that knows numbers, + - * / // % **, unary +/-, parentheses and the functions abs, round,
-min, max and sqrt called by name. Everything else is refused with a message the model can
+that knows numbers, + - * / // % ** (`^` is read as `**`, as calculators do; both local
+models wrote `2^20`), unary +/-, parentheses and the functions abs, round, min, max and sqrt
+called by name. Everything else is refused with a message the model can
 act on. Sizes are bounded so that `9**9**9` or `10**100000` is refused instead of hanging.
 """
 
@@ -46,7 +47,7 @@ _UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
     ast.USub: operator.neg,
 }
 _FUNCTIONS = ("abs", "round", "min", "max", "sqrt")
-_HELP = "use numbers, + - * / // % **, parentheses and abs, round, min, max, sqrt"
+_HELP = "use numbers, + - * / // % ** (or ^), parentheses and abs, round, min, max, sqrt"
 
 
 def _refuse(message: str) -> ToolInputError:
@@ -66,7 +67,7 @@ def evaluate(expression: str) -> Number:
     if _SQL_START.match(expression):
         raise _refuse("this is SQL, not arithmetic: run SQL with the sql_query tool instead")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = ast.parse(expression.strip().replace("^", "**"), mode="eval")
     except (SyntaxError, ValueError) as exc:
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise _refuse(f"not a valid expression ({reason})") from exc
@@ -173,6 +174,7 @@ def calculator(
 ) -> str:
     """Evaluate an arithmetic expression and return the result.
 
-    Supports + - * / // % ** and parentheses, and the functions abs, round, min, max, sqrt.
+    Supports + - * / // % ** (^ also means power) and parentheses, and the functions abs,
+    round, min, max, sqrt.
     """
     return format_number(evaluate(expression))

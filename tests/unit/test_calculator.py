@@ -36,6 +36,8 @@ async def run(expression: str) -> str:
         ("-7 // 2", "-4"),
         ("-7 % 3", "2"),
         ("2 ** 10", "1024"),
+        ("2^20", "1048576"),  # ^ is power, as on calculators (not Python's xor)
+        ("2^3 + 1", "9"),  # with power's precedence
         ("2 ** -2", "0.25"),
         ("-3 ** 2", "-9"),
         ("(-3) ** 2", "9"),
