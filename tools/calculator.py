@@ -170,7 +170,7 @@ def format_number(value: Number) -> str:
 
 @tool(idempotent=True, cacheable=True)
 def calculator(
-    expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL).")],
+    expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL), like (2 + 3) * 4.")],
 ) -> str:
     """Evaluate an arithmetic expression and return the result.
 
