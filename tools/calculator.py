@@ -47,7 +47,7 @@ _UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
     ast.USub: operator.neg,
 }
 _FUNCTIONS = ("abs", "round", "min", "max", "sqrt")
-_HELP = "use numbers, + - * / // % ** (or ^), parentheses and abs, round, min, max, sqrt"
+_HELP = "use numbers, + - * / // % **, parentheses and abs, round, min, max, sqrt"
 
 
 def _refuse(message: str) -> ToolInputError:
@@ -170,11 +170,10 @@ def format_number(value: Number) -> str:
 
 @tool(idempotent=True, cacheable=True)
 def calculator(
-    expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL), like (2 + 3) * 4.")],
+    expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL).")],
 ) -> str:
     """Evaluate an arithmetic expression and return the result.
 
-    Supports + - * / // % ** (^ also means power) and parentheses, and the functions abs,
-    round, min, max, sqrt.
+    Supports + - * / // % ** and parentheses, and the functions abs, round, min, max, sqrt.
     """
     return format_number(evaluate(expression))
