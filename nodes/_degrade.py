@@ -9,7 +9,6 @@ what was tried and why.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -26,7 +25,7 @@ from keel.resilience.degrade import (
 from keel.types import AgentState, UsageTotals
 from nodes._grounding import check_grounded, check_no_unrun_query
 from nodes._records import NO_USAGE, text_of, trace_step
-from nodes._resilience import guard_model_call
+from nodes._resilience import invoke_model_guarded
 from nodes.context import AgentContext
 
 __all__ = ["DIRECT_ANSWER_PROMPT", "direct_answer", "plan_degradation", "switch_tier"]
@@ -152,9 +151,13 @@ async def direct_answer(
     active = ctx.with_tier(tier)
     prompt = _direct_prompt(state, active)
     try:
-        async with guard_model_call(active, prompt, state["deadline"]):
-            budget = min(ctx.settings.limits.model_timeout_s, state["deadline"] - ctx.clock())
-            reply = await asyncio.wait_for(active.model.ainvoke(prompt), max(budget, 0.001))
+        reply = await invoke_model_guarded(
+            active,
+            active.model,
+            prompt,
+            state["deadline"],
+            ctx.settings.limits.model_timeout_s,
+        )
     except Exception as exc:
         if is_control_flow(exc):
             raise

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from keel.errors import ErrorCode
@@ -24,6 +26,7 @@ __all__ = [
     "calls_to_run",
     "guard_model_call",
     "guard_tool_call",
+    "invoke_model_guarded",
     "next_retry_delay",
     "observe_tool_retry",
     "retry_wait",
@@ -53,6 +56,19 @@ async def guard_model_call(
         lease_s=ctx.settings.limits.model_timeout_s + 5,
     ):
         yield
+
+
+async def invoke_model_guarded(
+    ctx: AgentContext,
+    model: Runnable[LanguageModelInput, Any],
+    prompt: list[BaseMessage],
+    deadline: float,
+    timeout_s: float,
+) -> Any:
+    """One model call inside `guard_model_call`, cut off after `timeout_s` or at `deadline`."""
+    async with guard_model_call(ctx, prompt, deadline):
+        budget = min(timeout_s, deadline - ctx.clock())
+        return await asyncio.wait_for(model.ainvoke(prompt), timeout=max(budget, 0.001))
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ again with a hint), `retry` (the call failed retryably: ask again after backoff)
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from nodes._grounding import check_grounded, check_no_unrun_query
 from nodes._interpret import Decision, interpret
 from nodes._prompt import build_prompt, repair_exchange
 from nodes._records import NO_USAGE, error_record, text_of, trace_step
-from nodes._resilience import guard_model_call, next_retry_delay, retry_wait
+from nodes._resilience import invoke_model_guarded, next_retry_delay, retry_wait
 from nodes.context import AgentContext
 from nodes.react_protocol import REACT_STOP
 
@@ -104,14 +103,13 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         await ctx.sleep(retry_wait(state, ctx, attempt))
     try:
         prompt = build_prompt(state, ctx)
-        async with guard_model_call(ctx, prompt, min(state["deadline"], iteration_deadline)):
-            now = ctx.clock()
-            budget = min(
-                limits["model_timeout_s"], state["deadline"] - now, iteration_deadline - now
-            )
-            reply = await asyncio.wait_for(
-                _bound_model(ctx).ainvoke(prompt), timeout=max(budget, 0.001)
-            )
+        reply = await invoke_model_guarded(
+            ctx,
+            _bound_model(ctx),
+            prompt,
+            min(state["deadline"], iteration_deadline),
+            limits["model_timeout_s"],
+        )
     except Exception as exc:
         if is_control_flow(exc):
             raise
@@ -254,9 +252,9 @@ async def _compose(
         return None
     started = ctx.timer()
     try:
-        async with guard_model_call(ctx, prompt, deadline):
-            budget = min(ctx.settings.limits.model_timeout_s, deadline - ctx.clock())
-            reply = await asyncio.wait_for(ctx.model.ainvoke(prompt), timeout=max(budget, 0.001))
+        reply = await invoke_model_guarded(
+            ctx, ctx.model, prompt, deadline, state["limits"]["model_timeout_s"]
+        )
     except Exception as exc:
         if is_control_flow(exc):
             raise
