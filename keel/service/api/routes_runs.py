@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.service.api.auth import Principal
@@ -120,7 +122,19 @@ async def _events(
         finished = True
     finally:
         if not finished and cancel_on_disconnect and not handle.done.is_set():
-            await svc.runs.cancel(handle, reason="the client disconnected", wait=False)
+            await _cancel_abandoned(svc, handle)
+
+
+async def _cancel_abandoned(svc: Services, handle: RunHandle) -> None:
+    """The client went away and asked (`on_disconnect: "cancel"`) for its run to stop."""
+    r = handle.record
+    await svc.runs.cancel_run(r.run_id, r.thread_id, reason="the client disconnected", wait=False)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (the body is already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingResponse:
@@ -131,8 +145,26 @@ def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingRespo
     )
 
 
-async def _wait(svc: Services, handle: RunHandle) -> JSONResponse:
-    return JSONResponse(content=await svc.runs.wait_result(handle), headers=_location(handle))
+async def _wait(
+    svc: Services, handle: RunHandle, body: RunCreate, request: Request
+) -> JSONResponse:
+    """The run's result; with `on_disconnect: "cancel"` a client that leaves cancels the run."""
+    if body.on_disconnect != "cancel":
+        return JSONResponse(content=await svc.runs.wait_result(handle), headers=_location(handle))
+    result = asyncio.create_task(svc.runs.wait_result(handle))
+    gone = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not result.done():
+            await _cancel_abandoned(svc, handle)
+    finally:
+        for task in (gone, result):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if result.cancelled():  # nobody reads this answer: the client is gone
+        return JSONResponse({"error": "client_disconnected"}, status_code=499)
+    return JSONResponse(content=result.result(), headers=_location(handle))
 
 
 # stateful -----------------------------------------------------------------------------
@@ -148,9 +180,9 @@ async def create_run(
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(
-    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller, request: Request
 ) -> JSONResponse:
-    return await _wait(svc, await _start(svc, principal, thread_id, body))
+    return await _wait(svc, await _start(svc, principal, thread_id, body), body, request)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -263,8 +295,10 @@ async def create_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSON
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
-    return await _wait(svc, await _start(svc, principal, None, body))
+async def wait_stateless(
+    body: RunCreate, svc: Svc, principal: Caller, request: Request
+) -> JSONResponse:
+    return await _wait(svc, await _start(svc, principal, None, body), body, request)
 
 
 @router.post("/runs/stream")
