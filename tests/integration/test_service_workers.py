@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client
 
 from keel.config import Settings
+from keel.service.api.queue import RunQueue
 from tests.conftest import PG_ADMIN_URL, require_service
 from tests.integration.service_server import running_server
 from tests.sales_truth import SALES_QUESTION
@@ -184,3 +186,25 @@ async def test_a_killed_worker_loses_no_run(distributed: dict[str, Any]) -> None
                 )
             ]
         assert max(attempts) >= 2  # at least one run was taken over by the other worker
+
+
+async def test_a_run_the_queue_refuses_is_an_error_not_pending(
+    distributed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(self: RunQueue, run_id: str, thread_id: str, **_: Any) -> int:
+        raise psycopg.OperationalError("the queue is down")
+
+    monkeypatch.setattr(RunQueue, "defer", refuse)
+    with running_server(distributed["settings"]) as url:
+        async with get_client(url=url, api_key=None) as client, httpx.AsyncClient() as http:
+            tid = (await client.threads.create())["thread_id"]
+            body = {"assistant_id": "agent", "input": USER}
+            for path in (f"/threads/{tid}/runs", f"/threads/{tid}/runs/wait"):
+                response = await http.post(url + path, json=body, timeout=10)
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "2"
+                assert response.json()["error"] == "service_unavailable"
+                assert "could not be queued" in response.json()["message"]
+            runs = await client.runs.list(tid)
+            assert [r["status"] for r in runs] == ["error", "error"]
+            assert (await client.threads.get(tid))["status"] == "idle"

@@ -26,6 +26,7 @@ __all__ = [
     "NotFound",
     "TooManyRequests",
     "Unauthorized",
+    "Unavailable",
     "Unprocessable",
     "install_error_handlers",
 ]
@@ -67,6 +68,10 @@ class Unprocessable(ApiError):
 
 class TooManyRequests(ApiError):
     status, error = 429, "too_many_requests"
+
+
+class Unavailable(ApiError):
+    status, error = 503, "service_unavailable"
 
 
 def _body(error: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from keel.observability.observer import observe_run
 from keel.service.api.admission import Admission
 from keel.service.api.auth import Principal
 from keel.service.api.encode import interrupt_json, jsonable
-from keel.service.api.errors import Conflict, Unprocessable
+from keel.service.api.errors import Conflict, Unavailable, Unprocessable
 from keel.service.api.events import RedisEvents
 from keel.service.api.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.service.api.queue import RunQueue
@@ -163,9 +163,7 @@ class RunManager:
             if self.queue is not None:
                 handle.remote = True
                 handle.temporary = temporary and not background
-                await self.queue.defer(
-                    run_id, thread.thread_id, after_seconds=body.after_seconds or 0
-                )
+                await self._defer(record, after_seconds=body.after_seconds or 0)
                 return handle
             self.handles[record.run_id] = handle
             set_queue_depth("runs", self.queued)
@@ -176,6 +174,18 @@ class RunManager:
                 name=f"keel-run-{record.run_id}",
             )
         return handle
+
+    async def _defer(self, record: RunRecord, *, after_seconds: float) -> None:
+        """Queue the run; if the queue refuses, the run is an `error`, not pending forever."""
+        assert self.queue is not None
+        try:
+            await self.queue.defer(record.run_id, record.thread_id, after_seconds=after_seconds)
+        except Exception as exc:
+            log.warning("run.enqueue_failed", run_id=record.run_id, error=str(exc)[:200])
+            message = f"the run could not be queued ({type(exc).__name__}); retry shortly"
+            with contextlib.suppress(Exception):
+                await self.store.set_run_status(record.run_id, "error", error=message)
+            raise Unavailable(message, headers={"Retry-After": "2"}) from exc
 
     async def _graph_input(
         self, thread_id: str, body: RunCreate, principal: Principal, run_id: str
