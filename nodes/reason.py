@@ -50,6 +50,11 @@ def _usage(reply: AIMessage, ctx: AgentContext) -> UsageTotals:
     return CallUsage.from_message(reply).totals(ctx.price)
 
 
+def _trace_cost(usage: UsageTotals) -> dict[str, Any]:
+    """A reply's `tokens` and `cost` fields for its trace row."""
+    return {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+
+
 def _degrade(
     state: AgentState,
     ctx: AgentContext,
@@ -119,7 +124,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
 
     usage = _usage(reply, ctx)
     ms = (ctx.timer() - started) * 1000
-    cost = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+    cost = _trace_cost(usage)
     draft_rows: list[TraceStep] = []
     try:
         decision = interpret(reply, ctx.mode, state.get("iteration", 0))
@@ -131,7 +136,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             if composed is not None:
                 draft_rows = [composed.draft_row(state, ms, cost)]
                 decision, usage = composed.decision, add_usage(usage, composed.usage)
-                ms, cost = composed.ms, composed.cost
+                ms, cost = composed.ms, _trace_cost(composed.usage)
                 _check_answer(decision, state, ctx, prompt, composed.shown)
     except MalformedOutputError as exc:
         repairs = state.get("repair_attempt", 0) + 1
@@ -228,7 +233,6 @@ class _Composed:
     decision: Decision
     usage: UsageTotals
     ms: float
-    cost: dict[str, Any]
     draft: str
     shown: str
     """The compose prompt's text: its column sums count as sources for the grounding check."""
@@ -275,7 +279,6 @@ async def _compose(
         decision=Decision(message=message, thought=None, answer=text),
         usage=usage,
         ms=(ctx.timer() - started) * 1000,
-        cost={"tokens": usage["total_tokens"], "cost": usage["cost_usd"]},
         draft=draft.answer or "",
         shown=text_of(prompt[-1].content),
     )
