@@ -118,12 +118,12 @@ def _check(settings: CheckpointPoolSettings) -> Any:
 
 @asynccontextmanager
 async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> AsyncIterator[Storage]:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from checkpoints.postgres_saver import BatchedPostgresSaver
 
     pool = make_pool(url, settings)
     await pool.open(wait=True, timeout=settings.timeout_s)
     try:
-        saver = AsyncPostgresSaver(pool)
+        saver = BatchedPostgresSaver(pool)
         journal = PostgresJournal(pool)
         await set_up(saver.setup, journal.setup)
         yield Storage("postgres", saver, journal, pool)

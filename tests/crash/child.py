@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from checkpoints.postgres_saver import BatchedPostgresSaver
 
 from checkpoints.journal import PostgresJournal
 from keel.config import load_settings
@@ -93,8 +93,8 @@ def _tools(effects: Path) -> Any:
 def _patch_storage() -> None:
     """Crash points around checkpoint and journal writes (this process only)."""
     aput, aput_writes, finish = (
-        AsyncPostgresSaver.aput,
-        AsyncPostgresSaver.aput_writes,
+        BatchedPostgresSaver.aput,
+        BatchedPostgresSaver.aput_writes,
         PostgresJournal.finish,
     )
 
@@ -114,8 +114,8 @@ def _patch_storage() -> None:
         ARM.hit("journal_after")
         return out
 
-    AsyncPostgresSaver.aput = put  # type: ignore[method-assign]
-    AsyncPostgresSaver.aput_writes = put_writes  # type: ignore[method-assign]
+    BatchedPostgresSaver.aput = put  # type: ignore[method-assign]
+    BatchedPostgresSaver.aput_writes = put_writes  # type: ignore[method-assign]
     PostgresJournal.finish = journal_finish  # type: ignore[method-assign]
 
 
