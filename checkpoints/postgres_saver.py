@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import orjson
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -33,8 +34,8 @@ PUT_CHECKPOINT_SQL = """
 WITH blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
-      FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
-                  %(blobs)s::bytea[]) AS b(channel, version, type, blob)
+      FROM unnest(%(channels)b::text[], %(versions)b::text[], %(types)b::text[],
+                  %(blobs)b::bytea[]) AS b(channel, version, type, blob)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
@@ -49,7 +50,7 @@ INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,
                                idx, channel, type, blob)
 SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
        w.idx, w.channel, w.type, w.blob
-  FROM unnest(%(idx)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+  FROM unnest(%(idx)b::int[], %(channels)b::text[], %(types)b::text[], %(blobs)b::bytea[])
        AS w(idx, channel, type, blob)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 """
@@ -92,8 +93,8 @@ class BatchedPostgresSaver(AsyncPostgresSaver):
             "ns": checkpoint_ns,
             "checkpoint_id": checkpoint["id"],
             "parent_id": configurable.get("checkpoint_id"),
-            "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
-            "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+            "checkpoint": Jsonb({**checkpoint, "channel_values": inline}, dumps=_json),
+            "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata), dumps=_json),
             "channels": channels,
             "versions": versions,
             "types": types,
@@ -146,6 +147,12 @@ class BatchedPostgresSaver(AsyncPostgresSaver):
         # one shared connection (pipelined or not): the library's locked cursor
         async with self._cursor(pipeline=self.pipe is not None) as cur:
             await cur.execute(sql, params)
+
+
+def _json(value: Any) -> bytes:
+    """JSON for the checkpoint and metadata columns (orjson; non-str keys as strings, as
+    the stdlib encoder writes them)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _split_channel_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

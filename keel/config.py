@@ -274,6 +274,10 @@ class ServiceSettings(BaseModel):
     """Refuse requests without a valid `x-api-key` (off: everything is tenant `default`)."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
     """Larger request bodies get 413."""
+    db_pool_size: int = Field(10, ge=1, le=500)
+    """Postgres connections each process keeps to Keel's tables. A statement beyond them
+    waits for one: opening and closing extra connections under load costs Postgres a
+    backend start each."""
     max_in_flight: int = Field(32, ge=1)
     """Runs executing at once across the service; more wait in the queue."""
     max_queued: int = Field(256, ge=0)

@@ -78,7 +78,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         distributed = settings.service.queue == "procrastinate"
         db_url = queue_db_url(settings) if distributed else service_db_url(settings)
-        store = Store.open(db_url)
+        store = Store.open(db_url, pool_size=settings.service.db_pool_size)
         try:
             await store.migrate()
             async with AsyncExitStack() as stack:

@@ -183,10 +183,13 @@ class Store:
         """Single statements: one round trip each, no BEGIN / COMMIT around them."""
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, pool_size: int = 10) -> Store:
+        """The store on `url`; on Postgres a fixed pool of `pool_size` connections."""
         if url.startswith("sqlite"):
             return cls(create_async_engine(_async_url(url), pool_pre_ping=True))
-        engine = create_async_engine(_async_url(url), pool_size=5, max_overflow=5)
+        engine = create_async_engine(
+            _async_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=30
+        )
         ping_idle_connections(engine)
         return cls(engine)
 

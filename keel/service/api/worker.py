@@ -83,7 +83,7 @@ async def run_worker(
     """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand)."""
     db_url = queue_db_url(settings)
     service = settings.service
-    store = Store.open(db_url)
+    store = Store.open(db_url, pool_size=settings.service.db_pool_size)
     try:
         await store.migrate()
         await ensure_queue_schema(db_url)
