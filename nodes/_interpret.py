@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolCall
+from langchain_core.messages.tool import tool_call
 
 from keel.errors import ErrorCode, MalformedOutputError
 from nodes._records import text_of
@@ -54,7 +55,7 @@ def _interpret_native(reply: AIMessage, iteration: int) -> Decision:
         )
     if reply.tool_calls:
         calls = [
-            ToolCall(name=c["name"], args=c["args"], id=call_id(iteration, i, c.get("id")))
+            tool_call(name=c["name"], args=c["args"], id=call_id(iteration, i, c.get("id")))
             for i, c in enumerate(reply.tool_calls)
         ]
         message = reply.model_copy(update={"tool_calls": calls})
@@ -71,7 +72,7 @@ def _interpret_react(reply: AIMessage, iteration: int) -> Decision:
     text = format_react_step(step)  # canonical: drops anything the model made up after it
     if isinstance(step, ReactAction):
         args: dict[str, Any] = step.tool_input
-        call = ToolCall(name=step.tool, args=args, id=call_id(iteration, 0, None))
+        call = tool_call(name=step.tool, args=args, id=call_id(iteration, 0, None))
         message = AIMessage(
             content=text,
             tool_calls=[call],

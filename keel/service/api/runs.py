@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 
 from keel.config import ServiceSettings
 from keel.observability.metrics import set_queue_depth
@@ -74,6 +74,9 @@ class RunManager:
         self.fence = fence or (lambda thread_id: contextlib.nullcontext())
         """Held while a worker executes a thread's run: no two processes run one thread."""
         self.handles: dict[str, RunHandle] = {}
+        """Runs of this process, kept a minute after they end (joins, cancels, streams)."""
+        self._live: dict[str, RunHandle] = {}
+        """The handles whose run has not ended: what admission and thread checks scan."""
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._admit_locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -84,13 +87,17 @@ class RunManager:
     def _active(self, thread_id: str) -> list[RunHandle]:
         return [
             h
-            for h in self.handles.values()
+            for h in self._live.values()
             if h.record.thread_id == thread_id and not h.done.is_set()
         ]
 
+    def _track(self, handle: RunHandle) -> None:
+        self.handles[handle.run_id] = handle
+        self._live[handle.run_id] = handle
+
     @property
     def queued(self) -> int:
-        return sum(1 for h in self.handles.values() if h.status == "pending")
+        return sum(1 for h in self._live.values() if h.status == "pending")
 
     @property
     def in_flight(self) -> int:
@@ -165,7 +172,7 @@ class RunManager:
                 handle.temporary = temporary and not background
                 await self._defer(record, after_seconds=body.after_seconds or 0)
                 return handle
-            self.handles[record.run_id] = handle
+            self._track(handle)
             set_queue_depth("runs", self.queued)
             handle.task = asyncio.create_task(
                 self._execute(
@@ -258,6 +265,7 @@ class RunManager:
         finally:
             handle.done.set()
             handle.changed.set()
+            self._live.pop(record.run_id, None)
             if not self._active(record.thread_id):
                 self._thread_locks.pop(record.thread_id, None)
                 self._admit_locks.pop(record.thread_id, None)
@@ -283,7 +291,10 @@ class RunManager:
         wanted = list(
             dict.fromkeys("messages" if m == "messages-tuple" else m for m in handle.modes)
         ) or ["updates"]
-        modes = wanted if "updates" in wanted else [*wanted, "updates"]  # the observer's feed
+        # the observer's feed, and the final state (read back only when the run stopped early)
+        modes = list(dict.fromkeys([*wanted, "updates", "values"]))
+        final: dict[str, Any] | None = None
+        paused = bool(body.interrupt_before or body.interrupt_after)
         async with observe_run(
             run_id=record.run_id,
             thread_id=record.thread_id,
@@ -302,15 +313,26 @@ class RunManager:
             ):
                 if mode == "updates" and isinstance(chunk, Mapping):
                     observer.on_update(chunk)
+                    paused = paused or "__interrupt__" in chunk
+                elif mode == "values" and isinstance(chunk, Mapping):
+                    final = dict(chunk)
                 if mode in wanted:
                     await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
-            snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+            snapshot = await self._final_state(record.thread_id, None if paused else final)
             observer.finish(self.agent.result_of(snapshot, record.thread_id))
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
         handle.result = values
         await self._finish(handle, "interrupted" if snapshot.next else "success")
+
+    async def _final_state(self, thread_id: str, final: dict[str, Any] | None) -> StateSnapshot:
+        """The thread's state after a run: the last streamed values when the run reached its
+        outcome (nothing left to do), else read back from the checkpoint (interrupts, next)."""
+        if final is not None and final.get("outcome") is not None:
+            config = self.agent.config(thread_id)
+            return StateSnapshot(final, (), config, None, None, None, (), ())
+        return await self.agent.graph.aget_state(self.agent.config(thread_id))
 
     async def _finish(self, handle: RunHandle, status: str, *, error: str | None = None) -> None:
         handle.status = status
@@ -355,7 +377,7 @@ class RunManager:
             if planned is None:
                 return
             handle, graph_input, body, principal = planned
-            self.handles[run_id] = handle
+            self._track(handle)
             handle.task = asyncio.current_task()
             await self._execute(
                 handle,
@@ -548,7 +570,7 @@ class RunManager:
             if planned is None:
                 continue
             handle, graph_input, body, principal = planned
-            self.handles[record.run_id] = handle
+            self._track(handle)
             handle.task = asyncio.create_task(
                 self._execute(
                     handle, graph_input, body, self.context_for(principal), temporary=False
