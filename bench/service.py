@@ -3,6 +3,7 @@
 ```bash
 .venv/bin/python bench/service.py                          # 1, 2 and 4 workers, 300 runs each
 .venv/bin/python bench/service.py --workers 2 --runs 200 --kill
+.venv/bin/python bench/service.py --workers 2 --env KEEL_SERVICE__GC_GEN0_THRESHOLD=0
 ```
 The API and every worker are real processes on Postgres (127.0.0.1:5432, a throwaway
 database) and Redis (127.0.0.1:6379, a throwaway key prefix), queue `procrastinate`. The
@@ -18,8 +19,8 @@ Reported per setting: runs/s over the measured window, P50/P99 end-to-end latenc
 client's `wait`), P50/P99 queue wait (procrastinate's `deferred` → `started`), CPU
 milliseconds per run (from /proc) of the API, of the workers together, of the Postgres
 backends serving the benchmark's database (those connected when the window opens) and of
-this client process, and their total; and,
-with `--kill`, the runs lost after one worker is SIGKILLed a third of the way through
+this client process, and their total; the peak resident memory of the API and of the
+largest worker; and, with `--kill`, the runs lost after one worker is SIGKILLed a third of the way through
 (target 0).
 """
 
@@ -60,6 +61,8 @@ class Result:
     queue_waits: list[float]
     cpu_s: dict[str, float]
     """CPU seconds over the window: `api`, `workers`, `postgres`, `client`."""
+    rss_mb: dict[str, float]
+    """Peak resident memory: `api`, `worker` (the largest)."""
 
     def row(self) -> str:
         lat, qw = sorted(self.latencies), sorted(self.queue_waits)
@@ -69,7 +72,8 @@ class Result:
             f"| {self.workers} | {self.runs} | {self.ok / self.seconds:.1f} | "
             f"{_pct(lat, 50):.2f} / {_pct(lat, 99):.2f} | "
             f"{_pct(qw, 50):.2f} / {_pct(qw, 99):.2f} | "
-            f"{parts} | {sum(ms.values()):.0f} | {self.lost} |"
+            f"{parts} | {sum(ms.values()):.0f} | "
+            f"{self.rss_mb['api']:.0f} / {self.rss_mb['worker']:.0f} | {self.lost} |"
         )
 
 
@@ -94,6 +98,15 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), "0")
+    return int(kb) / 1024
+
+
 def _backends(db_url: str) -> list[int]:
     """The Postgres backends connected to the benchmark's database."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -115,7 +128,9 @@ def _free_port() -> int:
 class Deployment:
     """An API process and worker processes sharing one database and Redis prefix."""
 
-    def __init__(self, workdir: Path, db_url: str, concurrency: int) -> None:
+    def __init__(
+        self, workdir: Path, db_url: str, concurrency: int, extra_env: dict[str, str]
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.concurrency = concurrency
@@ -133,6 +148,7 @@ class Deployment:
             KEEL_SERVICE__WORKER_STALLED_AFTER_S="5",
             KEEL_OBSERVABILITY__LOG_LEVEL="warning",
         )
+        self.env.update(extra_env)
         self.logs = workdir
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -159,6 +175,12 @@ class Deployment:
             if time.monotonic() > deadline or self.api.poll() is not None:
                 raise RuntimeError(f"the API did not start; see {self.logs / 'api.log'}")
             time.sleep(0.1)
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Peak resident memory (VmHWM) of the API and of the largest live worker."""
+        peaks = {"api": _peak_rss_mb(self.api.pid) if self.api else 0.0}
+        peaks["worker"] = max((_peak_rss_mb(w.pid) for w in self.workers), default=0.0)
+        return peaks
 
     @property
     def pids(self) -> list[int]:
@@ -222,13 +244,20 @@ def _queue_waits(db_url: str) -> list[float]:
         return [float(r[0]) for r in conn.execute(sql) if r[0] is not None]
 
 
-def run_setting(workers: int, runs: int, clients: int, concurrency: int, kill: bool) -> Result:
+def run_setting(
+    workers: int,
+    runs: int,
+    clients: int,
+    concurrency: int,
+    kill: bool,
+    extra_env: dict[str, str],
+) -> Result:
     name = f"keel_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     db_url = f"{PG_ADMIN.rpartition('/')[0]}/{name}"
     workdir = Path(tempfile.mkdtemp(prefix="keel-bench-service-"))
-    deployment = Deployment(workdir, db_url, concurrency)
+    deployment = Deployment(workdir, db_url, concurrency, extra_env)
     try:
         deployment.start(workers)
         asyncio.run(_load(deployment.url, min(20, runs), clients, lambda: None))  # warm-up
@@ -257,6 +286,7 @@ def run_setting(workers: int, runs: int, clients: int, concurrency: int, kill: b
             "postgres": _cpu_seconds(backends) - before["postgres"],
             "client": _own_cpu() - client_before,
         }
+        rss = deployment.peak_rss_mb()
         return Result(
             workers,
             runs,
@@ -266,6 +296,7 @@ def run_setting(workers: int, runs: int, clients: int, concurrency: int, kill: b
             latencies,
             _queue_waits(db_url),
             {k: max(v, 0.0) for k, v in cpu.items()},
+            rss,
         )
     finally:
         deployment.stop()
@@ -281,14 +312,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=128, help="runs in flight at once")
     parser.add_argument("--concurrency", type=int, default=64, help="runs per worker at once")
     parser.add_argument("--kill", action="store_true", help="SIGKILL one worker mid-load")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEEL_X=V",
+        help="extra setting for the API and workers (repeatable)",
+    )
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
     print(
         "| workers | runs | runs/s | e2e P50 / P99 s | queue wait P50 / P99 s "
-        "| CPU ms/run API / workers / Postgres / client | total | lost |"
+        "| CPU ms/run API / workers / Postgres / client | total | peak RSS MB API / worker "
+        "| lost |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for w in args.workers:
-        result = run_setting(w, args.runs, args.clients, args.concurrency, args.kill)
+        result = run_setting(w, args.runs, args.clients, args.concurrency, args.kill, extra_env)
         print(result.row(), flush=True)
 
 

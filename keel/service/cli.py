@@ -260,8 +260,11 @@ def worker(
 ) -> None:
     """Execute queued runs (KEEL_SERVICE__QUEUE=procrastinate) from the service's Postgres."""
     from keel.service.api.worker import run_worker
+    from keel.service.gc_tuning import freeze_startup_objects, tune_gc
 
     settings = _settings()
+    tune_gc(settings.service.gc_gen0_threshold)
+    freeze_startup_objects()
     try:
         asyncio.run(run_worker(settings, concurrency=concurrency))
     except KeelError as exc:

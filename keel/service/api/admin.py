@@ -16,9 +16,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     import uvicorn
 
     from keel.service.api.app import create_app
+    from keel.service.gc_tuning import freeze_startup_objects, tune_gc
 
+    app = create_app(settings)
+    tune_gc(settings.service.gc_gen0_threshold)
+    freeze_startup_objects()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host or settings.service.host,
         port=settings.service.port if port is None else port,
         access_log=False,
