@@ -1,0 +1,191 @@
+"""`BatchedPostgresSaver` stores exactly the rows the library's `AsyncPostgresSaver` stores.
+
+One real agent run's checkpoint calls are recorded, then replayed through both savers into
+two threads; the rows and what LangGraph reads back must be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from langgraph.checkpoint.base import ERROR, INTERRUPT
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from checkpoints.postgres_saver import BatchedPostgresSaver
+from checkpoints.savers import make_pool
+from keel.config import Settings
+from keel.service.runner import open_agent
+from tests.sales_truth import SALES_QUESTION
+
+Call = tuple[str, tuple[Any, ...]]
+
+
+async def _recorded_run(settings: Settings) -> list[Call]:
+    """The `aput` / `aput_writes` calls of one sales run, as LangGraph made them."""
+    calls: list[Call] = []
+    async with open_agent(settings) as agent:
+        saver = agent.graph.checkpointer
+        assert isinstance(saver, BatchedPostgresSaver)
+        put, put_writes = saver.aput, saver.aput_writes
+
+        async def recording_put(config: Any, *rest: Any) -> Any:
+            calls.append(("put", (_plain(config), *copy.deepcopy(rest))))
+            return await put(config, *rest)
+
+        async def recording_writes(config: Any, *rest: Any) -> Any:
+            calls.append(("writes", (_plain(config), *copy.deepcopy(rest))))
+            return await put_writes(config, *rest)
+
+        saver.aput = recording_put  # type: ignore[method-assign]
+        saver.aput_writes = recording_writes  # type: ignore[method-assign]
+        result = await agent.arun(SALES_QUESTION)
+    assert result.success, result.error
+    return calls
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    return {
+        "configurable": dict(config["configurable"]),
+        "metadata": dict(config.get("metadata", {})),
+    }
+
+
+async def _replay(saver: AsyncPostgresSaver, calls: list[Call], thread_id: str) -> None:
+    for kind, (config, *rest) in calls:
+        config = {**config, "configurable": {**config["configurable"], "thread_id": thread_id}}
+        if kind == "put":
+            await saver.aput(config, *rest)
+        else:
+            await saver.aput_writes(config, *rest)
+
+
+def _rows(url: str, thread_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    queries = {
+        "checkpoints": "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,"
+        " metadata FROM checkpoints WHERE thread_id = %s ORDER BY 1, 2",
+        "blobs": "SELECT checkpoint_ns, channel, version, type, blob FROM checkpoint_blobs"
+        " WHERE thread_id = %s ORDER BY 1, 2, 3",
+        "writes": "SELECT checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type,"
+        " blob FROM checkpoint_writes WHERE thread_id = %s ORDER BY 1, 2, 3, 5",
+    }
+    with psycopg.connect(url) as conn:
+        return {k: conn.execute(q, (thread_id,)).fetchall() for k, q in queries.items()}
+
+
+async def test_a_run_is_stored_row_for_row_as_the_library_stores_it(
+    postgres_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(model="scripted:sales", checkpoint_url=postgres_url)
+    calls = await _recorded_run(settings)
+    assert sum(kind == "put" for kind, _ in calls) >= 8
+    assert sum(kind == "writes" for kind, _ in calls) >= 8
+
+    pool = make_pool(postgres_url, settings.checkpoint_pool)
+    await pool.open()
+    try:
+        library, batched = AsyncPostgresSaver(pool), BatchedPostgresSaver(pool)
+        ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+        await _replay(library, calls, theirs)
+        await _replay(batched, calls, ours)
+
+        expected, got = _rows(postgres_url, theirs), _rows(postgres_url, ours)
+        assert len(got["blobs"]) > 10 and len(got["writes"]) > 40
+        assert got == expected
+
+        config = {"configurable": {"checkpoint_ns": ""}}
+        read_theirs = await library.aget_tuple(
+            {"configurable": {**config["configurable"], "thread_id": theirs}}
+        )
+        read_ours = await library.aget_tuple(
+            {"configurable": {**config["configurable"], "thread_id": ours}}
+        )
+        assert read_ours is not None and read_theirs is not None
+        assert read_ours.checkpoint == read_theirs.checkpoint
+        assert read_ours.pending_writes == read_theirs.pending_writes
+        assert read_ours.checkpoint["channel_values"]["outcome"]["success"] is True
+    finally:
+        await pool.close()
+
+
+async def test_special_channels_are_upserted_last_write_wins_as_the_library_does(
+    postgres_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(checkpoint_url=postgres_url)
+    pool = make_pool(postgres_url, settings.checkpoint_pool)
+    await pool.open()
+    try:
+        library, batched = AsyncPostgresSaver(pool), BatchedPostgresSaver(pool)
+        await library.setup()
+        threads = {"library": str(uuid.uuid4()), "batched": str(uuid.uuid4())}
+        for name, saver in (("library", library), ("batched", batched)):
+            config = {
+                "configurable": {
+                    "thread_id": threads[name],
+                    "checkpoint_ns": "",
+                    "checkpoint_id": "cp-1",
+                }
+            }
+            await saver.aput_writes(config, [(ERROR, "first"), (ERROR, "second")], "task-1")
+            await saver.aput_writes(config, [(INTERRUPT, "asked")], "task-1")
+            await saver.aput_writes(config, [(INTERRUPT, "asked again")], "task-1")
+            await saver.aput_writes(config, [("answer", "kept"), ("trace", [1])], "task-2")
+            await saver.aput_writes(config, [("answer", "ignored"), ("trace", [2])], "task-2")
+        library_rows = _rows(postgres_url, threads["library"])["writes"]
+        batched_rows = _rows(postgres_url, threads["batched"])["writes"]
+        assert batched_rows == library_rows
+        serde = library.serde
+        blobs = {(row[2], row[5]): serde.loads_typed((row[6], row[7])) for row in batched_rows}
+        assert blobs == {
+            ("task-1", ERROR): "second",
+            ("task-1", INTERRUPT): "asked again",
+            ("task-2", "answer"): "kept",
+            ("task-2", "trace"): [1],
+        }
+    finally:
+        await pool.close()
+
+
+async def test_writes_on_a_pool_do_not_wait_for_each_other(
+    postgres_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    """The library saver holds one lock around every statement, even on a pool; the batched
+    saver's writes overlap (here 8 connections busy at once inside `pg_sleep`)."""
+    settings = settings_factory(checkpoint_url=postgres_url, checkpoint_pool={"max_size": 8})
+    pool = make_pool(postgres_url, settings.checkpoint_pool)
+    await pool.open()
+    try:
+        saver = BatchedPostgresSaver(pool)
+        await saver.setup()
+        slow = saver._execute  # the one place a statement is sent
+
+        async def sleepy(sql: str, params: dict[str, Any]) -> None:
+            await slow("SELECT pg_sleep(0.3)", {})
+            await slow(sql, params)
+
+        saver._execute = sleepy  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(
+            *(
+                saver.aput_writes(
+                    {
+                        "configurable": {
+                            "thread_id": f"t{i}",
+                            "checkpoint_ns": "",
+                            "checkpoint_id": "cp",
+                        }
+                    },
+                    [("answer", i)],
+                    "task",
+                )
+                for i in range(8)
+            )
+        )
+        assert loop.time() - started < 1.5  # one after another: 8 × 0.3 s
+    finally:
+        await pool.close()
