@@ -18,10 +18,10 @@ server-side prepared statements (`KEEL_CHECKPOINT_POOL__PREPARE_THRESHOLD=1`).
 Reported per setting: runs/s over the measured window, P50/P99 end-to-end latency (the
 client's `wait`), P50/P99 queue wait (procrastinate's `deferred` → `started`), CPU
 milliseconds per run (from /proc) of the API, of the workers together, of the Postgres
-backends serving the benchmark's database (those connected when the window opens) and of
-this client process, and their total; the peak resident memory of the API and of the
-largest worker; and, with `--kill`, the runs lost after one worker is SIGKILLed a third of the way through
-(target 0).
+backends serving the benchmark's database (those connected when the window opens), of the
+local redis-server and of this client process, and their total; the peak resident memory
+of the API and of the largest worker; and, with `--kill`, the runs lost after one worker is
+SIGKILLed a third of the way through (target 0).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Result:
     latencies: list[float]
     queue_waits: list[float]
     cpu_s: dict[str, float]
-    """CPU seconds over the window: `api`, `workers`, `postgres`, `client`."""
+    """CPU seconds over the window: `api`, `workers`, `postgres`, `redis`, `client`."""
     rss_mb: dict[str, float]
     """Peak resident memory: `api`, `worker` (the largest)."""
 
@@ -77,7 +77,7 @@ class Result:
         )
 
 
-CPU_PARTS = ("api", "workers", "postgres", "client")
+CPU_PARTS = ("api", "workers", "postgres", "redis", "client")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -112,6 +112,12 @@ def _backends(db_url: str) -> list[int]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         return [int(r[0]) for r in conn.execute(sql) if r[0] != conn.info.backend_pid]
+
+
+def _redis_server_pids() -> list[int]:
+    """The local redis-server (the whole server: nothing else should use it meanwhile)."""
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
 
 
 def _own_cpu() -> float:
@@ -274,7 +280,12 @@ def run_setting(
         assert deployment.api is not None
         api, backends = [deployment.api.pid], _backends(db_url)
         workers_before = {w.pid: _cpu_seconds([w.pid]) for w in deployment.workers}
-        before = {"api": _cpu_seconds(api), "postgres": _cpu_seconds(backends)}
+        redis_server = _redis_server_pids()
+        before = {
+            "api": _cpu_seconds(api),
+            "postgres": _cpu_seconds(backends),
+            "redis": _cpu_seconds(redis_server),
+        }
         client_before = _own_cpu()
         latencies, ok, seconds = asyncio.run(_load(deployment.url, runs, clients, kill_one))
         cpu = {
@@ -284,6 +295,7 @@ def run_setting(
                 _cpu_seconds([pid]) - at for pid, at in workers_before.items() if pid not in killed
             ),
             "postgres": _cpu_seconds(backends) - before["postgres"],
+            "redis": _cpu_seconds(redis_server) - before["redis"],
             "client": _own_cpu() - client_before,
         }
         rss = deployment.peak_rss_mb()
@@ -323,7 +335,8 @@ def main() -> None:
     extra_env = dict(item.split("=", 1) for item in args.env)
     print(
         "| workers | runs | runs/s | e2e P50 / P99 s | queue wait P50 / P99 s "
-        "| CPU ms/run API / workers / Postgres / client | total | peak RSS MB API / worker "
+        "| CPU ms/run API / workers / Postgres / Redis / client | total "
+        "| peak RSS MB API / worker "
         "| lost |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -121,6 +121,10 @@ class BreakerSettings(BaseModel):
     """How long an open breaker refuses calls before letting a probe through (half-open)."""
     half_open_calls: int = Field(1, ge=1)
     """Probe calls let through while half-open; one failure re-opens, all passing closes."""
+    shared_closed_ttl_s: float = Field(1.0, ge=0, le=60)
+    """With breakers in Redis: a process that just found a breaker closed lets calls through
+    for this long without asking Redis again (outcomes are still recorded on every call), so
+    a breaker opened by another process stops this one within this delay. 0: ask every call."""
 
 
 class DegradationSettings(BaseModel):

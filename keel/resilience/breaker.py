@@ -233,17 +233,34 @@ def _text(value: Any) -> str:
 
 
 class Breakers:
-    """The breakers of one agent: `check` before a call, `record` after it."""
+    """The breakers of one agent: `check` before a call, `record` after it.
 
-    def __init__(self, policy: BreakerSettings, store: BreakerStore) -> None:
+    `closed_ttl_s` > 0 (a shared store): a breaker this process found closed, in `check` or
+    in the state `record` returned, is taken as closed for that long without a round trip.
+    """
+
+    def __init__(
+        self, policy: BreakerSettings, store: BreakerStore, *, closed_ttl_s: float = 0.0
+    ) -> None:
         self.policy = policy
         self.store = store
+        self.closed_ttl_s = closed_ttl_s
+        self._closed_until: dict[str, float] = {}
+
+    def _saw(self, name: str, state: str, now: float) -> None:
+        if state == "closed" and self.closed_ttl_s > 0:
+            self._closed_until[name] = now + self.closed_ttl_s
+        else:
+            self._closed_until.pop(name, None)
 
     async def check(self, name: str, now: float) -> str:
         """Raise `CircuitOpenError` when `name`'s breaker refuses the call; else its state."""
         if not self.policy.enabled:
             return "closed"
+        if self._closed_until.get(name, 0.0) > now:
+            return "closed"
         state, allowed = await self.store.allow(name, now, self.policy)
+        self._saw(name, state, now)
         if not allowed:
             raise CircuitOpenError(f"the circuit breaker for {name} is {state.replace('_', '-')}")
         return state
@@ -251,7 +268,9 @@ class Breakers:
     async def record(self, name: str, ok: bool, now: float) -> str:
         if not self.policy.enabled:
             return "closed"
-        return await self.store.record(name, ok, now, self.policy)
+        state = await self.store.record(name, ok, now, self.policy)
+        self._saw(name, state, now)
+        return state
 
     async def state(self, name: str) -> str:
         return await self.store.state(name)

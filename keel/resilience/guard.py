@@ -66,7 +66,11 @@ class Resilience:
             import redis.asyncio as aioredis
 
             self._client = aioredis.Redis.from_url(redis_url)
-            self.breakers = Breakers(breaker, RedisBreakerStore(self._client, prefix))
+            self.breakers = Breakers(
+                breaker,
+                RedisBreakerStore(self._client, prefix),
+                closed_ttl_s=breaker.shared_closed_ttl_s,
+            )
             self.limits = RateLimits(
                 rate_limits,
                 redis_url=redis_url,

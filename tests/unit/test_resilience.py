@@ -144,7 +144,7 @@ def test_retry_delay_is_capped_jitter_stretched_to_retry_after() -> None:
 POLICY = BreakerSettings(window_s=10, min_calls=4, failure_rate=0.5, open_s=5, half_open_calls=2)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-closed-ttl"])
 async def breakers(request: pytest.FixtureRequest) -> AsyncIterator[Breakers]:
     if request.param == "memory":
         yield Breakers(POLICY, MemoryBreakerStore())
@@ -152,8 +152,51 @@ async def breakers(request: pytest.FixtureRequest) -> AsyncIterator[Breakers]:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-    yield Breakers(POLICY, RedisBreakerStore(client, request.getfixturevalue("redis_prefix")))
+    store = RedisBreakerStore(client, request.getfixturevalue("redis_prefix"))
+    ttl = 1.0 if request.param == "redis-closed-ttl" else 0.0
+    yield Breakers(POLICY, store, closed_ttl_s=ttl)
     await client.aclose()
+
+
+async def test_a_closed_breaker_is_trusted_for_its_ttl_then_asked_again(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two processes share a breaker in Redis: one that just saw it closed skips the round
+    trip for `closed_ttl_s`, so an opening elsewhere stops it within that delay."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = RedisBreakerStore(client, redis_prefix)
+        asks = 0
+        allow = store.allow
+
+        async def counted_allow(*args: Any) -> tuple[str, bool]:
+            nonlocal asks
+            asks += 1
+            return await allow(*args)
+
+        store.allow = counted_allow  # type: ignore[method-assign]
+        here = Breakers(POLICY, store, closed_ttl_s=1.0)
+        elsewhere = Breakers(POLICY, RedisBreakerStore(client, redis_prefix))
+        uncached = Breakers(POLICY, RedisBreakerStore(client, redis_prefix))
+        t = 2_000.0
+        for i in range(10):
+            assert await here.check("m", t + i * 0.05) == "closed"
+        assert asks == 1
+        for _ in range(4):
+            await elsewhere.record("m", False, t + 0.5)  # another process opens it
+        assert await here.check("m", t + 0.9) == "closed"  # still within the TTL
+        with pytest.raises(CircuitOpenError):
+            await uncached.check("m", t + 0.9)  # TTL 0: asks every time
+        with pytest.raises(CircuitOpenError):
+            await here.check("m", t + 1.1)  # the TTL ran out: asked, refused
+        assert asks == 2
+        with pytest.raises(CircuitOpenError):
+            await here.check("m", t + 1.2)  # an open breaker is never cached
+        assert asks == 3
+    finally:
+        await client.aclose()
 
 
 async def test_breaker_state_machine(breakers: Breakers) -> None:
