@@ -230,8 +230,9 @@ async def _load(url: str, runs: int, clients: int, kill: Any) -> tuple[list[floa
                 if "revenue was $" in str((outcome or {}).get("output", "")):
                     ok += 1
                     latencies.append(time.perf_counter() - t0)
-                elif outcome is not None:
-                    print(f"  run {i}: unexpected outcome {str(outcome)[:300]}", file=sys.stderr)
+                else:
+                    shown = outcome if outcome is not None else values
+                    print(f"  run {i}: unexpected outcome {str(shown)[:300]}", file=sys.stderr)
 
         t_start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(runs)))

@@ -22,6 +22,7 @@ from langgraph.types import Command, StateSnapshot
 from keel.config import ServiceSettings
 from keel.observability.metrics import set_queue_depth
 from keel.observability.observer import observe_run
+from keel.service._durable import unfinished
 from keel.service.api.admission import Admission
 from keel.service.api.auth import Principal
 from keel.service.api.encode import interrupt_json, jsonable
@@ -400,7 +401,7 @@ class RunManager:
         if record.attempt:  # an attempt began: its input may be in the thread's state
             snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
             started = (snapshot.values or {}).get("run_id") == record.run_id
-        if started and not snapshot.next:
+        if started and not unfinished(snapshot):  # `next` alone misses a half-saved step
             await self.store.set_run_status(
                 record.run_id, "success", thread=(record.thread_id, "idle")
             )
