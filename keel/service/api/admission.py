@@ -35,14 +35,20 @@ class Admission:
         per_minute = settings.rate_limits.tenant_runs_per_minute
         self._rate = RateLimitItemPerMinute(per_minute) if per_minute else None
 
-    async def admit(self, tenant: str, queued: int) -> None:
-        """Raise `TooManyRequests` (429 + Retry-After) when the run may not be queued."""
+    def check_room(self, queued: int, wanted: int = 1) -> None:
+        """Raise `TooManyRequests` when `wanted` more runs do not fit in the bounded queue."""
         limit = self.settings.service.max_queued
-        if queued >= limit:
+        if queued + wanted > limit:
+            room = max(0, limit - queued)
+            asked = "" if wanted == 1 else f"; {wanted} asked for, room for {room}"
             raise TooManyRequests(
-                f"the run queue is full ({limit} runs waiting); retry later",
+                f"the run queue is full ({limit} runs waiting{asked}); retry later",
                 headers={"Retry-After": "1"},
             )
+
+    async def admit(self, tenant: str, queued: int) -> None:
+        """Raise `TooManyRequests` (429 + Retry-After) when the run may not be queued."""
+        self.check_room(queued)
         try:
             await self.resilience.admit_run(tenant)
         except RateLimitedError as exc:

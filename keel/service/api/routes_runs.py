@@ -8,15 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.service.api.auth import Principal
 from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
 from keel.service.api.encode import jsonable, sse
-from keel.service.api.errors import Conflict, NotFound, Unprocessable
-from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle
-from keel.service.api.schemas import ID_PATTERN, RunCreate
+from keel.service.api.errors import ApiError, Conflict, NotFound, Unprocessable
+from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
+from keel.service.api.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
 from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
 
 __all__ = ["router"]
@@ -25,6 +25,9 @@ router = APIRouter(tags=["runs"])
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=ID_PATTERN)]
 JOIN_POLL_S = 0.25
+BATCH_MAX = 100
+"""Runs one `POST /runs/batch` may create."""
+RunBatch = Annotated[list[StatelessRunCreate], Body(min_length=1, max_length=BATCH_MAX)]
 
 
 def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, Any]:
@@ -98,7 +101,7 @@ async def _start(
             fresh=created,
         )
     except Exception:
-        if temporary:
+        if created:  # the run was refused: the thread made for it goes too
             await svc.store.delete_thread(thread_id, principal.tenant_id)
         raise
 
@@ -304,3 +307,54 @@ async def wait_stateless(
 @router.post("/runs/stream")
 async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> StreamingResponse:
     return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)
+
+
+def _check_batch_item(index: int, body: RunCreate) -> None:
+    """Refuse an item `_start` would refuse, before any run of the batch starts."""
+    try:
+        _check_assistant(body)
+        if body.command is None:
+            question_from(body.input or {})
+    except ApiError as exc:
+        raise type(exc)(f"runs[{index}]: {exc.message}") from exc
+
+
+async def _batch_room(svc: Services, n: int) -> None:
+    """429 up front when the bounded queue has no room for all `n` runs."""
+    admission = svc.runs.admission
+    if admission is None:
+        return
+    if svc.runs.queue is not None:
+        queued = await svc.store.count_runs(["pending"])
+    else:
+        queued = svc.runs.queued
+    admission.check_room(queued, n)
+
+
+@router.post("/runs/batch")
+async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) -> JSONResponse:
+    """Stateless background runs, all or none.
+
+    Every item is checked and the queue's room for all of them is checked before any
+    starts. Each run then passes admission as `POST /runs` does; if one is refused (the
+    tenant's rate ran out, or other clients filled the queue meanwhile) the batch's runs
+    already started are cancelled and the client gets that run's error.
+    """
+    for index, item in enumerate(body):
+        _check_batch_item(index, item)
+    await _batch_room(svc, len(body))
+    handles: list[RunHandle] = []
+    try:
+        for item in body:
+            handles.append(await _start(svc, principal, None, item, background=True))
+    except Exception:
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                await svc.runs.cancel_run(
+                    handle.run_id,
+                    handle.record.thread_id,
+                    reason="another run of its batch was refused",
+                    wait=False,
+                )
+        raise
+    return JSONResponse([jsonable(run_json(h.record, h)) for h in handles])

@@ -17,7 +17,9 @@ __all__ = [
     "HistoryRequest",
     "RunCreate",
     "StateUpdate",
+    "StatelessRunCreate",
     "StreamMode",
+    "ThreadCount",
     "ThreadCreate",
     "ThreadSearch",
     "ThreadUpdate",
@@ -145,4 +147,23 @@ class RunCreate(_Body):
             return self.checkpoint_id
         if self.checkpoint and isinstance(self.checkpoint.get("checkpoint_id"), str):
             return str(self.checkpoint["checkpoint_id"])
+        return None
+
+
+class StatelessRunCreate(RunCreate):
+    """An item of `POST /runs/batch`: a stateless run, so it names no thread."""
+
+    thread_id: None = None
+
+
+class ThreadCount(_Body):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _no_values(cls, value: dict[str, Any] | None) -> None:
+        if value:
+            raise ValueError("counting threads by state values is not supported")
         return None
