@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
+from checkpoints.thread_copy import copy_thread
 from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
 from keel.service.api.encode import interrupt_json, jsonable, snapshot_json
 from keel.service.api.errors import Conflict, Unprocessable
@@ -16,6 +17,7 @@ from keel.service.api.schemas import (
     ID_PATTERN,
     HistoryRequest,
     StateUpdate,
+    ThreadCount,
     ThreadCreate,
     ThreadSearch,
     ThreadUpdate,
@@ -71,6 +73,14 @@ async def search_threads(body: ThreadSearch, svc: Svc, principal: Caller) -> lis
     return [await thread_json(svc, t) for t in found]
 
 
+@router.post("/threads/count")
+async def count_threads(body: ThreadCount, svc: Svc, principal: Caller) -> int:
+    """How many of the caller's threads match, with the filters of `/threads/search`."""
+    return await svc.store.count_threads(
+        principal.tenant_id, metadata=body.metadata, status=body.status
+    )
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, Any]:
     return await thread_json(svc, await load_thread(svc, thread_id, principal))
@@ -91,6 +101,28 @@ async def delete_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> Res
     await svc.runs.delete_thread_data(thread_id)
     await svc.store.delete_thread(thread_id, principal.tenant_id)
     return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/copy")
+async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, Any]:
+    """A new thread of the caller's with this one's metadata, status and checkpoints."""
+    source = await load_thread(svc, thread_id, principal)
+    if await svc.store.active_runs(thread_id):
+        raise Conflict(f"thread {thread_id} has a run in progress; copy it afterwards")
+    saver = svc.agent.graph.checkpointer
+    new_id = str(uuid.uuid4())
+    created = await svc.store.create_thread(new_id, principal.tenant_id, dict(source.metadata))
+    assert created is not None  # a fresh uuid4
+    try:
+        if saver is not None and not isinstance(saver, bool):
+            await copy_thread(saver, thread_id, new_id)
+        if source.status != created.status:
+            await svc.store.update_thread(new_id, status=source.status)
+    except Exception:
+        await svc.runs.delete_thread_data(new_id)
+        await svc.store.delete_thread(new_id, principal.tenant_id)
+        raise
+    return await thread_json(svc, await load_thread(svc, new_id, principal))
 
 
 @router.get("/threads/{thread_id}/state")

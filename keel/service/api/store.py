@@ -258,6 +258,22 @@ class Store:
         limit: int = 10,
         offset: int = 0,
     ) -> list[ThreadRecord]:
+        found = await self._matching_threads(tenant_id, metadata, status, ids)
+        return found[offset : offset + limit]
+
+    async def count_threads(
+        self, tenant_id: str, *, metadata: dict[str, Any] | None = None, status: str | None = None
+    ) -> int:
+        return len(await self._matching_threads(tenant_id, metadata, status, None))
+
+    async def _matching_threads(
+        self,
+        tenant_id: str,
+        metadata: dict[str, Any] | None,
+        status: str | None,
+        ids: Sequence[str] | None,
+    ) -> list[ThreadRecord]:
+        """The tenant's threads matching the filters, newest first."""
         query = select(threads).where(threads.c.tenant_id == tenant_id)
         if status:
             query = query.where(threads.c.status == status)
@@ -269,7 +285,7 @@ class Store:
         found = [_thread(r) for r in rows]
         if metadata:
             found = [t for t in found if all(t.metadata.get(k) == v for k, v in metadata.items())]
-        return found[offset : offset + limit]
+        return found
 
     async def update_thread(
         self,
