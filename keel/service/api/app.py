@@ -24,6 +24,7 @@ from keel.service.api.auth import Authenticator, context_for_role
 from keel.service.api.deps import Caller, Services, Svc
 from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
 from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
+from keel.service.api.routes_assistants import router as assistants_router
 from keel.service.api.routes_runs import router as runs_router
 from keel.service.api.routes_threads import router as threads_router
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunManager
@@ -129,6 +130,7 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.service.max_body_bytes)
     app.include_router(threads_router)
     app.include_router(runs_router)
+    app.include_router(assistants_router)
     _add_meta_routes(app)
     return app
 
