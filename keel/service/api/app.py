@@ -26,6 +26,8 @@ from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
 from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.service.api.routes_assistants import router as assistants_router
 from keel.service.api.routes_runs import router as runs_router
+from keel.service.api.routes_store import open_item_store
+from keel.service.api.routes_store import router as store_router
 from keel.service.api.routes_threads import router as threads_router
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunManager
 from keel.service.api.schemas import AssistantSearch
@@ -87,6 +89,9 @@ def create_app(
                     agent = await stack.enter_async_context(
                         open_agent(settings, model=model, tools=tools, checkpointer=checkpointer)
                     )
+                    app.state.item_store = await stack.enter_async_context(
+                        open_item_store(settings, agent)
+                    )
                 queue = await stack.enter_async_context(_queue(db_url, distributed))
                 events = await stack.enter_async_context(redis_events(settings))
                 contexts = {
@@ -130,6 +135,7 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.service.max_body_bytes)
     app.include_router(threads_router)
     app.include_router(runs_router)
+    app.include_router(store_router)
     app.include_router(assistants_router)
     _add_meta_routes(app)
     return app
