@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from checkpoints.postgres_saver import BatchedPostgresSaver
 
 from checkpoints.journal import PostgresJournal
+from checkpoints.postgres_saver import BatchedPostgresSaver
 from keel.config import load_settings
 from keel.service.runner import open_agent
 from keel.testing.scripted import FunctionModel
