@@ -54,6 +54,13 @@ class MemoryJournal:
             del self.entries[k]
         return len(doomed)
 
+    async def copy_thread(self, source: str, target: str) -> int:
+        found = [e for k, e in self.entries.items() if thread_of(k) == source]
+        for e in found:
+            key = f"{target}:{e.key.rpartition(':')[2]}"
+            self.entries[key] = replace(e, key=key)
+        return len(found)
+
 
 _PG_SETUP = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -71,6 +78,21 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {TABLE}_thread ON {TABLE} (thread_id);
 """
+
+
+_COLUMNS = "status, tool, arguments, result, run_id, attempt, started_at, finished_at"
+_COPY_SELECT = (
+    f"SELECT {{target}} || substr(key, length(thread_id) + 1), {{target}}, {_COLUMNS} "
+    f"FROM {TABLE} WHERE thread_id = {{source}}"
+)
+"""A source row under the target's key: the key's `:tool_call_id` tail kept, one statement
+(so the copy is all or nothing)."""
+_PG_COPY = (
+    f"INSERT INTO {TABLE} (key, thread_id, {_COLUMNS}) "
+    + _COPY_SELECT.format(target="%s", source="%s")
+    + " ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS.split(", "))
+)
 
 
 class PostgresJournal:
@@ -142,6 +164,11 @@ class PostgresJournal:
             cur = await conn.execute(
                 f"DELETE FROM {TABLE} WHERE thread_id = ANY(%s)", (thread_ids,)
             )
+            return cur.rowcount
+
+    async def copy_thread(self, source: str, target: str) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(_PG_COPY, (target, target, source))
             return cur.rowcount
 
 
@@ -224,3 +251,10 @@ class SqliteJournal:
         for thread_id in thread_ids:
             total += await self._write(f"DELETE FROM {TABLE} WHERE thread_id = ?", (thread_id,))
         return total
+
+    async def copy_thread(self, source: str, target: str) -> int:
+        return await self._write(
+            f"INSERT OR REPLACE INTO {TABLE} (key, thread_id, {_COLUMNS}) "
+            + _COPY_SELECT.format(target="?", source="?"),
+            (target, target, source),
+        )

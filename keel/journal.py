@@ -61,3 +61,9 @@ class ToolJournal(Protocol):
     async def delete_threads(self, thread_ids: list[str]) -> int:
         """Drop the records of these threads (retention); returns how many were dropped."""
         ...
+
+    async def copy_thread(self, source: str, target: str) -> int:
+        """Give `target` the records of `source` under its own keys (`target:tool_call_id`),
+        all at once; returns how many were copied. A record `target` already has for the
+        same call is replaced; `source` is left as it is."""
+        ...
