@@ -5,6 +5,10 @@ LangGraph declares `BaseCheckpointSaver.acopy_thread`, but none of the installed
 `alist` and writes each one, its parent link and its pending writes under the target with
 `aput` / `aput_writes`. The whole history is copied (every namespace, oldest first), so the
 target's state, history and any interrupted step are the source's, checkpoint ids included.
+
+The idempotency journal is copied too (last, in one write), under the target's keys: a step
+that ran a side effect but was not checkpointed yet, or that asks about an unknown outcome,
+then reads the same records on the copy and never repeats the effect.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from keel.journal import ToolJournal
 
 __all__ = ["copy_thread"]
 
@@ -30,8 +36,15 @@ def _target_config(found: CheckpointTuple, target: str) -> RunnableConfig:
     return {"configurable": configurable}
 
 
-async def copy_thread(saver: BaseCheckpointSaver[Any], source: str, target: str) -> int:
-    """Copy every checkpoint of thread `source` to thread `target`; the number copied.
+async def copy_thread(
+    saver: BaseCheckpointSaver[Any],
+    source: str,
+    target: str,
+    *,
+    journal: ToolJournal | None = None,
+) -> int:
+    """Copy every checkpoint of thread `source` to thread `target`, and with `journal` the
+    source's journal records; the number of checkpoints copied.
 
     `target` should have no checkpoints yet: the copy adds to whatever is there.
     """
@@ -49,4 +62,6 @@ async def copy_thread(saver: BaseCheckpointSaver[Any], source: str, target: str)
             writes[task_id].append((channel, value))
         for task_id, task_writes in writes.items():
             await saver.aput_writes(saved, task_writes, task_id)
+    if journal is not None:
+        await journal.copy_thread(source, target)
     return len(found)

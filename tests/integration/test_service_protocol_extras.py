@@ -9,15 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, RateLimitError, UnprocessableEntityError
 
 from keel.config import Settings
 from keel.service.api.admin import create_key
+from keel.testing.scripted import CallInfo, FunctionModel
 from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
 from tests.sales_truth import SALES_QUESTION
 from tools import default_tools
-from tools.registry import ToolRegistry
+from tools.registry import ToolContext, ToolRegistry, tool
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 KEPT = {"assistant_id": "agent", "input": USER, "on_completion": "keep"}
@@ -202,6 +204,56 @@ async def test_a_copied_interrupted_thread_resumes_on_its_own(
             assert (await client.threads.get(tid))["status"] == "interrupted"
             assert await client.threads.get_state(tid) == before
             assert before["interrupts"] and before["next"]
+
+
+def _pay_and_ask(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+    """Pays and asks a human in one step; then answers with both results."""
+    if isinstance(messages[-1], ToolMessage):
+        last_ai = max(i for i, m in enumerate(messages) if isinstance(m, AIMessage))
+        return AIMessage(
+            content="done: " + " | ".join(str(m.content) for m in messages[last_ai + 1 :])
+        )
+    return AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "pay", "args": {"amount": 5}, "id": "pay_1"},
+            {"name": "ask_human", "args": {"question": "Receipt?"}, "id": "ask_1"},
+        ],
+    )
+
+
+async def test_a_copy_does_not_repeat_an_effect_its_source_made(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`pay` completes in the step that `ask_human` interrupts, so only the journal knows it
+    ran; resuming the copy (and then the source) must reuse that record, not pay again."""
+    paid: list[str] = []
+
+    @tool
+    def pay(amount: int, ctx: ToolContext) -> str:
+        """Pay an amount (a side effect)."""
+        paid.append(ctx.idempotency_key)
+        return f"paid {amount}"
+
+    settings = settings_factory(
+        model="scripted:echo", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
+    )
+    registry = ToolRegistry.of([*default_tools(), ask_human, pay])
+    model = FunctionModel(fn=_pay_and_ask, model_name="scripted:pay-and-ask")
+    with running_server(settings, model=model, tools=registry) as url:
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            await client.runs.wait(tid, "agent", input=USER)
+            assert paid == [f"{tid}:pay_1"]
+            copy = await client.threads.copy(tid)
+            assert copy is not None and copy["status"] == "interrupted"
+            cid = copy["thread_id"]
+            resumed = await client.runs.wait(cid, "agent", command={"resume": "on the copy"})
+            assert resumed["outcome"]["output"] == "done: paid 5 | the human said: on the copy"
+            assert paid == [f"{tid}:pay_1"], "the copy paid again"
+            resumed = await client.runs.wait(tid, "agent", command={"resume": "on the source"})
+            assert resumed["outcome"]["output"] == "done: paid 5 | the human said: on the source"
+            assert paid == [f"{tid}:pay_1"]
 
 
 async def test_count_threads(sales_server: str) -> None:

@@ -105,7 +105,8 @@ async def delete_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> Res
 
 @router.post("/threads/{thread_id}/copy")
 async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, Any]:
-    """A new thread of the caller's with this one's metadata, status and checkpoints."""
+    """A new thread of the caller's with this one's metadata, status, checkpoints and
+    idempotency journal records (so the copy never repeats an effect the source made)."""
     source = await load_thread(svc, thread_id, principal)
     if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has a run in progress; copy it afterwards")
@@ -114,10 +115,11 @@ async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, An
     created = await svc.store.create_thread(new_id, principal.tenant_id, dict(source.metadata))
     assert created is not None  # a fresh uuid4
     try:
-        if saver is not None and not isinstance(saver, bool):
-            await copy_thread(saver, thread_id, new_id)
         if source.status != created.status:
             await svc.store.update_thread(new_id, status=source.status)
+        if saver is not None and not isinstance(saver, bool):
+            # the journal goes last, in one write: a failure leaves no journal rows behind
+            await copy_thread(saver, thread_id, new_id, journal=svc.agent.context.journal)
     except Exception:
         await svc.runs.delete_thread_data(new_id)
         await svc.store.delete_thread(new_id, principal.tenant_id)
