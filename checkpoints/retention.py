@@ -20,7 +20,14 @@ from langchain_core.runnables import RunnableConfig
 from checkpoints.savers import Storage
 from keel.errors import ErrorCode, UsageError
 
-__all__ = ["PruneReport", "RetentionPolicy", "prune", "storage_bytes"]
+__all__ = [
+    "PruneReport",
+    "RetentionPolicy",
+    "delete_checkpoints",
+    "delete_run_checkpoints",
+    "prune",
+    "storage_bytes",
+]
 
 
 @dataclass(frozen=True)
@@ -92,14 +99,33 @@ async def _count(storage: Storage, thread_id: str) -> int:
 
 async def _keep_last(storage: Storage, thread_id: str, keep: int) -> int:
     doomed = (await _ids(storage, thread_id))[keep:]
+    await delete_checkpoints(storage, thread_id, doomed)
+    return len(doomed)
+
+
+async def delete_checkpoints(storage: Storage, thread_id: str, doomed: list[str]) -> None:
+    """Delete these root-namespace checkpoints of a thread, their pending writes and the
+    blobs only they referenced (LangGraph's savers have no API for it), in one transaction."""
     if not doomed:
-        return 0
+        return
     if storage.backend == "postgres":
         await _delete_postgres(storage.pool, thread_id, doomed)
     elif storage.backend == "sqlite":
         await _delete_sqlite(storage.saver, thread_id, doomed)
     else:
         _delete_memory(storage.saver, thread_id, set(doomed))
+
+
+async def delete_run_checkpoints(storage: Storage, thread_id: str, run_ids: list[str]) -> int:
+    """Delete the root-namespace checkpoints runs `run_ids` wrote on a thread (found by the
+    `run_id` LangGraph copies into each checkpoint's metadata); how many were deleted."""
+    config = RunnableConfig(configurable={"thread_id": thread_id, "checkpoint_ns": ""})
+    doomed = [
+        str(item.config["configurable"]["checkpoint_id"])
+        for run_id in run_ids
+        async for item in storage.saver.alist(config, filter={"run_id": run_id})
+    ]
+    await delete_checkpoints(storage, thread_id, doomed)
     return len(doomed)
 
 
