@@ -196,6 +196,21 @@ class RunQueue:
                 found = True
         return found
 
+    async def wait_stopped(self, run_id: str, thread_id: str, *, within_s: float = 30) -> bool:
+        """Wait until no worker runs (or will run) the run's job; False on timeout."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            jobs = await self.app.job_manager.list_jobs_async(task=TASK, lock=thread_id)
+            if not any(
+                j.task_kwargs.get("run_id") == run_id
+                and str(getattr(j.status, "value", j.status)) in ("todo", "doing")
+                for j in jobs
+            ):
+                return True
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(LOCK_POLL_S)
+
 
 async def stalled_job_reaper(
     app: procrastinate.App, *, every_s: float, seconds_since_heartbeat: float
