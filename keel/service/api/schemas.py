@@ -57,10 +57,18 @@ class ThreadUpdate(_Body):
 
 class ThreadSearch(_Body):
     metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
     ids: list[str] | None = Field(None, max_length=1000)
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0)
+
+    @field_validator("values")
+    @classmethod
+    def _no_values(cls, value: dict[str, Any] | None) -> None:
+        if value:
+            raise ValueError("searching threads by state values is not supported")
+        return None
 
 
 class StateUpdate(_Body):
@@ -131,8 +139,6 @@ class RunCreate(_Body):
     def _input_or_command(self) -> RunCreate:
         if self.input is not None and self.command is not None:
             raise ValueError("give either 'input' or 'command', not both")
-        if self.multitask_strategy == "rollback":
-            raise ValueError("multitask_strategy 'rollback' is not supported; use 'interrupt'")
         return self
 
     @property
