@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from langgraph.types import Command, StateSnapshot
 
+from checkpoints.retention import delete_run_checkpoints
 from keel.config import ServiceSettings
 from keel.observability.metrics import set_queue_depth
 from keel.observability.observer import observe_run
@@ -145,6 +146,8 @@ class RunManager:
                     await self.cancel_run(
                         run_id, thread.thread_id, reason="interrupted by a newer run", wait=True
                     )
+            if active_ids and body.multitask_strategy == "rollback":
+                await self._rollback(thread.thread_id, active_ids)
             run_id = str(uuid.uuid4())
             graph_input = await self._graph_input(thread.thread_id, body, principal, run_id)
             at = now()
@@ -547,8 +550,24 @@ class RunManager:
                 )
         return True
 
+    async def _rollback(self, thread_id: str, run_ids: list[str]) -> None:
+        """Stop these runs, delete them and the checkpoints they wrote: the thread is back
+        where it was before they started. Their journal rows stay (the effects happened)."""
+        for run_id in run_ids:
+            await self.cancel_run(run_id, thread_id, reason="rolled back by a newer run", wait=True)
+            if self.queue is not None and not await self.queue.wait_stopped(run_id, thread_id):
+                raise Unavailable(
+                    f"run {run_id} did not stop in time to be rolled back; retry shortly",
+                    headers={"Retry-After": "2"},
+                )
+        if self.agent.storage is not None:
+            await delete_run_checkpoints(self.agent.storage, thread_id, run_ids)
+        for run_id in run_ids:
+            await self.store.delete_run(run_id)
+        await self.store.update_thread(thread_id, status="idle")
+
     async def delete_thread_data(self, thread_id: str) -> None:
-        """Cancel the thread's runs and delete its checkpoints."""
+        """Cancel the thread's runs, delete its checkpoints and its journal rows."""
         for h in self._active(thread_id):
             await self.cancel(h, reason="thread deleted", wait=True)
         if self.queue is not None:
@@ -557,6 +576,9 @@ class RunManager:
         saver = self.agent.graph.checkpointer
         if saver is not None and not isinstance(saver, bool):
             await saver.adelete_thread(thread_id)
+        journal = self.agent.context.journal
+        if journal is not None:
+            await journal.delete_threads([thread_id])
 
     async def recover(self) -> int:
         """Restart runs a stopped process left pending or running, from their checkpoints.
