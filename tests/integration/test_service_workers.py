@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
 
 from keel.config import Settings
 from keel.service.api.queue import RunQueue
@@ -207,4 +208,35 @@ async def test_a_run_the_queue_refuses_is_an_error_not_pending(
                 assert "could not be queued" in response.json()["message"]
             runs = await client.runs.list(tid)
             assert [r["status"] for r in runs] == ["error", "error"]
+            assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_rollback_deletes_a_run_on_a_worker(distributed: dict[str, Any]) -> None:
+    """`rollback` stops the worker's run, deletes it and its checkpoints, then runs anew."""
+    with running_server(distributed["settings"]) as url, workers(distributed, 1, 1):
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            await asyncio.wait_for(client.runs.wait(tid, "agent", input=USER), 60)
+            kept = {h["checkpoint"]["checkpoint_id"] for h in await client.threads.get_history(tid)}
+            old = (await client.runs.create(tid, "agent", input=USER))["run_id"]
+            deadline = time.monotonic() + 60
+            while not [
+                h
+                for h in await client.threads.get_history(tid, limit=50)
+                if h["metadata"].get("run_id") == old
+            ]:
+                assert time.monotonic() < deadline, "the run never wrote a checkpoint"
+                await asyncio.sleep(0.05)
+            values = await asyncio.wait_for(
+                client.runs.wait(tid, "agent", input=USER, multitask_strategy="rollback"), 60
+            )
+            assert "Their total revenue was $" in values["outcome"]["output"]
+            with pytest.raises(NotFoundError):
+                await client.runs.get(tid, old)
+            history = await client.threads.get_history(tid, limit=200)
+            assert not [h for h in history if h["metadata"].get("run_id") == old]
+            assert kept <= {h["checkpoint"]["checkpoint_id"] for h in history}
+            state = await client.threads.get_state(tid)
+            assert state["values"] == values
+            assert [m["type"] for m in values["messages"]].count("human") == 2
             assert (await client.threads.get(tid))["status"] == "idle"
