@@ -298,6 +298,23 @@ class ServiceSettings(BaseModel):
     """A worker silent this long is dead: its runs go back to the queue."""
     roles: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
     """Tools each API-key role may use (`*`: all); a key's role must be one of these."""
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    """Hosts a run's `webhook` URL may name (`hooks.example.com`, or `*.example.com` for its
+    subdomains); empty: webhooks are refused (422). Guards against requests to internal
+    addresses (SSRF)."""
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    """Timeout of one webhook POST (connect, read and write each)."""
+    webhook_attempts: int = Field(5, ge=1, le=20)
+    """POSTs at most per webhook: a 5xx, 429, timeout or connection error is tried again."""
+    webhook_backoff_s: float = Field(1.0, ge=0, le=60)
+    """Wait before the second attempt, doubled after each (capped at 30 s)."""
+    webhook_drain_s: float = Field(10.0, ge=0, le=300)
+    """At shutdown, how long pending webhooks may still take; then they are dropped (logged)."""
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _hosts_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.strip().lower().rstrip(".") for h in value if h.strip())
 
 
 class ObservabilitySettings(BaseModel):

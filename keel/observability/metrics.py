@@ -44,6 +44,8 @@ __all__ = [
     "record_retry",
     "record_run",
     "record_tool_call",
+    "record_webhook",
+    "record_webhook_attempt",
     "render_metrics",
     "run_in_flight",
     "set_queue_depth",
@@ -93,6 +95,12 @@ RATE_LIMIT_WAIT = Histogram(
 )
 CACHE = Counter("keel_cache_requests", "Cache look-ups.", ["cache", "result"])
 BUDGET = Counter("keel_budget_decisions", "Budget checks by decision.", ["decision"])
+WEBHOOKS = Counter(
+    "keel_webhook_deliveries", "Run webhooks by final outcome (after retries).", ["outcome"]
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "keel_webhook_attempts", "Webhook POSTs sent, retries included.", ["result"]
+)
 QUEUE_DEPTH = Gauge(
     "keel_queue_depth", "Runs waiting in the queue.", ["queue"], multiprocess_mode="mostrecent"
 )
@@ -167,6 +175,17 @@ def record_cache(cache: str, hit: bool) -> None:
 def record_budget_decision(decision: str) -> None:
     """`allow`, `downgrade`, `deny`, … (a short fixed vocabulary)."""
     BUDGET.labels(decision=decision).inc()
+
+
+def record_webhook(outcome: Literal["delivered", "failed", "rejected", "abandoned"]) -> None:
+    """A run's webhook ended: `delivered` (2xx), `failed` (retries used up), `rejected` (a
+    4xx, not retried), `abandoned` (still pending when the process stopped)."""
+    WEBHOOKS.labels(outcome=outcome).inc()
+
+
+def record_webhook_attempt(result: str) -> None:
+    """One POST: `2xx`, `3xx`, `4xx`, `5xx` or `connect_error` / `timeout`."""
+    WEBHOOK_ATTEMPTS.labels(result=result).inc()
 
 
 def set_queue_depth(queue: str, depth: int) -> None:
