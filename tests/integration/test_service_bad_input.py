@@ -93,7 +93,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/runs",
         {"json": {"assistant_id": "agent", "input": {"question": "q"}, "webhook": "http://x"}},
         422,
-        "webhooks are not supported",
+        "KEEL_SERVICE__WEBHOOK_ALLOWED_HOSTS",
     ),
     (
         "POST",

@@ -14,11 +14,30 @@ from typing import Any
 from keel.service.api.errors import Unprocessable
 from keel.service.api.store import RunRecord
 
-__all__ = ["ASSISTANT_ID", "GRAPH_ID", "RunHandle", "question_from"]
+__all__ = ["ASSISTANT_ID", "GRAPH_ID", "RunHandle", "question_from", "run_json"]
 
 GRAPH_ID = "agent"
 ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "keel:assistant:agent"))
 MAX_BUFFERED_EVENTS = 10_000
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, Any]:
+    """A run as `GET /threads/{id}/runs/{run_id}` shows it (and its webhook sends it)."""
+    return {
+        "run_id": record.run_id,
+        "thread_id": record.thread_id,
+        "assistant_id": record.assistant_id,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "status": handle.status if handle else record.status,
+        "metadata": record.metadata,
+        "multitask_strategy": record.multitask_strategy,
+        "kwargs": {k: v for k, v in record.kwargs.items() if k != "role"},
+    }
 
 
 def question_from(payload: dict[str, Any]) -> str:

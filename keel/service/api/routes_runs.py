@@ -12,12 +12,14 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.service.api.auth import Principal
-from keel.service.api.deps import Caller, Services, Svc, iso, load_thread
+from keel.service.api.deps import Caller, Services, Svc, load_thread
 from keel.service.api.encode import jsonable, sse
 from keel.service.api.errors import ApiError, Conflict, NotFound, Unprocessable
+from keel.service.api.handles import run_json
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.service.api.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
 from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
+from keel.service.api.webhooks import check_webhook
 
 __all__ = ["router"]
 
@@ -28,20 +30,6 @@ JOIN_POLL_S = 0.25
 BATCH_MAX = 100
 """Runs one `POST /runs/batch` may create."""
 RunBatch = Annotated[list[StatelessRunCreate], Body(min_length=1, max_length=BATCH_MAX)]
-
-
-def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, Any]:
-    return {
-        "run_id": record.run_id,
-        "thread_id": record.thread_id,
-        "assistant_id": record.assistant_id,
-        "created_at": iso(record.created_at),
-        "updated_at": iso(record.updated_at),
-        "status": handle.status if handle else record.status,
-        "metadata": record.metadata,
-        "multitask_strategy": record.multitask_strategy,
-        "kwargs": {k: v for k, v in record.kwargs.items() if k != "role"},
-    }
 
 
 def _location(handle: RunHandle) -> dict[str, str]:
@@ -79,6 +67,7 @@ async def _start(
     streamed: bool = False,
 ) -> RunHandle:
     _check_assistant(body)
+    check_webhook(body.webhook, svc.runs.webhooks.policy)
     temporary = created = False
     if thread_id is None:
         thread_id = str(uuid.uuid4())
@@ -309,10 +298,11 @@ async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> Stre
     return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)
 
 
-def _check_batch_item(index: int, body: RunCreate) -> None:
+def _check_batch_item(svc: Services, index: int, body: RunCreate) -> None:
     """Refuse an item `_start` would refuse, before any run of the batch starts."""
     try:
         _check_assistant(body)
+        check_webhook(body.webhook, svc.runs.webhooks.policy)
         if body.command is None:
             question_from(body.input or {})
     except ApiError as exc:
@@ -341,7 +331,7 @@ async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) ->
     already started are cancelled and the client gets that run's error.
     """
     for index, item in enumerate(body):
-        _check_batch_item(index, item)
+        _check_batch_item(svc, index, item)
     await _batch_room(svc, len(body))
     handles: list[RunHandle] = []
     try:

@@ -33,6 +33,12 @@ from keel.service.api.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question
 from keel.service.api.queue import RunQueue
 from keel.service.api.schemas import RunCreate
 from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, Store, ThreadRecord, now
+from keel.service.api.webhooks import (
+    WebhookPolicy,
+    WebhookSender,
+    check_webhook,
+    webhook_payload,
+)
 from keel.service.runner import Agent
 from nodes import AgentContext
 
@@ -62,6 +68,7 @@ class RunManager:
         events: RedisEvents | None = None,
         worker: bool = False,
         fence: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.agent = agent
         self.store = store
@@ -75,6 +82,8 @@ class RunManager:
         """Set in a `keel worker`: events are published, aborts are cancellations."""
         self.fence = fence or (lambda thread_id: contextlib.nullcontext())
         """Held while a worker executes a thread's run: no two processes run one thread."""
+        self.webhooks = webhooks or WebhookSender(WebhookPolicy.of(settings))
+        """Posts a run's webhook when the run ends in this process; drained by `close()`."""
         self.handles: dict[str, RunHandle] = {}
         """Runs of this process, kept a minute after they end (joins, cancels, streams)."""
         self._live: dict[str, RunHandle] = {}
@@ -362,6 +371,38 @@ class RunManager:
             {"run_id": record.run_id, "status": status},
             extra={END_VALUES: jsonable(values)} if values else None,
         )
+        await self._notify(
+            record, status, values=handle.result if status != "error" else None, error=error
+        )
+
+    async def _notify(
+        self,
+        record: RunRecord,
+        status: str,
+        *,
+        values: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Post the ended run's webhook, if it asked for one (delivered in the background).
+
+        Without `values` the thread's state is read here, before a temporary thread goes.
+        The URL is checked again against this process's allowed hosts.
+        """
+        url = record.kwargs.get("webhook")
+        if not isinstance(url, str) or not url:
+            return
+        try:
+            check_webhook(url, self.webhooks.policy)
+        except Unprocessable as exc:
+            log.warning("webhook.refused", run_id=record.run_id, reason=exc.message)
+            return
+        try:
+            final = jsonable(values) if values else await self.thread_values(record.thread_id)
+        except Exception as exc:
+            log.warning("webhook.values_unread", run_id=record.run_id, error=type(exc).__name__)
+            final = None
+        payload = webhook_payload(record, status, values=final, error=error)
+        self.webhooks.send(url, payload, run_id=record.run_id)
 
     async def execute_job(self, run_id: str, thread_id: str | None = None) -> None:
         """A worker's share: run (or continue) the queued run `run_id` to its end.
@@ -409,6 +450,7 @@ class RunManager:
                 record.run_id, "success", thread=(record.thread_id, "idle")
             )
             await self._published_end(record.run_id, "success")
+            await self._notify(record, "success")
             return None
         try:
             graph_input: Any = (
@@ -419,6 +461,7 @@ class RunManager:
         except Unprocessable as exc:
             await self.store.set_run_status(record.run_id, "error", error=exc.message)
             await self._published_end(record.run_id, "error")
+            await self._notify(record, "error", error=exc.message)
             return None
         streamed = bool(record.kwargs.get("stream")) or not self.worker
         handle = RunHandle(record=record, modes=body.modes if streamed else [])
@@ -548,6 +591,7 @@ class RunManager:
                 await self.events.publish(
                     run_id, "end", {"run_id": run_id, "status": "interrupted"}
                 )
+            await self._notify(record, "interrupted", error=reason)
         return True
 
     async def _rollback(self, thread_id: str, run_ids: list[str]) -> None:
@@ -619,3 +663,4 @@ class RunManager:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.webhooks.close()

@@ -122,13 +122,7 @@ class RunCreate(_Body):
     checkpoint_id: str | None = None
     checkpoint: dict[str, Any] | None = None
     webhook: str | None = None
-
-    @field_validator("webhook")
-    @classmethod
-    def _no_webhook(cls, value: str | None) -> None:
-        if value:
-            raise ValueError("webhooks are not supported")
-        return None
+    """POSTed the run's final payload when it ends (see `webhooks.check_webhook`)."""
 
     @field_validator("metadata", mode="before")
     @classmethod

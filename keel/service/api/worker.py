@@ -114,6 +114,7 @@ async def run_worker(
                 worker=True,
                 fence=fence.hold,
             )
+            stack.push_async_callback(manager.webhooks.close)  # drain pending webhooks
             app = make_queue_app(db_url)
 
             @app.task(name=TASK, queue=QUEUE, retry=RETRY, pass_context=True)
