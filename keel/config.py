@@ -290,6 +290,9 @@ class ServiceSettings(BaseModel):
     max_queued: int = Field(256, ge=0)
     """Runs waiting to start; past it new runs get 429 with Retry-After. The per-tenant
     rate is `KEEL_RATE_LIMITS__TENANT_RUNS_PER_MINUTE`."""
+    stream_buffer_events: int = Field(10_000, ge=100, le=1_000_000)
+    """Stream events an API process keeps per run it executes, for joins and `Last-Event-ID`
+    reconnects: the last N (older ones are dropped; a reconnect behind them gets 410)."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300)

@@ -43,9 +43,11 @@ def jsonable(obj: Any) -> Any:
     return orjson.loads(dumps(obj))
 
 
-def sse(event: str, data: Any) -> bytes:
-    """One server-sent event; the data is a single line of JSON."""
-    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One server-sent event; the data is a single line of JSON. `event_id` is its `id:`,
+    which a client that reconnects sends back as `Last-Event-ID`."""
+    head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
+    return head + b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 def interrupt_json(interrupt: Any) -> dict[str, Any]:

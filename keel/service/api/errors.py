@@ -23,6 +23,7 @@ __all__ = [
     "ApiError",
     "BodyGuard",
     "Conflict",
+    "Gone",
     "NotFound",
     "TooManyRequests",
     "Unauthorized",
@@ -60,6 +61,12 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, error = 409, "conflict"
+
+
+class Gone(ApiError):
+    """What the request names existed but is no longer kept (a stream's older events)."""
+
+    status, error = 410, "gone"
 
 
 class Unprocessable(ApiError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,11 @@ class RunHandle:
 
     record: RunRecord
     modes: list[str]
-    events: list[tuple[str, Any]] = field(default_factory=list)
+    keep: int = MAX_BUFFERED_EVENTS
+    """Events kept for streams and reconnects: the last `keep`; older ones are dropped."""
+    emitted: int = 0
+    """Events emitted so far, which is the id of the last one (ids are 1, 2, …)."""
+    events: deque[tuple[str, Any]] = field(init=False)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -89,23 +94,41 @@ class RunHandle:
     temporary: bool = False
     """A stateless run's thread, deleted once the caller has the result."""
 
+    def __post_init__(self) -> None:
+        self.events = deque(maxlen=self.keep)
+
     @property
     def run_id(self) -> str:
         return self.record.run_id
 
+    @property
+    def first_kept(self) -> int:
+        """The id of the oldest event still kept (`emitted + 1` while none is)."""
+        return self.emitted - len(self.events) + 1
+
     def emit(self, event: str, data: Any) -> None:
-        if len(self.events) < MAX_BUFFERED_EVENTS:
-            self.events.append((event, data))
+        self.events.append((event, data))
+        self.emitted += 1
         self.changed.set()
 
-    async def subscribe(self) -> AsyncIterator[tuple[str, Any]]:
-        """Every event of the run from the first, then new ones until it ends."""
-        sent = 0
+    async def subscribe(self, after: int = 0) -> AsyncIterator[tuple[str | None, str, Any]]:
+        """`(id, event, data)` of the run's events after id `after`, then new ones until it ends.
+
+        A reader so slow that the events it has yet to read were dropped gets an `error`
+        event saying so and stops, rather than a stream with a silent gap.
+        """
+        sent = after
         while True:
             self.changed.clear()
-            while sent < len(self.events):
-                yield self.events[sent]
+            while sent < self.emitted:
+                first = self.first_kept
+                if sent + 1 < first:
+                    message = f"events {sent + 1}-{first - 1} of this run are no longer kept"
+                    yield None, "error", {"error": "StreamGap", "message": message}
+                    return
+                event, data = self.events[sent + 1 - first]
                 sent += 1
+                yield str(sent), event, data
             if self.done.is_set():
                 return
             await self.changed.wait()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.service.api.auth import Principal
@@ -16,6 +16,7 @@ from keel.service.api.deps import Caller, Services, Svc, load_thread
 from keel.service.api.encode import jsonable, sse
 from keel.service.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from keel.service.api.handles import run_json
+from keel.service.api.resume import resume_after
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.service.api.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
 from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
@@ -104,13 +105,17 @@ def _wanted(event: str, modes: list[str]) -> bool:
 
 
 async def _events(
-    svc: Services, handle: RunHandle, modes: list[str], cancel_on_disconnect: bool
+    svc: Services,
+    handle: RunHandle,
+    modes: list[str],
+    cancel_on_disconnect: bool,
+    after: str | None = None,
 ) -> AsyncIterator[bytes]:
     finished = False
     try:
-        async for event, data in svc.runs.stream(handle):
+        async for event_id, event, data in svc.runs.stream(handle, after):
             if _wanted(event, modes):
-                yield sse(event, data)
+                yield sse(event, data, event_id)
         finished = True
     finally:
         if not finished and cancel_on_disconnect and not handle.done.is_set():
@@ -133,7 +138,12 @@ def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingRespo
     return StreamingResponse(
         _events(svc, handle, handle.modes, body.on_disconnect == "cancel"),
         media_type="text/event-stream",
-        headers={**_location(handle), "Cache-Control": "no-store"},
+        headers={
+            **_location(handle),
+            # where the SDK reconnects (with Last-Event-ID) if the connection drops
+            "Location": f"/threads/{handle.record.thread_id}/runs/{handle.run_id}/stream",
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -236,15 +246,20 @@ async def join_stream(
     principal: Caller,
     cancel_on_disconnect: Annotated[bool, Query()] = False,
     stream_mode: Annotated[list[str] | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> StreamingResponse:
+    """The run's events; with `Last-Event-ID`, only those after it (see `resume`)."""
     record = await _run(svc, principal, thread_id, run_id)
     handle = svc.runs.handles.get(run_id)
     if handle is None:  # executing in another process, or over
         kwargs_modes = RunCreate.model_validate(record.kwargs).modes
         handle = RunHandle(record=record, modes=kwargs_modes, remote=True)
+    after = await resume_after(svc.runs, handle, last_event_id)
     modes = stream_mode or handle.modes
     return StreamingResponse(
-        _events(svc, handle, modes, cancel_on_disconnect), media_type="text/event-stream"
+        _events(svc, handle, modes, cancel_on_disconnect, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -48,6 +48,8 @@ log = structlog.get_logger("keel.service.runs")
 
 CONTROL_EVENTS = ("metadata", "end", "error")
 """Events every run reports, streamed or not."""
+FIRST_REMOTE_ID = "0-0"
+"""The id of the `metadata` event the API sends first for a run on a worker."""
 END_VALUES = "values"
 """A worker's `end` event carries the run's final values under this key, so the API answers
 `wait` / `join` without reading the thread's checkpoint again; streams drop it."""
@@ -178,7 +180,9 @@ class RunManager:
                 updated_at=at,
             )
             await self.store.create_run(record)
-            handle = RunHandle(record=record, modes=body.modes)
+            handle = RunHandle(
+                record=record, modes=body.modes, keep=self.settings.stream_buffer_events
+            )
             handle.emit("metadata", {"run_id": record.run_id, "attempt": 1})
             if self.queue is not None:
                 handle.remote = True
@@ -463,8 +467,12 @@ class RunManager:
             await self._published_end(record.run_id, "error")
             await self._notify(record, "error", error=exc.message)
             return None
-        streamed = bool(record.kwargs.get("stream")) or not self.worker
-        handle = RunHandle(record=record, modes=body.modes if streamed else [])
+        streamed = bool(record.kwargs.get("stream") or body.stream_resumable) or not self.worker
+        handle = RunHandle(
+            record=record,
+            modes=body.modes if streamed else [],
+            keep=self.settings.stream_buffer_events,
+        )
         handle.emit("metadata", {"run_id": record.run_id, "attempt": record.attempt + 1})
         return handle, graph_input, body, principal
 
@@ -481,7 +489,7 @@ class RunManager:
         try:
             end: dict[str, Any] = {}
             if self.events is not None:
-                async for event, data in self.events.read(
+                async for _id, event, data in self.events.read(
                     handle.run_id, ended=lambda: self._ended(handle.run_id)
                 ):
                     if event == "end":
@@ -505,37 +513,52 @@ class RunManager:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
         return values
 
-    async def stream(self, handle: RunHandle) -> AsyncIterator[tuple[str, Any]]:
-        """The run's events: from this process's buffer, or from the worker's stream."""
+    async def stream(
+        self, handle: RunHandle, after: str | None = None
+    ) -> AsyncIterator[tuple[str | None, str, Any]]:
+        """The run's `(id, event, data)`: from this process's buffer, or the worker's stream.
+
+        `after`: a checked `Last-Event-ID` (see `resume.resume_after`); only later events.
+        Ids are `1`, `2`, … in-process and Redis entry ids from workers (`0-0` is the
+        metadata event the API adds); without Redis, `0-0`, `0-1`, `0-2`.
+        """
         if not handle.remote:
-            async for item in handle.subscribe():
+            async for item in handle.subscribe(int(after or 0)):
                 yield item
             return
         try:
-            yield "metadata", {"run_id": handle.run_id, "attempt": 1}
+            if after is None:
+                yield FIRST_REMOTE_ID, "metadata", {"run_id": handle.run_id, "attempt": 1}
             if self.events is not None:
                 ended = False
-                async for event, data in self.events.read(
-                    handle.run_id, ended=lambda: self._ended(handle.run_id)
+                async for event_id, event, data in self.events.read(
+                    handle.run_id,
+                    after=after or FIRST_REMOTE_ID,
+                    ended=lambda: self._ended(handle.run_id),
                 ):
                     if event == "end":
                         ended = True
                         if isinstance(data, dict):
                             data = {k: v for k, v in data.items() if k != END_VALUES}
-                    yield event, data
+                    yield event_id, event, data
                 if not ended:
                     record = await self.store.get_run_any(handle.run_id)
                     status = record.status if record else "error"
-                    yield "end", {"run_id": handle.run_id, "status": status}
+                    yield None, "end", {"run_id": handle.run_id, "status": status}
                 return
             record = await self._until_done(handle.run_id)
             status = record.status if record else "error"
+            outcome: tuple[str, Any]
             if status == "error":
                 message = record.error if record else "the run is gone"
-                yield "error", {"error": "RunError", "message": message}
+                outcome = "error", {"error": "RunError", "message": message}
             else:
-                yield "values", await self.thread_values(handle.record.thread_id)
-            yield "end", {"run_id": handle.run_id, "status": status}
+                outcome = "values", await self.thread_values(handle.record.thread_id)
+            end = {"run_id": handle.run_id, "status": status}
+            seen = int((after or "0-0").partition("-")[2])
+            for n, (event, data) in enumerate([outcome, ("end", end)], start=1):
+                if n > seen:
+                    yield f"0-{n}", event, data
         finally:
             await self._drop_temporary(handle)
 

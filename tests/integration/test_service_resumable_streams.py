@@ -1,0 +1,162 @@
+"""Resumable streams: a client that loses its SSE connection reconnects with the last event
+id it saw and gets exactly the events it missed (no gap, no duplicate), then the rest live.
+
+Driven by the official `langgraph-sdk` (`stream_resumable`, `join_stream(last_event_id=…)`)
+against a running server: runs executed in the API process, and on `keel worker`s (Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.schema import StreamPart
+
+from keel.config import Settings
+from tests.integration.service_server import running_server
+from tests.integration.test_service_workers import (  # noqa: F401 (fixtures)
+    distributed,
+    queue_db,
+    workers,
+)
+from tests.sales_truth import SALES_QUESTION
+
+USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
+MODES = ["updates", "values"]
+
+
+@pytest.fixture
+def slow_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
+    settings = settings_factory(
+        model="scripted:sales@200ms", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
+    )
+    with running_server(settings) as url:
+        yield url
+
+
+def _shape(parts: list[StreamPart]) -> list[str]:
+    """Event names, with each `updates` event's node: what a stream of this run must show."""
+    return [f"updates:{next(iter(p.data))}" if p.event == "updates" else p.event for p in parts]
+
+
+async def _first(stream: AsyncIterator[StreamPart], n: int) -> list[StreamPart]:
+    """Read `n` parts, then hang up (the connection closes)."""
+    parts: list[StreamPart] = []
+    async with aclosing(stream) as open_stream:  # type: ignore[type-var]
+        async for part in open_stream:
+            parts.append(part)
+            if len(parts) == n:
+                break
+    return parts
+
+
+def _assert_resumed(head: list[StreamPart], tail: list[StreamPart], full: list[StreamPart]) -> None:
+    joined = head + tail
+    ids = [p.id for p in joined]
+    assert all(ids), f"every event carries an id: {ids}"
+    assert len(set(ids)) == len(ids), f"no event twice: {ids}"
+    assert joined[-1].event == "end" and joined[-1].data["status"] == "success"
+    # the reconnect replayed exactly what the first connection missed
+    assert [(p.id, p.event, p.data) for p in joined] == [(p.id, p.event, p.data) for p in full]
+
+
+async def _resume_run(
+    client: LangGraphClient, stream: AsyncIterator[StreamPart], tid: str, keep: int
+) -> tuple[list[StreamPart], list[StreamPart], list[StreamPart]]:
+    """Read `keep` parts of `stream`, hang up, rejoin after the last id; and a full replay."""
+    head = await _first(stream, keep)
+    assert head[0].event == "metadata"
+    run_id = head[0].data["run_id"]
+    tail = [
+        p
+        async for p in client.runs.join_stream(
+            tid, run_id, last_event_id=head[-1].id, stream_mode=MODES
+        )
+    ]
+    full = [p async for p in client.runs.join_stream(tid, run_id, stream_mode=MODES)]
+    return head, tail, full
+
+
+async def _reference(client: LangGraphClient) -> list[str]:
+    """The shape of one uninterrupted stream of the same question."""
+    tid = (await client.threads.create())["thread_id"]
+    parts = [p async for p in client.runs.stream(tid, "agent", input=USER, stream_mode=MODES)]
+    return _shape(parts)
+
+
+async def _bad_ids(url: str, tid: str, run_id: str, future: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for bad, status in [("garbage", 422), ("-1", 422), (future, 422), ("x" * 100, 422)]:
+            r = await http.get(
+                f"/threads/{tid}/runs/{run_id}/stream", headers={"Last-Event-ID": bad}
+            )
+            assert r.status_code == status, (bad, r.status_code, r.text)
+            body = r.json()
+            assert isinstance(body["error"], str) and isinstance(body["message"], str)
+
+
+async def test_resume_an_in_process_stream(slow_server: str) -> None:
+    async with get_client(url=slow_server, api_key=None) as client:
+        reference = await _reference(client)
+        tid = (await client.threads.create())["thread_id"]
+        stream = client.runs.stream(
+            tid, "agent", input=USER, stream_mode=MODES, stream_resumable=True
+        )
+        head, tail, full = await asyncio.wait_for(_resume_run(client, stream, tid, 3), 120)
+        _assert_resumed(head, tail, full)
+        assert _shape(full) == reference
+        assert [p.id for p in full] == [str(i) for i in range(1, len(full) + 1)]
+        run_id = head[0].data["run_id"]
+        # the last event's id replays nothing but is accepted; the one after it is not sent yet
+        async with httpx.AsyncClient(base_url=slow_server, timeout=30) as http:
+            r = await http.get(
+                f"/threads/{tid}/runs/{run_id}/stream", headers={"Last-Event-ID": full[-1].id}
+            )
+            assert r.status_code == 200 and r.text == ""
+        await _bad_ids(slow_server, tid, run_id, str(len(full) + 1))
+
+
+async def test_stream_response_names_where_to_reconnect(slow_server: str) -> None:
+    async with httpx.AsyncClient(base_url=slow_server, timeout=60) as http:
+        body = {"assistant_id": "agent", "input": {"question": "hello"}}
+        async with http.stream("POST", "/runs/stream", json=body) as r:
+            assert r.status_code == 200
+            location = r.headers["location"]
+            text = (await r.aread()).decode()
+        run_id = text.split('"run_id":"')[1].split('"')[0]
+        assert location.endswith(f"/runs/{run_id}/stream")
+        assert text.startswith("id: 1\nevent: metadata\n")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_resume_streams_of_runs_on_workers(distributed: dict[str, Any]) -> None:  # noqa: F811
+    distributed["env"]["KEEL_MODEL"] = "scripted:sales@200ms"
+    with running_server(distributed["settings"]) as url, workers(distributed, 1, 2):
+        async with get_client(url=url, api_key=None) as client:
+            reference = await asyncio.wait_for(_reference(client), 120)
+            # a streamed run
+            tid = (await client.threads.create())["thread_id"]
+            stream = client.runs.stream(
+                tid, "agent", input=USER, stream_mode=MODES, stream_resumable=True
+            )
+            head, tail, full = await asyncio.wait_for(_resume_run(client, stream, tid, 3), 120)
+            _assert_resumed(head, tail, full)
+            assert _shape(full) == reference
+            # a background run created resumable: its worker keeps every event too
+            tid2 = (await client.threads.create())["thread_id"]
+            run = await client.runs.create(
+                tid2, "agent", input=USER, stream_mode=MODES, stream_resumable=True
+            )
+            joined = client.runs.join_stream(tid2, run["run_id"], stream_mode=MODES)
+            head2, tail2, full2 = await asyncio.wait_for(_resume_run(client, joined, tid2, 2), 120)
+            _assert_resumed(head2, tail2, full2)
+            assert _shape(full2) == reference
+            await _bad_ids(url, tid, head[0].data["run_id"], "99999999999999-0")
