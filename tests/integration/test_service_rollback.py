@@ -15,6 +15,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
+from checkpoints import savers
+from checkpoints.journal import MemoryJournal, thread_of
 from keel.config import Settings
 from keel.testing.scripted import CallInfo, FunctionModel
 from tests.integration.service_server import nap, running_server
@@ -109,45 +111,58 @@ async def test_rollback_in_process(
             assert PAID == ["tea", "slow cake", "bread"]
 
 
+class _Rows:
+    """Counts journal rows in the server's journal, whatever its kind."""
+
+    def __init__(self, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.url = url
+        self.memory: list[MemoryJournal] = []
+        if url.startswith("memory://"):
+            seen = self.memory
+
+            class Seen(MemoryJournal):
+                def __init__(self) -> None:
+                    super().__init__()
+                    seen.append(self)
+
+            monkeypatch.setattr(savers, "MemoryJournal", Seen)
+
+    def count(self, where: str, value: str) -> int:
+        """Rows whose `where` column (thread_id or result) is `value`."""
+        if self.memory:
+            return sum(
+                1
+                for e in self.memory[-1].entries.values()
+                if (thread_of(e.key) if where == "thread_id" else e.result) == value
+            )
+        sql = f"SELECT count(*) FROM keel_tool_journal WHERE {where} = "
+        if self.url.startswith("sqlite"):
+            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as db:
+                return int(db.execute(sql + "?", (value,)).fetchone()[0])
+        with psycopg.connect(self.url) as pg:
+            found = pg.execute(sql + "%s", (value,)).fetchone()
+            return int(found[0]) if found else 0
+
+
 async def test_deleting_a_thread_drops_its_journal_rows(
-    settings_factory: Callable[..., Settings], tmp_path: Path, request: pytest.FixtureRequest
+    settings_factory: Callable[..., Settings], checkpoint_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for kind in ("sqlite", "postgres"):
-        if kind == "sqlite":
-            url = f"sqlite:///{tmp_path / 'cp.sqlite'}"
-        else:
-            url = str(request.getfixturevalue("postgres_url"))
-
-        def rows(thread_id: str, url: str = url, kind: str = kind) -> int:
-            sql = "SELECT count(*) FROM keel_tool_journal WHERE thread_id = "
-            if kind == "sqlite":
-                with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-                    return int(db.execute(sql + "?", (thread_id,)).fetchone()[0])
-            with psycopg.connect(url) as pg:
-                found = pg.execute(sql + "%s", (thread_id,)).fetchone()
-                return int(found[0]) if found else 0
-
-        with _pay_server(settings_factory(checkpoint_url=url)) as server:
-            async with get_client(url=server, api_key=None) as client:
-                tid = (await client.threads.create())["thread_id"]
-                other = (await client.threads.create())["thread_id"]
-                await client.runs.wait(tid, "agent", input={"question": "tea"})
-                await client.runs.wait(other, "agent", input={"question": "jam"})
-                assert rows(tid) == 1 and rows(other) == 1, kind
-                await client.threads.delete(tid)
-                assert rows(tid) == 0 and rows(other) == 1, kind
-                # a stateless run's temporary thread leaves no journal rows behind either
-                before = len(PAID)
-                await client.runs.wait(None, "agent", input={"question": "milk"})
-                assert len(PAID) == before + 1
-                sql = "SELECT count(*) FROM keel_tool_journal WHERE result = 'paid for milk'"
-                if kind == "sqlite":
-                    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-                        assert db.execute(sql).fetchone() == (0,)
-                else:
-                    with psycopg.connect(url) as pg:
-                        assert pg.execute(sql).fetchone() == (0,)
-                await client.threads.delete(other)
+    rows = _Rows(checkpoint_url, monkeypatch)
+    with _pay_server(settings_factory(checkpoint_url=checkpoint_url)) as server:
+        async with get_client(url=server, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            other = (await client.threads.create())["thread_id"]
+            await client.runs.wait(tid, "agent", input={"question": "tea"})
+            await client.runs.wait(other, "agent", input={"question": "jam"})
+            assert rows.count("thread_id", tid) == 1 and rows.count("thread_id", other) == 1
+            await client.threads.delete(tid)
+            assert rows.count("thread_id", tid) == 0 and rows.count("thread_id", other) == 1
+            # a stateless run's temporary thread leaves no journal rows behind either
+            before = len(PAID)
+            await client.runs.wait(None, "agent", input={"question": "milk"})
+            assert len(PAID) == before + 1
+            assert rows.count("result", "paid for milk") == 0
+            await client.threads.delete(other)
 
 
 async def test_search_by_values_is_refused(
