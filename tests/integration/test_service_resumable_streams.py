@@ -160,3 +160,78 @@ async def test_resume_streams_of_runs_on_workers(distributed: dict[str, Any]) ->
             _assert_resumed(head2, tail2, full2)
             assert _shape(full2) == reference
             await _bad_ids(url, tid, head[0].data["run_id"], "99999999999999-0")
+
+
+class _CuttingProxy:
+    """A loopback TCP proxy that cuts the first event stream after `events` events."""
+
+    def __init__(self, upstream_port: int, events: int) -> None:
+        self.upstream_port, self.events = upstream_port, events
+        self.cut = False
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                self.requests.append(data)
+                up_writer.write(data)
+                await up_writer.drain()
+            up_writer.close()
+
+        forward = asyncio.create_task(upstream())
+        seen, cutting = b"", False
+        try:
+            while data := await up_reader.read(65536):
+                seen += data
+                cutting = cutting or (not self.cut and b"text/event-stream" in seen)
+                if cutting and seen.count(b"\n\n") >= self.events:
+                    self.cut, cutting = True, False
+                    writer.write(data[: len(data) - (len(seen) - _nth_end(seen, self.events))])
+                    await writer.drain()
+                    writer.transport.abort()  # the connection drops mid-stream
+                    return
+                writer.write(data)
+                await writer.drain()
+        finally:
+            forward.cancel()
+            up_writer.close()
+            writer.close()
+
+
+def _nth_end(data: bytes, n: int) -> int:
+    """The offset just past the `n`-th blank line (`\\n\\n`) of `data`."""
+    at = -2
+    for _ in range(n):
+        at = data.index(b"\n\n", at + 2)
+    return at + 2
+
+
+async def test_the_sdk_resumes_a_dropped_stream_by_itself(slow_server: str) -> None:
+    proxy = _CuttingProxy(int(slow_server.rpartition(":")[2]), events=3)
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with get_client(url=f"http://127.0.0.1:{port}", api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            stream = client.runs.stream(
+                tid, "agent", input=USER, stream_mode=MODES, stream_resumable=True
+            )
+            parts = await asyncio.wait_for(_collect(stream), 120)
+            full = [
+                p
+                async for p in client.runs.join_stream(
+                    tid, parts[0].data["run_id"], stream_mode=MODES
+                )
+            ]
+    finally:
+        server.close()
+    assert proxy.cut, "the proxy dropped the first connection"
+    resumed = [r for r in proxy.requests if r.startswith(b"GET ") and b"/stream" in r]
+    assert resumed and b"last-event-id: 3" in resumed[0].lower()
+    _assert_resumed(parts, [], full)
+
+
+async def _collect(stream: AsyncIterator[StreamPart]) -> list[StreamPart]:
+    return [p async for p in stream]
