@@ -97,10 +97,10 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ),
     (
         "POST",
-        "/runs",
-        {"json": {"assistant_id": "agent", "multitask_strategy": "rollback"}},
+        "/threads/search",
+        {"json": {"values": {"question": "q"}}},
         422,
-        "rollback",
+        "state values",
     ),
     (
         "POST",
