@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,6 @@ from tools import default_tools
 from tools.registry import ToolRegistry
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
-
-
-@pytest.fixture
-def sales_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
-    settings = settings_factory(
-        model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
-    )
-    with running_server(settings) as url:
-        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,6 @@ from tools.registry import ToolContext, ToolRegistry, tool
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 KEPT = {"assistant_id": "agent", "input": USER, "on_completion": "keep"}
-
-
-@pytest.fixture
-def sales_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
-    settings = settings_factory(
-        model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
-    )
-    with running_server(settings) as url:
-        yield url
 
 
 def _napping(settings: Settings) -> Any:
