@@ -42,6 +42,10 @@ from keel.service.api.webhooks import (
 from keel.service.runner import Agent
 from nodes import AgentContext
 
+CANCEL_WAIT_S = 30.0
+"""How long a request that cancels a run (interrupt, rollback, thread delete) waits for it
+to stop before answering 503."""
+
 __all__ = ["ASSISTANT_ID", "GRAPH_ID", "Principal", "RunHandle", "RunManager", "question_from"]
 
 log = structlog.get_logger("keel.service.runs")
@@ -589,9 +593,16 @@ class RunManager:
             return
         handle.cancel_reason = reason
         handle.task.cancel()
-        if wait:
+        if not wait:
+            return
+        try:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(handle.done.wait()), timeout=30)
+                await asyncio.wait_for(asyncio.shield(handle.done.wait()), timeout=CANCEL_WAIT_S)
+        except TimeoutError as exc:
+            raise Unavailable(
+                f"run {handle.run_id} did not stop within {CANCEL_WAIT_S:g} s; retry shortly",
+                headers={"Retry-After": "2"},
+            ) from exc
 
     async def cancel_run(self, run_id: str, thread_id: str, *, reason: str, wait: bool) -> bool:
         """Cancel a pending or running run wherever it executes; False if it had ended."""
