@@ -8,9 +8,8 @@ against a running server: runs executed in the API process, and on `keel worker`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
-from keel.config import Settings
 from tests.integration.service_server import running_server
 from tests.integration.test_service_workers import (  # noqa: F401 (fixtures)
     distributed,
@@ -30,15 +28,6 @@ from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 MODES = ["updates", "values"]
-
-
-@pytest.fixture
-def slow_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
-    settings = settings_factory(
-        model="scripted:sales@200ms", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
-    )
-    with running_server(settings) as url:
-        yield url
 
 
 def _shape(parts: list[StreamPart]) -> list[str]:
