@@ -295,6 +295,8 @@ class ServiceSettings(BaseModel):
     reconnects: the last N (older ones are dropped; a reconnect behind them gets 410)."""
     queue: Literal["inprocess", "procrastinate"] = "inprocess"
     """Where background runs execute: in the API process, or on `keel worker`s via Postgres."""
+    cron_tick_s: float = Field(10.0, gt=0, le=60)
+    """How often each API process looks for due crons (one tick starts each due run once)."""
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300)
     """How often a `keel worker` reports it is alive (and looks for dead workers' runs)."""
     worker_stalled_after_s: float = Field(30.0, gt=0, le=3600)

@@ -1,4 +1,4 @@
-"""Keel's own tables: tenants, API keys, threads and runs (checkpoints live elsewhere).
+"""Keel's own tables: tenants, API keys, threads, runs and crons (checkpoints live elsewhere).
 
 The schema is owned by the Alembic migrations beside this module; these `Table` objects
 describe it for queries. Table names carry a `keel_` prefix so they can share a Postgres
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -20,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["api_keys", "metadata", "runs", "tenants", "threads"]
+__all__ = ["api_keys", "crons", "metadata", "runs", "tenants", "threads"]
 
 metadata = MetaData()
 
@@ -71,4 +72,26 @@ runs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_keel_runs_thread", "thread_id", "created_at"),
     Index("ix_keel_runs_status", "status"),
+)
+
+crons = Table(
+    "keel_crons",
+    metadata,
+    Column("cron_id", String(64), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("thread_id", String(128), nullable=True),
+    Column("assistant_id", String(64), nullable=False),
+    Column("schedule", String(128), nullable=False),
+    Column("timezone", String(64), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("on_run_completed", String(16), nullable=True),
+    Column("next_run_at", DateTime(timezone=True), nullable=True),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_keel_crons_tenant", "tenant_id", "created_at"),
+    Index("ix_keel_crons_due", "next_run_at"),
 )
