@@ -4,8 +4,8 @@
 app = create_app(load_settings())          # `keel serve` runs this under uvicorn
 ```
 The lifespan opens the agent (model, tools, checkpointer) and Keel's store, migrates the
-store, and resumes runs a previous process left unfinished. Tests pass `model=` to script
-the agent.
+store, resumes runs a previous process left unfinished and ticks the cron scheduler
+(`crons.CronScheduler`). Tests pass `model=` to script the agent.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from keel.config import Settings
 from keel.service.api.admission import Admission
 from keel.service.api.auth import Authenticator, context_for_role
+from keel.service.api.crons import CronScheduler, CronStore
 from keel.service.api.deps import Caller, Services, Svc
 from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
 from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.service.api.routes_assistants import router as assistants_router
+from keel.service.api.routes_crons import cron_starter
+from keel.service.api.routes_crons import router as crons_router
 from keel.service.api.routes_runs import router as runs_router
 from keel.service.api.routes_store import open_item_store
 from keel.service.api.routes_store import router as store_router
@@ -118,9 +121,16 @@ def create_app(
                 )
                 if queue is None:
                     await manager.recover()
+                app.state.crons = CronScheduler(
+                    CronStore(store.engine),
+                    cron_starter(store, manager),
+                    tick_s=settings.service.cron_tick_s,
+                )
+                app.state.crons.run()
                 try:
                     yield
                 finally:
+                    await app.state.crons.stop()
                     await manager.close()
         finally:
             await store.close()
@@ -137,6 +147,7 @@ def create_app(
     app.include_router(runs_router)
     app.include_router(store_router)
     app.include_router(assistants_router)
+    app.include_router(crons_router)
     _add_meta_routes(app)
     return app
 
@@ -165,7 +176,7 @@ def _add_meta_routes(app: FastAPI) -> None:
 
     @app.get("/info", tags=["health"])
     async def info() -> dict[str, Any]:
-        return {"version": VERSION, "flags": {"assistants": True, "crons": False}}
+        return {"version": VERSION, "flags": {"assistants": True, "crons": True}}
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def metrics() -> Response:
