@@ -22,6 +22,11 @@ from keel.service.api.errors import TooManyRequests
 from keel.service.api.store import Store, service_db_url
 from keel.service.api.tables import crons
 from tests.integration.service_server import running_server
+from tests.integration.test_service_workers import (  # noqa: F401 (fixtures)
+    distributed,
+    queue_db,
+    workers,
+)
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -45,6 +50,7 @@ def cron_server(cron_settings: Settings) -> Iterator[str]:
 
 
 async def _make_due(settings: Settings, cron_id: str) -> None:
+    """Move the cron's next run into the past: the next tick starts it."""
     store = Store.open(service_db_url(settings))
     try:
         async with store.engine.begin() as conn:
@@ -138,6 +144,22 @@ async def test_a_due_thread_cron_starts_one_run(cron_server: str, cron_settings:
         assert datetime.fromisoformat(after["next_run_date"]) > datetime.now(UTC) + timedelta(
             days=1
         )
+
+
+async def test_a_cron_whose_thread_is_gone_is_deleted(
+    cron_server: str, cron_settings: Settings
+) -> None:
+    async with get_client(url=cron_server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        cron = await client.crons.create_for_thread(tid, "agent", schedule=YEARLY, input=USER)
+        await client.threads.delete(tid)
+        assert await client.crons.count() == 1  # until its next occurrence
+        await _make_due(cron_settings, cron["cron_id"])
+
+        async def gone() -> bool:
+            return await client.crons.count() == 0
+
+        await _until(gone)
 
 
 async def test_a_due_stateless_cron_runs_on_a_new_thread(
@@ -321,3 +343,33 @@ async def test_concurrent_ticks_on_postgres_start_each_cron_once(postgres_url: s
             await conn.execute(crons.delete())
         for s in stores:
             await s.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_two_api_processes_with_workers_start_a_due_cron_once(
+    distributed: dict[str, Any],  # noqa: F811 (the imported fixture)
+) -> None:
+    base = distributed["settings"]
+    settings = base.model_copy(
+        update={"service": base.service.model_copy(update={"cron_tick_s": 0.05})}
+    )
+    with (
+        running_server(settings) as url,
+        running_server(settings),  # a second API process ticking on the same database
+        workers(distributed, 1, 2),
+    ):
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            cron = await client.crons.create_for_thread(tid, "agent", schedule=YEARLY, input=USER)
+            await _make_due(settings, cron["cron_id"])
+
+            async def finished() -> list[Any]:
+                found = await client.runs.list(tid)
+                return [r for r in found if r["status"] == "success"]
+
+            await _until(finished, within_s=60)
+            await asyncio.sleep(0.5)  # many more ticks of both processes
+            assert len(await client.runs.list(tid)) == 1
+            values = (await client.threads.get_state(tid))["values"]
+            assert "Their total revenue was $" in values["outcome"]["output"]
