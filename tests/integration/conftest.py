@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from keel.config import Settings
+from tests.conftest import PG_ADMIN_URL, require_service
 from tests.integration.service_server import running_server
 
 
@@ -33,3 +38,47 @@ def slow_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> It
     """The same, each model call taking 200 ms (long enough to interrupt a stream)."""
     with _scripted_server(settings_factory, tmp_path, "scripted:sales@200ms") as url:
         yield url
+
+
+@pytest.fixture
+def queue_db() -> Iterator[str]:
+    """A database of this test's own: the queue's jobs and workers are not shared."""
+    name = f"keel_queue_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", exc)
+    yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def distributed(
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    queue_db: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_MODEL="scripted:sales@600ms",  # long enough that a kill lands mid-run
+        KEEL_CHECKPOINT_URL=queue_db,
+        KEEL_REDIS_URL=redis_url,
+        KEEL_REDIS_PREFIX=redis_prefix,
+        KEEL_SERVICE__QUEUE="procrastinate",
+        KEEL_SERVICE__WORKER_HEARTBEAT_S="0.5",
+        KEEL_SERVICE__WORKER_STALLED_AFTER_S="2",
+        KEEL_RETRY__INITIAL_S="0",
+    )
+    settings = settings_factory(
+        model="scripted:sales",
+        checkpoint_url=queue_db,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        service={"queue": "procrastinate"},
+    )
+    return {"env": env, "settings": settings, "logs": tmp_path}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -73,3 +75,31 @@ def tool_once_model(first_tool: str, args: dict[str, Any]) -> FunctionModel:
         )
 
     return FunctionModel(fn=reply, model_name="scripted:tool-once")
+
+
+@contextmanager
+def workers(
+    setup: dict[str, Any], count: int, concurrency: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = []
+    for i in range(count):
+        log = open(setup["logs"] / f"worker{i}.log", "wb")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)],
+                env=setup["env"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -21,12 +21,7 @@ from keel.service.api.crons import CronRecord, CronScheduler, CronStore
 from keel.service.api.errors import TooManyRequests
 from keel.service.api.store import Store, service_db_url
 from keel.service.api.tables import crons
-from tests.integration.service_server import running_server
-from tests.integration.test_service_workers import (  # noqa: F401 (fixtures)
-    distributed,
-    queue_db,
-    workers,
-)
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -348,7 +343,7 @@ async def test_concurrent_ticks_on_postgres_start_each_cron_once(postgres_url: s
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_two_api_processes_with_workers_start_a_due_cron_once(
-    distributed: dict[str, Any],  # noqa: F811 (the imported fixture)
+    distributed: dict[str, Any],
 ) -> None:
     base = distributed["settings"]
     settings = base.model_copy(

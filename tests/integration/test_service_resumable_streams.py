@@ -18,12 +18,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
-from tests.integration.service_server import running_server
-from tests.integration.test_service_workers import (  # noqa: F401 (fixtures)
-    distributed,
-    queue_db,
-    workers,
-)
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -126,7 +121,7 @@ async def test_stream_response_names_where_to_reconnect(slow_server: str) -> Non
 
 @pytest.mark.postgres
 @pytest.mark.redis
-async def test_resume_streams_of_runs_on_workers(distributed: dict[str, Any]) -> None:  # noqa: F811
+async def test_resume_streams_of_runs_on_workers(distributed: dict[str, Any]) -> None:
     distributed["env"]["KEEL_MODEL"] = "scripted:sales@200ms"
     with running_server(distributed["settings"]) as url, workers(distributed, 1, 2):
         async with get_client(url=url, api_key=None) as client:

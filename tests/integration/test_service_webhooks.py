@@ -21,12 +21,7 @@ from langgraph_sdk import get_client
 from prometheus_client import REGISTRY
 
 from keel.config import Settings
-from tests.integration.service_server import running_server
-from tests.integration.test_service_workers import (  # noqa: F401 - fixtures
-    distributed,
-    queue_db,
-    workers,
-)
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -208,7 +203,7 @@ async def test_a_5xx_is_retried_and_exhausted_retries_are_counted(
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_a_worker_posts_the_webhook_of_the_run_it_finished(
-    distributed: dict[str, Any],  # noqa: F811 - the imported fixture
+    distributed: dict[str, Any],
     receiver: Callable[..., Receiver],
 ) -> None:
     hook = receiver()

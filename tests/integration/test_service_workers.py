@@ -7,15 +7,8 @@ on the other worker, continuing from their last checkpoint (no run lost, none re
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,87 +17,13 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
-from keel.config import Settings
 from keel.service.api.queue import RunQueue
-from tests.conftest import PG_ADMIN_URL, require_service
-from tests.integration.service_server import running_server
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
-
-
-@pytest.fixture
-def queue_db() -> Iterator[str]:
-    """A database of this test's own: the queue's jobs and workers are not shared."""
-    name = f"keel_queue_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", exc)
-    yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def distributed(
-    settings_factory: Callable[..., Settings],
-    tmp_path: Path,
-    queue_db: str,
-    redis_url: str,
-    redis_prefix: str,
-) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(
-        KEEL_HOME=str(tmp_path / "home"),
-        KEEL_MODEL="scripted:sales@600ms",  # long enough that a kill lands mid-run
-        KEEL_CHECKPOINT_URL=queue_db,
-        KEEL_REDIS_URL=redis_url,
-        KEEL_REDIS_PREFIX=redis_prefix,
-        KEEL_SERVICE__QUEUE="procrastinate",
-        KEEL_SERVICE__WORKER_HEARTBEAT_S="0.5",
-        KEEL_SERVICE__WORKER_STALLED_AFTER_S="2",
-        KEEL_RETRY__INITIAL_S="0",
-    )
-    settings = settings_factory(
-        model="scripted:sales",
-        checkpoint_url=queue_db,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        service={"queue": "procrastinate"},
-    )
-    return {"env": env, "settings": settings, "logs": tmp_path}
-
-
-@contextmanager
-def workers(
-    setup: dict[str, Any], count: int, concurrency: int
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = []
-    for i in range(count):
-        log = open(setup["logs"] / f"worker{i}.log", "wb")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)],
-                env=setup["env"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 async def test_runs_execute_on_workers_through_the_sdk(distributed: dict[str, Any]) -> None:
