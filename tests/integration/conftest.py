@@ -41,6 +41,16 @@ def slow_server(settings_factory: Callable[..., Settings], tmp_path: Path) -> It
 
 
 @pytest.fixture
+def secured(settings_factory: Callable[..., Settings], tmp_path: Path) -> Settings:
+    """Settings of a server that requires API keys (in-process runs on SQLite)."""
+    return settings_factory(
+        model="scripted:sales",
+        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+        service={"require_api_key": True},
+    )
+
+
+@pytest.fixture
 def queue_db() -> Iterator[str]:
     """A database of this test's own: the queue's jobs and workers are not shared."""
     name = f"keel_queue_{uuid.uuid4().hex[:8]}"

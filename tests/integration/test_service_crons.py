@@ -210,14 +210,7 @@ async def test_bad_crons_are_422(cron_server: str) -> None:
         assert await client.crons.count() == 0
 
 
-async def test_tenants_do_not_see_each_others_crons(
-    settings_factory: Callable[..., Settings], tmp_path: Path
-) -> None:
-    secured = settings_factory(
-        model="scripted:sales",
-        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        service={"require_api_key": True},
-    )
+async def test_tenants_do_not_see_each_others_crons(secured: Settings) -> None:
     acme = (await create_key(secured, "acme", "member"))["api_key"]
     globex = (await create_key(secured, "globex", "member"))["api_key"]
     with running_server(secured) as url:

@@ -259,17 +259,10 @@ async def test_count_threads(sales_server: str) -> None:
             await client.threads.count(values={"answer": "x"})
 
 
-async def test_copy_and_count_stay_inside_the_tenant(
-    settings_factory: Callable[..., Settings], tmp_path: Path
-) -> None:
-    settings = settings_factory(
-        model="scripted:sales",
-        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        service={"require_api_key": True},
-    )
-    acme = (await create_key(settings, "acme", "member"))["api_key"]
-    globex = (await create_key(settings, "globex", "member"))["api_key"]
-    with running_server(settings) as url:
+async def test_copy_and_count_stay_inside_the_tenant(secured: Settings) -> None:
+    acme = (await create_key(secured, "acme", "member"))["api_key"]
+    globex = (await create_key(secured, "globex", "member"))["api_key"]
+    with running_server(secured) as url:
         async with get_client(url=url, api_key=acme) as a, get_client(url=url, api_key=globex) as g:
             tid = (await a.threads.create())["thread_id"]
             await a.runs.wait(tid, "agent", input=USER)

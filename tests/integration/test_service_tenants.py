@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,15 +22,6 @@ from tests.integration.service_server import running_server
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
-
-
-@pytest.fixture
-def secured(settings_factory: Callable[..., Settings], tmp_path: Path) -> Settings:
-    return settings_factory(
-        model="scripted:sales",
-        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        service={"require_api_key": True},
-    )
 
 
 async def test_keys_are_stored_hashed(secured: Settings) -> None:
