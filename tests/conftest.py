@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +39,30 @@ def require_service(name: str, problem: Exception) -> None:
     pytest.skip(message)
 
 
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[tuple[str, str]]:
+    """A new empty database on the local PostgreSQL server, dropped afterwards: its URL and
+    name. An unreachable server is a failure under CI, a skip elsewhere."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", exc)
+    try:
+        yield _pg_url(name), name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for this test session on the local PostgreSQL server."""
-    import psycopg
-
-    dbname = f"keel_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", exc)
-    yield _pg_url(dbname)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    with fresh_database("keel_test") as (url, _):
+        yield url
 
 
 REDIS_URL = os.environ.get("KEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from keel.config import Settings
-from tests.conftest import PG_ADMIN_URL, require_service
+from tests.conftest import fresh_database
 from tests.integration.service_server import running_server
 
 
@@ -53,15 +51,8 @@ def secured(settings_factory: Callable[..., Settings], tmp_path: Path) -> Settin
 @pytest.fixture
 def queue_db() -> Iterator[str]:
     """A database of this test's own: the queue's jobs and workers are not shared."""
-    name = f"keel_queue_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", exc)
-    yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("keel_queue") as (url, _):
+        yield url
 
 
 @pytest.fixture

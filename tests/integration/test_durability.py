@@ -30,16 +30,10 @@ def own_store_url(checkpoint_url: str, tmp_path: Path) -> Iterator[str]:
     if not checkpoint_url.startswith("postgresql://"):
         yield checkpoint_url
         return
-    import psycopg
+    from tests.conftest import fresh_database
 
-    from tests.conftest import PG_ADMIN_URL
-
-    name = f"keel_prune_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield checkpoint_url.rpartition("/")[0] + "/" + name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("keel_prune") as (url, _):
+        yield url
 
 
 class Crash(BaseException):

@@ -4,7 +4,6 @@ connection, yet a backend terminated while idle is never handed to a step."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -14,20 +13,16 @@ from psycopg_pool import AsyncConnectionPool
 from checkpoints.health import PeriodicCheck
 from checkpoints.savers import make_pool
 from keel.config import CheckpointPoolSettings
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, fresh_database
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def own_database(postgres_url: str) -> Iterator[str]:
+def own_database() -> Iterator[str]:
     """A database only this test uses, so terminating its backends touches nothing else."""
-    name = f"keel_health_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_url.rpartition("/")[0] + "/" + name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("keel_health") as (url, _):
+        yield url
 
 
 def _terminate(pid: int) -> None:

@@ -3,7 +3,6 @@ its side effect happened once, and the outage cost retries (or health-check reco
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,21 +12,17 @@ from langchain_core.messages import AIMessage
 
 from keel.service.runner import open_agent
 from keel.testing.scripted import ScriptedModel
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, fresh_database
 from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def own_database(postgres_url: str) -> Iterator[tuple[str, str]]:
+def own_database() -> Iterator[tuple[str, str]]:
     """A database only this test uses, so terminating its backends touches nothing else."""
-    name = f"keel_outage_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_url.rpartition("/")[0] + "/" + name, name
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("keel_outage") as (url, name):
+        yield (url, name)
 
 
 def _terminate_all(dbname: str) -> int:
