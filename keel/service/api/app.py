@@ -23,7 +23,8 @@ from keel.service.api.admission import Admission
 from keel.service.api.auth import Authenticator, context_for_role
 from keel.service.api.crons import CronScheduler, CronStore
 from keel.service.api.deps import Caller, Services, Svc
-from keel.service.api.errors import BodyGuard, NotFound, install_error_handlers
+from keel.service.api.errors import BodyGuard, install_error_handlers
+from keel.service.api.handles import check_assistant
 from keel.service.api.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.service.api.routes_assistants import router as assistants_router
 from keel.service.api.routes_crons import cron_starter
@@ -194,6 +195,5 @@ def _add_meta_routes(app: FastAPI) -> None:
 
     @app.get("/assistants/{assistant_id}", tags=["assistants"])
     async def get_assistant(assistant_id: str, principal: Caller) -> dict[str, Any]:
-        if assistant_id not in (GRAPH_ID, ASSISTANT_ID):
-            raise NotFound(f"assistant {assistant_id} not found; the assistant is 'agent'")
+        check_assistant(assistant_id)
         return _assistant()

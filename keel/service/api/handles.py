@@ -12,13 +12,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.service.api.errors import Unprocessable
+from keel.service.api.errors import NotFound, Unprocessable
 from keel.service.api.store import RunRecord
 
 __all__ = ["ASSISTANT_ID", "GRAPH_ID", "RunHandle", "question_from", "run_json"]
 
 GRAPH_ID = "agent"
 ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "keel:assistant:agent"))
+
+
+def check_assistant(assistant_id: str) -> None:
+    """404 unless `assistant_id` names the one assistant (`agent`, or its UUID)."""
+    if assistant_id not in (GRAPH_ID, ASSISTANT_ID):
+        raise NotFound(f"assistant {assistant_id} not found; the assistant is 'agent'")
+
+
 MAX_BUFFERED_EVENTS = 10_000
 
 

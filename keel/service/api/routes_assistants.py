@@ -17,19 +17,13 @@ from fastapi import APIRouter, Query
 from pydantic import Field, TypeAdapter
 
 from keel.service.api.deps import Caller, Svc
-from keel.service.api.errors import NotFound
-from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID
+from keel.service.api.handles import GRAPH_ID, check_assistant
 
 __all__ = ["router"]
 
 log = structlog.get_logger("keel.service.api")
 router = APIRouter(tags=["assistants"])
 XRay = Annotated[bool | Annotated[int, Field(ge=0, le=100)], Query()]
-
-
-def _known(assistant_id: str) -> None:
-    if assistant_id not in (GRAPH_ID, ASSISTANT_ID):
-        raise NotFound(f"assistant {assistant_id} not found; the assistant is 'agent'")
 
 
 def _schema(name: str, make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -46,7 +40,7 @@ async def get_graph(
     assistant_id: str, svc: Svc, principal: Caller, xray: XRay = False
 ) -> dict[str, Any]:
     """The agent graph's nodes and edges (`xray`: subgraphs to this depth; Keel has none)."""
-    _known(assistant_id)
+    check_assistant(assistant_id)
     drawable = await svc.agent.graph.aget_graph(xray=xray)
     return drawable.to_json()
 
@@ -54,7 +48,7 @@ async def get_graph(
 @router.get("/assistants/{assistant_id}/schemas")
 async def get_schemas(assistant_id: str, svc: Svc, principal: Caller) -> dict[str, Any]:
     """JSON Schemas of the graph's input, output, state and context."""
-    _known(assistant_id)
+    check_assistant(assistant_id)
     graph = svc.agent.graph
     return {
         "graph_id": GRAPH_ID,

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from keel.service.api.auth import Principal
 from keel.service.api.crons import CronRecord, CronStore, StartRun, check_schedule, next_run
 from keel.service.api.deps import Caller, Services, Svc, load_thread
 from keel.service.api.errors import NotFound, Unprocessable
-from keel.service.api.handles import question_from
+from keel.service.api.handles import check_assistant, question_from
 from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunManager
 from keel.service.api.schemas import ID_PATTERN, RunCreate
 from keel.service.api.store import Store
@@ -29,6 +29,15 @@ __all__ = ["cron_starter", "router"]
 router = APIRouter(tags=["crons"])
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 CronId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is UTC."""
+    return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+
+EndTime = Annotated[datetime | None, AfterValidator(_utc)]
+
 CRON_FIELDS = {"schedule", "end_time", "enabled", "timezone", "on_run_completed"}
 """Fields of a cron body that are about the schedule, not the run (kept out of `payload`)."""
 SORT_COLUMNS = {"next_run_date": "next_run_at"}
@@ -40,22 +49,17 @@ class _Body(BaseModel):
 
 class CronCreate(RunCreate):
     schedule: str = Field(min_length=1, max_length=128)
-    end_time: datetime | None = None
+    end_time: EndTime = None
     enabled: bool = True
     timezone: str | None = Field(None, max_length=64)
     on_run_completed: Literal["delete", "keep"] | None = None
-
-    @field_validator("end_time")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class CronUpdate(_Body):
     """`PATCH /runs/crons/{id}`: only the fields given change (`end_time: null` clears it)."""
 
     schedule: str | None = Field(None, min_length=1, max_length=128)
-    end_time: datetime | None = None
+    end_time: EndTime = None
     enabled: bool | None = None
     timezone: str | None = Field(None, max_length=64)
     on_run_completed: Literal["delete", "keep"] | None = None
@@ -70,11 +74,6 @@ class CronUpdate(_Body):
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
     durability: Any = None
-
-    @field_validator("end_time")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class CronSearch(_Body):
@@ -110,8 +109,7 @@ def _assistant(assistant_id: str | None) -> str | None:
     """The stored assistant id for `agent` or its UUID; 404 for any other."""
     if assistant_id is None:
         return None
-    if assistant_id not in (GRAPH_ID, ASSISTANT_ID):
-        raise NotFound(f"assistant {assistant_id} not found; the assistant is 'agent'")
+    check_assistant(assistant_id)
     return ASSISTANT_ID
 
 

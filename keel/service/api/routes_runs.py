@@ -15,9 +15,9 @@ from keel.service.api.auth import Principal
 from keel.service.api.deps import Caller, Services, Svc, load_thread
 from keel.service.api.encode import jsonable, sse
 from keel.service.api.errors import ApiError, Conflict, NotFound, Unprocessable
-from keel.service.api.handles import run_json
+from keel.service.api.handles import check_assistant, run_json
 from keel.service.api.resume import resume_after
-from keel.service.api.runs import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
+from keel.service.api.runs import GRAPH_ID, RunHandle, question_from
 from keel.service.api.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
 from keel.service.api.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
 from keel.service.api.webhooks import check_webhook
@@ -36,11 +36,6 @@ RunBatch = Annotated[list[StatelessRunCreate], Body(min_length=1, max_length=BAT
 def _location(handle: RunHandle) -> dict[str, str]:
     r = handle.record
     return {"Content-Location": f"/threads/{r.thread_id}/runs/{r.run_id}"}
-
-
-def _check_assistant(body: RunCreate) -> None:
-    if body.assistant_id not in (GRAPH_ID, ASSISTANT_ID):
-        raise NotFound(f"assistant {body.assistant_id} not found; the assistant is 'agent'")
 
 
 async def _thread_for(
@@ -67,7 +62,7 @@ async def _start(
     background: bool = False,
     streamed: bool = False,
 ) -> RunHandle:
-    _check_assistant(body)
+    check_assistant(body.assistant_id)
     check_webhook(body.webhook, svc.runs.webhooks.policy)
     temporary = created = False
     if thread_id is None:
@@ -316,7 +311,7 @@ async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> Stre
 def _check_batch_item(svc: Services, index: int, body: RunCreate) -> None:
     """Refuse an item `_start` would refuse, before any run of the batch starts."""
     try:
-        _check_assistant(body)
+        check_assistant(body.assistant_id)
         check_webhook(body.webhook, svc.runs.webhooks.policy)
         if body.command is None:
             question_from(body.input or {})
