@@ -59,13 +59,9 @@ class RedisEvents:
         if not await self.redis.exists(key):
             return None
         info = await self.redis.xinfo_stream(key)
-
-        def text(value: Any) -> str:
-            return value.decode() if isinstance(value, bytes) else str(value)
-
         return StreamBounds(
-            last=text(info.get("last-generated-id", b"0-0")),
-            trimmed=text(info.get("max-deleted-entry-id", b"0-0")),
+            last=_text(info.get("last-generated-id", b"0-0")),
+            trimmed=_text(info.get("max-deleted-entry-id", b"0-0")),
         )
 
     async def read(
@@ -91,8 +87,13 @@ class RedisEvents:
                 return
             for _stream, entries in found or []:
                 for entry_id, fields in entries:
-                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    last = _text(entry_id)
                     event = fields[b"e"].decode()
                     yield last, event, orjson.loads(fields[b"d"])
                     if event == "end":
                         return
+
+
+def _text(value: Any) -> str:
+    """A Redis reply (bytes) or id as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
