@@ -29,6 +29,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keel.service.api.errors import ApiError, Unprocessable
+from keel.service.api.store import metadata_matches
 from keel.service.api.tables import crons
 
 __all__ = [
@@ -187,7 +188,7 @@ class CronStore:
         async with self.engine.connect() as conn:
             found = [_cron(r) for r in (await conn.execute(query)).all()]
         if metadata:
-            found = [c for c in found if all(c.metadata.get(k) == v for k, v in metadata.items())]
+            found = [c for c in found if metadata_matches(c.metadata, metadata)]
         return found
 
     async def claim_due(self, now: datetime, limit: int = CLAIM_BATCH) -> list[CronRecord]:

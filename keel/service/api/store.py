@@ -35,6 +35,7 @@ __all__ = [
     "Store",
     "ThreadRecord",
     "hash_key",
+    "metadata_matches",
     "service_db_url",
 ]
 
@@ -92,6 +93,11 @@ def ping_idle_connections(engine: AsyncEngine, idle_s: float = PING_IDLE_S) -> N
             raise DisconnectionError(str(exc)) from exc
         if not alive:
             raise DisconnectionError("the connection failed its ping")
+
+
+def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """A search's metadata filter: every wanted key present with exactly that value."""
+    return all(metadata.get(k) == v for k, v in wanted.items())
 
 
 def now() -> datetime:
@@ -284,7 +290,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         found = [_thread(r) for r in rows]
         if metadata:
-            found = [t for t in found if all(t.metadata.get(k) == v for k, v in metadata.items())]
+            found = [t for t in found if metadata_matches(t.metadata, metadata)]
         return found
 
     async def update_thread(
