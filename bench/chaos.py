@@ -4,7 +4,7 @@
 .venv/bin/python bench/chaos.py              # 200 tasks, 30 % faults, seed 7
 .venv/bin/python bench/chaos.py --tasks 300 --rate 0.3 --seed 11
 ```
-The measurement lives in `keel.service.scorecard` (shared with `keel eval`): both agents
+The measurement lives in `keel.evals.scorecard` (shared with `keel eval`): both agents
 talk to the same chaos server over real HTTP, one run at a time, and meet the same fault
 sequence for the same requests. This script prints its Markdown table and the faults met.
 """
@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from keel.service.scorecard import parse_kinds, scorecard
+from keel.evals.scorecard import parse_kinds, scorecard
 
 
 async def main(argv: list[str] | None = None) -> int:

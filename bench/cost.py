@@ -39,10 +39,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from keel.cache import open_caches
 from keel.config import load_settings
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
-from tools.calculator import calculator
-from tools.registry import ToolRegistry, tool
+from keel.tools.calculator import calculator
+from keel.tools.registry import ToolRegistry, tool
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August"]
 REGIONS = ["north", "south", "east", "west", "central"]

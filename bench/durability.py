@@ -32,12 +32,12 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from checkpoints import open_saver
+from keel.checkpoints import open_saver
 from keel.config import ObservabilitySettings, load_settings
 from keel.observability.logs import configure_logging
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 ITERATIONS = 5
 MODES: tuple[Literal["sync", "async", "exit"], ...] = ("sync", "async", "exit")

@@ -24,8 +24,8 @@ from bench.eval_questions import Question, is_correct, questions
 from keel.config import load_settings
 from keel.models.local import local_models
 from keel.observability.logs import configure_logging
-from keel.service.runner import open_agent
-from tools.sample_db import ensure_sample_db
+from keel.runtime import open_agent
+from keel.tools.sample_db import ensure_sample_db
 
 
 @dataclass

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.durability import Run, raw_runner, saver_urls
 from keel.config import ObservabilitySettings, load_settings
 from keel.observability.logs import configure_logging
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Which 3 products had the highest revenue last month, and what was their total revenue?"

@@ -26,12 +26,12 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from bench.durability import saver_urls
-from checkpoints.retention import RetentionPolicy, storage_bytes
+from keel.checkpoints.retention import RetentionPolicy, storage_bytes
 from keel.config import ObservabilitySettings, load_settings
 from keel.observability.logs import configure_logging
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 
 @tool(idempotent=True)

@@ -42,7 +42,7 @@ from langchain_core.outputs import ChatResult
 from keel.config import load_settings
 from keel.observability.logs import configure_logging
 from keel.observability.tracing import Tracing, pin_sender
-from keel.service.runner import Agent, open_agent
+from keel.runtime import Agent, open_agent
 from keel.testing.policies import POLICIES
 from keel.testing.scripted import FunctionModel
 

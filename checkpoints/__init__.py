@@ -1,5 +1,5 @@
 """Checkpoint storage: savers and the idempotency journal from a URL, and retention."""
 
-from checkpoints.savers import Storage, open_saver, open_storage, sqlite_path
+from keel.checkpoints.savers import Storage, open_saver, open_storage, sqlite_path
 
 __all__ = ["Storage", "open_saver", "open_storage", "sqlite_path"]

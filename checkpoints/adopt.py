@@ -22,8 +22,8 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
-from checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
-from checkpoints.savers import Storage, set_up
+from keel.checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
+from keel.checkpoints.savers import Storage, set_up
 from keel.errors import ConfigError
 
 __all__ = ["adopt"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from checkpoints.savers import Storage
+from keel.checkpoints.savers import Storage
 from keel.errors import ErrorCode, UsageError
 
 __all__ = [

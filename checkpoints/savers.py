@@ -20,8 +20,8 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
-from checkpoints.health import PeriodicCheck
-from checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
+from keel.checkpoints.health import PeriodicCheck
+from keel.checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
 from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError, StorageUnavailableError
 from keel.journal import ToolJournal
@@ -118,7 +118,7 @@ def _check(settings: CheckpointPoolSettings) -> Any:
 
 @asynccontextmanager
 async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> AsyncIterator[Storage]:
-    from checkpoints.postgres_saver import BatchedPostgresSaver
+    from keel.checkpoints.postgres_saver import BatchedPostgresSaver
 
     pool = make_pool(url, settings)
     await pool.open(wait=True, timeout=settings.timeout_s)

@@ -18,7 +18,7 @@ from typing import Any
 from langgraph.store.base import BaseStore, TTLConfig
 from langgraph.store.memory import InMemoryStore
 
-from checkpoints.savers import make_pool, set_up, sqlite_path
+from keel.checkpoints.savers import make_pool, set_up, sqlite_path
 from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError
 

@@ -1,6 +1,6 @@
 """Agent graphs: wiring of nodes and conditional edges (no I/O, no settings reads)."""
 
-from graphs.agent import (
+from keel.graphs.agent import (
     AgentState,
     build_agent_graph,
     route_after_fallback,

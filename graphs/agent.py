@@ -20,9 +20,9 @@ from typing import Literal, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
+from keel.nodes import AgentContext, act, fallback, finish, observe, reason
+from keel.nodes._cost_gate import cost_controlled
 from keel.types import AgentState, Signal
-from nodes import AgentContext, act, fallback, finish, observe, reason
-from nodes._cost_gate import cost_controlled
 
 __all__ = [
     "AgentState",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from keel.config import Settings, load_settings
     from keel.errors import KeelError
-    from keel.service.runner import Agent, open_agent, resume, run
+    from keel.runtime import Agent, open_agent, resume, run
     from keel.types import RunResult
 
 __all__ = [
@@ -34,10 +34,10 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Agent": "keel.service.runner",
-    "open_agent": "keel.service.runner",
-    "run": "keel.service.runner",
-    "resume": "keel.service.runner",
+    "Agent": "keel.runtime",
+    "open_agent": "keel.runtime",
+    "run": "keel.runtime",
+    "resume": "keel.runtime",
     "Settings": "keel.config",
     "load_settings": "keel.config",
     "KeelError": "keel.errors",

@@ -1,5 +1,5 @@
 """`python -m keel` is the `keel` command."""
 
-from keel.service.cli import main
+from keel.cli import main
 
 main()

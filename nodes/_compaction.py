@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from keel.config import CompactionSettings
 from keel.cost.accounting import CallUsage, estimate_tokens
-from nodes._records import text_of
+from keel.nodes._records import text_of
 
 __all__ = [
     "Compacted",

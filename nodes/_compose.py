@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from nodes._records import text_of
-from tools.calculator import format_number
+from keel.nodes._records import text_of
+from keel.tools.calculator import format_number
 
 __all__ = ["COMPOSE_SYSTEM", "ComposeMode", "compose_prompt", "should_compose"]
 

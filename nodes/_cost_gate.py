@@ -29,13 +29,13 @@ from keel.cost.budget import BudgetVerdict, check_budget
 from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
 from keel.errors import ErrorCode, is_control_flow
+from keel.nodes._compaction import summarize_middle, summary_needed, system_tokens
+from keel.nodes._prompt import build_prompt
+from keel.nodes._records import error_record, trace_step
+from keel.nodes.context import AgentContext
 from keel.observability import events
+from keel.tools.registry import Tool
 from keel.types import AgentState, TraceStep, add_usage
-from nodes._compaction import summarize_middle, summary_needed, system_tokens
-from nodes._prompt import build_prompt
-from nodes._records import error_record, trace_step
-from nodes.context import AgentContext
-from tools.registry import Tool
 
 __all__ = ["cached_tool_call", "cost_controlled", "estimate_for"]
 

@@ -16,6 +16,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from keel.cost.accounting import CallUsage
 from keel.errors import MalformedOutputError, is_control_flow
+from keel.nodes._grounding import check_grounded, check_no_unrun_query
+from keel.nodes._records import NO_USAGE, text_of, trace_step
+from keel.nodes._resilience import invoke_model_guarded
+from keel.nodes.context import AgentContext
 from keel.resilience.degrade import (
     DegradeStep,
     allows_direct_answer,
@@ -23,10 +27,6 @@ from keel.resilience.degrade import (
     tier_candidates,
 )
 from keel.types import AgentState, UsageTotals
-from nodes._grounding import check_grounded, check_no_unrun_query
-from nodes._records import NO_USAGE, text_of, trace_step
-from nodes._resilience import invoke_model_guarded
-from nodes.context import AgentContext
 
 __all__ = ["DIRECT_ANSWER_PROMPT", "direct_answer", "plan_degradation", "switch_tier"]
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from keel.errors import ErrorCode, ToolError, ToolInputError, is_control_flow
 from keel.journal import JournalEntry, ToolJournal
-from tools.registry import Reconciled, Tool, ToolContext
+from keel.tools.registry import Reconciled, Tool, ToolContext
 
 __all__ = ["Decision", "Plan", "ReviewRequest", "plan_calls", "settle_all"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from keel.errors import ErrorCode, MalformedOutputError
-from nodes._records import text_of
+from keel.nodes._records import text_of
 
 __all__ = ["check_grounded", "check_no_unrun_query", "ungrounded_numbers"]
 

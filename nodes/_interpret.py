@@ -14,9 +14,9 @@ from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.messages.tool import tool_call
 
 from keel.errors import ErrorCode, MalformedOutputError
-from nodes._records import text_of
-from nodes.context import ReasoningMode
-from nodes.react_protocol import ReactAction, format_react_step, parse_react
+from keel.nodes._records import text_of
+from keel.nodes.context import ReasoningMode
+from keel.nodes.react_protocol import ReactAction, format_react_step, parse_react
 
 
 @dataclass(frozen=True)

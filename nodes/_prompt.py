@@ -11,12 +11,12 @@ from datetime import date
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from keel.nodes._compaction import compact_history, system_tokens
+from keel.nodes._records import text_of
+from keel.nodes.context import AgentContext
+from keel.nodes.react_protocol import format_observation, react_instructions
+from keel.tools.sql_context import date_context
 from keel.types import AgentState
-from nodes._compaction import compact_history, system_tokens
-from nodes._records import text_of
-from nodes.context import AgentContext
-from nodes.react_protocol import format_observation, react_instructions
-from tools.sql_context import date_context
 
 REPAIR_TEMPLATE = (
     "Your previous reply could not be used: {hint}\n"

@@ -16,11 +16,11 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from keel.errors import ErrorCode
+from keel.nodes._records import text_of, trace_step
+from keel.nodes.context import AgentContext
 from keel.resilience import Classified, backoff_delay, retry_delay
+from keel.tools.registry import Tool, ToolContext
 from keel.types import AgentState, ErrorRecord
-from nodes._records import text_of, trace_step
-from nodes.context import AgentContext
-from tools.registry import Tool, ToolContext
 
 __all__ = [
     "calls_to_run",

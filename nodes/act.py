@@ -14,14 +14,14 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from keel.errors import ErrorCode, ToolInputError, is_control_flow
+from keel.nodes._cost_gate import cached_tool_call
+from keel.nodes._durable import Plan, plan_calls, settle_all
+from keel.nodes._records import error_record, trace_step
+from keel.nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
+from keel.nodes.context import AgentContext
 from keel.resilience import classify_tool_error
+from keel.tools.registry import ToolContext
 from keel.types import AgentState, ErrorRecord
-from nodes._cost_gate import cached_tool_call
-from nodes._durable import Plan, plan_calls, settle_all
-from nodes._records import error_record, trace_step
-from nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
-from nodes.context import AgentContext
-from tools.registry import ToolContext
 
 NODE = "act"
 OBSERVATION_LIMIT = 20_000

@@ -20,7 +20,7 @@ from keel.config import ModelPrice, Settings
 from keel.cost.ledger import TenantLedger
 from keel.journal import ToolJournal
 from keel.resilience import Resilience
-from tools.registry import ToolRegistry
+from keel.tools.registry import ToolRegistry
 
 __all__ = ["AgentContext", "ModelBinding", "ReasoningMode"]
 

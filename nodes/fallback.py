@@ -14,10 +14,10 @@ from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 
 from keel.errors import ErrorCode
+from keel.nodes._degrade import direct_answer, plan_degradation, switch_tier
+from keel.nodes._records import text_of, trace_step
+from keel.nodes.context import AgentContext
 from keel.types import AgentState, Outcome
-from nodes._degrade import direct_answer, plan_degradation, switch_tier
-from nodes._records import text_of, trace_step
-from nodes.context import AgentContext
 
 NODE = "fallback"
 EXCERPT = 600

@@ -6,9 +6,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from keel.nodes._records import trace_step
+from keel.nodes.context import AgentContext
 from keel.types import AgentState, Outcome
-from nodes._records import trace_step
-from nodes.context import AgentContext
 
 NODE = "finish"
 

@@ -11,10 +11,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from keel.errors import ErrorCode
+from keel.nodes._records import error_record, trace_step
+from keel.nodes._resilience import observe_tool_retry
+from keel.nodes.context import AgentContext
 from keel.types import AgentState
-from nodes._records import error_record, trace_step
-from nodes._resilience import observe_tool_retry
-from nodes.context import AgentContext
 
 NODE = "observe"
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.errors import MalformedOutputError
-from tools.registry import Tool, is_tool_name
+from keel.tools.registry import Tool, is_tool_name
 
 __all__ = [
     "REACT_STOP",

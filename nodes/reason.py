@@ -23,16 +23,16 @@ from keel.errors import (
     RateLimitedError,
     is_control_flow,
 )
+from keel.nodes._compose import compose_prompt, should_compose
+from keel.nodes._grounding import check_grounded, check_no_unrun_query
+from keel.nodes._interpret import Decision, interpret
+from keel.nodes._prompt import build_prompt, repair_exchange
+from keel.nodes._records import NO_USAGE, error_record, text_of, trace_step
+from keel.nodes._resilience import invoke_model_guarded, next_retry_delay, retry_wait
+from keel.nodes.context import AgentContext
+from keel.nodes.react_protocol import REACT_STOP
 from keel.resilience import classify_model_error
 from keel.types import AgentState, TraceStep, UsageTotals, add_usage
-from nodes._compose import compose_prompt, should_compose
-from nodes._grounding import check_grounded, check_no_unrun_query
-from nodes._interpret import Decision, interpret
-from nodes._prompt import build_prompt, repair_exchange
-from nodes._records import NO_USAGE, error_record, text_of, trace_step
-from nodes._resilience import invoke_model_guarded, next_retry_delay, retry_wait
-from nodes.context import AgentContext
-from nodes.react_protocol import REACT_STOP
 
 NODE = "reason"
 

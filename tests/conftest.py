@@ -116,7 +116,7 @@ AgentFactory = Callable[..., AbstractAsyncContextManager[Any]]
 @pytest.fixture
 def agent_factory(settings_factory: Callable[..., Settings], checkpoint_url: str) -> AgentFactory:
     """`async with agent_factory(model, tools=..., **settings) as agent:` on this test's saver."""
-    from keel.service.runner import open_agent
+    from keel.runtime import open_agent
 
     @asynccontextmanager
     async def make(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tools.calculator import calculator
-from tools.registry import Tool, ToolContext, ToolRegistry, tool
-from tools.sql import sql_query
+from keel.tools.calculator import calculator
+from keel.tools.registry import Tool, ToolContext, ToolRegistry, tool
+from keel.tools.sql import sql_query
 
 __all__ = [
     "Tool",

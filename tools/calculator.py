@@ -19,7 +19,7 @@ from typing import Annotated
 from pydantic import Field
 
 from keel.errors import ErrorCode, ToolInputError
-from tools.registry import tool
+from keel.tools.registry import tool
 
 __all__ = ["MAX_DIGITS", "MAX_EXPONENT", "MAX_LENGTH", "calculator", "evaluate", "format_number"]
 

@@ -35,8 +35,8 @@ from sqlglot.errors import SqlglotError
 
 from keel.config import Settings
 from keel.errors import ErrorCode, ToolFatalError, ToolInputError
-from tools.registry import ToolContext, tool
-from tools.sample_db import ensure_sample_db
+from keel.tools.registry import ToolContext, tool
+from keel.tools.sample_db import ensure_sample_db
 
 __all__ = [
     "QueryResult",

@@ -14,8 +14,8 @@ from datetime import date, timedelta
 
 from keel.config import Settings
 from keel.errors import KeelError
-from tools.sample_db import SAMPLE_DB_NOTES
-from tools.sql import SqlTarget, execute_readonly, resolve_target
+from keel.tools.sample_db import SAMPLE_DB_NOTES
+from keel.tools.sql import SqlTarget, execute_readonly, resolve_target
 
 __all__ = ["date_context", "describe_database"]
 

@@ -54,7 +54,7 @@ from keel.errors import ToolTransientError
 from keel.testing.scripted import CallInfo, Reply, approx_tokens
 
 if TYPE_CHECKING:  # keel may not import tools at run time (layering)
-    from tools.registry import Tool
+    from keel.tools.registry import Tool
 
 __all__ = [
     "FAULT_KINDS",

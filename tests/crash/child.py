@@ -20,12 +20,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from checkpoints.journal import PostgresJournal
-from checkpoints.postgres_saver import BatchedPostgresSaver
+from keel.checkpoints.journal import PostgresJournal
+from keel.checkpoints.postgres_saver import BatchedPostgresSaver
 from keel.config import load_settings
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import FunctionModel
-from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
+from keel.tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
 QUESTION = "Store a, then b and c."
 ANSWER = "done: stored a; stored b; stored c"

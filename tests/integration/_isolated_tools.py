@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from tools.registry import tool
+from keel.tools.registry import tool
 
 
 @tool(isolation="process", timeout_s=5.0)

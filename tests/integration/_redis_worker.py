@@ -23,9 +23,9 @@ def emit(**event: Any) -> None:
 
 
 async def run_agent(args: dict[str, Any]) -> None:
-    from keel.service.runner import open_agent
-    from tools import calculator
-    from tools.registry import ToolRegistry
+    from keel.runtime import open_agent
+    from keel.tools import calculator
+    from keel.tools.registry import ToolRegistry
 
     settings = load_settings(**args["settings"])
     async with open_agent(settings, tools=ToolRegistry.of([calculator])) as agent:

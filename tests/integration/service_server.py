@@ -17,9 +17,9 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.types import interrupt
 
 from keel.config import Settings
-from keel.service.api.app import create_app
+from keel.server.app import create_app
 from keel.testing.scripted import CallInfo, FunctionModel
-from tools.registry import tool
+from keel.tools.registry import tool
 
 
 @contextmanager

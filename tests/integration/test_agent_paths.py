@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from keel.errors import ErrorCode, ModelCallError, ThreadNotFoundError, ToolFatalError, UsageError
 from keel.testing.scripted import CallInfo, FunctionModel, ScriptedModel
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 pytestmark = pytest.mark.asyncio
 

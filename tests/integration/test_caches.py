@@ -14,10 +14,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from keel.cache import Caches, RedisBackend
 from keel.config import Settings
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
+from keel.tools.registry import ToolRegistry, tool
 from tests.conftest import require_service
-from tools.registry import ToolRegistry, tool
 
 pytestmark = pytest.mark.asyncio
 

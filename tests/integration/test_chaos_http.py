@@ -14,11 +14,11 @@ import pytest
 
 from keel.config import Settings
 from keel.errors import ErrorCode
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.chaos import ChaosServer, FaultKind, FaultPlan
 from keel.testing.chaos_tasks import arithmetic_tasks, is_correct, solve_task
-from tools import calculator
-from tools.registry import ToolRegistry
+from keel.tools import calculator
+from keel.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,13 +15,13 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
-from checkpoints.journal import MemoryJournal
-from checkpoints.retention import RetentionPolicy, storage_bytes
+from keel.checkpoints.journal import MemoryJournal
+from keel.checkpoints.retention import RetentionPolicy, storage_bytes
 from keel.config import Settings
 from keel.errors import ConfigError
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
-from tools.registry import ToolContext, ToolRegistry, tool
+from keel.tools.registry import ToolContext, ToolRegistry, tool
 
 SaverFactory = Callable[[], AbstractAsyncContextManager[BaseCheckpointSaver[Any]]]
 

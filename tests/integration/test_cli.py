@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from keel.tools.sample_db import ensure_sample_db
 from tests.cli_runner import KeelCli, keel_runner
 from tests.sales_truth import SALES_QUESTION, top_products
-from tools.sample_db import ensure_sample_db
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from keel.nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
+from keel.nodes._records import text_of
 from keel.testing.scripted import CallInfo, FunctionModel
-from nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
-from nodes._records import text_of
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 QUESTION = "Which 2 products sold most, and how many in all?"
 ROWS = '{"columns": ["name", "units"], "rows": [["Laptop", 120], ["Tablet", 80]]}'

@@ -17,9 +17,9 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from keel.config import Settings
 from keel.cost.accounting import estimate_call, estimate_tokens
 from keel.errors import ErrorCode
-from keel.service.runner import Agent, open_agent
+from keel.runtime import Agent, open_agent
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 pytestmark = pytest.mark.asyncio
 

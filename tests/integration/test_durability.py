@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from checkpoints.retention import RetentionPolicy
+from keel.checkpoints.retention import RetentionPolicy
 from keel.errors import ErrorCode, ThreadNotFoundError, UsageError
 from keel.testing.scripted import CallInfo, FunctionModel, ScriptedModel
-from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
+from keel.tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
 
 @pytest.fixture
@@ -298,7 +298,7 @@ async def test_storage_per_turn_is_linear_with_retention(
     """Every checkpoint holds the whole conversation, so unpruned storage grows by more each
     turn (quadratically); keeping the last K checkpoints makes every turn add about the same
     (linearly), for any K."""
-    from checkpoints.retention import storage_bytes
+    from keel.checkpoints.retention import storage_bytes
 
     @tool(idempotent=True)
     def lookup(topic: str) -> str:
@@ -475,7 +475,7 @@ async def test_resume_without_a_checkpoint_says_what_to_do(
     """A run killed before its first checkpoint (here: the first checkpoint write never
     happens), or a wrong id, resumes to a clear Keel error, not LangGraph's EmptyInputError;
     the thread stays usable, and the advice (ask again on it) works."""
-    from keel.service.runner import resume_settings
+    from keel.runtime import resume_settings
 
     async with agent_factory(ScriptedModel(["the answer"])) as agent:
         saver = agent.storage.saver

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from checkpoints import open_storage
+from keel.checkpoints import open_storage
 from keel.journal import JournalEntry, ToolJournal
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bench.eval_questions import is_correct, questions
+from keel.tools.sample_db import ensure_sample_db
 from tests.integration.test_local_server import require_weights
 from tests.sales_truth import SALES_QUESTION
-from tools.sample_db import ensure_sample_db
 
 pytestmark = [pytest.mark.slow]
 

@@ -13,13 +13,13 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient.exceptions import CellExecutionError
 
+from keel.tools.sample_db import ensure_sample_db
 from tests.integration.notebook_runner import (  # kernels_fixture: the `notebook_kernels` fixture
     NOTEBOOKS,
     kernels_fixture,  # noqa: F401
     run_notebook,
 )
 from tests.sales_truth import top_products
-from tools.sample_db import ensure_sample_db
 
 
 def test_notebooks_are_committed_without_outputs() -> None:

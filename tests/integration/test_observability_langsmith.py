@@ -19,7 +19,7 @@ from langsmith import utils as ls_utils
 
 from keel.config import Settings
 from keel.errors import ModelCallError
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.langsmith_capture import CaptureServer
 from keel.testing.scripted import FunctionModel, ScriptedModel
 from tests.sales_truth import SALES_QUESTION
@@ -257,7 +257,7 @@ async def test_a_run_served_from_the_cache_is_tagged_cached(
 async def test_a_run_paused_for_approval_is_sent_as_unfinished(
     settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
 ) -> None:
-    from tools.registry import ToolRegistry, tool
+    from keel.tools.registry import ToolRegistry, tool
 
     @tool(requires_approval=True)
     def transfer(account: str, amount: int) -> str:

@@ -23,7 +23,7 @@ from keel.errors import ModelCallError
 from keel.observability import events
 from keel.observability.exporter import serve_metrics
 from keel.observability.metrics import mark_worker_dead, metrics_app
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
 from tests.sales_truth import SALES_QUESTION
 
@@ -138,7 +138,7 @@ async def test_metrics_asgi_app_for_the_service() -> None:
 WORKER = """
 import asyncio, sys
 from keel.config import load_settings
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 
 async def main():
     settings = load_settings(model="scripted:echo", checkpoint_url="memory://")

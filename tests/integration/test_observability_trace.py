@@ -10,9 +10,9 @@ import pytest
 from langchain_core.messages import AIMessage
 from rich.console import Console
 
-from checkpoints import open_saver
-from graphs import build_agent_graph
+from keel.checkpoints import open_saver
 from keel.errors import ModelCallError, ThreadNotFoundError
+from keel.graphs import build_agent_graph
 from keel.observability.run_trace import load_trace, render_table, trace_to_json
 from keel.testing.scripted import ScriptedModel
 from tests.cli_runner import KeelCli, keel_runner

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from checkpoints.health import PeriodicCheck
-from checkpoints.savers import make_pool
+from keel.checkpoints.health import PeriodicCheck
+from keel.checkpoints.savers import make_pool
 from keel.config import CheckpointPoolSettings
 from tests.conftest import PG_ADMIN_URL, fresh_database
 

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from langchain_core.messages import AIMessage
 
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
+from keel.tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 from tests.conftest import PG_ADMIN_URL, fresh_database
-from tools.registry import Reconciled, ToolContext, ToolRegistry, tool
 
 pytestmark = pytest.mark.postgres
 
@@ -86,7 +86,7 @@ async def test_concurrent_startups_set_up_the_tables_once(
     """Several processes starting together on a fresh database: racing set-ups are retried."""
     import asyncio
 
-    from checkpoints import open_storage
+    from keel.checkpoints import open_storage
 
     async def start(i: int) -> str:
         async with open_storage(own_database[0]) as storage:

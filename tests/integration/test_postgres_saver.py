@@ -16,10 +16,10 @@ import psycopg
 from langgraph.checkpoint.base import ERROR, INTERRUPT
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from checkpoints.postgres_saver import BatchedPostgresSaver
-from checkpoints.savers import make_pool
+from keel.checkpoints.postgres_saver import BatchedPostgresSaver
+from keel.checkpoints.savers import make_pool
 from keel.config import Settings
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from tests.sales_truth import SALES_QUESTION
 
 Call = tuple[str, tuple[Any, ...]]

@@ -7,10 +7,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from graphs import build_agent_graph
 from keel.errors import ErrorCode
+from keel.graphs import build_agent_graph
 from keel.testing.scripted import CallInfo, FunctionModel, ScriptedModel
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 
 async def test_resumed_run_keeps_its_retry_budget(agent_factory: Any) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from keel.testing.policies import scripted_model
+from keel.tools.sample_db import ensure_sample_db
 from tests.sales_truth import SALES_QUESTION, top_products
-from tools.sample_db import ensure_sample_db
 
 
 def money(text: str) -> list[float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
-from checkpoints import open_saver, sqlite_path
+from keel.checkpoints import open_saver, sqlite_path
 from keel.errors import ConfigError
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from keel.cli import app
 from keel.errors import ConfigError
-from keel.service.cli import app
-from keel.service.scorecard import Outcome, Report, parse_kinds, scorecard
+from keel.evals.scorecard import Outcome, Report, parse_kinds, scorecard
 from tests.integration.notebook_runner import restore_logging  # noqa: F401  (autouse)
 
 MIX = "rate_limit,server_error,reset,malformed_args,empty,unknown_tool"

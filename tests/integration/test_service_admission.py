@@ -12,10 +12,10 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import RateLimitError
 
 from keel.config import Settings
-from keel.service.api.admin import create_key
+from keel.server.admin import create_key
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry
 from tests.integration.service_server import nap, running_server, tool_once_model
-from tools import default_tools
-from tools.registry import ToolRegistry
 
 QUESTION = {"question": "How long?"}
 

@@ -14,10 +14,10 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from keel.config import Settings
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry
 from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
 from tests.sales_truth import SALES_QUESTION
-from tools import default_tools
-from tools.registry import ToolRegistry
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 

@@ -16,11 +16,11 @@ from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 from sqlalchemy import update
 
 from keel.config import Settings
-from keel.service.api.admin import create_key
-from keel.service.api.crons import CronRecord, CronScheduler, CronStore
-from keel.service.api.errors import TooManyRequests
-from keel.service.api.store import Store, service_db_url
-from keel.service.api.tables import crons
+from keel.server.admin import create_key
+from keel.server.crons import CronRecord, CronScheduler, CronStore
+from keel.server.errors import TooManyRequests
+from keel.server.store import Store, service_db_url
+from keel.server.tables import crons
 from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 

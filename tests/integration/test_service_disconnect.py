@@ -13,9 +13,9 @@ import pytest
 from langgraph_sdk import get_client
 
 from keel.config import Settings
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry
 from tests.integration.service_server import nap, running_server, tool_once_model
-from tools import default_tools
-from tools.registry import ToolRegistry
 
 USER = {"messages": [{"role": "user", "content": "take a nap"}]}
 

@@ -14,12 +14,12 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, RateLimitError, UnprocessableEntityError
 
 from keel.config import Settings
-from keel.service.api.admin import create_key
+from keel.server.admin import create_key
 from keel.testing.scripted import CallInfo, FunctionModel
+from keel.tools import default_tools
+from keel.tools.registry import ToolContext, ToolRegistry, tool
 from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
 from tests.sales_truth import SALES_QUESTION
-from tools import default_tools
-from tools.registry import ToolContext, ToolRegistry, tool
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 KEPT = {"assistant_id": "agent", "input": USER, "on_completion": "keep"}

@@ -15,13 +15,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
-from checkpoints import savers
-from checkpoints.journal import MemoryJournal, thread_of
+from keel.checkpoints import savers
+from keel.checkpoints.journal import MemoryJournal, thread_of
 from keel.config import Settings
 from keel.testing.scripted import CallInfo, FunctionModel
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry, tool
 from tests.integration.service_server import nap, running_server
-from tools import default_tools
-from tools.registry import ToolRegistry, tool
 
 PAID: list[str] = []
 

@@ -15,7 +15,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
 from keel.config import Settings
-from keel.service.api.admin import create_key
+from keel.server.admin import create_key
 from tests.integration.service_server import running_server
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import psycopg
 
-from keel.service.api.store import Store
+from keel.server.store import Store
 
 
 def _backends(url: str) -> int:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from keel.config import Settings
-from keel.service.api.handles import ASSISTANT_ID
-from keel.service.api.runs import RunManager
-from keel.service.api.store import RunRecord, Store, now
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
+from keel.server.handles import ASSISTANT_ID
+from keel.server.runs import RunManager
+from keel.server.store import RunRecord, Store, now
 from tests.sales_truth import SALES_QUESTION
 
 

@@ -16,8 +16,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError
 
 from keel.config import Settings
-from keel.service.api.admin import create_key
-from keel.service.api.store import Store, hash_key, service_db_url
+from keel.server.admin import create_key
+from keel.server.store import Store, hash_key, service_db_url
 from tests.integration.service_server import running_server
 from tests.sales_truth import SALES_QUESTION
 

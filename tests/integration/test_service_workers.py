@@ -17,7 +17,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
-from keel.service.api.queue import RunQueue
+from keel.server.queue import RunQueue
 from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 

@@ -13,8 +13,8 @@ import pytest
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import ErrorCode, ToolFatalError, ToolInputError
-from tools import ToolContext, sql_query
-from tools.sql import SqlTarget, execute_readonly
+from keel.tools import ToolContext, sql_query
+from keel.tools.sql import SqlTarget, execute_readonly
 
 pytestmark = pytest.mark.postgres
 

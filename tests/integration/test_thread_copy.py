@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from checkpoints.thread_copy import copy_thread
+from keel.checkpoints.thread_copy import copy_thread
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry
 from tests.conftest import AgentFactory
 from tests.integration.service_server import ask_human, tool_once_model
-from tools import default_tools
-from tools.registry import ToolRegistry
 
 
 def _ids(history: list[Any]) -> list[str]:

@@ -14,10 +14,10 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from keel.errors import ErrorCode, ToolDefinitionError
 from keel.resilience.isolation import run_in_process
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel
+from keel.tools.registry import ToolRegistry, tool
 from tests.integration import _isolated_tools
-from tools.registry import ToolRegistry, tool
 
 
 class WarehouseBusy(Exception):
@@ -181,7 +181,7 @@ def test_process_isolation_needs_an_importable_function() -> None:
 
 async def test_chaos_tool_faults_take_the_graph_paths(agent_factory: Any) -> None:
     from keel.testing.chaos import chaos_tool
-    from tools import calculator
+    from keel.tools import calculator
 
     flaky = chaos_tool(calculator, rate=0.0, script=["error", "latency", None])
     model = use_then_answer("calculator", {"expression": "6*7"})

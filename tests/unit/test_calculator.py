@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from keel.config import Settings
 from keel.errors import ErrorCode, ToolInputError
-from tools import ToolContext, calculator, default_tools
-from tools.calculator import evaluate, format_number
+from keel.tools import ToolContext, calculator, default_tools
+from keel.tools.calculator import evaluate, format_number
 
 
 async def run(expression: str) -> str:
@@ -154,7 +154,7 @@ def test_float_results_are_rounded_only_cosmetically(a: float, b: float) -> None
 
 def test_module_never_evaluates_code() -> None:
     # `tools.calculator` is the re-exported Tool, so fetch the module itself.
-    tree = ast.parse(inspect.getsource(importlib.import_module("tools.calculator")))
+    tree = ast.parse(inspect.getsource(importlib.import_module("keel.tools.calculator")))
     called = {
         node.func.id
         for node in ast.walk(tree)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checkpoints.outage import is_storage_outage
-from checkpoints.retention import RetentionPolicy
-from checkpoints.savers import make_pool
+from keel.checkpoints.outage import is_storage_outage
+from keel.checkpoints.retention import RetentionPolicy
+from keel.checkpoints.savers import make_pool
 from keel.config import CheckpointPoolSettings, load_settings
 from keel.errors import ConfigError, StorageUnavailableError, UsageError
 

@@ -8,14 +8,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from keel.config import CompactionSettings
 from keel.cost.accounting import estimate_tokens
-from keel.testing.scripted import FunctionModel
-from nodes._compaction import (
+from keel.nodes._compaction import (
     SUMMARY_PREFIX,
     compact_history,
     cut,
     summarize_middle,
     summary_needed,
 )
+from keel.testing.scripted import FunctionModel
 
 SETTINGS = CompactionSettings(
     max_prompt_tokens=1200, keep_last=2, tool_output_chars=2000, old_tool_output_chars=100

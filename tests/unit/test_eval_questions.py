@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.eval_questions import Expected, is_correct, questions
+from keel.tools.sample_db import build_sample_db
 from tests.sales_truth import SALES_QUESTION, top_products
-from tools.sample_db import build_sample_db
 
 TODAY = date(2026, 11, 26)
 

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from graphs import build_agent_graph, route_after_fallback, route_after_observe, route_after_reason
+from keel.graphs import (
+    build_agent_graph,
+    route_after_fallback,
+    route_after_observe,
+    route_after_reason,
+)
 from keel.types import AgentState
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"

@@ -15,9 +15,9 @@ from langchain_core.messages import AIMessage
 from keel.config import Settings
 from keel.errors import ModelCallError
 from keel.observability.logs import configure_logging, get_logger
-from keel.service.runner import open_agent
+from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
-from tools.registry import ToolRegistry, tool
+from keel.tools.registry import ToolRegistry, tool
 
 PLANTED = "sk-live-PLANTED0123456789abcdefXYZ"
 BEARER = "Bearer tok_PLANTED_0123456789"

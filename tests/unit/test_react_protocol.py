@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 from keel.errors import ErrorCode, MalformedOutputError
-from nodes.react_protocol import (
+from keel.nodes.react_protocol import (
     REACT_STOP,
     ReactAction,
     ReactFinal,
@@ -17,7 +17,7 @@ from nodes.react_protocol import (
     parse_react,
     react_instructions,
 )
-from tools.registry import tool
+from keel.tools.registry import tool
 
 # --- good replies -------------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from keel.resilience import (
 from keel.resilience.degrade import allows_direct_answer, allows_other_tier, tier_candidates
 from keel.testing.chaos import ChaosServer, FaultPlan, chaos_tool
 from keel.testing.chaos_tasks import arithmetic_tasks, is_correct, solve_task
-from tools import calculator
-from tools.registry import ToolContext
+from keel.tools import calculator
+from keel.tools.registry import ToolContext
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
 

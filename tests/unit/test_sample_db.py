@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from keel.config import Settings
-from tools import ToolContext, sql_query
-from tools.sample_db import build_sample_db, ensure_sample_db
+from keel.tools import ToolContext, sql_query
+from keel.tools.sample_db import build_sample_db, ensure_sample_db
 
 TODAY = date(2025, 3, 15)
 MANY_TODAYS = [

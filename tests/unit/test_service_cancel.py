@@ -8,10 +8,10 @@ from typing import Any, cast
 
 import pytest
 
-from keel.service.api import runs
-from keel.service.api.errors import Unavailable
-from keel.service.api.handles import ASSISTANT_ID, RunHandle
-from keel.service.api.store import RunRecord, now
+from keel.server import runs
+from keel.server.errors import Unavailable
+from keel.server.handles import ASSISTANT_ID, RunHandle
+from keel.server.store import RunRecord, now
 
 
 def _handle() -> RunHandle:

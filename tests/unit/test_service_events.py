@@ -6,8 +6,8 @@ import inspect
 from pathlib import Path
 
 from keel.config import load_settings
-from keel.service.api.events import RedisEvents
-from keel.service.api.worker import redis_events
+from keel.server.events import RedisEvents
+from keel.server.worker import redis_events
 
 
 async def test_blocking_read_stays_under_the_socket_timeout(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ from typing import Any, cast
 
 import pytest
 
-from keel.service.api.errors import Gone, Unprocessable
-from keel.service.api.handles import RunHandle
-from keel.service.api.resume import resume_after
-from keel.service.api.runs import RunManager
-from keel.service.api.store import RunRecord
+from keel.server.errors import Gone, Unprocessable
+from keel.server.handles import RunHandle
+from keel.server.resume import resume_after
+from keel.server.runs import RunManager
+from keel.server.store import RunRecord
 
 
 def _handle(keep: int, events: int) -> RunHandle:

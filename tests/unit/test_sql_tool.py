@@ -12,9 +12,9 @@ import pytest
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import ErrorCode, ToolFatalError, ToolInputError
-from tools import ToolContext, sql_query
-from tools.sample_db import build_sample_db
-from tools.sql import SqlTarget, execute_readonly, validate_select
+from keel.tools import ToolContext, sql_query
+from keel.tools.sample_db import build_sample_db
+from keel.tools.sql import SqlTarget, execute_readonly, validate_select
 
 TABLES = ("customers", "products", "orders", "order_items")
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"

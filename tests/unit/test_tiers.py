@@ -9,7 +9,7 @@ import pytest
 from keel.config import Settings
 from keel.cost import next_tier, tier_ladder
 from keel.errors import ConfigError
-from keel.service.runner import build_context
+from keel.runtime import build_context
 from keel.testing.scripted import FunctionModel
 
 

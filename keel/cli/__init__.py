@@ -1,0 +1,39 @@
+"""The `keel` command line. Thin: parse, call the public library, print.
+
+Exit codes: 0 the run succeeded; 1 the run ended in a clean failure (or an unexpected
+error); 2 a usage or configuration error; 3 the run waits for a human; 4 the thread has no
+checkpoint (nothing to resume, approve, fork or show). Failures print one line to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
+from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
+from keel.cli._common import app
+from keel.config import Settings, load_settings
+from keel.errors import KeelError
+
+__all__ = ["app", "main"]
+
+
+def _logs_to_stderr() -> None:
+    """Log lines go to stderr (JSON unless a terminal) so stdout stays the answer or JSON."""
+    import os
+
+    from keel.config import ObservabilitySettings
+    from keel.observability.logs import configure_logging
+
+    langsmith_key = os.environ.get("LANGSMITH_API_KEY") or os.environ.get("LANGCHAIN_API_KEY")
+    secrets = (langsmith_key,) if langsmith_key else ()
+    try:
+        settings: Settings | ObservabilitySettings = load_settings()
+    except KeelError:
+        settings = ObservabilitySettings()  # the command itself reports the bad setting
+    configure_logging(settings, stream=sys.stderr, secrets=secrets)
+
+
+def main() -> None:
+    _logs_to_stderr()
+    app()

@@ -1,0 +1,131 @@
+"""What every `keel` command shares: the Typer app, the consoles, exit codes, running a job.
+
+Exit codes: 0 the run succeeded; 1 the run ended in a clean failure (or an unexpected
+error); 2 a usage or configuration error; 3 the run waits for a human; 4 the thread has no
+checkpoint (nothing to resume, approve, fork or show). Failures print one line to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.config import Settings, load_settings
+from keel.errors import KeelError, ThreadNotFoundError, UsageError
+from keel.types import RunResult
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Keel: a production-grade agent runtime on LangGraph.",
+)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id to run on.")]
+
+
+EXIT_NO_THREAD = 4
+"""The thread has no checkpoint: a wrong id, or a run that stopped before its first one."""
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def error_exit(exc: KeelError) -> typer.Exit:
+    """A Keel error as one stderr line and its exit code (2 usage, 4 no checkpoint, else 1)."""
+    if isinstance(exc, UsageError):
+        code = 2
+    elif isinstance(exc, ThreadNotFoundError):
+        code = EXIT_NO_THREAD
+    else:
+        code = 1
+    return fail(f"{exc.code}: {exc.message}", code)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except KeelError as exc:
+        raise fail(exc.message, 2) from exc
+
+
+Job = Callable[[Callable[[str], None]], Coroutine[Any, Any, RunResult]]
+
+
+def execute(job: Job, as_json: bool) -> None:
+    """Run a job under a spinner and print its result; exit with the result's code."""
+    try:
+        if as_json or not err.is_terminal:
+            result = asyncio.run(job(lambda message: None))
+        else:
+            with err.status("working…", spinner="dots") as status:
+                result = asyncio.run(job(lambda message: status.update(message)))
+    except KeelError as exc:
+        raise error_exit(exc) from exc
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted", 130) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
+    else:
+        print_result(result)
+    pending = result.metadata.get("pending") or []
+    if pending:  # a run waiting for a human: not a failure
+        if not as_json:
+            print_pending(pending, result.thread_id)
+        raise typer.Exit(3)
+    if not result.success:
+        if not as_json:
+            err.print(f"[red]failed:[/red] {result.error_code}: {result.error}", highlight=False)
+        raise typer.Exit(1)
+
+
+def print_result(result: RunResult) -> None:
+    out.print(result.output, highlight=False, soft_wrap=True)
+    meta = result.metadata
+    table = Table(title=None, show_edge=False, header_style="bold dim")
+    for column in ("#", "node", "tool", "ms", "tokens"):
+        table.add_column(column, justify="right" if column in ("#", "ms", "tokens") else "left")
+    for step in meta.get("trace", []):
+        table.add_row(
+            str(step["iteration"]),
+            step["node"],
+            step.get("action") or "",
+            f"{step['ms']:.0f}",
+            str(step.get("tokens") or ""),
+        )
+    err.print(table)
+    err.print(
+        f"iterations {meta['iterations']} · tokens {meta['total_tokens']} · "
+        f"cost ${meta['total_cost']:.6f} · time {meta['execution_time']:.2f}s · "
+        f"thread {result.thread_id}",
+        highlight=False,
+    )
+
+
+def print_pending(requests: list[dict[str, Any]], thread: str) -> None:
+    """Show what a paused run waits for, and how to answer."""
+    for r in requests:
+        err.print(f"[yellow]waiting:[/yellow] {r['message']}", highlight=False, soft_wrap=True)
+        err.print(
+            f"  {r['tool']}({json.dumps(r['arguments'])})  key {r['idempotency_key']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if r.get("error"):
+            err.print(f"  previous answer refused: {r['error']}", highlight=False)
+    if requests:
+        err.print(
+            f"  answer: keel approve --thread {thread} [--edit JSON | --reject REASON]",
+            highlight=False,
+        )

@@ -1,0 +1,217 @@
+"""`keel run`, `resume`, `trace`, `eval`, `models`, `serve`, `worker` and `keys`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from keel.cli._common import (
+    JsonFlag,
+    ThreadOpt,
+    app,
+    err,
+    error_exit,
+    execute,
+    fail,
+    out,
+    settings_from,
+)
+from keel.errors import KeelError
+from keel.types import RunResult
+
+
+@app.command()
+def run(
+    question: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    as_json: JsonFlag = False,
+    thread: ThreadOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model spec, e.g. openai:gpt-4o-mini.")
+    ] = None,
+) -> None:
+    """Ask the agent a question and print the answer and its steps."""
+    from keel.runtime import open_agent
+
+    settings = settings_from(model=model)
+
+    async def job(progress: Callable[[str], None]) -> RunResult:
+        async with open_agent(settings, progress=progress) as agent:
+            progress("thinking…")
+            return await agent.arun(question, thread_id=thread)
+
+    execute(job, as_json)
+
+
+@app.command()
+def resume(
+    thread: Annotated[str, typer.Option("--thread", help="Thread id of the run.")],
+    as_json: JsonFlag = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Continue with another model (default: the one the run started with)."
+        ),
+    ] = None,
+) -> None:
+    """Continue a stopped or crashed run from its last checkpoint."""
+    from keel.runtime import open_agent, resume_settings
+
+    base = settings_from(model=model)
+
+    async def job(progress: Callable[[str], None]) -> RunResult:
+        settings = await resume_settings(base, thread, model=model)
+        async with open_agent(settings, progress=progress) as agent:
+            progress("resuming…")
+            return await agent.aresume(thread)
+
+    execute(job, as_json)
+
+
+@app.command()
+def trace(
+    thread: Annotated[str, typer.Option("--thread", help="Thread id of the run(s).")],
+    as_json: JsonFlag = False,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only this run (default: every run).")
+    ] = None,
+) -> None:
+    """Show a thread's steps from its checkpoints: node, thought, action, input, observation."""
+    from keel.checkpoints import open_saver
+    from keel.graphs import build_agent_graph
+    from keel.observability.run_trace import load_trace, render_table, trace_to_json
+
+    settings = settings_from()
+
+    async def job() -> Any:
+        async with open_saver(settings.checkpoint_url) as saver:
+            graph = build_agent_graph().compile(checkpointer=saver)
+            return await load_trace(graph, thread, run_id=run_id)
+
+    try:
+        steps = asyncio.run(job())
+    except KeelError as exc:
+        raise error_exit(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(trace_to_json(thread, steps), default=str) + "\n")
+    else:
+        render_table(steps, out)
+
+
+@app.command("eval")
+def eval_(
+    tasks: Annotated[int, typer.Option("--tasks", min=1, max=1000, help="Tasks per system.")] = 50,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.0, max=1.0, help="Share of model requests faulted.")
+    ] = 0.3,
+    faults: Annotated[
+        str | None,
+        typer.Option("--faults", help="Fault kinds, comma-separated (default: the full mix)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Tasks and faults from this seed.")] = 7,
+    price_as: Annotated[
+        str, typer.Option("--price-as", help="Hosted model whose list price is charged.")
+    ] = "gpt-4o-mini",
+    as_json: JsonFlag = False,
+) -> None:
+    """Scorecard: Keel vs a plain LangGraph agent on the local chaos server (no network)."""
+    from keel.evals.scorecard import print_scorecard
+
+    try:
+        print_scorecard(tasks, rate, faults, seed, price_as, as_json, out)
+    except KeelError as exc:
+        raise fail(f"{exc.code}: {exc.message}", 2) from exc
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """List the model specs Keel knows, whether they are installed, and their prices."""
+    from keel.models.catalog import model_catalog
+
+    rows = model_catalog(settings_from())
+    if as_json:
+        sys.stdout.write(json.dumps([r.__dict__ for r in rows]) + "\n")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("spec", "installed", "$/1M in", "$/1M out", "native tools", "note"):
+        table.add_column(column, no_wrap=column == "spec")
+    for r in rows:
+        table.add_row(
+            r.spec,
+            "yes" if r.installed else "no",
+            f"{r.input_per_1m:g}",
+            f"{r.output_per_1m:g}",
+            "yes" if r.native_tools else "no",
+            r.note,
+        )
+    out.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+) -> None:
+    """Serve the HTTP API (the LangGraph Agent Server protocol) with runs in-process."""
+    from keel.server.admin import serve as serve_api
+
+    serve_api(settings_from(), host=host, port=port)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=512, help="Runs executed at once.")
+    ] = 4,
+) -> None:
+    """Execute queued runs (KEEL_SERVICE__QUEUE=procrastinate) from the service's Postgres."""
+    from keel.server.gc_tuning import freeze_startup_objects, tune_gc
+    from keel.server.worker import run_worker
+
+    settings = settings_from()
+    tune_gc(settings.service.gc_gen0_threshold)
+    freeze_startup_objects()
+    try:
+        asyncio.run(run_worker(settings, concurrency=concurrency))
+    except KeelError as exc:
+        raise fail(exc.message, 2) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key acts for.")],
+    role: Annotated[str, typer.Option("--role", help="Role: picks the tools runs may use.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    from keel.server.admin import create_key
+
+    try:
+        made = asyncio.run(create_key(settings_from(), tenant, role))
+    except KeelError as exc:
+        raise fail(exc.message, 2) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(made) + "\n")
+    else:
+        out.print(made["api_key"], highlight=False)
+        err.print(f"key {made['key_id']} · tenant {tenant} · role {role}", highlight=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke an API key by its id."""
+    from keel.server.admin import revoke_key
+
+    if not asyncio.run(revoke_key(settings_from(), key_id)):
+        raise fail(f"no live key with id {key_id}", 1)

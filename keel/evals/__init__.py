@@ -1,0 +1,1 @@
+"""The eval harness: the scorecard that compares Keel with a plain LangGraph agent."""

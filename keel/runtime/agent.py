@@ -1,0 +1,317 @@
+"""The bound agent: a compiled graph with its checkpointer and run dependencies.
+
+```python
+async with open_agent(load_settings(model="scripted:sales")) as agent:
+    result = await agent.arun("Which 3 products had the highest revenue last month?")
+```
+`keel.runtime.entry` has the synchronous `run()` / `resume()` for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
+
+from keel.cache import Caches
+from keel.cache.runs import cached_run, run_fingerprint
+from keel.checkpoints import Storage, open_storage
+from keel.checkpoints.adopt import adopt
+from keel.config import Settings, load_settings
+from keel.errors import ConfigError, ThreadNotFoundError, UsageError
+from keel.graphs import build_agent_graph
+from keel.journal import ToolJournal
+from keel.nodes import AgentContext
+from keel.observability.observer import observe_run
+from keel.observability.tracing import Tracing
+from keel.runtime.context import Progress, build_context
+from keel.runtime.durable import DurableAgentMixin, nothing_to_resume, pending_nodes, unfinished
+from keel.tools.registry import ToolRegistry
+from keel.types import AgentState, RunBudget, RunResult, TraceStep
+
+__all__ = ["Agent", "open_agent", "refuse_unjournaled_effects"]
+
+TRACE_FIELDS = (
+    "iteration",
+    "node",
+    "thought",
+    "action",
+    "action_input",
+    "observation",
+    "ms",
+    "tokens",
+    "cost",
+    "signal",
+    "attempt",
+    "error_code",
+)
+
+
+def _recursion_limit(settings: Settings) -> int:
+    """Enough graph steps for every retry and repair the limits allow, and no more."""
+    lim = settings.limits
+    per_step = (lim.max_repairs + 1) * lim.max_model_attempts
+    return (lim.max_iterations + 1) * (per_step + 2) + 10
+
+
+@dataclass
+class Agent(DurableAgentMixin):
+    """A compiled agent graph bound to its checkpointer and run dependencies.
+
+    Durability methods (approve, history, fork, prune) come from `DurableAgentMixin`.
+    """
+
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    context: AgentContext
+    tracing: Tracing = field(default_factory=Tracing)
+    """LangSmith tracing (off unless configured); `open_agent` closes it."""
+    storage: Storage | None = None
+    """The checkpoint store and journal (None for a caller's saver of a kind Keel does not
+    know: `aprune` then refuses)."""
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    def config(self, thread_id: str) -> RunnableConfig:
+        return RunnableConfig(
+            configurable={"thread_id": thread_id},
+            recursion_limit=_recursion_limit(self.settings),
+            metadata={"keel_model": self.context.model_name, "keel_mode": self.context.mode},
+            tags=["keel"],
+        )
+
+    async def arun(
+        self, question: str, *, thread_id: str | None = None, tenant: str = "default"
+    ) -> RunResult:
+        """Run one question to the end (or to an interrupt) and return its result."""
+        question = question.strip()
+        if not question:
+            raise UsageError("the question is empty")
+        if not tenant or len(tenant) > 128 or not tenant.isprintable():
+            raise UsageError("tenant must be 1-128 printable characters")
+        thread_id = thread_id or uuid.uuid4().hex
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if unfinished(snapshot):
+            raise UsageError(
+                f"thread {thread_id} has an unfinished run; continue it with "
+                f"`keel resume --thread {thread_id}`"
+            )
+        fingerprint = run_fingerprint(
+            self.context.tools.version,
+            [b.spec for b in self.context.tiers.values()],
+            self.context.system_prompt,
+        )
+        state = self._initial_state(question, tenant)
+        return await cached_run(
+            self.context.caches,
+            tenant,
+            question,
+            fingerprint,
+            thread_id,
+            lambda: self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant),
+        )
+
+    async def aresume(self, thread_id: str) -> RunResult:
+        """Continue a stopped or crashed run from its last checkpoint."""
+        config = self.config(thread_id)
+        snapshot = await self.graph.aget_state(config)
+        if not snapshot.values:
+            raise nothing_to_resume(thread_id)
+        if unfinished(snapshot):
+            values = snapshot.values
+            return await self._invoke(
+                None, thread_id, run_id=values.get("run_id"), tenant=values.get("tenant")
+            )
+        return await self.result(thread_id)
+
+    async def _invoke(
+        self, graph_input: Any, thread_id: str, *, run_id: str | None, tenant: str | None
+    ) -> RunResult:
+        """Run the graph, streaming its updates to the observer (logs, metrics, tracing)."""
+        started = time.perf_counter()
+        config = self.config(thread_id)
+        meta = {**config.get("metadata", {}), "run_id": run_id, "tenant": tenant}
+        config["metadata"] = meta
+        config["callbacks"] = self.tracing.callbacks(meta)
+        async with observe_run(
+            run_id=run_id,
+            thread_id=thread_id,
+            tenant=tenant,
+            model=self.context.model_name,
+            resumed=graph_input is None,
+        ) as observer:
+            with self.tracing.scope():
+                await self._drive(graph_input, config, observer.on_update)
+            result = await self.result(thread_id, time.perf_counter() - started)
+            observer.finish(result)
+        return result
+
+    def start_state(
+        self, question: str, *, tenant: str = "default", run_id: str | None = None
+    ) -> AgentState:
+        """The state a new run on a thread starts from (the HTTP API passes its run id)."""
+        state = self._initial_state(question, tenant)
+        if run_id is not None:
+            state["run_id"] = run_id
+        return state
+
+    def _initial_state(self, question: str, tenant: str = "default") -> AgentState:
+        limits = self.settings.limits
+        cost = self.settings.cost
+        return AgentState(
+            messages=[HumanMessage(question)],
+            question=question,
+            tenant=tenant,
+            tier=None,
+            budget=RunBudget(
+                usd=cost.run_usd, tokens=cost.run_tokens, model_calls=cost.run_model_calls
+            ),
+            context_summary=None,
+            summary_upto=0,
+            run_id=uuid.uuid4().hex,
+            model_spec=self.context.model_name,
+            limits=limits.model_dump(),  # type: ignore[typeddict-item]
+            deadline=time.time() + limits.run_timeout_s,
+            iteration=0,
+            iteration_deadline=None,  # type: ignore[typeddict-item]
+            model_attempt=0,
+            repair_attempt=0,
+            repair_hint=None,
+            rejected_output=None,
+            fatal_error=None,
+            answer=None,
+            outcome=None,  # type: ignore[typeddict-item]
+        )
+
+    async def result(self, thread_id: str, elapsed: float = 0.0) -> RunResult:
+        """The result of the thread's latest run, as its checkpoint has it."""
+        snapshot = await self.graph.aget_state(self.config(thread_id))
+        return self.result_of(snapshot, thread_id, elapsed)
+
+    def result_of(self, snapshot: StateSnapshot, thread_id: str, elapsed: float = 0.0) -> RunResult:
+        """The result of the run a state snapshot of `thread_id` holds."""
+        values: dict[str, Any] = dict(snapshot.values or {})
+        if not values:
+            raise ThreadNotFoundError(f"no checkpoint for thread '{thread_id}'")
+        run_id = values.get("run_id")
+        steps: list[TraceStep] = [s for s in values.get("trace", []) if s.get("run_id") == run_id]
+        outcome = values.get("outcome")
+        interrupted = unfinished(snapshot)
+        if outcome is None:
+            outcome = {
+                "success": False,
+                "output": "",
+                "error_code": None,
+                "error": "the run has not finished"
+                + (f"; next: {', '.join(pending_nodes(snapshot))}" if interrupted else "")
+                + (
+                    f"; waiting for a human: keel approve --thread {thread_id}"
+                    if snapshot.interrupts
+                    else ""
+                ),
+            }
+        metadata = {
+            "run_id": run_id,
+            "model": self.context.model_name,
+            "mode": self.context.mode,
+            "tenant": values.get("tenant", "default"),
+            "tier": values.get("tier"),
+            "iterations": len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
+            "model_calls": sum(1 for s in steps if s.get("node") == "reason"),
+            "total_tokens": sum(int(s.get("tokens", 0)) for s in steps),
+            "total_cost": round(sum(float(s.get("cost", 0.0)) for s in steps), 8),
+            "execution_time": round(elapsed, 4),
+            "error_code": outcome.get("error_code"),
+            "trace": [{k: s.get(k) for k in TRACE_FIELDS} for s in steps],
+            "pending": [dict(i.value) for i in snapshot.interrupts if isinstance(i.value, dict)],
+        }
+        return RunResult(
+            output=outcome.get("output", ""),
+            success=bool(outcome.get("success")),
+            error=outcome.get("error"),
+            error_code=outcome.get("error_code"),
+            thread_id=thread_id,
+            metadata=metadata,
+            status="interrupted" if interrupted else "finished",
+        )
+
+
+@asynccontextmanager
+async def open_agent(
+    settings: Settings | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    progress: Progress | None = None,
+    tier_models: Mapping[str, BaseChatModel] | None = None,
+    caches: Caches | None = None,
+    journal: ToolJournal | None = None,
+) -> AsyncIterator[Agent]:
+    """Build an agent from settings (read from the environment when not given).
+
+    `checkpointer`: a saver you opened, instead of `settings.checkpoint_url`. For
+    `InMemorySaver`, `AsyncSqliteSaver` and `AsyncPostgresSaver` the idempotency journal goes
+    in the saver's own database. Any other saver needs `journal` (a `ToolJournal`, ideally in
+    the same database) when a tool has side effects (`idempotent=False`): without one,
+    `ConfigError` is raised rather than run effects that a resume could repeat.
+    `journal` also replaces the journal Keel would use otherwise.
+    """
+    settings = settings or load_settings()
+    context = await build_context(
+        settings,
+        model=model,
+        tools=tools,
+        progress=progress,
+        tier_models=tier_models,
+        caches=caches,
+    )
+    tracing = Tracing.from_settings(settings)
+    try:
+        if checkpointer is not None:
+            adopted = await adopt(checkpointer)
+            if adopted is None and journal is None:
+                refuse_unjournaled_effects(context.tools, checkpointer)
+            if adopted is not None and journal is not None:
+                adopted = replace(adopted, journal=journal)
+            context = replace(context, journal=adopted.journal if adopted else journal)
+            graph = build_agent_graph().compile(checkpointer=checkpointer)
+            yield Agent(graph, context, tracing, adopted)
+            return
+        async with open_storage(settings.checkpoint_url, settings.checkpoint_pool) as storage:
+            if journal is not None:
+                storage = replace(storage, journal=journal)
+            context = replace(context, journal=storage.journal)
+            graph = build_agent_graph().compile(checkpointer=storage.saver)
+            yield Agent(graph, context, tracing, storage)
+    finally:
+        if context.caches is not None:
+            await context.caches.aclose()
+        await context.resilience.aclose()
+        await asyncio.to_thread(tracing.close)
+
+
+def refuse_unjournaled_effects(tools: ToolRegistry, saver: BaseCheckpointSaver[Any]) -> None:
+    """Raise `ConfigError` when side-effecting tools would run without a journal."""
+    effects = [t.name for t in tools if not t.idempotent]
+    if effects:
+        raise ConfigError(
+            f"checkpointer {type(saver).__name__} has no idempotency journal, so a resumed "
+            f"run could repeat the side effects of {', '.join(effects)}. Use InMemorySaver, "
+            "AsyncSqliteSaver or AsyncPostgresSaver (the journal goes in their database), "
+            "pass open_agent(journal=…) (a keel.journal.ToolJournal), or declare tools whose "
+            "repetition is harmless with @tool(idempotent=True)"
+        )

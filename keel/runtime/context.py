@@ -1,0 +1,88 @@
+"""The run dependencies (`AgentContext`) for a set of settings: models per tier, tools,
+caches, the ledger and the resilience guards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from langchain_core.language_models import BaseChatModel
+
+from keel.cache import Caches, attach_model_cache, open_caches
+from keel.config import Settings
+from keel.cost.ledger import TenantLedger
+from keel.cost.tiers import DEFAULT_TIER, tier_ladder
+from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
+from keel.nodes import AgentContext
+from keel.nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
+from keel.resilience import Resilience
+from keel.tools import default_tools
+from keel.tools.registry import ToolRegistry
+
+__all__ = ["Progress", "build_context", "system_prompt_for"]
+
+Progress = Callable[[str], None]
+
+
+async def build_context(
+    settings: Settings,
+    *,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    progress: Progress | None = None,
+    tier_models: Mapping[str, BaseChatModel] | None = None,
+    caches: Caches | None = None,
+) -> AgentContext:
+    """The run dependencies for these settings (starts the local model if it is one).
+
+    Every configured tier gets its model (`model` overrides the `standard` tier's,
+    `tier_models` any tier's); tiers with the same spec share one instance. `caches`
+    defaults to the configured backend (`KEEL_CACHE__BACKEND`).
+    """
+    overrides = {**(tier_models or {})}
+    if model is not None:
+        overrides.setdefault(DEFAULT_TIER, model)
+    built: dict[str, BaseChatModel] = {}
+    bindings: dict[str, ModelBinding] = {}
+    for rung in tier_ladder(settings):
+        spec = ModelSpec.parse(rung.spec)
+        chat_model = overrides.get(rung.name) or built.get(rung.spec)
+        if chat_model is None:
+            chat_model = await make_chat_model(spec, settings, progress=progress)
+        built.setdefault(rung.spec, chat_model)
+        mode = settings.reasoning_mode
+        if mode == "auto":
+            mode = "native" if supports_native_tools(chat_model) else "react"
+        bindings[rung.name] = ModelBinding(
+            rung.name, str(spec), chat_model, mode, price_for(spec, settings)
+        )
+    default = bindings[DEFAULT_TIER]
+    registry = (tools if tools is not None else default_tools()).requiring_approval(
+        settings.approval_tools
+    )
+    caches = caches if caches is not None else open_caches(settings)
+    if caches.enabled("model"):
+        attach_model_cache(list(built.values()), settings.temperature)
+    return AgentContext(
+        settings=settings,
+        model=default.model,
+        model_name=default.spec,
+        tools=registry,
+        system_prompt=await system_prompt_for(settings, registry),
+        mode=default.mode,
+        price=default.price,
+        tiers=bindings,
+        tier=DEFAULT_TIER,
+        caches=caches,
+        ledger=TenantLedger(caches.backend),
+        resilience=Resilience.from_settings(settings),
+    )
+
+
+async def system_prompt_for(settings: Settings, tools: ToolRegistry) -> str:
+    """The base system prompt, plus the SQL database's schema and rules when that tool is on."""
+    if "sql_query" not in tools.names():
+        return DEFAULT_SYSTEM_PROMPT
+    from keel.tools.sql_context import describe_database
+
+    return f"{DEFAULT_SYSTEM_PROMPT}\n\n{await asyncio.to_thread(describe_database, settings)}"

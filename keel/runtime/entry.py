@@ -1,0 +1,57 @@
+"""Entry points around `Agent`: the synchronous `run` / `resume` for scripts, and the
+settings a resume needs (the model the thread ran on)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from keel.checkpoints import open_saver
+from keel.config import Settings, load_settings
+from keel.runtime.agent import open_agent
+from keel.runtime.durable import nothing_to_resume
+from keel.types import RunResult
+
+__all__ = ["resume", "resume_settings", "run"]
+
+
+async def resume_settings(
+    settings: Settings, thread_id: str, *, model: str | None = None
+) -> Settings:
+    """Settings to resume a thread with: the model it ran on, unless `model` overrides it.
+
+    Raises `ThreadNotFoundError` before any model is built when the thread has no checkpoint.
+    """
+    async with open_saver(settings.checkpoint_url, settings.checkpoint_pool) as saver:
+        found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
+    if found is None:
+        raise nothing_to_resume(thread_id)
+    spec = model or found.checkpoint["channel_values"].get("model_spec") or settings.model
+    return (
+        settings
+        if spec == settings.model
+        else load_settings(**{**settings.model_dump(exclude_unset=True), "model": spec})
+    )
+
+
+def run(question: str, *, thread_id: str | None = None, **overrides: Any) -> RunResult:
+    """Synchronous one-shot run; `overrides` are `Settings` fields."""
+
+    async def go() -> RunResult:
+        async with open_agent(load_settings(**overrides)) as agent:
+            return await agent.arun(question, thread_id=thread_id)
+
+    return asyncio.run(go())
+
+
+def resume(thread_id: str, **overrides: Any) -> RunResult:
+    """Synchronous resume of a stopped or crashed run."""
+
+    async def go() -> RunResult:
+        settings = await resume_settings(load_settings(**overrides), thread_id)
+        async with open_agent(settings) as agent:
+            return await agent.aresume(thread_id)
+
+    return asyncio.run(go())

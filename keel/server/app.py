@@ -1,0 +1,199 @@
+"""The HTTP API: a FastAPI app speaking the LangGraph Agent Server protocol.
+
+```python
+app = create_app(load_settings())          # `keel serve` runs this under uvicorn
+```
+The lifespan opens the agent (model, tools, checkpointer) and Keel's store, migrates the
+store, resumes runs a previous process left unfinished and ticks the cron scheduler
+(`crons.CronScheduler`). Tests pass `model=` to script the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Response
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from keel.config import Settings
+from keel.runtime import open_agent
+from keel.server.admission import Admission
+from keel.server.auth import Authenticator, context_for_role
+from keel.server.crons import CronScheduler, CronStore
+from keel.server.deps import Caller, Services, Svc
+from keel.server.errors import BodyGuard, install_error_handlers
+from keel.server.handles import check_assistant
+from keel.server.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
+from keel.server.routes_assistants import router as assistants_router
+from keel.server.routes_crons import cron_starter
+from keel.server.routes_crons import router as crons_router
+from keel.server.routes_runs import router as runs_router
+from keel.server.routes_store import open_item_store
+from keel.server.routes_store import router as store_router
+from keel.server.routes_threads import router as threads_router
+from keel.server.runs import ASSISTANT_ID, GRAPH_ID, RunManager
+from keel.server.schemas import AssistantSearch
+from keel.server.store import Store, service_db_url
+from keel.server.worker import queue_db_url, redis_events
+from keel.tools.registry import ToolRegistry
+
+__all__ = ["create_app"]
+
+VERSION = "0.1.0"
+
+
+@asynccontextmanager
+async def _queue(db_url: str, distributed: bool) -> AsyncIterator[RunQueue | None]:
+    """The procrastinate queue runs go to, in a distributed deployment."""
+    if not distributed:
+        yield None
+        return
+    await ensure_queue_schema(db_url)
+    app = make_queue_app(db_url)
+    async with app.open_async():
+        yield RunQueue(app)
+
+
+def _assistant() -> dict[str, Any]:
+    return {
+        "assistant_id": ASSISTANT_ID,
+        "graph_id": GRAPH_ID,
+        "name": GRAPH_ID,
+        "description": "Keel's agent: reason, act, observe, fallback, finish.",
+        "config": {},
+        "context": {},
+        "metadata": {"created_by": "system"},
+        "version": 1,
+        "created_at": "1970-01-01T00:00:00+00:00",
+        "updated_at": "1970-01-01T00:00:00+00:00",
+    }
+
+
+def create_app(
+    settings: Settings,
+    *,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> FastAPI:
+    """The API app for these settings; everything it needs opens in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        distributed = settings.service.queue == "procrastinate"
+        db_url = queue_db_url(settings) if distributed else service_db_url(settings)
+        store = Store.open(db_url, pool_size=settings.service.db_pool_size)
+        try:
+            await store.migrate()
+            async with AsyncExitStack() as stack:
+                async with startup_lock(settings.checkpoint_url):
+                    agent = await stack.enter_async_context(
+                        open_agent(settings, model=model, tools=tools, checkpointer=checkpointer)
+                    )
+                    app.state.item_store = await stack.enter_async_context(
+                        open_item_store(settings, agent)
+                    )
+                queue = await stack.enter_async_context(_queue(db_url, distributed))
+                events = await stack.enter_async_context(redis_events(settings))
+                contexts = {
+                    role: context_for_role(agent.context, settings.service, role)
+                    for role in settings.service.roles
+                }
+                manager = RunManager(
+                    agent,
+                    store,
+                    settings.service,
+                    context_for=lambda p: (
+                        contexts.get(p.role)
+                        or context_for_role(agent.context, settings.service, p.role)
+                    ),
+                    admission=Admission(settings, agent.context.resilience),
+                    queue=queue,
+                    events=events,
+                )
+                app.state.services = Services(
+                    agent=agent,
+                    store=store,
+                    runs=manager,
+                    auth=Authenticator(store, settings.service),
+                )
+                if queue is None:
+                    await manager.recover()
+                app.state.crons = CronScheduler(
+                    CronStore(store.engine),
+                    cron_starter(store, manager),
+                    tick_s=settings.service.cron_tick_s,
+                )
+                app.state.crons.run()
+                try:
+                    yield
+                finally:
+                    await app.state.crons.stop()
+                    await manager.close()
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="Keel",
+        version=VERSION,
+        description="Keel's agent runtime, speaking the LangGraph Agent Server protocol.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyGuard, max_bytes=settings.service.max_body_bytes)
+    app.include_router(threads_router)
+    app.include_router(runs_router)
+    app.include_router(store_router)
+    app.include_router(assistants_router)
+    app.include_router(crons_router)
+    _add_meta_routes(app)
+    return app
+
+
+def _add_meta_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/ok", tags=["health"], include_in_schema=False)
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(svc: Svc) -> Response:
+        """The store answers and the checkpointer is open: ready for traffic."""
+        try:
+            await svc.store.ping()
+        except Exception as exc:
+            body = {"status": "unavailable", "reason": f"store: {type(exc).__name__}"}
+            import orjson
+
+            return Response(orjson.dumps(body), 503, media_type="application/json")
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    @app.get("/info", tags=["health"])
+    async def info() -> dict[str, Any]:
+        return {"version": VERSION, "flags": {"assistants": True, "crons": True}}
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics() -> Response:
+        from keel.observability.metrics import CONTENT_TYPE_LATEST, render_metrics
+
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/assistants/search", tags=["assistants"])
+    async def search_assistants(body: AssistantSearch, principal: Caller) -> list[dict[str, Any]]:
+        wanted = (body.graph_id in (None, GRAPH_ID)) and (body.name in (None, GRAPH_ID))
+        meta_ok = all(
+            _assistant()["metadata"].get(k) == v for k, v in (body.metadata or {}).items()
+        )
+        return [_assistant()] if wanted and meta_ok and body.offset == 0 else []
+
+    @app.get("/assistants/{assistant_id}", tags=["assistants"])
+    async def get_assistant(assistant_id: str, principal: Caller) -> dict[str, Any]:
+        check_assistant(assistant_id)
+        return _assistant()

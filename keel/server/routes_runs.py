@@ -1,0 +1,360 @@
+"""Runs on threads and stateless runs: background, wait, stream, join, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from keel.server.auth import Principal
+from keel.server.deps import Caller, Services, Svc, load_thread
+from keel.server.encode import jsonable, sse
+from keel.server.errors import ApiError, Conflict, NotFound, Unprocessable
+from keel.server.handles import check_assistant, run_json
+from keel.server.resume import resume_after
+from keel.server.runs import GRAPH_ID, RunHandle, question_from
+from keel.server.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
+from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
+from keel.server.webhooks import check_webhook
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runs"])
+ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
+RunId = Annotated[str, Path(pattern=ID_PATTERN)]
+JOIN_POLL_S = 0.25
+BATCH_MAX = 100
+"""Runs one `POST /runs/batch` may create."""
+RunBatch = Annotated[list[StatelessRunCreate], Body(min_length=1, max_length=BATCH_MAX)]
+
+
+def _location(handle: RunHandle) -> dict[str, str]:
+    r = handle.record
+    return {"Content-Location": f"/threads/{r.thread_id}/runs/{r.run_id}"}
+
+
+async def _thread_for(
+    svc: Services, principal: Principal, thread_id: str, body: RunCreate
+) -> ThreadRecord:
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is not None:
+        return thread
+    if body.if_not_exists == "create":
+        created = await svc.store.create_thread(
+            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+        )
+        if created is not None:
+            return created
+    raise NotFound(f"thread {thread_id} not found")
+
+
+async def _start(
+    svc: Services,
+    principal: Principal,
+    thread_id: str | None,
+    body: RunCreate,
+    *,
+    background: bool = False,
+    streamed: bool = False,
+) -> RunHandle:
+    check_assistant(body.assistant_id)
+    check_webhook(body.webhook, svc.runs.webhooks.policy)
+    temporary = created = False
+    if thread_id is None:
+        thread_id = str(uuid.uuid4())
+        thread = await svc.store.create_thread(
+            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+        )
+        assert thread is not None
+        temporary = (body.on_completion or "delete") == "delete"
+        created = True
+    else:
+        thread = await _thread_for(svc, principal, thread_id, body)
+    try:
+        return await svc.runs.start(
+            thread,
+            principal,
+            body,
+            temporary=temporary,
+            background=background,
+            streamed=streamed,
+            fresh=created,
+        )
+    except Exception:
+        if created:  # the run was refused: the thread made for it goes too
+            await svc.store.delete_thread(thread_id, principal.tenant_id)
+        raise
+
+
+def _wanted(event: str, modes: list[str]) -> bool:
+    if event in ("metadata", "end", "error"):
+        return True
+    if event == "messages":
+        return "messages" in modes or "messages-tuple" in modes
+    return event in modes
+
+
+async def _events(
+    svc: Services,
+    handle: RunHandle,
+    modes: list[str],
+    cancel_on_disconnect: bool,
+    after: str | None = None,
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        async for event_id, event, data in svc.runs.stream(handle, after):
+            if _wanted(event, modes):
+                yield sse(event, data, event_id)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect and not handle.done.is_set():
+            await _cancel_abandoned(svc, handle)
+
+
+async def _cancel_abandoned(svc: Services, handle: RunHandle) -> None:
+    """The client went away and asked (`on_disconnect: "cancel"`) for its run to stop."""
+    r = handle.record
+    await svc.runs.cancel_run(r.run_id, r.thread_id, reason="the client disconnected", wait=False)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (the body is already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingResponse:
+    return StreamingResponse(
+        _events(svc, handle, handle.modes, body.on_disconnect == "cancel"),
+        media_type="text/event-stream",
+        headers={
+            **_location(handle),
+            # where the SDK reconnects (with Last-Event-ID) if the connection drops
+            "Location": f"/threads/{handle.record.thread_id}/runs/{handle.run_id}/stream",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def _wait(
+    svc: Services, handle: RunHandle, body: RunCreate, request: Request
+) -> JSONResponse:
+    """The run's result; with `on_disconnect: "cancel"` a client that leaves cancels the run."""
+    if body.on_disconnect != "cancel":
+        return JSONResponse(content=await svc.runs.wait_result(handle), headers=_location(handle))
+    result = asyncio.create_task(svc.runs.wait_result(handle))
+    gone = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not result.done():
+            await _cancel_abandoned(svc, handle)
+    finally:
+        for task in (gone, result):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if result.cancelled():  # nobody reads this answer: the client is gone
+        return JSONResponse({"error": "client_disconnected"}, status_code=499)
+    return JSONResponse(content=result.result(), headers=_location(handle))
+
+
+# stateful -----------------------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+) -> JSONResponse:
+    handle = await _start(svc, principal, thread_id, body, background=True)
+    return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller, request: Request
+) -> JSONResponse:
+    return await _wait(svc, await _start(svc, principal, thread_id, body), body, request)
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(
+    thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
+) -> StreamingResponse:
+    return _stream(svc, await _start(svc, principal, thread_id, body, streamed=True), body)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: ThreadId,
+    svc: Svc,
+    principal: Caller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[
+        Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None,
+        Query(),
+    ] = None,
+) -> list[dict[str, Any]]:
+    await load_thread(svc, thread_id, principal)
+    found = await svc.store.list_runs(
+        thread_id, principal.tenant_id, status=status, limit=limit, offset=offset
+    )
+    return [jsonable(run_json(r, svc.runs.handles.get(r.run_id))) for r in found]
+
+
+async def _run(svc: Services, principal: Principal, thread_id: str, run_id: str) -> RunRecord:
+    record = await svc.store.get_run(run_id, thread_id, principal.tenant_id)
+    if record is None:
+        raise NotFound(f"run {run_id} not found on thread {thread_id}")
+    return record
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    record = await _run(svc, principal, thread_id, run_id)
+    result: dict[str, Any] = jsonable(run_json(record, svc.runs.handles.get(run_id)))
+    return result
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Any:
+    record = await _run(svc, principal, thread_id, run_id)
+    handle = svc.runs.handles.get(run_id)
+    if handle is None:  # executing in another process, or over
+        handle = RunHandle(record=record, modes=[], remote=True)
+    return await svc.runs.wait_result(handle)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: ThreadId,
+    run_id: RunId,
+    svc: Svc,
+    principal: Caller,
+    cancel_on_disconnect: Annotated[bool, Query()] = False,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+) -> StreamingResponse:
+    """The run's events; with `Last-Event-ID`, only those after it (see `resume`)."""
+    record = await _run(svc, principal, thread_id, run_id)
+    handle = svc.runs.handles.get(run_id)
+    if handle is None:  # executing in another process, or over
+        kwargs_modes = RunCreate.model_validate(record.kwargs).modes
+        handle = RunHandle(record=record, modes=kwargs_modes, remote=True)
+    after = await resume_after(svc.runs, handle, last_event_id)
+    modes = stream_mode or handle.modes
+    return StreamingResponse(
+        _events(svc, handle, modes, cancel_on_disconnect, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=204)
+async def cancel_run(
+    thread_id: ThreadId,
+    run_id: RunId,
+    svc: Svc,
+    principal: Caller,
+    wait: Annotated[bool, Query()] = False,
+    action: Annotated[Literal["interrupt", "rollback"], Query()] = "interrupt",
+) -> Response:
+    record = await _run(svc, principal, thread_id, run_id)
+    if action == "rollback":
+        raise Unprocessable("cancel action 'rollback' is not supported; use 'interrupt'")
+    cancelled = await svc.runs.cancel_run(
+        run_id, thread_id, reason="cancelled by the client", wait=wait
+    )
+    if not cancelled:
+        raise Conflict(f"run {run_id} is not pending or running (status {record.status})")
+    return Response(status_code=204)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Response:
+    record = await _run(svc, principal, thread_id, run_id)
+    if record.status in ACTIVE_RUN_STATUSES:
+        raise Conflict(f"run {run_id} is still {record.status}; cancel it first")
+    await svc.store.delete_run(run_id)
+    return Response(status_code=204)
+
+
+# stateless ----------------------------------------------------------------------------
+
+
+@router.post("/runs")
+async def create_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
+    handle = await _start(svc, principal, None, body, background=True)
+    return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
+
+
+@router.post("/runs/wait")
+async def wait_stateless(
+    body: RunCreate, svc: Svc, principal: Caller, request: Request
+) -> JSONResponse:
+    return await _wait(svc, await _start(svc, principal, None, body), body, request)
+
+
+@router.post("/runs/stream")
+async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> StreamingResponse:
+    return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)
+
+
+def _check_batch_item(svc: Services, index: int, body: RunCreate) -> None:
+    """Refuse an item `_start` would refuse, before any run of the batch starts."""
+    try:
+        check_assistant(body.assistant_id)
+        check_webhook(body.webhook, svc.runs.webhooks.policy)
+        if body.command is None:
+            question_from(body.input or {})
+    except ApiError as exc:
+        raise type(exc)(f"runs[{index}]: {exc.message}") from exc
+
+
+async def _batch_room(svc: Services, n: int) -> None:
+    """429 up front when the bounded queue has no room for all `n` runs."""
+    admission = svc.runs.admission
+    if admission is None:
+        return
+    if svc.runs.queue is not None:
+        queued = await svc.store.count_runs(["pending"])
+    else:
+        queued = svc.runs.queued
+    admission.check_room(queued, n)
+
+
+@router.post("/runs/batch")
+async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) -> JSONResponse:
+    """Stateless background runs, all or none.
+
+    Every item is checked and the queue's room for all of them is checked before any
+    starts. Each run then passes admission as `POST /runs` does; if one is refused (the
+    tenant's rate ran out, or other clients filled the queue meanwhile) the batch's runs
+    already started are cancelled and the client gets that run's error.
+    """
+    for index, item in enumerate(body):
+        _check_batch_item(svc, index, item)
+    await _batch_room(svc, len(body))
+    handles: list[RunHandle] = []
+    try:
+        for item in body:
+            handles.append(await _start(svc, principal, None, item, background=True))
+    except Exception:
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                await svc.runs.cancel_run(
+                    handle.run_id,
+                    handle.record.thread_id,
+                    reason="another run of its batch was refused",
+                    wait=False,
+                )
+        raise
+    return JSONResponse([jsonable(run_json(h.record, h)) for h in handles])

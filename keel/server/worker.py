@@ -1,0 +1,149 @@
+"""`keel worker`: execute queued runs on any machine that reaches the service's Postgres.
+
+Each worker runs up to `--concurrency` runs at once, sends a heartbeat every
+`KEEL_SERVICE__WORKER_HEARTBEAT_S`, and on the same beat requeues the runs of workers that
+went silent for `KEEL_SERVICE__WORKER_STALLED_AFTER_S` (killed, machine lost). A requeued
+run continues on whichever worker takes it, from its last checkpoint. Stream events go to
+Redis when `KEEL_REDIS_URL` is set, so the API can stream a run executing elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import procrastinate
+import structlog
+from langchain_core.language_models import BaseChatModel
+
+from keel.config import Settings
+from keel.errors import ConfigError
+from keel.runtime import open_agent
+from keel.server.auth import context_for_role
+from keel.server.events import RedisEvents
+from keel.server.queue import (
+    QUEUE,
+    TASK,
+    ThreadFence,
+    ensure_queue_schema,
+    make_queue_app,
+    stalled_job_reaper,
+    startup_lock,
+)
+from keel.server.runs import RunManager
+from keel.server.store import Store, service_db_url
+from keel.tools.registry import ToolRegistry
+
+__all__ = ["queue_db_url", "redis_events", "run_worker"]
+
+log = structlog.get_logger("keel.server.worker")
+
+RETRY = procrastinate.RetryStrategy(max_attempts=10, wait=1, linear_wait=1)
+"""A job that fails outside the run (the database went away) is tried again; the run
+continues from its checkpoint. Failures inside the run end it as `error` and are not
+retried here."""
+
+
+def queue_db_url(settings: Settings) -> str:
+    """The Postgres database the queue lives in (the service database)."""
+    url = service_db_url(settings)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "the run queue needs Postgres: set KEEL_SERVICE__DB_URL (or a Postgres "
+            "KEEL_CHECKPOINT_URL) to postgresql://…"
+        )
+    return url
+
+
+@asynccontextmanager
+async def redis_events(settings: Settings) -> AsyncIterator[RedisEvents | None]:
+    """The cross-process event stream, when Redis is configured."""
+    if not settings.redis_url:
+        yield None
+        return
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        yield RedisEvents(client, settings.redis_prefix)
+    finally:
+        await client.aclose()
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int = 4,
+    model: BaseChatModel | None = None,
+    tools: ToolRegistry | None = None,
+) -> None:
+    """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand)."""
+    db_url = queue_db_url(settings)
+    service = settings.service
+    store = Store.open(db_url, pool_size=settings.service.db_pool_size)
+    try:
+        await store.migrate()
+        await ensure_queue_schema(db_url)
+        async with AsyncExitStack() as stack:
+            async with startup_lock(settings.checkpoint_url):
+                agent = await stack.enter_async_context(
+                    open_agent(settings, model=model, tools=tools)
+                )
+            events = await stack.enter_async_context(redis_events(settings))
+            fence = ThreadFence(db_url)
+            await fence.open()
+            stack.push_async_callback(fence.close)
+            contexts: dict[str, Any] = {}
+
+            def context_for(principal: Any) -> Any:
+                if principal.role not in contexts:
+                    contexts[principal.role] = context_for_role(
+                        agent.context, service, principal.role
+                    )
+                return contexts[principal.role]
+
+            manager = RunManager(
+                agent,
+                store,
+                service.model_copy(update={"max_in_flight": concurrency}),
+                context_for=context_for,
+                events=events,
+                worker=True,
+                fence=fence.hold,
+            )
+            stack.push_async_callback(manager.webhooks.close)  # drain pending webhooks
+            app = make_queue_app(db_url)
+
+            @app.task(name=TASK, queue=QUEUE, retry=RETRY, pass_context=True)
+            async def execute_run(context: procrastinate.JobContext, run_id: str) -> None:
+                await manager.execute_job(run_id, context.job.lock)
+
+            async with app.open_async():
+                reaper = asyncio.create_task(
+                    stalled_job_reaper(
+                        app,
+                        every_s=service.worker_heartbeat_s,
+                        seconds_since_heartbeat=service.worker_stalled_after_s,
+                    )
+                )
+                log.info("worker.started", concurrency=concurrency)
+                try:
+                    await app.run_worker_async(
+                        queues=[QUEUE],
+                        concurrency=concurrency,
+                        update_heartbeat_interval=service.worker_heartbeat_s,
+                        stalled_worker_timeout=service.worker_stalled_after_s,
+                        abort_job_polling_interval=1.0,
+                        fetch_job_polling_interval=1.0,
+                        install_signal_handlers=True,
+                        wait=True,
+                    )
+                finally:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
+    finally:
+        await store.close()
