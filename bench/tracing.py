@@ -108,7 +108,7 @@ def make_client(url: str) -> Any:
 def tracing_for(mode: str, client: Any, seed: int) -> Tracing:
     import random
 
-    from keel.observability._tracer import TracePolicy
+    from keel.observability import TracePolicy
 
     if mode == "baseline":
         return Tracing(enabled=False)

@@ -20,8 +20,7 @@ from typing import Literal, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
-from keel.nodes import AgentContext, act, fallback, finish, observe, reason
-from keel.nodes._cost_gate import cost_controlled
+from keel.nodes import AgentContext, act, cost_controlled, fallback, finish, observe, reason
 from keel.types import AgentState, Signal
 
 __all__ = [

@@ -1,5 +1,21 @@
-"""The agent's nodes: `async (state, runtime) -> partial update`, one module each."""
+"""The agent's nodes: `async (state, runtime) -> partial update`, one module each.
 
+The private helper modules (`_compaction`, `_grounding`, …) are imported only from inside
+this package; what the graph, the runtime and the tests need of them is re-exported here.
+"""
+
+from keel.nodes._compaction import (
+    SUMMARY_PREFIX,
+    compact_history,
+    cut,
+    summarize_middle,
+    summary_needed,
+)
+from keel.nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
+from keel.nodes._cost_gate import cost_controlled
+from keel.nodes._durable import Decision, ReviewRequest
+from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
+from keel.nodes._records import text_of
 from keel.nodes.act import act
 from keel.nodes.context import AgentContext, ReasoningMode
 from keel.nodes.fallback import fallback
@@ -7,4 +23,28 @@ from keel.nodes.finish import finish
 from keel.nodes.observe import observe
 from keel.nodes.reason import reason
 
-__all__ = ["AgentContext", "ReasoningMode", "act", "fallback", "finish", "observe", "reason"]
+__all__ = [
+    "COMPOSE_SYSTEM",
+    "SUMMARY_PREFIX",
+    "AgentContext",
+    "Decision",
+    "ReasoningMode",
+    "ReviewRequest",
+    "act",
+    "check_grounded",
+    "check_no_unrun_query",
+    "column_sums",
+    "compact_history",
+    "compose_prompt",
+    "cost_controlled",
+    "cut",
+    "fallback",
+    "finish",
+    "observe",
+    "reason",
+    "should_compose",
+    "summarize_middle",
+    "summary_needed",
+    "text_of",
+    "ungrounded_numbers",
+]

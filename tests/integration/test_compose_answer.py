@@ -7,8 +7,13 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from keel.nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
-from keel.nodes._records import text_of
+from keel.nodes import (
+    COMPOSE_SYSTEM,
+    column_sums,
+    compose_prompt,
+    should_compose,
+    text_of,
+)
 from keel.testing.scripted import CallInfo, FunctionModel
 from keel.tools.registry import ToolRegistry, tool
 

@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from keel.config import CompactionSettings
 from keel.cost.accounting import estimate_tokens
-from keel.nodes._compaction import (
+from keel.nodes import (
     SUMMARY_PREFIX,
     compact_history,
     cut,

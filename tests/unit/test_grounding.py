@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from keel.errors import ErrorCode, MalformedOutputError
-from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
+from keel.nodes import check_grounded, check_no_unrun_query, ungrounded_numbers
 
 ROWS = '{"rows": [["Laptop Basic", 99625.22], ["Design Suite Pro", 19572.84]]}'
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from keel.errors import ErrorCode, LocalModelError
-from keel.models.local import _catalog
-from keel.models.local._catalog import ChunkPackage, LocalModelInfo
-from keel.models.local._weights import ensure_weights, is_verified
+from keel.models.local import CATALOG, ChunkPackage, LocalModelInfo, ensure_weights, is_verified
 
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"middle" * 999, b"tail!"]
 
@@ -55,7 +53,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, sha256: str, modules: int = 3) -
             for i in range(1, modules + 1)
         ),
     )
-    monkeypatch.setitem(_catalog.CATALOG, info.name, info)
+    monkeypatch.setitem(CATALOG, info.name, info)
     return info
 
 

@@ -44,6 +44,8 @@ __all__ = [
     "ensure_weights",
     "get_local_server",
     "get_model_info",
+    "gguf_path",
+    "is_verified",
     "local_chat_model",
     "local_models",
     "salvage_tool_call",
