@@ -77,6 +77,7 @@ class ErrorCode(StrEnum):
     TOOL_REFUSED = "tool_refused"
     TOOL_TIMEOUT = "tool_timeout"
     TOOL_FAILED = "tool_failed"
+    TOOL_ERROR = "tool_error"
     THREAD_NOT_FOUND = "thread_not_found"
     LOCAL_MODEL_UNAVAILABLE = "local_model_unavailable"
     WEIGHTS_MISMATCH = "weights_mismatch"

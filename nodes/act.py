@@ -1,8 +1,10 @@
 """`act`: run the tool calls of the last model reply and record their observations.
 
-What the model got wrong (unknown tool, invalid arguments, a refused query, a timeout)
-becomes an error observation it can react to. A failure the model cannot fix (the tool's
-backend is gone, a bug in the tool) is recorded as `fatal_error`; `observe` degrades.
+What the model got wrong (unknown tool, invalid arguments, a refused query, a timeout) and
+what the tool itself reported (any exception it raised that is not a bug, e.g.
+`ValueError("city not found")`) become error observations the model can react to, perhaps
+with another tool. A failure the model cannot fix (the tool's backend is gone, a bug in the
+tool) is recorded as `fatal_error`; `observe` degrades.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ _MODEL_FIXABLE = {
     str(ErrorCode.INVALID_TOOL_ARGS),
     str(ErrorCode.TOOL_REFUSED),
     str(ErrorCode.TOOL_REJECTED),
+    str(ErrorCode.TOOL_ERROR),
 }
 
 

@@ -2,11 +2,13 @@
 
 - retryable: rate limits (429, honouring `Retry-After`), 5xx, 408/409, timeouts, dropped or
   reset connections, and whatever a tool declares transient — the same call may work.
+  Any other exception a tool raises (`ValueError("city not found")`, a 404 from its API) is
+  `tool_error`: an observation the model reads and may answer with another tool or way.
 - degradable: the call cannot work as made (auth, permission, unknown model, bad request,
   context too long, an open breaker, an unmet rate limit, an exhausted budget) — another
   model or a simpler path may.
-- fatal: a developer mistake (a bug in a tool, a wrong type) or a cancelled run — stop
-  cleanly and say so.
+- fatal: a developer mistake (`TypeError`, `AttributeError`, `NameError`, … in a tool) or
+  a cancelled run — stop cleanly and say so.
 
 Provider errors are recognised by duck typing on `status_code` / `response`, so the classifier
 works for the OpenAI SDK, httpx and any client shaped like them without importing them.
@@ -36,6 +38,16 @@ __all__ = ["Classified", "classify_model_error", "classify_tool_error", "retry_a
 
 _CONNECTION_NAMES = ("APIConnectionError", "ConnectError", "RemoteProtocolError", "ReadError")
 _TIMEOUT_NAMES = ("APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException")
+DEVELOPER_MISTAKES: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    SyntaxError,
+    NotImplementedError,
+    AssertionError,
+)
+"""Exceptions that mean the code is wrong, not the call: fatal wherever they come from."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,8 @@ def retry_on(
         return Classified("fatal", exc.code)
     if isinstance(exc, KeelError):
         return Classified("degradable", exc.code)
-    if tool:  # only what the tool declared transient is worth another try
-        return Classified("fatal", ErrorCode.TOOL_FAILED)
+    if tool:
+        return _tool_verdict(exc)
     verdict = _provider_verdict(exc)
     if verdict is not None:
         return verdict
@@ -149,6 +161,21 @@ def retry_on(
     if isinstance(exc, TypeError | AttributeError | NotImplementedError | AssertionError):
         return Classified("fatal", ErrorCode.MODEL_ERROR)
     return Classified("retryable", ErrorCode.MODEL_ERROR)
+
+
+def _tool_verdict(exc: BaseException) -> Classified:
+    """An exception a tool did not declare: a bug stops the run, a dropped connection (or a
+    5xx / 429 from the tool's API) is retried like a declared transient error, and anything
+    else is the tool's answer: the model sees the error and may take another way."""
+    if isinstance(exc, DEVELOPER_MISTAKES):
+        return Classified("fatal", ErrorCode.TOOL_FAILED)
+    verdict = _provider_verdict(exc)
+    if verdict is not None and verdict.kind == "retryable":
+        code = ErrorCode.TOOL_TIMEOUT if verdict.code == ErrorCode.MODEL_TIMEOUT else None
+        return Classified("retryable", code or ErrorCode.TOOL_FAILED, verdict.retry_after)
+    if verdict is None and isinstance(exc, ConnectionError):
+        return Classified("retryable", ErrorCode.TOOL_FAILED)
+    return Classified("retryable", ErrorCode.TOOL_ERROR)
 
 
 def classify_model_error(exc: BaseException) -> Classified:

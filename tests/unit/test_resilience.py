@@ -121,8 +121,12 @@ class FlakyBackend(Exception):
         (ToolTransientError("later"), "retryable", ErrorCode.TOOL_FAILED),
         (TimeoutError(), "retryable", ErrorCode.TOOL_TIMEOUT),
         (ToolFatalError("gone"), "degradable", ErrorCode.TOOL_FAILED),
-        (ConnectionError("undeclared"), "fatal", ErrorCode.TOOL_FAILED),
-        (KeyError("bug"), "fatal", ErrorCode.TOOL_FAILED),
+        (ConnectionError("undeclared"), "retryable", ErrorCode.TOOL_FAILED),
+        (ValueError("city not found"), "retryable", ErrorCode.TOOL_ERROR),
+        (KeyError("Atlantis"), "retryable", ErrorCode.TOOL_ERROR),
+        (TypeError("bug"), "fatal", ErrorCode.TOOL_FAILED),
+        (NameError("bug"), "fatal", ErrorCode.TOOL_FAILED),
+        (AttributeError("bug"), "fatal", ErrorCode.TOOL_FAILED),
     ],
 )
 def test_tool_failures_follow_declarations(exc: BaseException, kind: str, code: ErrorCode) -> None:
