@@ -1,8 +1,10 @@
 """Settings, read once at the entry point from `KEEL_*` environment variables.
 
-Library code never reads `os.environ`: the composition root (`keel.service`) calls
-`load_settings()` once and passes the result down as the LangGraph runtime context.
-Nested groups use a double underscore: `KEEL_LIMITS__MAX_ITERATIONS=12`.
+Library code never reads `os.environ`: the entry points (`keel.runtime`, `keel.cli`,
+`keel.server`) call `load_settings()` once and pass the result down as the LangGraph runtime
+context. Nested groups use a double underscore: `KEEL_LIMITS__MAX_ITERATIONS=12`.
+Every field's docstring is its documentation: `docs/configuration.md` is generated from them
+(`python -m keel.config_doc --write docs/configuration.md`).
 """
 
 from __future__ import annotations
@@ -175,14 +177,14 @@ TIER_NAMES = ("simple", "standard", "complex")
 
 
 class TierSettings(BaseModel):
-    """Model specs per tier. `standard` defaults to `Settings.model`; unset tiers are skipped."""
+    """Model specs per tier. `standard` defaults to `KEEL_MODEL`; unset tiers are skipped."""
 
     model_config = ConfigDict(frozen=True)
 
     simple: str | None = None
     """A cheap model for short lookups (also summarizes history during compaction)."""
     standard: str | None = None
-    """The everyday model; `Settings.model` when unset."""
+    """The everyday model; `KEEL_MODEL` when unset."""
     complex: str | None = None
     """The strongest model, for multi-step analysis and after repeated failures."""
 
@@ -382,7 +384,7 @@ class CheckpointPoolSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Keel's configuration. Environment names are a public contract (see README)."""
+    """Keel's configuration. Environment names are a public contract (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -407,6 +409,8 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     """Key for that API (never logged)."""
     temperature: float = Field(0.0, ge=0, le=2)
+    """Sampling temperature of every model call (0: the most deterministic; the model-response
+    cache is used only at 0)."""
     max_tokens: int = Field(1024, ge=1)
     """Completion tokens per model call."""
     checkpoint_url: str = "sqlite:///.keel/checkpoints.sqlite"
@@ -420,24 +424,36 @@ class Settings(BaseSettings):
     durability: Literal["sync", "async", "exit"] = "sync"
     """When checkpoints are written; `sync` is the only mode safe against SIGKILL."""
     checkpoint_pool: CheckpointPoolSettings = CheckpointPoolSettings()
+    """The Postgres connection pool of checkpoints and the journal."""
     approval_tools: tuple[str, ...] = ()
     """Tool names that need a human's approval for every call (besides the tools that
     declare `requires_approval` themselves)."""
     limits: LimitSettings = LimitSettings()
+    """Iterations, attempts and timeouts of one run."""
     retry: RetrySettings = RetrySettings()
+    """Backoff between retries."""
     sql: SqlToolSettings = SqlToolSettings()
+    """The `sql_query` tool's guard rails."""
     observability: ObservabilitySettings = ObservabilitySettings()
+    """Logs and LangSmith tracing."""
     breaker: BreakerSettings = BreakerSettings()
+    """Circuit breakers per model and per tool."""
     rate_limits: RateLimitSettings = RateLimitSettings()
+    """Keel's own limits on model calls and on runs per tenant."""
     degradation: DegradationSettings = DegradationSettings()
+    """What `fallback` tries before a clean failure."""
     redis_prefix: str = "keel"
     """Prefix of every Redis key Keel writes (breakers, rate limits)."""
     service: ServiceSettings = ServiceSettings()
+    """The HTTP API, its admission control and its workers."""
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price overrides by model name, merged over the built-in table."""
     cost: CostSettings = CostSettings()
+    """Budgets and the tier router."""
     cache: CacheSettings = CacheSettings()
+    """Model-response, tool-result and whole-run caches."""
     compaction: CompactionSettings = CompactionSettings()
+    """Keeping the prompt under a size."""
 
     @field_validator("model")
     @classmethod
