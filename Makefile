@@ -49,3 +49,4 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check keel graphs nodes tools checkpoints tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
