@@ -4,22 +4,22 @@ Always: a tool output longer than `tool_output_chars` is cut, with a marker sayi
 was dropped. Above `max_prompt_tokens` (estimated): tool outputs older than the last
 `keep_last` messages are trimmed; if that is not enough, the middle of the history (between
 the question and the kept tail) is replaced by a summary. The summary is written by the
-cheapest tier (`summarize_middle`, called before the model call and kept in the state as
-`context_summary`), or, without one, an extractive digest. The system prompt, the question
-and the last turns are never touched, and a kept tail never starts with an orphaned tool
-result (its assistant call is kept with it).
+cheapest tier (`summarize_middle`, called through the model gate before `reason`'s call and
+kept in the state as `context_summary`), or, without one, an extractive digest. The system
+prompt, the question and the last turns are never touched, and a kept tail never starts
+with an orphaned tool result (its assistant call is kept with it).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from keel.config import CompactionSettings
-from keel.cost.accounting import CallUsage, estimate_tokens
+from keel.cost.accounting import estimate_tokens
 from keel.nodes._records import text_of
 
 __all__ = [
@@ -152,22 +152,22 @@ def summary_needed(
 
 
 async def summarize_middle(
-    model: BaseChatModel,
+    invoke: Callable[[list[BaseMessage]], Awaitable[BaseMessage]],
     history: list[BaseMessage],
     span: tuple[int, int],
     previous: str | None = None,
-) -> tuple[str, CallUsage]:
-    """A summary of `history[span]` by `model` (the cheapest tier), and what it cost."""
+) -> str:
+    """A summary of `history[span]`, written by `invoke` (the cheapest tier, through the
+    model gate: budget, breaker, timeout and accounting apply as to any call)."""
     start, end = span
     digest = _digest(history[start:end])
     if previous:
         digest = f"Earlier summary:\n{previous}\n\nSteps:\n{digest}"
     question = text_of(history[0].content) if history else ""
-    reply = await model.ainvoke(
+    reply = await invoke(
         [
             SystemMessage(SUMMARY_INSTRUCTIONS),
             HumanMessage(f"Task: {question}\n\n{digest}"),
         ]
     )
-    usage = CallUsage.from_message(reply) if isinstance(reply, AIMessage) else CallUsage()
-    return text_of(reply.content).strip() or digest, usage
+    return text_of(reply.content).strip() or digest

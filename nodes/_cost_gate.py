@@ -1,16 +1,18 @@
-"""Cost control around `reason`: route to a tier, compact, check the budget, then call.
+"""Cost control around `reason`: route to a tier, compact, fit the budget, then call.
 
 `cost_controlled(reason)` is what the graph runs as its `reason` node. Before the wrapped
 node makes its model call it:
 1. routes: picks the starting tier for a new run, or escalates one tier after repeated
-   malformed replies / failed calls (`keel.cost.router`);
+   malformed replies / failed calls, never into a tier that already failed in this run
+   (`keel.cost.router`);
 2. compacts: when the history is over the token threshold, summarizes its middle with the
    cheapest tier (the summary is kept in the state, see `nodes._compaction`);
-3. checks the budget with the call's worst-case estimate (prompt + `max_tokens`): if the
-   active tier does not fit, the most capable cheaper tier that does; if none fits, the
-   step degrades with `budget_exceeded` (fallback passes on the partial result).
-Every decision is a `route` row in the trace. After the call it books the spend against the
-tenant's day, and it scopes the model-response cache to the run's tenant.
+3. fits the budget: if the active tier's worst-case call does not fit, the most capable
+   cheaper tier that does. When none fits, `reason`'s call is refused by the model gate
+   and the step degrades with `budget_exceeded` (fallback passes on the partial result).
+Every decision is a `route` row in the trace. The summary, like every model call, goes
+through `nodes._model_gate` (budget, breaker, rate limit, timeout, cache, accounting,
+the tenant's ledger).
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from langchain_core.messages import BaseMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from keel.cache import cache_scope
-from keel.cost.accounting import CallEstimate, estimate_call, estimate_tokens
-from keel.cost.budget import BudgetVerdict, check_budget
+from keel.cost.accounting import CallEstimate
+from keel.cost.budget import BudgetVerdict
 from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
-from keel.errors import ErrorCode, is_control_flow
+from keel.errors import is_control_flow
 from keel.nodes._compaction import summarize_middle, summary_needed, system_tokens
-from keel.nodes._prompt import build_prompt
-from keel.nodes._records import error_record, trace_step
+from keel.nodes._model_gate import ModelGate, ModelRequest, estimate_request
+from keel.nodes._prompt import reason_request
+from keel.nodes._records import trace_step
 from keel.nodes.context import AgentContext
 from keel.observability import events
 from keel.tools.registry import Tool
@@ -68,39 +70,25 @@ def _route(state: AgentState, ctx: AgentContext, names: list[str]) -> RouteDecis
         repairs=state.get("repair_attempt", 0),
         failures=state.get("model_attempt", 0),
         escalate_after=ctx.settings.cost.escalate_after,
+        failed=state.get("tried_tiers", []),
     )
 
 
 def estimate_for(state: AgentState, ctx: AgentContext) -> CallEstimate:
-    """The worst case of the next call on `ctx`'s model: this prompt plus `max_tokens`."""
-    tools = [t.openai_schema() for t in ctx.tools] if ctx.mode == "native" else []
-    prompt = estimate_tokens(build_prompt(state, ctx), tools)
-    return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
-
-
-async def _tenant_spent(state: AgentState, ctx: AgentContext) -> float:
-    if ctx.settings.cost.tenant_daily_usd is None:
-        return 0.0
-    return await ctx.ledger.spent(state.get("tenant", "default"), ctx.clock())
+    """The worst case of `reason`'s next call on `ctx`'s model: this prompt plus `max_tokens`."""
+    return estimate_request(reason_request(state, ctx, state.get("deadline", 0.0)))
 
 
 async def _fit_budget(
-    state: AgentState, ctx: AgentContext, names: list[str], tier: str
+    state: AgentState, ctx: AgentContext, gate: ModelGate, names: list[str], tier: str
 ) -> tuple[str, BudgetVerdict, BudgetVerdict | None]:
     """The tier to call (`tier`, or the best cheaper one that fits), its verdict, and why
     `tier` itself was refused (None if it fits)."""
-    cost = ctx.settings.cost
-    spent_today = await _tenant_spent(state, ctx)
     below = names[: names.index(tier)][::-1] if tier in names else []
     refused: BudgetVerdict | None = None
     for candidate in [tier, *below]:
-        verdict = check_budget(
-            state.get("budget"),
-            state.get("usage"),
-            estimate_for(cast(AgentState, {**state, "tier": candidate}), ctx.with_tier(candidate)),
-            tenant_limit_usd=cost.tenant_daily_usd,
-            tenant_spent_usd=spent_today,
-        )
+        view = cast(AgentState, {**state, "tier": candidate})
+        verdict = await gate.check(estimate_for(view, ctx.with_tier(candidate)))
         if verdict.ok:
             return candidate, verdict, refused
         refused = refused or verdict
@@ -110,12 +98,17 @@ async def _fit_budget(
     return tier, refused, refused
 
 
-async def _summarize(state: AgentState, ctx: AgentContext, names: list[str]) -> dict[str, Any]:
+async def _summarize(
+    state: AgentState, ctx: AgentContext, gate: ModelGate, names: list[str]
+) -> dict[str, Any]:
+    """Summarize the history's middle with the cheapest tier when compaction needs it.
+
+    A refused or failed summary is not a failed step: the extractive digest stands in (a
+    call that was sent still counts in the usage)."""
     history: list[BaseMessage] = list(state.get("messages", []))
-    settings = ctx.settings.compaction
     span = summary_needed(
         history,
-        settings,
+        ctx.settings.compaction,
         system_tokens=system_tokens(ctx.system_prompt),
         summary=state.get("context_summary"),
         summary_upto=state.get("summary_upto", 0),
@@ -123,39 +116,44 @@ async def _summarize(state: AgentState, ctx: AgentContext, names: list[str]) -> 
     if span is None:
         return {}
     cheapest = ctx.with_tier(names[0])
-    prompt = estimate_tokens(history[span[0] : span[1]]) + 200
-    estimate = estimate_call(prompt, ctx.settings.max_tokens, cheapest.price)
-    verdict = check_budget(
-        state.get("budget"),
-        state.get("usage"),
-        estimate,
-        tenant_limit_usd=ctx.settings.cost.tenant_daily_usd,
-        tenant_spent_usd=await _tenant_spent(state, ctx),
-    )
-    if not verdict.ok:
-        return {}  # no room for a summary call: the extractive digest stands in
+    tier = cheapest.tier or names[0]
+    calls: list[Any] = []
+
+    async def invoke(prompt: list[BaseMessage]) -> BaseMessage:
+        request = ModelRequest("summary", cheapest, prompt, state["deadline"])
+        calls.append(await gate.call(request))
+        return calls[-1].message
+
     try:
-        text, usage = await summarize_middle(
-            cheapest.model, history, span, state.get("context_summary")
-        )
+        text = await summarize_middle(invoke, history, span, state.get("context_summary"))
     except Exception as exc:
         if is_control_flow(exc):
             raise
-        return {}  # a failed summary is not a failed step: the digest stands in
+        why = f"{type(exc).__name__}: {exc}"[:300]
+        row = trace_step(
+            state,
+            ROUTE,
+            0.0,
+            signal="compact_failed",
+            action=tier,
+            observation=f"no summary ({why}); the extractive digest stands in",
+        )
+        return {"usage": gate.used, "trace": [row]}
+    usage = calls[-1].usage
     row = trace_step(
         state,
         ROUTE,
         0.0,
         signal="compact",
-        action=cheapest.tier or names[0],
+        action=tier,
         observation=f"summarized messages {span[0]}-{span[1] - 1} of the history",
-        tokens=usage.total_tokens,
-        cost=usage.cost_usd(cheapest.price),
+        tokens=usage["total_tokens"],
+        cost=usage["cost_usd"],
     )
     return {
         "context_summary": text,
         "summary_upto": span[1],
-        "usage": usage.totals(cheapest.price),
+        "usage": gate.used,
         "trace": [row],
     }
 
@@ -169,22 +167,8 @@ def _merge(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _stop(state: AgentState, verdict: BudgetVerdict) -> dict[str, Any]:
-    message = f"budget exhausted before the next model call: {verdict.message}"
-    record = error_record(state, NODE, ErrorCode.BUDGET_EXCEEDED, "degradable", message)
-    step = trace_step(
-        state,
-        NODE,
-        0.0,
-        signal="degrade",
-        error_code=str(ErrorCode.BUDGET_EXCEEDED),
-        observation=message,
-    )
-    return {"signal": "degrade", "fatal_error": record, "errors": [record], "trace": [step]}
-
-
 def cost_controlled(node: ReasonNode) -> ReasonNode:
-    """Wrap the `reason` node with routing, compaction, budgets, tenant spend and caching."""
+    """Wrap the `reason` node with routing, compaction and fitting the budget."""
 
     @functools.wraps(node)
     async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -195,43 +179,33 @@ def cost_controlled(node: ReasonNode) -> ReasonNode:
         chose = decision is not None and len(names) > 1  # one tier: nothing was decided
         rows = [_route_row(state, decision)] if decision and chose else []
         before: dict[str, Any] = {"tier": tier, "trace": rows}
+        if decision is not None and decision.kind == "escalate" and decision.previous:
+            before["tried_tiers"] = _with(state.get("tried_tiers", []), decision.previous)
         view = cast(AgentState, {**state, "tier": tier})
-        compacted = await _summarize(view, ctx, names)
+        gate = ModelGate(view, ctx)
+        compacted = await _summarize(view, ctx, gate, names)
         if compacted:
             before = _merge(before, compacted)
-            view = cast(
-                AgentState,
-                {
-                    **view,
-                    "context_summary": compacted["context_summary"],
-                    "summary_upto": compacted["summary_upto"],
-                    "usage": add_usage(state.get("usage"), compacted["usage"]),
-                },
-            )
-        chosen, verdict, refused = await _fit_budget(view, ctx, names, tier)
-        decided = "deny" if not verdict.ok else "downgrade" if chosen != tier else "allow"
-        events.budget_decision(decided, tier=chosen, limit=(refused or verdict).limit)
-        if not verdict.ok:
-            return _merge(before, _stop(state, verdict))
+            summary = {
+                k: compacted[k] for k in ("context_summary", "summary_upto") if k in compacted
+            }
+            view = cast(AgentState, {**view, **summary, "usage": gate.spent})
+        chosen, verdict, refused = await _fit_budget(view, ctx, gate, names, tier)
+        if verdict.ok:  # a refusal is the model gate's to log, when `reason` calls
+            decided = "downgrade" if chosen != tier else "allow"
+            events.budget_decision(decided, tier=chosen, limit=(refused or verdict).limit)
         if chosen != tier and refused is not None:
             why = f"budget is tight on '{tier}': {refused.message}"
             down = RouteDecision("downgrade", chosen, tier, why)
             before = _merge(before, {"tier": chosen, "trace": [_route_row(state, down)]})
             view = cast(AgentState, {**view, "tier": chosen})
-        tenant = state.get("tenant", "default")
-        model = ctx.with_tier(chosen).model_name
-        repairing = state.get("signal") == "repair"
-        with cache_scope(ctx.caches, tenant, model, read=not repairing) as scope:
-            after = await node(view, runtime)
-        if scope is not None and after.get("signal") in ("answer", "tools"):
-            await scope.commit()
-        out = _merge(before, after)
-        spent = float(out.get("usage", {}).get("cost_usd", 0.0))
-        if spent > 0:
-            await ctx.ledger.add(tenant, ctx.clock(), spent)
-        return out
+        return _merge(before, await node(view, runtime))
 
     return cast(ReasonNode, reason)
+
+
+def _with(tiers: list[str], tier: str) -> list[str]:
+    return tiers if tier in tiers else [*tiers, tier]
 
 
 def cached_tool_call(

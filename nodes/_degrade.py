@@ -14,11 +14,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from keel.cost.accounting import CallUsage
 from keel.errors import MalformedOutputError, is_control_flow
 from keel.nodes._grounding import check_grounded, check_no_unrun_query
-from keel.nodes._records import NO_USAGE, text_of, trace_step
-from keel.nodes._resilience import invoke_model_guarded
+from keel.nodes._model_gate import ModelGate, ModelRequest
+from keel.nodes._records import text_of, trace_step
 from keel.nodes.context import AgentContext
 from keel.resilience.degrade import (
     DegradeStep,
@@ -147,29 +146,27 @@ def _answer_text(reply: AIMessage) -> str:
 async def direct_answer(
     state: AgentState, ctx: AgentContext, tier: str | None
 ) -> tuple[str | None, UsageTotals, str]:
-    """One no-tools call: (answer or None, its usage, what went wrong if None)."""
+    """One no-tools call through the model gate: (answer or None, what the call used, what
+    went wrong if None). A call the budget cannot afford is not made."""
     active = ctx.with_tier(tier)
     prompt = _direct_prompt(state, active)
+    gate = ModelGate(state, active)
     try:
-        reply = await invoke_model_guarded(
-            active,
-            active.model,
-            prompt,
-            state["deadline"],
-            ctx.settings.limits.model_timeout_s,
-        )
+        reply = (
+            await gate.call(ModelRequest("direct_answer", active, prompt, state["deadline"]))
+        ).message
     except Exception as exc:
         if is_control_flow(exc):
             raise
-        return None, {**NO_USAGE, "model_calls": 1}, f"{type(exc).__name__}: {exc}"
-    usage = CallUsage.from_message(reply).totals(active.price)  # as `reason` accounts a reply
-    text = _answer_text(reply) if isinstance(reply, AIMessage) else ""
+        return None, gate.used, f"{type(exc).__name__}: {exc}"
+    text = _answer_text(reply)
     if not text or reply.response_metadata.get("finish_reason") == "length":
-        return None, usage, "the reply was empty, cut off, or asked for a tool"
+        return None, gate.used, "the reply was empty, cut off, or asked for a tool"
     if ctx.settings.grounded_answers:
         try:
             check_no_unrun_query(text, state.get("question", ""), ctx.tools.names())
             check_grounded(text, state.get("messages", []), text_of(prompt[0].content))
         except MalformedOutputError as exc:
-            return None, usage, f"the direct answer was not grounded: {exc.message}"
-    return text, usage, ""
+            return None, gate.used, f"the direct answer was not grounded: {exc.message}"
+    await gate.keep_replies()
+    return text, gate.used, ""

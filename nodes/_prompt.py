@@ -8,13 +8,17 @@ wrote them, tool results as `Observation:` user turns.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import Runnable
 
 from keel.nodes._compaction import compact_history, system_tokens
+from keel.nodes._model_gate import ModelRequest
 from keel.nodes._records import text_of
 from keel.nodes.context import AgentContext
-from keel.nodes.react_protocol import format_observation, react_instructions
+from keel.nodes.react_protocol import REACT_STOP, format_observation, react_instructions
 from keel.tools.sql_context import date_context
 from keel.types import AgentState
 
@@ -37,6 +41,27 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
         system = f"{system}\n\n{react_instructions(ctx.tools)}"
         history = [_as_react_text(m) for m in history]
     return [SystemMessage(system), *history, *repair_exchange(state)]
+
+
+def reason_request(state: AgentState, ctx: AgentContext, deadline: float) -> ModelRequest:
+    """`reason`'s call on `ctx`'s tier: the prompt, and the tools bound (native) or the
+    ReAct stop words; a repair pass does not read the model-response cache."""
+    native = ctx.mode == "native"
+    tools = [t.openai_schema() for t in ctx.tools] if native else []
+    model: Runnable[LanguageModelInput, Any]
+    if not native:
+        model = ctx.model.bind(stop=REACT_STOP)
+    else:
+        model = ctx.model.bind_tools(tools) if tools else ctx.model
+    return ModelRequest(
+        "reason",
+        ctx,
+        build_prompt(state, ctx),
+        deadline,
+        model=model,
+        tools=tools,
+        cache_read=state.get("signal") != "repair",
+    )
 
 
 def repair_exchange(state: AgentState) -> list[BaseMessage]:

@@ -1,4 +1,6 @@
-"""Glue between the nodes and `keel.resilience`: guarded calls and the retry wait.
+"""Glue between the nodes and `keel.resilience`: guarded tool calls and the retry wait.
+
+Model calls are guarded by `nodes._model_gate`, which also checks budgets and accounts.
 
 Kept apart from `reason` and `act` so those nodes only gain one-line hooks.
 """
@@ -10,13 +12,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
-from langchain_core.runnables import Runnable
+from langchain_core.messages import AIMessage, ToolCall, ToolMessage
 from pydantic import BaseModel
 
 from keel.errors import ErrorCode
-from keel.nodes._records import text_of, trace_step
+from keel.nodes._records import trace_step
 from keel.nodes.context import AgentContext
 from keel.resilience import Classified, backoff_delay, retry_delay
 from keel.tools.registry import Tool, ToolContext
@@ -24,9 +24,7 @@ from keel.types import AgentState, ErrorRecord
 
 __all__ = [
     "calls_to_run",
-    "guard_model_call",
     "guard_tool_call",
-    "invoke_model_guarded",
     "next_retry_delay",
     "observe_tool_retry",
     "retry_wait",
@@ -35,40 +33,6 @@ __all__ = [
 ]
 
 _RETRIED_CODES = {str(ErrorCode.TOOL_FAILED), str(ErrorCode.TOOL_TIMEOUT)}
-
-
-def _estimate_tokens(prompt: list[BaseMessage], max_tokens: int) -> int:
-    """A provider-independent estimate (~4 characters a token) for the tokens/min limit."""
-    return sum(len(text_of(m.content)) // 4 + 1 for m in prompt) + max_tokens
-
-
-@asynccontextmanager
-async def guard_model_call(
-    ctx: AgentContext, prompt: list[BaseMessage], deadline: float
-) -> AsyncIterator[None]:
-    """The model's breaker, rates and concurrency slot around one call."""
-    async with ctx.resilience.model_call(
-        ctx.model_name,
-        tokens=_estimate_tokens(prompt, ctx.settings.max_tokens),
-        clock=ctx.clock,
-        sleep=ctx.sleep,
-        deadline=deadline,
-        lease_s=ctx.settings.limits.model_timeout_s + 5,
-    ):
-        yield
-
-
-async def invoke_model_guarded(
-    ctx: AgentContext,
-    model: Runnable[LanguageModelInput, Any],
-    prompt: list[BaseMessage],
-    deadline: float,
-    timeout_s: float,
-) -> Any:
-    """One model call inside `guard_model_call`, cut off after `timeout_s` or at `deadline`."""
-    async with guard_model_call(ctx, prompt, deadline):
-        budget = min(timeout_s, deadline - ctx.clock())
-        return await asyncio.wait_for(model.ainvoke(prompt), timeout=max(budget, 0.001))
 
 
 @asynccontextmanager

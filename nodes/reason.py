@@ -10,49 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
-from keel.cost.accounting import CallUsage
-from keel.errors import (
-    CircuitOpenError,
-    ErrorCode,
-    MalformedOutputError,
-    RateLimitedError,
-    is_control_flow,
-)
+from keel.cost.budget import BudgetExceededError
+from keel.errors import ErrorCode, MalformedOutputError, is_control_flow
 from keel.nodes._compose import compose_prompt, should_compose
 from keel.nodes._grounding import check_grounded, check_no_unrun_query
 from keel.nodes._interpret import Decision, interpret
-from keel.nodes._prompt import build_prompt, repair_exchange
-from keel.nodes._records import NO_USAGE, error_record, text_of, trace_step
-from keel.nodes._resilience import invoke_model_guarded, next_retry_delay, retry_wait
+from keel.nodes._model_gate import ModelGate, ModelRequest
+from keel.nodes._prompt import reason_request, repair_exchange
+from keel.nodes._records import error_record, text_of, trace_step
+from keel.nodes._resilience import next_retry_delay, retry_wait
 from keel.nodes.context import AgentContext
-from keel.nodes.react_protocol import REACT_STOP
 from keel.resilience import classify_model_error
-from keel.types import AgentState, TraceStep, UsageTotals, add_usage
+from keel.types import AgentState, TraceStep, UsageTotals
 
 NODE = "reason"
-
-
-def _bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
-    if ctx.mode == "react":
-        return ctx.model.bind(stop=REACT_STOP)
-    if not len(ctx.tools):
-        return ctx.model
-    return ctx.model.bind_tools([t.openai_schema() for t in ctx.tools])
-
-
-def _usage(reply: AIMessage, ctx: AgentContext) -> UsageTotals:
-    """Tokens (cached prompt tokens included) and USD of this reply at the tier's price."""
-    return CallUsage.from_message(reply).totals(ctx.price)
 
 
 def _trace_cost(usage: UsageTotals) -> dict[str, Any]:
     """A reply's `tokens` and `cost` fields for its trace row."""
     return {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
+
+
+def _rest_cost(used: UsageTotals, rows: list[TraceStep]) -> dict[str, Any]:
+    """What the step's calls cost beyond `rows`: the step's last row carries it, so the
+    rows of a step add up to every call it made (an unusable compose reply included)."""
+    tokens = used["total_tokens"] - sum(int(r.get("tokens", 0)) for r in rows)
+    cost = used["cost_usd"] - sum(float(r.get("cost", 0.0)) for r in rows)
+    return {"tokens": tokens, "cost": round(cost, 10)}
 
 
 def _degrade(
@@ -106,39 +93,31 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     attempt = state.get("model_attempt", 0)
     if attempt:
         await ctx.sleep(retry_wait(state, ctx, attempt))
+    gate = ModelGate(state, ctx)
+    deadline = min(state["deadline"], iteration_deadline)
+    request = reason_request(state, ctx, deadline)
     try:
-        prompt = build_prompt(state, ctx)
-        reply = await invoke_model_guarded(
-            ctx,
-            _bound_model(ctx),
-            prompt,
-            min(state["deadline"], iteration_deadline),
-            limits["model_timeout_s"],
-        )
+        first = await gate.call(request)
+    except BudgetExceededError as exc:
+        return _degrade(state, ctx, started, exc.code, exc.message, **keep)
     except Exception as exc:
         if is_control_flow(exc):
             raise
-        return _model_failed(state, ctx, started, exc, attempt, keep)
-    if not isinstance(reply, AIMessage):  # pragma: no cover - chat models return AIMessage
-        reply = AIMessage(content=str(reply))
-
-    usage = _usage(reply, ctx)
+        return _model_failed(state, ctx, started, exc, attempt, keep, gate.used)
+    reply = first.message
     ms = (ctx.timer() - started) * 1000
-    cost = _trace_cost(usage)
     draft_rows: list[TraceStep] = []
     try:
         decision = interpret(reply, ctx.mode, state.get("iteration", 0))
-        _check_answer(decision, state, ctx, prompt)
+        _check_answer(decision, state, ctx, request.prompt)
         if decision.answer is not None:
-            composed = await _compose(
-                state, ctx, decision, min(state["deadline"], iteration_deadline)
-            )
+            composed = await _compose(state, ctx, gate, decision, deadline)
             if composed is not None:
-                draft_rows = [composed.draft_row(state, ms, cost)]
-                decision, usage = composed.decision, add_usage(usage, composed.usage)
-                ms, cost = composed.ms, _trace_cost(composed.usage)
-                _check_answer(decision, state, ctx, prompt, composed.shown)
+                draft_rows = [composed.draft_row(state, ms, _trace_cost(first.usage))]
+                decision, ms = composed.decision, composed.ms
+                _check_answer(decision, state, ctx, request.prompt, composed.shown)
     except MalformedOutputError as exc:
+        cost = _rest_cost(gate.used, draft_rows)
         repairs = state.get("repair_attempt", 0) + 1
         record = error_record(state, NODE, exc.code, "retryable", exc.message, attempt=repairs)
         rejected = str(reply.content)
@@ -152,8 +131,8 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
                 **keep,
             )
             out["errors"] = [record, *out["errors"]]
-            out["trace"] = [*draft_rows, *out["trace"]]
-            out["usage"] = usage
+            out["trace"] = [*draft_rows, {**out["trace"][0], **cost}]
+            out["usage"] = gate.used
             return out
         return {
             **keep,
@@ -162,7 +141,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "model_attempt": 0,
             "repair_hint": exc.message,
             "rejected_output": rejected[:4000],
-            "usage": usage,
+            "usage": gate.used,
             "errors": [record],
             "trace": [
                 *draft_rows,
@@ -180,6 +159,8 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             ],
         }
 
+    await gate.keep_replies()
+    cost = _rest_cost(gate.used, draft_rows)
     calls = decision.calls
     action = ", ".join(c["name"] for c in calls) or None
     action_input = (
@@ -194,7 +175,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         "repair_attempt": 0,
         "repair_hint": None,
         "rejected_output": None,
-        "usage": usage,
+        "usage": gate.used,
         "trace": [
             *draft_rows,
             trace_step(
@@ -231,7 +212,6 @@ class _Composed:
     """The answer written by the tool-free compose call, replacing the model's draft."""
 
     decision: Decision
-    usage: UsageTotals
     ms: float
     draft: str
     shown: str
@@ -242,12 +222,13 @@ class _Composed:
 
 
 async def _compose(
-    state: AgentState, ctx: AgentContext, draft: Decision, deadline: float
+    state: AgentState, ctx: AgentContext, gate: ModelGate, draft: Decision, deadline: float
 ) -> _Composed | None:
     """The two-step answer (see `nodes._compose`); None keeps the draft.
 
-    A failed or unusable compose call keeps the draft rather than failing the step: the draft
-    is an answer too, and it still goes through the grounding check.
+    A failed, refused (budget) or unusable compose call keeps the draft rather than failing
+    the step: the draft is an answer too, and it still goes through the grounding check.
+    What the call used is accounted by the gate either way.
     """
     if not should_compose(ctx.settings.compose_answers, ctx.model_name):
         return None
@@ -255,20 +236,18 @@ async def _compose(
     if prompt is None:
         return None
     started = ctx.timer()
+    request = ModelRequest(
+        "compose", ctx, prompt, deadline, cache_read=state.get("signal") != "repair"
+    )
     try:
-        reply = await invoke_model_guarded(
-            ctx, ctx.model, prompt, deadline, state["limits"]["model_timeout_s"]
-        )
+        reply = (await gate.call(request)).message
     except Exception as exc:
         if is_control_flow(exc):
             raise
         return None
-    if not isinstance(reply, AIMessage):  # pragma: no cover - chat models return AIMessage
-        return None
     text = text_of(reply.content).strip()
     if not text or reply.response_metadata.get("finish_reason") == "length":
         return None
-    usage = _usage(reply, ctx)
     message = AIMessage(
         content=text,
         id=reply.id,
@@ -277,7 +256,6 @@ async def _compose(
     )
     return _Composed(
         decision=Decision(message=message, thought=None, answer=text),
-        usage=usage,
         ms=(ctx.timer() - started) * 1000,
         draft=draft.answer or "",
         shown=text_of(prompt[-1].content),
@@ -291,13 +269,13 @@ def _model_failed(
     exc: Exception,
     attempt: int,
     keep: dict[str, Any],
+    calls: UsageTotals,
 ) -> dict[str, Any]:
+    """A failed call (`calls`: what it counted): retry after a backoff, or degrade."""
     verdict = classify_model_error(exc)
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     next_attempt = attempt + 1
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
-    made = 0 if isinstance(exc, CircuitOpenError | RateLimitedError) else 1  # refused: not sent
-    calls: UsageTotals = {**NO_USAGE, "model_calls": made}
     ms = (ctx.timer() - started) * 1000
     delay = next_retry_delay(ctx, next_attempt, verdict)
     in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.cost.accounting import CallEstimate
+from keel.errors import ErrorCode, RunError
 from keel.types import RunBudget, UsageTotals
 
-__all__ = ["BudgetVerdict", "check_budget", "unlimited"]
+__all__ = ["BudgetExceededError", "BudgetVerdict", "check_budget", "unlimited"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,17 @@ class BudgetVerdict:
 
 
 ALLOW = BudgetVerdict(ok=True)
+
+
+class BudgetExceededError(RunError):
+    """The next model call would break a budget: it was not sent (pydantic-ai's
+    `UsageLimitExceeded` raised by `check_before_request`)."""
+
+    code = ErrorCode.BUDGET_EXCEEDED
+
+    def __init__(self, verdict: BudgetVerdict) -> None:
+        super().__init__(f"budget exhausted before the next model call: {verdict.message}")
+        self.verdict = verdict
 
 
 def unlimited() -> RunBudget:

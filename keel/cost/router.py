@@ -4,7 +4,9 @@ Decisions are pure functions of the question, the state counters and the budget,
 resumed run routes the same way; the caller writes each decision into the trace.
 
 - start: cheap heuristics on the question (length, analysis words, several asks);
-- escalate: after `escalate_after` malformed replies or failed calls in a step, one tier up;
+- escalate: after `escalate_after` malformed replies or failed calls in a step, one tier up
+  (past any tier that already failed in this run: escalating back into it would repeat
+  the failure);
 - downgrade: when the active tier's worst-case estimate does not fit the budget, the most
   capable cheaper tier that fits.
 """
@@ -12,6 +14,7 @@ resumed run routes the same way; the caller writes each decision into the trace.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,8 +87,13 @@ def escalation(
     repairs: int,
     failures: int,
     escalate_after: int,
+    failed: Collection[str] = (),
 ) -> RouteDecision | None:
-    """One tier up after every `escalate_after` consecutive malformed replies or failures."""
+    """One tier up after every `escalate_after` consecutive malformed replies or failures.
+
+    Tiers in `failed` (the state's `tried_tiers`) are passed over: the next stronger tier
+    that has not failed in this run, or None when there is none.
+    """
     if signal == "repair" and repairs and repairs % escalate_after == 0:
         why = f"{repairs} malformed replies in a row"
     elif signal == "retry" and failures and failures % escalate_after == 0:
@@ -93,6 +101,8 @@ def escalation(
     else:
         return None
     up = next_tier(names, current, +1)
+    while up is not None and up in failed:
+        up = next_tier(names, up, +1)
     if up is None:
         return None
     return RouteDecision("escalate", up, current, why)

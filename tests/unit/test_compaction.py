@@ -89,9 +89,9 @@ async def test_summary_by_the_cheap_model_is_used_once_written() -> None:
         seen.append(messages)
         return "Queried sales 40 times; best seller is row39."
 
-    text, usage = await summarize_middle(FunctionModel(fn=summarizer), msgs, span)
+    text = await summarize_middle(FunctionModel(fn=summarizer).ainvoke, msgs, span)
     assert text == "Queried sales 40 times; best seller is row39."
-    assert usage.total_tokens > 0 and len(seen) == 1
+    assert len(seen) == 1
     assert "Which products sold best?" in str(seen[0][-1].content)
     out = compact_history(msgs, SETTINGS, summary=text, summary_upto=span[1])
     assert str(out.messages[1].content) == SUMMARY_PREFIX + text
