@@ -28,14 +28,15 @@ from keel.cache import Caches
 from keel.cache.runs import cached_run, run_fingerprint
 from keel.checkpoints import Storage, open_storage
 from keel.checkpoints.adopt import adopt
+from keel.checkpoints.retention import delete_run_checkpoints
 from keel.config import Settings, load_settings
 from keel.errors import ConfigError, ThreadNotFoundError, UsageError
 from keel.graphs import build_agent_graph
 from keel.journal import ToolJournal
 from keel.nodes import AgentContext
-from keel.observability.observer import observe_run
 from keel.observability.tracing import Tracing
 from keel.runtime.context import Progress, build_context
+from keel.runtime.driver import Driven, OnChunk, Segment, drive
 from keel.runtime.durable import DurableAgentMixin, nothing_to_resume, pending_nodes, unfinished
 from keel.tools.registry import ToolRegistry
 from keel.types import AgentState, RunBudget, RunResult, TraceStep
@@ -140,24 +141,32 @@ class Agent(DurableAgentMixin):
     async def _invoke(
         self, graph_input: Any, thread_id: str, *, run_id: str | None, tenant: str | None
     ) -> RunResult:
-        """Run the graph, streaming its updates to the observer (logs, metrics, tracing)."""
-        started = time.perf_counter()
-        config = self.config(thread_id)
-        meta = {**config.get("metadata", {}), "run_id": run_id, "tenant": tenant}
-        config["metadata"] = meta
-        config["callbacks"] = self.tracing.callbacks(meta)
-        async with observe_run(
-            run_id=run_id,
-            thread_id=thread_id,
-            tenant=tenant,
-            model=self.context.model_name,
-            resumed=graph_input is None,
-        ) as observer:
-            with self.tracing.scope():
-                await self._drive(graph_input, config, observer.on_update)
-            result = await self.result(thread_id, time.perf_counter() - started)
-            observer.finish(result)
-        return result
+        """Run the graph through the driver (outage retry, observer, tracing)."""
+        segment = Segment(thread_id, graph_input, run_id=run_id, tenant=tenant)
+        return (await self.drive(segment)).result
+
+    async def drive(self, segment: Segment, on_chunk: OnChunk | None = None) -> Driven:
+        """Run one segment of a thread's run, streaming the modes it asks for to `on_chunk`
+        (see `keel.runtime.driver`): how the HTTP API and workers execute runs."""
+        return await drive(self, segment, on_chunk)
+
+    async def asnapshot(self, thread_id: str) -> StateSnapshot:
+        """The thread's latest state (values, next, interrupts) as LangGraph reports it."""
+        return await self.graph.aget_state(self.config(thread_id))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints and its journal rows."""
+        saver = self.graph.checkpointer
+        if saver is not None and not isinstance(saver, bool):
+            await saver.adelete_thread(thread_id)
+        if self.context.journal is not None:
+            await self.context.journal.delete_threads([thread_id])
+
+    async def adelete_runs(self, thread_id: str, run_ids: list[str]) -> None:
+        """Delete the checkpoints these runs wrote: the thread is back where it was before
+        they started (a rollback). Their journal rows stay: the effects happened."""
+        if self.storage is not None:
+            await delete_run_checkpoints(self.storage, thread_id, run_ids)
 
     def start_state(
         self, question: str, *, tenant: str = "default", run_id: str | None = None

@@ -1,30 +1,28 @@
-"""The Agent's durability API: storage-outage retries, human review, time travel, retention.
+"""The Agent's durability API: human review, time travel, retention.
 
-`Agent` (in `runner`) mixes this in. Everything here works through LangGraph's own
-checkpoint API (`aget_state`, `aget_state_history`, `aupdate_state`, `Command(resume=…)`),
-so what the CLI, a notebook and the HTTP API see is exactly what is in the checkpoint.
+`Agent` (in `agent`) mixes this in; the storage-outage retry lives in `driver`. Everything
+here works through LangGraph's own checkpoint API (`aget_state`, `aget_state_history`,
+`aupdate_state`, `Command(resume=…)`), so what the CLI, a notebook and the HTTP API see is
+exactly what is in the checkpoint.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot
 
-from keel.checkpoints.outage import is_storage_outage
 from keel.checkpoints.retention import PruneReport, RetentionPolicy, prune
 from keel.errors import (
     ErrorCode,
-    StorageUnavailableError,
     ThreadNotFoundError,
     ToolInputError,
     UsageError,
 )
-from keel.nodes._durable import Decision
+from keel.nodes import Decision
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -41,9 +39,6 @@ __all__ = [
     "pending_nodes",
     "unfinished",
 ]
-
-STORAGE_ATTEMPTS = 6
-"""Tries of one run segment while the checkpoint database is unreachable."""
 
 
 @dataclass(frozen=True)
@@ -79,49 +74,6 @@ class DurableAgentMixin:
         async def _invoke(
             self, graph_input: Any, thread_id: str, *, run_id: str | None, tenant: str | None
         ) -> RunResult: ...
-
-    async def _drive(
-        self,
-        payload: Any,
-        config: RunnableConfig,
-        on_update: Callable[[Any], None] | None = None,
-    ) -> None:
-        """Run the graph until it ends or interrupts; a storage outage costs a retry from the
-        last checkpoint (with backoff), not the run."""
-        delay = 0.05
-        asked: set[str] = set()
-        if isinstance(payload, Command):
-            asked = {i.id for i in (await self.graph.aget_state(config)).interrupts}
-        for attempt in range(STORAGE_ATTEMPTS):
-            try:
-                if attempt:
-                    payload = await self._retry_payload(payload, config, asked)
-                async for chunk in self.graph.astream(
-                    payload,
-                    config,
-                    context=self.context,
-                    durability=self.settings.durability,
-                    stream_mode="updates",
-                ):
-                    if on_update is not None:
-                        on_update(chunk)
-                return
-            except Exception as exc:
-                if not is_storage_outage(exc) or attempt == STORAGE_ATTEMPTS - 1:
-                    raise
-                await self.context.sleep(delay)
-                delay = min(delay * 4, 5.0)
-        raise StorageUnavailableError("unreachable")  # pragma: no cover
-
-    async def _retry_payload(self, payload: Any, config: RunnableConfig, asked: set[str]) -> Any:
-        """What to send again after an outage: the input or the answer only if the checkpoint
-        shows they were not taken in yet; otherwise continue from the checkpoint."""
-        saved = await self.graph.aget_state(config)
-        if isinstance(payload, Command):
-            return payload if {i.id for i in saved.interrupts} == asked else None
-        if payload is not None and (saved.values or saved.next):
-            return None
-        return payload
 
     # ----------------------------------------------------------------- human review
     async def apending(self, thread_id: str) -> list[dict[str, Any]]:

@@ -17,14 +17,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command
 
-from keel.checkpoints.retention import delete_run_checkpoints
 from keel.config import ServiceSettings
 from keel.nodes import AgentContext
 from keel.observability.metrics import set_queue_depth
-from keel.observability.observer import observe_run
 from keel.runtime import Agent
+from keel.runtime.driver import Segment
 from keel.runtime.durable import unfinished
 from keel.server.admission import Admission
 from keel.server.auth import Principal
@@ -34,7 +33,14 @@ from keel.server.events import RedisEvents
 from keel.server.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.server.queue import RunQueue
 from keel.server.schemas import RunCreate
-from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, Store, ThreadRecord, now
+from keel.server.store import (
+    ACTIVE_RUN_STATUSES,
+    RunRecord,
+    Store,
+    ThreadRecord,
+    now,
+    through_outage,
+)
 from keel.server.webhooks import (
     WebhookPolicy,
     WebhookSender,
@@ -98,6 +104,16 @@ class RunManager:
         self._admit_locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._running = 0
+        self.outage_s = agent.settings.limits.run_timeout_s
+        """How long run-status writes wait out a database outage before giving up."""
+
+    async def _set_status(self, run_id: str, status: str, **changes: Any) -> None:
+        """Record a run's status, waiting out a database outage shorter than a run may
+        last: an accepted run is not failed by a Postgres restart."""
+        await through_outage(
+            lambda: self.store.set_run_status(run_id, status, **changes),
+            within_s=self.outage_s,
+        )
 
     # admission -------------------------------------------------------------------------
 
@@ -228,7 +244,7 @@ class RunManager:
         if body.input is not None:
             question = question_from(body.input)
             return self.agent.start_state(question, tenant=principal.tenant_id, run_id=run_id)
-        snapshot = await self.agent.graph.aget_state(self.agent.config(thread_id))
+        snapshot = await self.agent.asnapshot(thread_id)
         if not snapshot.next:
             raise Unprocessable(
                 f"thread {thread_id} has nothing to continue: give 'input' (or 'command')"
@@ -302,58 +318,31 @@ class RunManager:
         record = handle.record
         handle.status = "running"
         set_queue_depth("runs", self.queued)
-        await self.store.set_run_status(
+        await self._set_status(
             record.run_id, "running", attempt=record.attempt + 1, thread=(record.thread_id, "busy")
         )
-        config = self.agent.config(record.thread_id)
-        config["configurable"]["run_id"] = record.run_id
-        if body.checkpoint_ref:
-            config["configurable"]["checkpoint_id"] = body.checkpoint_ref
-        wanted = list(
-            dict.fromkeys("messages" if m == "messages-tuple" else m for m in handle.modes)
-        ) or ["updates"]
-        # the observer's feed, and the final state (read back only when the run stopped early)
-        modes = list(dict.fromkeys([*wanted, "updates", "values"]))
-        final: dict[str, Any] | None = None
-        paused = bool(body.interrupt_before or body.interrupt_after)
-        async with observe_run(
+        segment = Segment(
+            record.thread_id,
+            graph_input,
             run_id=record.run_id,
-            thread_id=record.thread_id,
             tenant=record.tenant_id,
-            model=context.model_name,
-            resumed=graph_input is None,
-        ) as observer:
-            async for mode, chunk in self.agent.graph.astream(
-                graph_input,
-                config,
-                context=context,
-                stream_mode=modes,  # type: ignore[arg-type]
-                durability=body.durability or self.agent.settings.durability,
-                interrupt_before=body.interrupt_before,
-                interrupt_after=body.interrupt_after,
-            ):
-                if mode == "updates" and isinstance(chunk, Mapping):
-                    observer.on_update(chunk)
-                    paused = paused or "__interrupt__" in chunk
-                elif mode == "values" and isinstance(chunk, Mapping):
-                    final = dict(chunk)
-                if mode in wanted:
-                    await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
-            snapshot = await self._final_state(record.thread_id, None if paused else final)
-            observer.finish(self.agent.result_of(snapshot, record.thread_id))
+            stream_modes=["messages" if m == "messages-tuple" else m for m in handle.modes],
+            checkpoint_id=body.checkpoint_ref,
+            durability=body.durability,
+            interrupt_before=body.interrupt_before,
+            interrupt_after=body.interrupt_after,
+            context=context,
+        )
+
+        async def send(mode: str, chunk: Any) -> None:
+            await self._emit(handle, mode, list(chunk) if mode == "messages" else chunk)
+
+        snapshot = (await self.agent.drive(segment, send)).snapshot
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
         handle.result = values
         await self._finish(handle, "interrupted" if snapshot.next else "success")
-
-    async def _final_state(self, thread_id: str, final: dict[str, Any] | None) -> StateSnapshot:
-        """The thread's state after a run: the last streamed values when the run reached its
-        outcome (nothing left to do), else read back from the checkpoint (interrupts, next)."""
-        if final is not None and final.get("outcome") is not None:
-            config = self.agent.config(thread_id)
-            return StateSnapshot(final, (), config, None, None, None, (), ())
-        return await self.agent.graph.aget_state(self.agent.config(thread_id))
 
     async def _finish(self, handle: RunHandle, status: str, *, error: str | None = None) -> None:
         handle.status = status
@@ -365,7 +354,7 @@ class RunManager:
             thread_status = "interrupted"
         alone = not [h for h in self._active(record.thread_id) if h is not handle]
         await asyncio.shield(
-            self.store.set_run_status(
+            self._set_status(
                 record.run_id,
                 status,
                 error=error,
@@ -451,12 +440,10 @@ class RunManager:
         principal = Principal(record.tenant_id, str(record.kwargs.get("role", "admin")))
         started = False
         if record.attempt:  # an attempt began: its input may be in the thread's state
-            snapshot = await self.agent.graph.aget_state(self.agent.config(record.thread_id))
+            snapshot = await self.agent.asnapshot(record.thread_id)
             started = (snapshot.values or {}).get("run_id") == record.run_id
         if started and not unfinished(snapshot):  # `next` alone misses a half-saved step
-            await self.store.set_run_status(
-                record.run_id, "success", thread=(record.thread_id, "idle")
-            )
+            await self._set_status(record.run_id, "success", thread=(record.thread_id, "idle"))
             await self._published_end(record.run_id, "success")
             await self._notify(record, "success")
             return None
@@ -467,7 +454,7 @@ class RunManager:
                 else await self._graph_input(record.thread_id, body, principal, record.run_id)
             )
         except Unprocessable as exc:
-            await self.store.set_run_status(record.run_id, "error", error=exc.message)
+            await self._set_status(record.run_id, "error", error=exc.message)
             await self._published_end(record.run_id, "error")
             await self._notify(record, "error", error=exc.message)
             return None
@@ -511,7 +498,7 @@ class RunManager:
             await self._drop_temporary(handle)
 
     async def thread_values(self, thread_id: str) -> dict[str, Any]:
-        snapshot = await self.agent.graph.aget_state(self.agent.config(thread_id))
+        snapshot = await self.agent.asnapshot(thread_id)
         values: dict[str, Any] = jsonable(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
@@ -639,8 +626,7 @@ class RunManager:
                     f"run {run_id} did not stop in time to be rolled back; retry shortly",
                     headers={"Retry-After": "2"},
                 )
-        if self.agent.storage is not None:
-            await delete_run_checkpoints(self.agent.storage, thread_id, run_ids)
+        await self.agent.adelete_runs(thread_id, run_ids)
         for run_id in run_ids:
             await self.store.delete_run(run_id)
         await self.store.update_thread(thread_id, status="idle")
@@ -652,12 +638,7 @@ class RunManager:
         if self.queue is not None:
             for r in await self.store.active_runs(thread_id):
                 await self.cancel_run(r.run_id, thread_id, reason="thread deleted", wait=False)
-        saver = self.agent.graph.checkpointer
-        if saver is not None and not isinstance(saver, bool):
-            await saver.adelete_thread(thread_id)
-        journal = self.agent.context.journal
-        if journal is not None:
-            await journal.delete_threads([thread_id])
+        await self.agent.adelete_thread(thread_id)
 
     async def recover(self) -> int:
         """Restart runs a stopped process left pending or running, from their checkpoints.

@@ -8,22 +8,25 @@ starting together do not race.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from keel.checkpoints.outage import is_storage_outage
 from keel.config import Settings
 from keel.errors import ConfigError
 from keel.server.tables import api_keys, runs, tenants, threads
@@ -37,11 +40,14 @@ __all__ = [
     "hash_key",
     "metadata_matches",
     "service_db_url",
+    "through_outage",
 ]
 
 ACTIVE_RUN_STATUSES = ("pending", "running")
 PING_IDLE_S = 1.0
 """A pooled connection idle for longer is pinged before use (a busy pool pings nothing)."""
+OUTAGE_FIRST_DELAY_S = 0.05
+OUTAGE_MAX_DELAY_S = 2.0
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x6B65656C  # "keel"
 
@@ -93,6 +99,40 @@ def ping_idle_connections(engine: AsyncEngine, idle_s: float = PING_IDLE_S) -> N
             raise DisconnectionError(str(exc)) from exc
         if not alive:
             raise DisconnectionError("the connection failed its ping")
+
+
+T = TypeVar("T")
+
+
+def is_db_outage(exc: BaseException) -> bool:
+    """True when the store's database is briefly gone (dropped connection, refused
+    connection, pool timeout), not when the statement itself was wrong."""
+    if isinstance(exc, DisconnectionError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or (exc.orig is not None and is_storage_outage(exc.orig))
+    return is_storage_outage(exc)
+
+
+async def through_outage(
+    write: Callable[[], Awaitable[T]],
+    *,
+    within_s: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run an idempotent store call, trying again with backoff while the database is out,
+    for up to `within_s` seconds of waiting: a restart of Postgres shorter than that delays
+    a run's status write instead of failing the run."""
+    delay, waited = OUTAGE_FIRST_DELAY_S, 0.0
+    while True:
+        try:
+            return await write()
+        except Exception as exc:
+            if not is_db_outage(exc) or waited >= within_s:
+                raise
+            await sleep(delay)
+            waited += delay
+            delay = min(delay * 2, OUTAGE_MAX_DELAY_S)
 
 
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -1,0 +1,181 @@
+"""The one graph driver: every run segment (Python API, CLI, HTTP in-process, workers) goes
+through `drive`, so a run meets the same storage-outage retry, observer (logs, metrics),
+tracing and streaming however it was started.
+
+```python
+driven = await drive(agent, Segment(thread_id, graph_input, run_id=…, stream_modes=("updates",)),
+                     on_chunk=send)
+driven.result       # the RunResult of the thread's run
+driven.snapshot     # the state it ended in (interrupts, next)
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+
+from keel.checkpoints.outage import is_storage_outage
+from keel.observability.observer import RunObserver, observe_run
+from keel.types import RunResult
+
+if TYPE_CHECKING:
+    from keel.nodes import AgentContext
+    from keel.runtime.agent import Agent
+
+__all__ = ["OUTAGE_FIRST_DELAY_S", "Driven", "OnChunk", "Segment", "drive"]
+
+OUTAGE_FIRST_DELAY_S = 0.05
+"""The first wait before retrying a segment after a storage outage (then x4, up to 5 s)."""
+OUTAGE_MAX_DELAY_S = 5.0
+
+Durability = Literal["sync", "async", "exit"]
+OnChunk = Callable[[str, Any], Awaitable[None]]
+"""Called with `(mode, chunk)` for every chunk of a mode the segment asked to stream."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of a thread's run: what to send the graph and what to stream back.
+
+    `graph_input`: the new run's state, a `Command` (resume / update / goto), or None to
+    continue from the checkpoint. `checkpoint_id` forks from that checkpoint instead of the
+    thread's latest. `context`: the run dependencies (the agent's own when None).
+    """
+
+    thread_id: str
+    graph_input: Any
+    run_id: str | None = None
+    tenant: str | None = None
+    stream_modes: Sequence[str] = ()
+    checkpoint_id: str | None = None
+    durability: Durability | None = None
+    interrupt_before: Sequence[str] | Literal["*"] | None = None
+    interrupt_after: Sequence[str] | Literal["*"] | None = None
+    context: AgentContext | None = None
+
+
+@dataclass(frozen=True)
+class Driven:
+    """How a segment ended: the thread's state and the run's result."""
+
+    snapshot: StateSnapshot
+    result: RunResult
+
+
+async def drive(agent: Agent, segment: Segment, on_chunk: OnChunk | None = None) -> Driven:
+    """Run the graph until it ends or interrupts, observed and traced.
+
+    A storage outage (see `is_storage_outage`) costs a retry of the segment from the last
+    checkpoint, with backoff, for as long as the run's own timeout (`run_timeout_s`) in
+    total waiting; only a longer outage fails the run.
+    """
+    started = time.perf_counter()
+    context = segment.context or agent.context
+    config = _config(agent, segment)
+    async with observe_run(
+        run_id=segment.run_id,
+        thread_id=segment.thread_id,
+        tenant=segment.tenant,
+        model=context.model_name,
+        resumed=segment.graph_input is None,
+    ) as observer:
+        with agent.tracing.scope():
+            snapshot = await _with_outage_retry(agent, segment, config, observer, on_chunk)
+        result = agent.result_of(snapshot, segment.thread_id, time.perf_counter() - started)
+        observer.finish(result)
+    return Driven(snapshot, result)
+
+
+def _config(agent: Agent, segment: Segment) -> RunnableConfig:
+    config = agent.config(segment.thread_id)
+    if segment.run_id is not None:
+        config["configurable"]["run_id"] = segment.run_id
+    if segment.checkpoint_id:
+        config["configurable"]["checkpoint_id"] = segment.checkpoint_id
+    meta = {**config.get("metadata", {}), "run_id": segment.run_id, "tenant": segment.tenant}
+    config["metadata"] = meta
+    config["callbacks"] = agent.tracing.callbacks(meta)
+    return config
+
+
+async def _with_outage_retry(
+    agent: Agent,
+    segment: Segment,
+    config: RunnableConfig,
+    observer: RunObserver,
+    on_chunk: OnChunk | None,
+) -> StateSnapshot:
+    context = segment.context or agent.context
+    budget = agent.settings.limits.run_timeout_s
+    delay, waited = OUTAGE_FIRST_DELAY_S, 0.0
+    payload = segment.graph_input
+    head: str | None = None
+    known = False
+    while True:
+        try:
+            if not known:
+                head = await _head(agent, segment.thread_id)
+                known = True
+            elif await _head(agent, segment.thread_id) != head:
+                # the segment got as far as a new checkpoint: its input (or answer) is in
+                # the thread, so sending it again would repeat it; continue from there
+                payload = None
+                config["configurable"].pop("checkpoint_id", None)
+            return await _stream(agent, segment, config, payload, observer, on_chunk)
+        except Exception as exc:
+            if not is_storage_outage(exc) or waited >= budget:
+                raise
+            observer.log.warning(
+                "run.storage_retry", error=f"{type(exc).__name__}: {exc}"[:300], wait_s=delay
+            )
+            await context.sleep(delay)
+            waited += delay
+            delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
+
+
+async def _head(agent: Agent, thread_id: str) -> str | None:
+    """The id of the thread's latest checkpoint (None for a new thread)."""
+    snapshot = await agent.graph.aget_state(agent.config(thread_id))
+    found = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
+    return str(found) if found else None
+
+
+async def _stream(
+    agent: Agent,
+    segment: Segment,
+    config: RunnableConfig,
+    payload: Any,
+    observer: RunObserver,
+    on_chunk: OnChunk | None,
+) -> StateSnapshot:
+    wanted = list(dict.fromkeys(segment.stream_modes))
+    # the observer's feed, and the final state (read back only when the run stopped early)
+    modes = list(dict.fromkeys([*wanted, "updates", "values"]))
+    final: dict[str, Any] | None = None
+    paused = bool(segment.interrupt_before or segment.interrupt_after)
+    async for mode, chunk in agent.graph.astream(
+        payload,
+        config,
+        context=segment.context or agent.context,
+        stream_mode=modes,  # type: ignore[arg-type]
+        durability=segment.durability or agent.settings.durability,
+        interrupt_before=segment.interrupt_before,
+        interrupt_after=segment.interrupt_after,
+    ):
+        if mode == "updates" and isinstance(chunk, Mapping):
+            observer.on_update(chunk)
+            paused = paused or "__interrupt__" in chunk
+        elif mode == "values" and isinstance(chunk, Mapping):
+            final = dict(chunk)
+        if on_chunk is not None and mode in wanted:
+            await on_chunk(mode, chunk)
+    if not paused and final is not None and final.get("outcome") is not None:
+        # the run reached its outcome: nothing is left to do, no need to read it back
+        return StateSnapshot(final, (), config, None, None, None, (), ())
+    return await agent.graph.aget_state(agent.config(segment.thread_id))
