@@ -37,12 +37,9 @@ from typing import Any
 import redis
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from keel import ToolRegistry, calculator, load_settings, open_agent, tool
 from keel.cache import open_caches
-from keel.config import load_settings
-from keel.runtime import open_agent
-from keel.testing.scripted import CallInfo, FunctionModel, Reply
-from keel.tools.calculator import calculator
-from keel.tools.registry import ToolRegistry, tool
+from keel.testing import CallInfo, FunctionModel, Reply
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August"]
 REGIONS = ["north", "south", "east", "west", "central"]
@@ -216,9 +213,9 @@ async def run_config(
                 result = await agent.arun(question, tenant=tenant)
                 elapsed = time.perf_counter() - started
             outcome.latencies.append(elapsed)
-            outcome.costs.append(float(result.metadata.get("total_cost", 0.0)))
+            outcome.costs.append(float(result.metadata.total_cost))
             outcome.successes += int(result.success)
-            if result.metadata.get("cache") == "hit":
+            if result.metadata.cache == "hit":
                 outcome.cached_latencies.append(elapsed)
 
         started = time.perf_counter()

@@ -32,12 +32,10 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from keel.checkpoints import open_saver
-from keel.config import ObservabilitySettings, load_settings
+from keel import ToolRegistry, load_settings, open_agent, open_saver, tool
+from keel.config import ObservabilitySettings
 from keel.observability.logs import configure_logging
-from keel.runtime import open_agent
-from keel.testing.scripted import CallInfo, FunctionModel
-from keel.tools.registry import ToolRegistry, tool
+from keel.testing import CallInfo, FunctionModel
 
 ITERATIONS = 5
 MODES: tuple[Literal["sync", "async", "exit"], ...] = ("sync", "async", "exit")

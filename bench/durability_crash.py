@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langchain_core.runnables import RunnableConfig
 
-from keel.checkpoints import open_saver
+from keel import open_saver
 from tests.crash import child
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

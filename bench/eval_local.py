@@ -21,10 +21,9 @@ from datetime import date
 from pathlib import Path
 
 from bench.eval_questions import Question, is_correct, questions
-from keel.config import load_settings
+from keel import load_settings, open_agent
 from keel.models.local import local_models
 from keel.observability.logs import configure_logging
-from keel.runtime import open_agent
 from keel.tools.sample_db import ensure_sample_db
 
 
@@ -58,14 +57,14 @@ async def eval_model(spec: str, asked: list[Question], home: Path) -> list[Run]:
             started = time.perf_counter()
             result = await agent.arun(question.text)
             seconds = time.perf_counter() - started
-            trace = result.metadata["trace"]
+            trace = result.metadata.trace
             run = Run(
                 model=spec,
                 question=question.text,
                 correct=result.success and is_correct(result.output, question.expected),
                 finished=result.success,
                 seconds=round(seconds, 2),
-                iterations=int(result.metadata["iterations"]),
+                iterations=int(result.metadata.iterations),
                 repairs=sum(1 for s in trace if s.get("signal") == "repair"),
                 output=result.output,
             )

@@ -39,12 +39,11 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
-from keel.config import load_settings
+from keel import Agent, load_settings, open_agent
 from keel.observability.logs import configure_logging
 from keel.observability.tracing import Tracing, pin_sender
-from keel.runtime import Agent, open_agent
+from keel.testing import FunctionModel
 from keel.testing.policies import POLICIES
-from keel.testing.scripted import FunctionModel
 
 QUESTION = "Which 3 products had the highest revenue last month, and what was their total?"
 MODES = ("baseline", "langchain", "keel-full", "keel-light", "keel-sampled")
