@@ -61,6 +61,7 @@ __all__ = [
 class ErrorCode(StrEnum):
     """Stable, machine-readable reasons; they appear in results, logs and checkpoints."""
 
+    USAGE_INVALID = "usage_invalid"
     CONFIG_INVALID = "config_invalid"
     MODEL_SPEC_INVALID = "model_spec_invalid"
     TOOL_DEFINITION_INVALID = "tool_definition_invalid"
@@ -113,6 +114,8 @@ class KeelError(Exception):
 
 class UsageError(KeelError):
     """A developer mistake: wrong configuration, wrong spec, wrong tool definition."""
+
+    code = ErrorCode.USAGE_INVALID
 
 
 class ConfigError(UsageError):

@@ -21,6 +21,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "RunBudget",
+    "RunMetadata",
     "RunResult",
     "Signal",
     "TraceStep",
@@ -182,6 +183,40 @@ class AgentState(TypedDict, total=False):
     """How many leading history messages `context_summary` covers."""
 
 
+@dataclass(frozen=True)
+class RunMetadata:
+    """What a run did and cost: `RunResult.metadata` (its JSON keys are the field names)."""
+
+    run_id: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    tenant: str = "default"
+    tier: str | None = None
+    iterations: int = 0
+    model_calls: int = 0
+    total_tokens: int = 0
+    total_cost: float = 0.0
+    execution_time: float = 0.0
+    """Seconds this call took (a resume counts only its own part)."""
+    error_code: str | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    """The run's visible steps (`TraceStep` fields)."""
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """Review requests waiting for a human (empty unless the run is interrupted)."""
+    cache: Literal["hit"] | None = None
+    """`hit` when the answer came from the whole-run cache (then nothing ran)."""
+    cached_from_run: str | None = None
+    """The run whose answer a cache hit served."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: every field, except the cache fields of a run that was not a hit."""
+        out = asdict(self)
+        for key in ("cache", "cached_from_run"):
+            if out[key] is None:
+                del out[key]
+        return out
+
+
 @dataclass
 class RunResult:
     """What `keel run` / `Agent.arun` return (and `--json` prints)."""
@@ -190,9 +225,9 @@ class RunResult:
     success: bool
     error: str | None
     thread_id: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: RunMetadata = field(default_factory=RunMetadata)
     error_code: str | None = None
     status: Literal["finished", "interrupted"] = "finished"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "metadata": self.metadata.to_dict()}

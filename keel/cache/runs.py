@@ -2,7 +2,7 @@
 
 The key is the normalized question, the tenant and a fingerprint of everything else the
 answer depends on (the tool set's version and the model specs). Only successful runs are
-stored. A cached answer comes back as a new `RunResult` marked `metadata["cache"] = "hit"`
+stored. A cached answer comes back as a new `RunResult` marked `metadata.cache == "hit"`
 with zero cost; it writes no checkpoint (there is nothing to resume).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from keel.cache.caches import Caches, normalize_question
-from keel.types import RunResult
+from keel.types import RunMetadata, RunResult
 
 __all__ = ["cached_run", "lookup_run", "remember_run", "run_fingerprint"]
 
@@ -37,16 +37,14 @@ async def lookup_run(
     found: dict[str, Any] | None = await caches.run_result(tenant, question, fingerprint)
     if found is None:
         return None
-    metadata = {
-        **{k: found.get("metadata", {}).get(k) for k in KEPT_METADATA},
-        "cache": "hit",
-        "tenant": tenant,
-        "model_calls": 0,
-        "total_cost": 0.0,
-        "cached_from_run": found.get("metadata", {}).get("run_id"),
-        "execution_time": round(time.perf_counter() - started, 6),
-        "trace": [],
-    }
+    kept = found.get("metadata", {})
+    metadata = RunMetadata(
+        **{k: kept[k] for k in KEPT_METADATA if kept.get(k) is not None},
+        cache="hit",
+        tenant=tenant,
+        cached_from_run=kept.get("run_id"),
+        execution_time=round(time.perf_counter() - started, 6),
+    )
     return RunResult(
         output=found["output"], success=True, error=None, thread_id=thread_id, metadata=metadata
     )
@@ -59,7 +57,7 @@ async def remember_run(
         return
     payload = {
         "output": result.output,
-        "metadata": {k: result.metadata.get(k) for k in KEPT_METADATA},
+        "metadata": {k: getattr(result.metadata, k) for k in KEPT_METADATA},
     }
     await caches.store_run_result(tenant, question, fingerprint, payload)
 

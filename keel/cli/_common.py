@@ -79,7 +79,7 @@ def execute(job: Job, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
     else:
         print_result(result)
-    pending = result.metadata.get("pending") or []
+    pending = result.metadata.pending
     if pending:  # a run waiting for a human: not a failure
         if not as_json:
             print_pending(pending, result.thread_id)
@@ -96,7 +96,7 @@ def print_result(result: RunResult) -> None:
     table = Table(title=None, show_edge=False, header_style="bold dim")
     for column in ("#", "node", "tool", "ms", "tokens"):
         table.add_column(column, justify="right" if column in ("#", "ms", "tokens") else "left")
-    for step in meta.get("trace", []):
+    for step in meta.trace:
         table.add_row(
             str(step["iteration"]),
             step["node"],
@@ -106,8 +106,8 @@ def print_result(result: RunResult) -> None:
         )
     err.print(table)
     err.print(
-        f"iterations {meta['iterations']} · tokens {meta['total_tokens']} · "
-        f"cost ${meta['total_cost']:.6f} · time {meta['execution_time']:.2f}s · "
+        f"iterations {meta.iterations} · tokens {meta.total_tokens} · "
+        f"cost ${meta.total_cost:.6f} · time {meta.execution_time:.2f}s · "
         f"thread {result.thread_id}",
         highlight=False,
     )

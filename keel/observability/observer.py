@@ -151,24 +151,24 @@ class RunObserver:
         meta = result.metadata
         status = run_status(result)
         seconds = time.perf_counter() - self.started
-        tier = str(meta.get("tier") or "standard")
+        tier = meta.tier or "standard"
         metrics.record_run(
             status=status,
             tier=tier,
             seconds=seconds,
-            iterations=int(meta.get("iterations", 0)),
-            tokens=int(meta.get("total_tokens", 0)),
-            cost=float(meta.get("total_cost", 0.0)),
+            iterations=meta.iterations,
+            tokens=meta.total_tokens,
+            cost=meta.total_cost,
         )
         self.log.log(
             20 if status != "failed" else 30,
             "run.end",
             status=status,
             tier=tier,
-            iterations=meta.get("iterations"),
-            model_calls=meta.get("model_calls"),
-            tokens=meta.get("total_tokens"),
-            cost=meta.get("total_cost"),
+            iterations=meta.iterations,
+            model_calls=meta.model_calls,
+            tokens=meta.total_tokens,
+            cost=meta.total_cost,
             latency_ms=round(seconds * 1000, 1),
             error_code=result.error_code,
             error=result.error,

@@ -39,7 +39,7 @@ from keel.runtime.context import Progress, build_context
 from keel.runtime.driver import Driven, OnChunk, Segment, drive
 from keel.runtime.durable import DurableAgentMixin, nothing_to_resume, pending_nodes, unfinished
 from keel.tools.registry import ToolRegistry
-from keel.types import AgentState, RunBudget, RunResult, TraceStep
+from keel.types import AgentState, RunBudget, RunMetadata, RunResult, TraceStep
 
 __all__ = ["Agent", "open_agent", "refuse_unjournaled_effects"]
 
@@ -232,21 +232,21 @@ class Agent(DurableAgentMixin):
                     else ""
                 ),
             }
-        metadata = {
-            "run_id": run_id,
-            "model": self.context.model_name,
-            "mode": self.context.mode,
-            "tenant": values.get("tenant", "default"),
-            "tier": values.get("tier"),
-            "iterations": len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
-            "model_calls": sum(1 for s in steps if s.get("node") == "reason"),
-            "total_tokens": sum(int(s.get("tokens", 0)) for s in steps),
-            "total_cost": round(sum(float(s.get("cost", 0.0)) for s in steps), 8),
-            "execution_time": round(elapsed, 4),
-            "error_code": outcome.get("error_code"),
-            "trace": [{k: s.get(k) for k in TRACE_FIELDS} for s in steps],
-            "pending": [dict(i.value) for i in snapshot.interrupts if isinstance(i.value, dict)],
-        }
+        metadata = RunMetadata(
+            run_id=run_id,
+            model=self.context.model_name,
+            mode=self.context.mode,
+            tenant=values.get("tenant", "default"),
+            tier=values.get("tier"),
+            iterations=len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
+            model_calls=sum(1 for s in steps if s.get("node") == "reason"),
+            total_tokens=sum(int(s.get("tokens", 0)) for s in steps),
+            total_cost=round(sum(float(s.get("cost", 0.0)) for s in steps), 8),
+            execution_time=round(elapsed, 4),
+            error_code=outcome.get("error_code"),
+            trace=[{k: s.get(k) for k in TRACE_FIELDS} for s in steps],
+            pending=[dict(i.value) for i in snapshot.interrupts if isinstance(i.value, dict)],
+        )
         return RunResult(
             output=outcome.get("output", ""),
             success=bool(outcome.get("success")),

@@ -34,7 +34,7 @@ async def run_agent(args: dict[str, Any]) -> None:
     emit(
         success=result.success,
         error_code=result.error_code,
-        signals=[s["signal"] for s in result.metadata["trace"] if s["node"] == "reason"],
+        signals=[s["signal"] for s in result.metadata.trace if s["node"] == "reason"],
         breaker=state,
     )
 

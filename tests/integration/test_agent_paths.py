@@ -20,11 +20,11 @@ def call(name: str, args: dict[str, Any], cid: str = "c1") -> AIMessage:
 
 
 def nodes(result: Any) -> list[str]:
-    return [s["node"] for s in result.metadata["trace"]]
+    return [s["node"] for s in result.metadata.trace]
 
 
 def signals(result: Any) -> list[str | None]:
-    return [s["signal"] for s in result.metadata["trace"] if s["node"] == "reason"]
+    return [s["signal"] for s in result.metadata.trace if s["node"] == "reason"]
 
 
 class Counter:
@@ -70,8 +70,8 @@ async def test_direct_answer(agent_factory: Any) -> None:
     assert result.success and result.error is None
     assert result.output == "Paris is the capital of France."
     assert nodes(result) == ["reason", "finish"]
-    assert result.metadata["iterations"] == 1
-    assert result.metadata["total_tokens"] > 0
+    assert result.metadata.iterations == 1
+    assert result.metadata.total_tokens > 0
     assert model.calls == 1
 
 
@@ -85,7 +85,7 @@ async def test_tool_call_then_answer(
     assert result.success and result.output == "2 + 3 = 5"
     assert counter.calls == [("add", (2, 3))]
     assert nodes(result) == ["reason", "act", "observe", "reason", "finish"]
-    act_step = result.metadata["trace"][1]
+    act_step = result.metadata.trace[1]
     assert act_step["action"] == "add" and act_step["observation"] == "5"
     tool_messages = [m for m in state["messages"] if isinstance(m, ToolMessage)]
     assert [m.content for m in tool_messages] == ["5"]
@@ -122,7 +122,7 @@ async def test_malformed_native_output_is_repaired(
     assert counter.calls == [], "a malformed call must never run the tool"
     hint = seen[1][-1]
     assert isinstance(hint, HumanMessage) and "not valid JSON" in hint.content
-    assert result.metadata["trace"][0]["error_code"] == ErrorCode.MALFORMED_OUTPUT
+    assert result.metadata.trace[0]["error_code"] == ErrorCode.MALFORMED_OUTPUT
 
 
 async def test_react_bad_json_is_fed_back_not_guessed(
@@ -159,7 +159,7 @@ async def test_repairs_exhausted_degrade(agent_factory: Any) -> None:
     assert signals(result) == ["repair", "repair", "degrade"]
     assert nodes(result)[-2:] == ["fallback", "finish"]
     assert model.calls == 4, "three tries, then one direct answer without tools (also empty)"
-    assert "answering without tools" in result.metadata["trace"][-2]["observation"]
+    assert "answering without tools" in result.metadata.trace[-2]["observation"]
 
 
 async def test_model_errors_retry_then_fallback(agent_factory: Any) -> None:
@@ -214,9 +214,9 @@ async def test_unknown_tool_is_an_observation(agent_factory: Any, registry: Tool
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("Use a tool")
     assert result.success
-    observation = result.metadata["trace"][1]["observation"]
+    observation = result.metadata.trace[1]["observation"]
     assert "unknown tool 'nope'" in observation and "add" in observation
-    assert result.metadata["trace"][1]["error_code"] == ErrorCode.UNKNOWN_TOOL
+    assert result.metadata.trace[1]["error_code"] == ErrorCode.UNKNOWN_TOOL
 
 
 async def test_invalid_arguments_are_an_observation(
@@ -228,7 +228,7 @@ async def test_invalid_arguments_are_an_observation(
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("1+2?")
     assert result.success and result.output == "3"
-    first = result.metadata["trace"][1]
+    first = result.metadata.trace[1]
     assert first["error_code"] == ErrorCode.INVALID_TOOL_ARGS
     assert "a:" in first["observation"] and "b: Field required" in first["observation"]
     assert counter.calls == [("add", (1, 2))]
@@ -252,7 +252,7 @@ async def test_tool_timeout_is_an_observation(agent_factory: Any, registry: Tool
     async with agent_factory(model, tools=registry) as agent:
         result = await agent.arun("Be slow")
     assert result.success
-    step = result.metadata["trace"][1]
+    step = result.metadata.trace[1]
     assert step["error_code"] == ErrorCode.TOOL_TIMEOUT and "timed out" in step["observation"]
     assert step["ms"] < 2000
 
@@ -272,7 +272,7 @@ async def test_run_deadline_degrades(agent_factory: Any, registry: ToolRegistry)
     assert not result.success
     assert result.error_code == ErrorCode.DEADLINE_EXCEEDED
     assert model.calls == 1
-    assert result.metadata["trace"][1]["ms"] < 1000, "the tool is cut off at the run deadline"
+    assert result.metadata.trace[1]["ms"] < 1000, "the tool is cut off at the run deadline"
 
 
 class Crash(BaseException):
@@ -323,7 +323,7 @@ async def test_second_question_on_a_thread_keeps_history(agent_factory: Any) -> 
     assert first.output == "1 questions so far"
     assert second.output == "2 questions so far"
     assert nodes(second) == ["reason", "finish"], "the trace is the run's own"
-    assert first.metadata["run_id"] != second.metadata["run_id"]
+    assert first.metadata.run_id != second.metadata.run_id
 
 
 async def test_usage_is_priced(agent_factory: Any) -> None:
@@ -335,8 +335,8 @@ async def test_usage_is_priced(agent_factory: Any) -> None:
         ScriptedModel([reply]), pricing={"scripted:echo": {"input": 2.0, "output": 10.0}}
     ) as agent:
         result = await agent.arun("price me")
-    assert result.metadata["total_tokens"] == 1500
-    assert result.metadata["total_cost"] == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)
+    assert result.metadata.total_tokens == 1500
+    assert result.metadata.total_cost == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)
 
 
 async def test_ungrounded_numbers_are_repaired_through_a_tool(
@@ -363,7 +363,7 @@ async def test_ungrounded_numbers_are_repaired_through_a_tool(
     assert "Together they made 2,300." in last_prompt
     assert any("2,300 appear in no tool result" in text for text in last_prompt)
     assert signals(result) == ["tools", "repair", "tools", "answer"]
-    repair = next(s for s in result.metadata["trace"] if s["signal"] == "repair")
+    repair = next(s for s in result.metadata.trace if s["signal"] == "repair")
     assert repair["error_code"] == ErrorCode.UNGROUNDED_ANSWER
     assert "2,300" in repair["observation"]
 
@@ -391,7 +391,7 @@ async def test_a_direct_answer_must_be_grounded_too(
         assert result.output == direct
     else:
         assert result.error_code == ErrorCode.MALFORMED_OUTPUT
-        last = [s for s in result.metadata["trace"] if s["node"] == "fallback"][-1]
+        last = [s for s in result.metadata.trace if s["node"] == "fallback"][-1]
         assert "not grounded" in last["observation"] and "12,345.67" in last["observation"]
 
 
@@ -407,5 +407,5 @@ async def test_a_direct_answer_quoting_a_query_fails_cleanly(agent_factory: Any)
     async with agent_factory(model, tools=ToolRegistry.of([sql])) as agent:
         result = await agent.arun("What was the revenue last month?")
     assert not result.success and result.error_code == ErrorCode.MALFORMED_OUTPUT
-    last = [s for s in result.metadata["trace"] if s["node"] == "fallback"][-1]
+    last = [s for s in result.metadata.trace if s["node"] == "fallback"][-1]
     assert "SQL query instead of its result" in last["observation"]

@@ -87,12 +87,12 @@ async def test_repeated_question_is_answered_from_the_model_cache(
         assert agent.context.caches is not None
         hits = dict(agent.context.caches.hits)
     assert first.output == second.output == other.output == "It costs 12.50."
-    assert first.metadata["total_cost"] > 0
-    assert second.metadata["total_cost"] == 0 and second.metadata["total_tokens"] == 0
+    assert first.metadata.total_cost > 0
+    assert second.metadata.total_cost == 0 and second.metadata.total_tokens == 0
     assert model.calls == 4  # 2 for acme's first run, 0 for its second, 2 for globex
     assert counted.tool_runs == 2  # the tool cache is tenant-scoped too
     assert hits == {"model": 2, "tool": 1}
-    assert other.metadata["total_cost"] == pytest.approx(first.metadata["total_cost"])
+    assert other.metadata.total_cost == pytest.approx(first.metadata.total_cost)
 
 
 async def test_no_model_cache_when_sampling_is_not_deterministic(
@@ -150,11 +150,11 @@ async def test_whole_run_cache_answers_in_milliseconds(
         elapsed = time.perf_counter() - started
         elsewhere = await agent.arun("What does A1 cost?", tenant="globex")
     assert again.success and again.output == first.output
-    assert again.metadata["cache"] == "hit" and again.metadata["model_calls"] == 0
-    assert again.metadata["cached_from_run"] == first.metadata["run_id"]
+    assert again.metadata.cache == "hit" and again.metadata.model_calls == 0
+    assert again.metadata.cached_from_run == first.metadata.run_id
     assert again.thread_id != first.thread_id
     assert elapsed < 0.05
-    assert "cache" not in elsewhere.metadata
+    assert elsewhere.metadata.cache is None
     assert model.calls == 4
 
 
@@ -170,7 +170,7 @@ async def test_failed_runs_are_not_cached(settings_factory: Callable[..., Settin
         assert agent.context.caches is not None
         run_hits = agent.context.caches.hits["run"]
     assert not failed.success and not again.success
-    assert "cache" not in again.metadata and run_hits == 0
+    assert again.metadata.cache is None and run_hits == 0
     assert model.calls > calls
 
 
@@ -191,7 +191,7 @@ async def test_caches_shared_through_the_real_redis(
     async with open_agent(settings, model=second_model, tools=registry, caches=caches) as agent:
         again = await agent.arun("what does A1 cost")
     assert first.success and again.output == first.output
-    assert again.metadata["cache"] == "hit" and second_model.calls == 0
+    assert again.metadata.cache == "hit" and second_model.calls == 0
     client = redis.Redis.from_url(REDIS_URL)
     keys = [k.decode() for k in client.scan_iter(match=f"{redis_namespace}:*")]
     client.close()
@@ -234,5 +234,5 @@ async def test_identical_concurrent_questions_run_once(
     async with open_agent(settings, model=model, tools=registry) as agent:
         results = await asyncio.gather(*(agent.arun("What does A1 cost?") for _ in range(5)))
     assert [r.output for r in results] == ["It costs 12.50."] * 5
-    assert sum(1 for r in results if r.metadata.get("cache") == "hit") == 4
+    assert sum(1 for r in results if r.metadata.cache == "hit") == 4
     assert model.calls == 2 and counted.tool_runs == 1

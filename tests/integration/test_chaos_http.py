@@ -54,7 +54,7 @@ def http_agent(
 
 def reason_path(result: Any) -> list[tuple[str | None, str | None]]:
     return [
-        (s["signal"], s["error_code"]) for s in result.metadata["trace"] if s["node"] == "reason"
+        (s["signal"], s["error_code"]) for s in result.metadata.trace if s["node"] == "reason"
     ]
 
 
@@ -86,7 +86,7 @@ async def test_rate_limit_waits_at_least_retry_after(http_agent: Any, chaos: Cha
     chaos.force("rate_limit")
     async with http_agent() as agent:
         result = await agent.arun(TASK.question)
-    retry = next(s for s in result.metadata["trace"] if s["signal"] == "retry")
+    retry = next(s for s in result.metadata.trace if s["signal"] == "retry")
     assert "retrying in 0.30s" in retry["observation"]
     assert result.success
 
@@ -114,7 +114,7 @@ async def test_unknown_tool_becomes_an_observation(http_agent: Any, chaos: Chaos
     async with http_agent() as agent:
         result = await agent.arun(TASK.question)
     assert result.success and is_correct(TASK, result.output)
-    acts = [s for s in result.metadata["trace"] if s["node"] == "act"]
+    acts = [s for s in result.metadata.trace if s["node"] == "act"]
     assert acts[0]["error_code"] == ErrorCode.UNKNOWN_TOOL
     assert "Available tools: calculator" in acts[0]["observation"]
     assert acts[1]["error_code"] is None
@@ -147,7 +147,7 @@ async def test_persistent_outage_ends_in_a_clean_failure(
     assert not result.success and result.error_code == ErrorCode.MODEL_UNAVAILABLE
     assert [s for s, _ in reason_path(result)] == ["retry", "retry", "degrade"]
     assert "failed 3 times" in (result.error or "")
-    assert [s["node"] for s in result.metadata["trace"]][-2:] == ["fallback", "finish"]
+    assert [s["node"] for s in result.metadata.trace][-2:] == ["fallback", "finish"]
 
 
 async def test_retry_after_past_the_deadline_degrades_at_once(
@@ -173,7 +173,7 @@ async def test_open_breaker_degrades_without_calling(http_agent: Any, chaos: Cha
     assert chaos.stats.requests == 2, "the open breaker sent nothing"
     assert not second.success and second.error_code == ErrorCode.BREAKER_OPEN
     assert reason_path(second) == [("degrade", str(ErrorCode.BREAKER_OPEN))]
-    assert second.metadata["model_calls"] <= 1
+    assert second.metadata.model_calls <= 1
 
 
 async def test_own_request_rate_limit_degrades_without_calling(

@@ -79,7 +79,7 @@ def test_failed_run_exits_nonzero_with_one_line_reason(keel) -> None:  # type: i
         (("run", "hi"), {"KEEL_LIMITS__MAX_ITERATIONS": "0"}, "KEEL_LIMITS__MAX_ITERATIONS"),
         (("run", "--model", "nonsense", "hi"), {}, "KEEL_MODEL"),
         (("run", "--model", "warp:drive", "hi"), {}, "unknown model provider"),
-        (("run", "--model", "scripted:echo", "  "), {}, "question is empty"),
+        (("run", "--model", "scripted:echo", "  "), {}, "usage_invalid: the question is empty"),
         (("run", "hi"), {"KEEL_CHECKPOINT_URL": "mysql://x"}, "KEEL_CHECKPOINT_URL"),
     ],
 )

@@ -131,10 +131,10 @@ async def test_composed_answer_replaces_the_draft(
         result = await agent.arun(QUESTION)
     assert result.success
     assert result.output == "Laptop (120) and Tablet (80) sold most."
-    rows = [s for s in result.metadata["trace"] if s["node"] == "reason"]
+    rows = [s for s in result.metadata.trace if s["node"] == "reason"]
     assert [s["signal"] for s in rows] == ["tools", "compose", "answer"]
     assert rows[1]["thought"] == "Laptop sold most."
-    assert result.metadata["model_calls"] == 3
+    assert result.metadata.model_calls == 3
 
 
 @pytest.mark.asyncio
@@ -145,7 +145,7 @@ async def test_compose_off_keeps_the_models_answer(
     async with agent_factory(model, tools=registry, compose_answers="never") as agent:
         result = await agent.arun(QUESTION)
     assert result.output == "Laptop sold most."
-    assert result.metadata["model_calls"] == 2
+    assert result.metadata.model_calls == 2
 
 
 @pytest.mark.asyncio
@@ -167,7 +167,7 @@ async def test_a_shown_column_sum_grounds_the_composed_answer(
     async with agent_factory(model, tools=registry, compose_answers="always") as agent:
         result = await agent.arun(question)
     assert result.success and result.output == "Laptop and Tablet: 200 units in total."
-    signals = [s["signal"] for s in result.metadata["trace"] if s["node"] == "reason"]
+    signals = [s["signal"] for s in result.metadata.trace if s["node"] == "reason"]
     assert signals == ["tools", "compose", "answer"]  # 200 is in no tool result, but was shown
 
 
@@ -191,5 +191,5 @@ async def test_ungrounded_composed_answer_is_repaired(
         result = await agent.arun(QUESTION.replace("how many", "how many (120 + 80 = 200)"))
     assert result.success
     assert result.output == "Laptop and Tablet: 200 units in all."
-    signals = [s["signal"] for s in result.metadata["trace"] if s["node"] == "reason"]
+    signals = [s["signal"] for s in result.metadata.trace if s["node"] == "reason"]
     assert signals == ["tools", "compose", "repair", "tools", "compose", "answer"]

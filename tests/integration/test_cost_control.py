@@ -61,7 +61,7 @@ def open_tiered(
 
 
 def routes(result: Any) -> list[tuple[str, str]]:
-    return [(s["signal"], s["action"]) for s in result.metadata["trace"] if s["node"] == "route"]
+    return [(s["signal"], s["action"]) for s in result.metadata.trace if s["node"] == "route"]
 
 
 @pytest.mark.parametrize(("question", "tier"), [(EASY, "simple"), (HARD, "complex")])
@@ -76,8 +76,8 @@ async def test_router_starts_on_the_tier_the_task_needs(
     assert result.success and result.output == f"answer from {tier}"
     assert log == [tier]
     assert routes(result) == [("start", tier)]
-    assert state["tier"] == tier and result.metadata["tier"] == tier
-    route = next(s for s in result.metadata["trace"] if s["node"] == "route")
+    assert state["tier"] == tier and result.metadata.tier == tier
+    route = next(s for s in result.metadata.trace if s["node"] == "route")
     assert route["observation"].startswith(f"task looks {tier}")
 
 
@@ -98,7 +98,7 @@ async def test_escalates_one_tier_after_repeated_malformed_output(open_tiered: A
     assert result.success and result.output == "answer from standard"
     assert log == ["simple", "simple", "standard"]
     assert routes(result) == [("start", "simple"), ("escalate", "standard")]
-    escalate = next(s for s in result.metadata["trace"] if s["signal"] == "escalate")
+    escalate = next(s for s in result.metadata.trace if s["signal"] == "escalate")
     assert "2 malformed replies" in escalate["observation"]
     assert escalate["action_input"] == {"from": "simple", "to": "standard"}
 
@@ -111,7 +111,7 @@ async def test_downgrades_when_the_budget_is_tight(open_tiered: Any) -> None:
         result = await agent.arun(HARD)
     assert result.success and log == ["standard"]
     assert routes(result) == [("start", "complex"), ("downgrade", "standard")]
-    down = next(s for s in result.metadata["trace"] if s["signal"] == "downgrade")
+    down = next(s for s in result.metadata.trace if s["signal"] == "downgrade")
     assert "budget" in down["observation"] and "run's budget" in down["observation"]
 
 
@@ -224,7 +224,7 @@ async def test_tenant_daily_budget_is_shared_by_its_runs_only(open_tiered: Any) 
     assert not second.success and second.error_code == ErrorCode.BUDGET_EXCEEDED
     assert "daily budget" in (second.error or "")
     assert log == ["standard", "standard"]
-    assert second.metadata["tenant"] == "acme"
+    assert second.metadata.tenant == "acme"
 
 
 async def test_compaction_summarizes_with_the_cheapest_tier(
@@ -264,7 +264,7 @@ async def test_compaction_summarizes_with_the_cheapest_tier(
         state = (await agent.graph.aget_state(agent.config(result.thread_id))).values
     assert result.success and result.output == "done"
     assert summaries, "the cheapest tier was never asked to summarize"
-    compacts = [s for s in result.metadata["trace"] if s["signal"] == "compact"]
+    compacts = [s for s in result.metadata.trace if s["signal"] == "compact"]
     assert len(compacts) == len(summaries) and compacts[0]["action"] == "simple"
     assert state["context_summary"] == "Looked up k0..k5; all values are 'value of kN'."
     last_prompt = seen[-1]
@@ -332,6 +332,6 @@ async def test_a_failed_summary_falls_back_to_the_digest(
         result = await agent.arun("Look up k0 to k7 and report")
     assert result.success and result.output == "done"
     assert summarizer.calls > 0
-    assert not [s for s in result.metadata["trace"] if s["signal"] == "compact"]
+    assert not [s for s in result.metadata.trace if s["signal"] == "compact"]
     digest = str(seen[-1][2].content)
     assert digest.startswith("Summary of the earlier steps") and "called lookup" in digest

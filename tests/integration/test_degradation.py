@@ -47,7 +47,7 @@ def http_agent(
 
 
 def rows(result: Any) -> list[tuple[str, str | None, str | None]]:
-    steps = result.metadata["trace"]
+    steps = result.metadata.trace
     return [(s["node"], s["signal"], s["error_code"]) for s in steps if s["node"] != "route"]
 
 
@@ -62,7 +62,7 @@ async def test_model_failure_moves_to_the_next_tier(http_agent: Any, chaos: Chao
         ("fallback", "downgrade", "model_rejected"),
         ("reason", "tools", None),
     ]
-    downgrade = next(s for s in result.metadata["trace"] if s["node"] == "fallback")
+    downgrade = next(s for s in result.metadata.trace if s["node"] == "fallback")
     assert "tier standard failed (model_rejected" in downgrade["observation"]
     assert downgrade["action"] == "simple"
     assert chaos.stats.models == ["chaos", "chaos-mini", "chaos-mini"]
@@ -100,7 +100,7 @@ async def test_every_tier_down_ends_in_a_clean_failure(http_agent: Any, chaos: C
         ("fallback", None, "model_unavailable"),
     ]
     assert not second.success and second.error_code == ErrorCode.BREAKER_OPEN
-    last = [s for s in second.metadata["trace"] if s["node"] == "fallback"][-1]
+    last = [s for s in second.metadata.trace if s["node"] == "fallback"][-1]
     assert "skipped simple (breaker open)" in last["observation"]
     assert chaos.stats.requests == requests, "with every breaker open nothing was sent"
     assert second.output.startswith("I could not complete this request (breaker_open)")
@@ -119,7 +119,7 @@ async def test_context_too_long_gets_a_direct_answer_without_tools(
     ]
     assert result.success
     assert result.output == "I cannot compute that reliably without the calculator."
-    direct = next(s for s in result.metadata["trace"] if s["node"] == "fallback")
+    direct = next(s for s in result.metadata.trace if s["node"] == "fallback")
     assert "answering without tools on openai:chaos" in direct["observation"]
 
 
@@ -156,6 +156,6 @@ async def test_chain_ends_even_when_routing_escalates_back(
     ) as agent:
         result = await agent.arun("Anything?")
     assert not result.success and result.error_code == ErrorCode.MODEL_UNAVAILABLE
-    downgrades = [s for s in result.metadata["trace"] if s["signal"] == "downgrade"]
+    downgrades = [s for s in result.metadata.trace if s["signal"] == "downgrade"]
     assert len(downgrades) == 1, "each tier is switched to at most once"
     assert standard.calls + simple.calls <= 6

@@ -79,7 +79,7 @@ async def test_completed_effect_is_reused_when_the_step_is_replayed(
         result = await agent.aresume(tid("t-pay"))
     assert result.success and result.output == "ok"
     assert paid == [(5, f"{tid('t-pay')}:p1")], "the completed payment is reused, not repeated"
-    assert "paid 5" in result.metadata["trace"][1]["observation"]
+    assert "paid 5" in result.metadata.trace[1]["observation"]
 
 
 @pytest.mark.parametrize("happened", [True, False])
@@ -108,7 +108,7 @@ async def test_reconcile_decides_an_unknown_outcome(
         result = await agent.aresume(tid("t-send"))
     assert result.success
     assert asked == [f"{tid('t-send')}:c1"]
-    observation = result.metadata["trace"][1]["observation"]
+    observation = result.metadata.trace[1]["observation"]
     if happened:
         assert sent == ["bob"] and observation == "sent (reconciled)"
     else:
@@ -141,7 +141,7 @@ async def test_unknown_outcome_without_reconcile_asks_a_human(
         result = await agent.aapprove(tid("t-unknown"), reject="it already went out")
     assert result.success and result.output == "told"
     assert sent == ["bob"]
-    assert "it already went out" in result.metadata["trace"][1]["observation"]
+    assert "it already went out" in result.metadata.trace[1]["observation"]
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ async def test_approval_edit_is_validated_then_used(
         assert len(await agent.apending(tid("t-edit"))) == 1, "a bad edit changes nothing"
         result = await agent.aapprove(tid("t-edit"), edit={"account": "B", "amount": 3})
     assert result.success and done == [{"account": "B", "amount": 3}]
-    assert "reviewer changed the arguments" in result.metadata["trace"][1]["observation"]
+    assert "reviewer changed the arguments" in result.metadata.trace[1]["observation"]
 
 
 async def test_approval_reject_tells_the_model(
@@ -216,7 +216,7 @@ async def test_approval_reject_tells_the_model(
         result = await agent.aapprove(tid("t-no"), reject="over the limit")
     assert result.success and done == []
     assert "over the limit" in seen[0]
-    assert result.metadata["trace"][1]["error_code"] == ErrorCode.TOOL_REJECTED
+    assert result.metadata.trace[1]["error_code"] == ErrorCode.TOOL_REJECTED
     with pytest.raises(UsageError) as none:
         async with agent_factory(FunctionModel(fn=reply), tools=registry) as again:
             await again.aapprove(tid("t-never-paused"))
@@ -382,7 +382,7 @@ async def test_a_recorded_failure_is_replayed_not_rerun(
         result = await agent.aresume(thread)
     assert result.success and result.output == "gave up"
     assert attempts == ["X"]
-    step = result.metadata["trace"][1]
+    step = result.metadata.trace[1]
     assert step["error_code"] == ErrorCode.TOOL_REFUSED and "unknown card X" in step["observation"]
 
 
@@ -465,7 +465,7 @@ async def test_unknown_outcomes_survive_a_crash_during_the_approved_rerun(
         result = await agent.aapprove(thread)
     assert result.success and result.output == "finished"
     assert sorted(sent) == ["a", "a", "a", "b"], "b is never re-sent; a only when approved"
-    observations = [s["observation"] for s in result.metadata["trace"] if s["node"] == "act"]
+    observations = [s["observation"] for s in result.metadata.trace if s["node"] == "act"]
     assert observations[0] == "sent to a" and "b already has it" in observations[1]
 
 

@@ -112,7 +112,7 @@ async def test_cost_and_tiers(notebook_kernels: KernelSpecManager) -> None:
             "rows": "{name: o.row() for name, o in outcomes.items()}",
             "axes": "len(fig.axes)",
             "left_lines": "len(left.lines)",
-            "capped": "[capped.success, capped.error_code, capped.metadata['total_cost']]",
+            "capped": "[capped.success, capped.error_code, capped.metadata.total_cost]",
         },
     )
     rows = run.values["rows"]

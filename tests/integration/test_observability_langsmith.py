@@ -71,11 +71,11 @@ async def test_a_run_is_one_tree_with_its_metadata(
     [root] = roots(runs)
     assert root["name"] == "LangGraph" and root["end_time"]
     meta = metadata(root)
-    assert meta["run_id"] == result.metadata["run_id"]
+    assert meta["run_id"] == result.metadata.run_id
     assert meta["thread_id"] == "t-trace"
     assert meta["tenant"] == "acme"
-    assert meta["tokens"] == result.metadata["total_tokens"] > 0
-    assert meta["cost_usd"] == pytest.approx(result.metadata["total_cost"])
+    assert meta["tokens"] == result.metadata.total_tokens > 0
+    assert meta["cost_usd"] == pytest.approx(result.metadata.total_cost)
     assert meta["model_calls"] == 3
     assert meta["outcome"] == "success"
     assert "tier" in meta
@@ -85,7 +85,7 @@ async def test_a_run_is_one_tree_with_its_metadata(
     names = [n["name"] for n in sorted(nodes, key=lambda r: r["dotted_order"])]
     assert names == ["reason", "act", "observe", "reason", "act", "observe", "reason", "finish"]
     for node in nodes:
-        assert metadata(node)["run_id"] == result.metadata["run_id"]
+        assert metadata(node)["run_id"] == result.metadata.run_id
         if node["name"] == "reason":
             models = [c for c in children(runs, node) if c["run_type"] == "llm"]
             assert len(models) == 1 and models[0]["outputs"]["generations"]
@@ -118,7 +118,7 @@ async def test_retry_and_fallback_are_tagged_and_failed_runs_always_sent(
         runs = server.runs()
 
     by_run = {metadata(r)["run_id"]: r for r in roots(runs)}
-    retried = by_run[ok.metadata["run_id"]]
+    retried = by_run[ok.metadata.run_id]
     assert "retry" in retried["tags"]
     assert metadata(retried)["keel_kept_because"] == ["retry"]
     [reason_retry] = [
@@ -126,7 +126,7 @@ async def test_retry_and_fallback_are_tagged_and_failed_runs_always_sent(
     ]
     assert reason_retry["outputs"]["signal"] == "retry"
 
-    gone = by_run[failed.metadata["run_id"]]
+    gone = by_run[failed.metadata.run_id]
     assert "fallback" in gone["tags"]
     assert metadata(gone)["outcome"] == "failed"
     assert metadata(gone)["error_code"] == failed.error_code
@@ -148,7 +148,7 @@ async def test_sampling_drops_clean_runs_but_keeps_failed_ones(
             failed = await agent.arun("hello")
         runs = server.runs()
     kept = roots(runs)
-    assert [metadata(r)["run_id"] for r in kept] == [failed.metadata["run_id"]]
+    assert [metadata(r)["run_id"] for r in kept] == [failed.metadata.run_id]
     assert "failed" in metadata(kept[0])["keel_kept_because"]
 
 
@@ -250,8 +250,8 @@ async def test_a_run_served_from_the_cache_is_tagged_cached(
         assert first.success and second.success
         runs = server.runs()
     by_run = {metadata(r)["run_id"]: r for r in roots(runs)}
-    assert "cached" not in by_run[first.metadata["run_id"]]["tags"]
-    assert "cached" in by_run[second.metadata["run_id"]]["tags"]
+    assert "cached" not in by_run[first.metadata.run_id]["tags"]
+    assert "cached" in by_run[second.metadata.run_id]["tags"]
 
 
 async def test_a_run_paused_for_approval_is_sent_as_unfinished(

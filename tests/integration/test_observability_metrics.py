@@ -84,7 +84,7 @@ async def test_runs_model_and_tool_calls_retries_and_fallbacks_are_counted(
     assert delta("keel_run_iterations_count") == 3
     assert delta("keel_run_iterations_sum") == 3 + 1 + 1
     assert delta("keel_run_tokens_sum") == (
-        sales.metadata["total_tokens"] + retried.metadata["total_tokens"]
+        sales.metadata.total_tokens + retried.metadata.total_tokens
     )
     assert delta("keel_model_calls_total", model="scripted:sales", outcome="ok") == 3
     model = agent.context.model_name

@@ -36,7 +36,7 @@ async def test_trace_matches_the_run_and_survives_the_process(
         first = await agent.arun("What is 2+3?", thread_id="t-1")
         second = await agent.arun("And again?", thread_id="t-1")
         steps = await load_trace(agent.graph, "t-1")
-        only = await load_trace(agent.graph, "t-1", run_id=second.metadata["run_id"])
+        only = await load_trace(agent.graph, "t-1", run_id=second.metadata.run_id)
         with pytest.raises(ThreadNotFoundError):
             await load_trace(agent.graph, "t-1", run_id="no-such-run")
         with pytest.raises(ThreadNotFoundError):
@@ -44,19 +44,19 @@ async def test_trace_matches_the_run_and_survives_the_process(
     assert first.success and second.success
 
     runs = trace_to_json("t-1", steps)["runs"]
-    assert runs == [first.metadata["run_id"], second.metadata["run_id"]]
-    mine = [s for s in steps if s.run_id == first.metadata["run_id"]]
+    assert runs == [first.metadata.run_id, second.metadata.run_id]
+    mine = [s for s in steps if s.run_id == first.metadata.run_id]
     assert [{k: getattr(s, k) for k in FIELDS} for s in mine] == [
-        {k: row[k] for k in FIELDS} for row in first.metadata["trace"]
+        {k: row[k] for k in FIELDS} for row in first.metadata.trace
     ]
     assert [s.signal for s in mine if s.node == "reason"] == ["retry", "tools", "answer"]
     act = next(s for s in mine if s.node == "act")
     assert act.action == "calculator" and act.observation == "5"
-    assert sum(s.tokens for s in mine) == first.metadata["total_tokens"]
+    assert sum(s.tokens for s in mine) == first.metadata.total_tokens
     stamps = [s.at for s in steps]
     assert all(stamps) and stamps == sorted(stamps)
 
-    assert {s.run_id for s in only} == {second.metadata["run_id"]}
+    assert {s.run_id for s in only} == {second.metadata.run_id}
 
     if checkpoint_url != "memory://":  # a fresh saver, as a later process would open it
         async with open_saver(checkpoint_url) as saver:
@@ -77,7 +77,7 @@ async def test_table_shows_each_step(agent_factory: Any) -> None:
     for column in ("node", "thought", "action", "input", "observation", "ms", "tokens", "cost"):
         assert column in header
     assert "calculator" in text and '{"expression": "20+22"}' in text and "42" in text
-    assert f"tokens {result.metadata['total_tokens']}" in text
+    assert f"tokens {result.metadata.total_tokens}" in text
 
 
 @pytest.fixture

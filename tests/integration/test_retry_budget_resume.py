@@ -65,7 +65,7 @@ async def test_iteration_time_limit_cuts_a_slow_tool(agent_factory: Any) -> None
         FunctionModel(fn=fn), tools=ToolRegistry.of([report]), limits={"iteration_timeout_s": 0.3}
     ) as agent:
         result = await agent.arun("Make the report")
-    act = next(s for s in result.metadata["trace"] if s["node"] == "act")
+    act = next(s for s in result.metadata.trace if s["node"] == "act")
     assert act["error_code"] == ErrorCode.TOOL_TIMEOUT
     assert act["ms"] < 1000, "the tool was cut at the iteration's deadline, not its own 30 s"
     assert result.success

@@ -27,7 +27,7 @@ async def test_sales_question_is_answered_correctly(
         result = await agent.arun(SALES_QUESTION)
     assert result.success, result.error
     assert agent.context.mode == ("react" if spec.endswith("react") else "native")
-    tools_used = [s["action"] for s in result.metadata["trace"] if s["node"] == "act"]
+    tools_used = [s["action"] for s in result.metadata.trace if s["node"] == "act"]
     assert tools_used == ["sql_query", "calculator"]
     names = [name for name, _ in truth]
     positions = [result.output.index(name) for name in names]
@@ -35,4 +35,4 @@ async def test_sales_question_is_answered_correctly(
     amounts = money(result.output)
     assert amounts[:3] == [revenue for _, revenue in truth]
     assert amounts[3] == pytest.approx(sum(revenue for _, revenue in truth), abs=0.005)
-    assert result.metadata["iterations"] == 3
+    assert result.metadata.iterations == 3

@@ -17,7 +17,7 @@ def call(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
 
 
 def nodes(result: Any) -> list[str]:
-    return [s["node"] for s in result.metadata["trace"]]
+    return [s["node"] for s in result.metadata.trace]
 
 
 @tool
@@ -59,7 +59,7 @@ async def test_a_tool_exception_is_an_observation_the_model_works_around(
         result = await agent.arun("Weather in Atlantis?")
     assert result.success, (result.error_code, result.error)
     assert result.output == "answer: sunny in Athens"
-    first_act = next(s for s in result.metadata["trace"] if s["node"] == "act")
+    first_act = next(s for s in result.metadata.trace if s["node"] == "act")
     assert first_act["error_code"] == ErrorCode.TOOL_ERROR
     assert "ValueError: city not found" in first_act["observation"]
     assert "fallback" not in nodes(result) and model.calls == 4
@@ -87,7 +87,7 @@ async def test_an_undeclared_connection_error_is_retried_then_succeeds(
         result = await agent.arun("Stock of A?")
     assert result.success and result.output == "result: 42"
     assert seen == ["A", "A"] and model.calls == 2, "retried as a graph step, not by the model"
-    observes = [s["signal"] for s in result.metadata["trace"] if s["node"] == "observe"]
+    observes = [s["signal"] for s in result.metadata.trace if s["node"] == "observe"]
     assert observes == ["retry", "continue"]
 
 

@@ -39,7 +39,7 @@ def use_then_answer(name: str, args: dict[str, Any]) -> FunctionModel:
 
 
 def path(result: Any) -> list[tuple[str, str | None]]:
-    return [(s["node"], s["signal"]) for s in result.metadata["trace"]]
+    return [(s["node"], s["signal"]) for s in result.metadata.trace]
 
 
 def flaky_stock(fail_times: int, *, idempotent: bool = True) -> tuple[Any, list[str]]:
@@ -128,7 +128,7 @@ async def test_hung_sync_tool_is_abandoned_at_its_timeout(agent_factory: Any) ->
         result = await agent.arun("Report?")
     assert time.perf_counter() - started < 1.0
     assert "timed out" in result.output
-    act = next(s for s in result.metadata["trace"] if s["node"] == "act")
+    act = next(s for s in result.metadata.trace if s["node"] == "act")
     assert act["error_code"] == ErrorCode.TOOL_TIMEOUT
 
 
@@ -194,6 +194,6 @@ async def test_chaos_tool_faults_take_the_graph_paths(agent_factory: Any) -> Non
     model = use_then_answer("calculator", {"expression": "6*7"})
     async with agent_factory(model, tools=ToolRegistry.of([hung])) as agent:
         result = await agent.arun("What is 6*7?")
-    acts = [s for s in result.metadata["trace"] if s["node"] == "act"]
+    acts = [s for s in result.metadata.trace if s["node"] == "act"]
     assert [a["error_code"] for a in acts] == [ErrorCode.TOOL_TIMEOUT, None]
     assert acts[0]["ms"] < 1000 and result.output == "result: 42"

@@ -80,7 +80,7 @@ async def test_one_json_event_per_step_with_the_run_bound(
         "model.call",
         "run.end",
     ], names
-    run_id = result.metadata["run_id"]
+    run_id = result.metadata.run_id
     for e in events:
         assert list(e)[:3] == ["ts", "level", "event"]
         assert (e["run_id"], e["thread_id"], e["tenant"]) == (run_id, "t-logs", "acme")
@@ -93,7 +93,7 @@ async def test_one_json_event_per_step_with_the_run_bound(
     assert tool_call["tool"] == "add" and tool_call["node"] == "act" and tool_call["ms"] >= 0
     assert answered["signal"] == "answer"
     assert end["status"] == "success" and end["iterations"] == 2
-    assert end["tokens"] == result.metadata["total_tokens"]
+    assert end["tokens"] == result.metadata.total_tokens
     assert end["latency_ms"] > 0
 
 
