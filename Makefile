@@ -47,6 +47,6 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check keel graphs nodes tools checkpoints tests bench
+	$(BIN)/ruff format --check keel graphs nodes tools checkpoints
 	$(BIN)/mypy
 	$(BIN)/lint-imports
