@@ -5,6 +5,7 @@ this package; what the graph, the runtime and the tests need of them is re-expor
 """
 
 from keel.nodes._compaction import (
+    SUMMARY_INSTRUCTIONS,
     SUMMARY_PREFIX,
     compact_history,
     cut,
@@ -13,6 +14,7 @@ from keel.nodes._compaction import (
 )
 from keel.nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
 from keel.nodes._cost_gate import cost_controlled
+from keel.nodes._degrade import DIRECT_ANSWER_PROMPT
 from keel.nodes._durable import Decision, ReviewRequest
 from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
 from keel.nodes._records import text_of
@@ -25,6 +27,8 @@ from keel.nodes.reason import reason
 
 __all__ = [
     "COMPOSE_SYSTEM",
+    "DIRECT_ANSWER_PROMPT",
+    "SUMMARY_INSTRUCTIONS",
     "SUMMARY_PREFIX",
     "AgentContext",
     "Decision",
