@@ -1,10 +1,16 @@
-"""Small constructors for what nodes write into the state: trace steps and error records."""
+"""Small constructors for what nodes write into the state: trace steps and error records.
+
+Both mask secrets (`keel.observability.redact`): an error's text often quotes a provider's
+reply or a connection string, and what is written here reaches the checkpoints, the
+`RunResult`, `keel run --json`, the logs and LangSmith.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from keel.errors import ErrorCode
+from keel.observability.redact import redact
 from keel.types import AgentState, ErrorKind, ErrorRecord, TraceStep, UsageTotals
 
 NO_USAGE = UsageTotals(input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0, model_calls=0)
@@ -23,10 +29,14 @@ def error_record(
         node=node,
         code=str(code),
         kind=kind,
-        message=message[:2000],
+        message=redact(message[:4000])[:2000],
         iteration=state.get("iteration", 0),
         attempt=attempt,
     )
+
+
+_FREE_TEXT = ("thought", "action_input", "observation")
+"""Trace fields that carry text from the model, a tool or a provider."""
 
 
 def trace_step(state: AgentState, node: str, ms: float, **fields: Any) -> TraceStep:
@@ -44,6 +54,9 @@ def trace_step(state: AgentState, node: str, ms: float, **fields: Any) -> TraceS
         "cost": 0.0,
     }
     step.update(fields)
+    for key in _FREE_TEXT:
+        if step[key] is not None:
+            step[key] = redact(step[key])
     return TraceStep(**step)  # type: ignore[typeddict-item]
 
 

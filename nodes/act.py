@@ -21,6 +21,7 @@ from keel.nodes._durable import Plan, plan_calls, settle_all
 from keel.nodes._records import error_record, trace_step
 from keel.nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
 from keel.nodes.context import AgentContext
+from keel.observability.redact import redact
 from keel.resilience import classify_tool_error
 from keel.tools.registry import ToolContext
 from keel.types import AgentState, ErrorRecord
@@ -85,7 +86,7 @@ async def _run_call(
     try:
         content = await _execute(state, ctx, call, plan)
     except ToolInputError as exc:
-        content, status = f"Error: {exc.message}", "error"
+        content, status = redact(f"Error: {exc.message}"), "error"
         record = error_record(state, NODE, exc.code, "retryable", exc.message)
     except Exception as exc:
         if is_control_flow(exc):
@@ -95,7 +96,7 @@ async def _run_call(
         detail = (
             "timed out"
             if verdict.code == ErrorCode.TOOL_TIMEOUT
-            else (f"failed: {type(exc).__name__}: {exc}")
+            else redact(f"failed: {type(exc).__name__}: {exc}")
         )
         content, status = f"Error: tool '{name}' {detail}", "error"
         record = error_record(state, NODE, verdict.code, verdict.kind, content)

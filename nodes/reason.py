@@ -276,6 +276,7 @@ def _model_failed(
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     next_attempt = attempt + 1
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
+    message = record["message"]  # secrets masked (keel.nodes._records)
     ms = (ctx.timer() - started) * 1000
     delay = next_retry_delay(ctx, next_attempt, verdict)
     in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])

@@ -7,8 +7,6 @@ checkpoint (nothing to resume, approve, fork or show). Failures print one line t
 
 from __future__ import annotations
 
-import sys
-
 from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
 from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
 from keel.cli._common import app
@@ -31,7 +29,7 @@ def _logs_to_stderr() -> None:
         settings: Settings | ObservabilitySettings = load_settings()
     except KeelError:
         settings = ObservabilitySettings()  # the command itself reports the bad setting
-    configure_logging(settings, stream=sys.stderr, secrets=secrets)
+    configure_logging(settings, secrets=secrets)  # stderr, as it is at each write
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ This one keeps the tree in memory until the graph run ends, then:
   functions, so LangChain never sees them): name, arguments, observation, error, duration;
 - in `light` mode, drops the whole-state inputs of node and edge runs (model and tool
   runs keep theirs) and the hidden bookkeeping runs;
+- masks secrets (`keel.observability.redact`) in every input, output and error it sends,
+  tool arguments included;
 - posts each run once, complete, through the LangSmith client's background queue.
 """
 
@@ -32,8 +34,10 @@ from langchain_core.tracers.langchain import (
     log_error_once,
 )
 from langchain_core.tracers.schemas import Run
+from pydantic import BaseModel
 
 from keel.observability.events import RUN_MARKS
+from keel.observability.redact import redact
 
 __all__ = ["KeelTracer", "TracePolicy"]
 
@@ -71,6 +75,26 @@ def _walk(run: Run) -> Iterator[Run]:
     yield run
     for child in run.child_runs:
         yield from _walk(child)
+
+
+def _plain(value: Any) -> Any:
+    """Messages and other models as the data the client would send, so they can be masked."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _mask(run: Run) -> None:
+    """Secrets out of everything sent: inputs (tool arguments), outputs and the error."""
+    run.inputs = redact(_plain(run.inputs or {}))
+    if run.outputs is not None:
+        run.outputs = redact(_plain(run.outputs))
+    if run.error:
+        run.error = redact(run.error)
 
 
 def _node(run: Run) -> str | None:
@@ -164,6 +188,7 @@ class KeelTracer(LangChainTracer):
             run.tags = sorted(set(run.tags or ()) | set(self.tags or ()))
             if light:
                 self._lighten(run, root)
+            _mask(run)
             if run.ls_client is not self.client:
                 run.ls_client = self.client
             run.post(exclude_child_runs=True)

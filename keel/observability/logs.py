@@ -9,35 +9,58 @@ configure_logging(settings, stream=sys.stderr)     # once, at the entry point
 log = get_logger()
 log.info("run.start", model="openai:gpt-4o-mini")
 ```
+An application that never configures structlog still gets safe logs: `ensure_logging`
+(called for every agent) installs this set-up on stderr, redacted, instead of structlog's
+default of unredacted lines on stdout. One that configured structlog itself is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import IO, Any, TextIO, cast
 
 import structlog
 
 from keel.config import ObservabilitySettings, Settings
-from keel.observability.redact import Redactor
+from keel.observability.redact import Redactor, remember, secret_values
 
-__all__ = ["bind_run", "configure_logging", "get_logger", "redactor_for", "secret_values"]
+__all__ = [
+    "bind_run",
+    "configure_logging",
+    "ensure_logging",
+    "get_logger",
+    "listen",
+    "redactor_for",
+    "secret_values",
+]
 
 LOGGER_NAME = "keel"
 
-
-def secret_values(settings: Settings) -> tuple[str, ...]:
-    """The configured secrets' values, masked wherever they appear."""
-    key = settings.openai_api_key
-    return (key.get_secret_value(),) if key is not None else ()
+Listener = Callable[[Mapping[str, Any]], None]
+_LISTENER: ContextVar[Listener | None] = ContextVar("keel_log_listener", default=None)
 
 
 def redactor_for(settings: Settings) -> Redactor:
     """The default patterns, the configured ones, and the configured secrets' values."""
     return Redactor.build(settings.observability.redact_patterns, secret_values(settings))
+
+
+class _CurrentStderr:
+    """`sys.stderr` as it is at each write, not as it was when logging was configured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return _is_tty(sys.stderr)
 
 
 def _is_tty(stream: IO[str]) -> bool:
@@ -58,15 +81,21 @@ def configure_logging(
     *,
     stream: IO[str] | None = None,
     secrets: tuple[str, ...] = (),
+    route_stdlib: bool = True,
 ) -> Redactor:
     """Configure structlog process-wide; returns the redactor it installed.
 
     Given full `Settings`, the configured API keys are masked as well as `secrets`.
-    `stream` defaults to stderr so stdout stays free for answers and `--json` objects.
+    `stream` defaults to stderr (whatever `sys.stderr` is at each write, so a terminal
+    spinner's redirection puts log lines above it) so stdout stays free for answers and
+    `--json` objects.
+    `route_stdlib` also formats and masks the standard library's log records (warnings of
+    httpx, langsmith, …) on the same stream.
     """
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else cast(IO[str], _CurrentStderr())
     if isinstance(settings, Settings):
         obs = settings.observability
+        remember(settings)
         secrets = (*secret_values(settings), *secrets)
     else:
         obs = settings
@@ -84,8 +113,9 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]
-    processors = [*shared, redactor, _event_first, renderer]
-    _route_stdlib(out, shared, redactor, renderer)
+    processors = [*shared, redactor, _notify, _event_first, renderer]
+    if route_stdlib:
+        _route_stdlib(out, shared, redactor, renderer)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -95,6 +125,32 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     return redactor
+
+
+def ensure_logging(settings: Settings) -> None:
+    """Remember `settings`' secrets; if nobody configured structlog, configure it (stderr,
+    redacted) so a library user never gets structlog's unredacted default on stdout."""
+    remember(settings)
+    if not structlog.is_configured():
+        configure_logging(settings, route_stdlib=False)
+
+
+@contextmanager
+def listen(listener: Listener) -> Iterator[None]:
+    """Show every (redacted) event logged inside to `listener` too (a CLI spinner)."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def _notify(logger: Any, method: str, event: Any) -> Any:
+    listener = _LISTENER.get()
+    if listener is not None:
+        with contextlib.suppress(Exception):  # a display hook must never break logging
+            listener(event)
+    return event
 
 
 def _event_first(logger: Any, method: str, event: Any) -> Any:

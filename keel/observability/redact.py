@@ -5,16 +5,34 @@ Three nets, applied to every string and every key of an event (nested ones inclu
 - patterns that look like secrets (`sk-…`, `Bearer …`, `lsv2_…`, URL passwords, and the
   patterns configured in `KEEL_OBSERVABILITY__REDACT_PATTERNS`);
 - literal values known to be secret (the configured API keys), wherever they appear.
+
+Secrets configured for an agent (`remember(settings)`: API keys, URL passwords, extra
+patterns) are remembered process-wide, so every exit masks them: log lines, error records
+and trace rows written into the state (hence checkpoints, `RunResult`, `keel run --json`),
+tool observations and LangSmith payloads. `redact(value)` is that process-wide mask.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["DEFAULT_PATTERNS", "MASK", "SECRET_KEYS", "Redactor"]
+from keel.config import Settings
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "MASK",
+    "SECRET_KEYS",
+    "Redactor",
+    "redact",
+    "remember",
+    "remember_secrets",
+    "secret_values",
+]
 
 MASK = "[REDACTED]"
 
@@ -57,7 +75,7 @@ _INLINE = re.compile(
     r"(?i:(?P<key>\b(?:authorization|proxy-authorization|x-api-key|api[_-]?key|password|passwd"
     r"|secret|client_secret|access_token|refresh_token)[\"']?\s*[:=]\s*[\"']?)"
     r"(?:bearer\s+|basic\s+)?)[^\s,;&\"'}]+"
-    r"|(?P<scheme>://)[^/\s:@]+:[^/\s@]+(?=@)"
+    r"|(?P<scheme>://)[^/\s:@\"']*:[^/\s\"']*(?=@)"
 )
 """`api_key=…`, `Authorization: …` written inline, and `user:password@` in URLs."""
 
@@ -73,20 +91,102 @@ def _is_secret_key(key: str) -> bool:
     return lowered in SECRET_KEYS or lowered.endswith(("_api_key", "_secret", "_password"))
 
 
+class _Remembered:
+    """Secrets and patterns configured in this process; only ever grows."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.secrets: dict[str, None] = {}
+        self.patterns: dict[str, None] = {}
+        self.version = 0
+
+    def add(self, secrets: Iterable[str], patterns: Iterable[str]) -> None:
+        new_secrets = [s for s in secrets if len(s) >= _MIN_SECRET and s not in self.secrets]
+        new_patterns = [p for p in patterns if p not in self.patterns]
+        if not new_secrets and not new_patterns:
+            return
+        with self.lock:
+            self.secrets.update(dict.fromkeys(new_secrets))
+            self.patterns.update(dict.fromkeys(new_patterns))
+            self.version += 1
+
+
+_MIN_SECRET = 4
+"""Shorter literal values are not masked (they would mask ordinary words)."""
+_REMEMBERED = _Remembered()
+
+
+def secret_values(settings: Settings) -> tuple[str, ...]:
+    """The secret values `settings` holds: the API key and every configured URL's password."""
+    values: list[str] = []
+    if settings.openai_api_key is not None:
+        values.append(settings.openai_api_key.get_secret_value())
+    urls = (
+        settings.openai_base_url,
+        settings.checkpoint_url,
+        settings.redis_url,
+        settings.database_url,
+        settings.service.db_url,
+    )
+    for url in urls:
+        password = _url_password(url)
+        if password:
+            values += [password, unquote(password)]
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def remember_secrets(secrets: Iterable[str], patterns: Iterable[str] = ()) -> None:
+    """Mask these values (and matches of these patterns) at every exit, from now on."""
+    _REMEMBERED.add(secrets, patterns)
+
+
+def remember(settings: Settings) -> None:
+    """Mask the secrets and the extra patterns `settings` configures, at every exit."""
+    remember_secrets(secret_values(settings), settings.observability.redact_patterns)
+
+
 @dataclass(frozen=True)
 class Redactor:
-    """Masks secrets in log events; build it once, call it for every event."""
+    """Masks secrets in log events; build it once, call it for every event.
+
+    Besides its own `patterns` and `secrets`, it masks whatever was `remember`ed in this
+    process (also after it was built).
+    """
 
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     secrets: tuple[str, ...] = ()
     """Literal secret values (e.g. the configured API keys); masked wherever they appear."""
-    _regex: re.Pattern[str] | None = field(init=False, repr=False, default=None)
+    max_depth: int = 8
+    """Nesting followed by `value`; anything deeper is masked whole."""
+    _compiled: tuple[int, re.Pattern[str] | None] = field(
+        init=False, repr=False, compare=False, default=(-1, None)
+    )
 
-    def __post_init__(self) -> None:
-        parts = [re.escape(s) for s in self.secrets if len(s) >= 4]
-        parts += [f"(?:{p})" for p in self.patterns]
+    @property
+    def _regex(self) -> re.Pattern[str] | None:
+        version, regex = self._compiled
+        if version == _REMEMBERED.version:
+            return regex
+        with _REMEMBERED.lock:
+            version = _REMEMBERED.version
+            secrets = [*self.secrets, *_REMEMBERED.secrets]
+            patterns = [*self.patterns, *_REMEMBERED.patterns]
+        # Longest first, so a secret containing another is masked whole.
+        literal = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        parts = [re.escape(s) for s in literal]
+        parts += [f"(?:{p})" for p in dict.fromkeys(patterns)]
         regex = re.compile("|".join(parts)) if parts else None
-        object.__setattr__(self, "_regex", regex)
+        object.__setattr__(self, "_compiled", (version, regex))
+        return regex
 
     @classmethod
     def build(cls, extra_patterns: Iterable[str] = (), secrets: Iterable[str] = ()) -> Redactor:
@@ -98,8 +198,9 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """`value` with every secret in it masked."""
-        if self._regex is not None:
-            value = self._regex.sub(MASK, value)
+        regex = self._regex
+        if regex is not None:
+            value = regex.sub(MASK, value)
         return _INLINE.sub(_inline_mask, value)
 
     def value(self, value: Any, depth: int = 0) -> Any:
@@ -108,7 +209,7 @@ class Redactor:
             return self.text(value)
         if value is None or isinstance(value, bool | int | float):
             return value
-        if depth > 8:
+        if depth > self.max_depth:
             return MASK
         if isinstance(value, Mapping):
             return {
@@ -127,3 +228,14 @@ class Redactor:
         """A structlog processor."""
         masked: dict[str, Any] = self.value(event)
         return masked
+
+
+_PROCESS = Redactor(max_depth=32)
+
+
+def redact(value: Any) -> Any:
+    """`value` (text or JSON-like data) with the default patterns and every remembered
+    secret masked: what the run writes into its state, and what LangSmith receives."""
+    if isinstance(value, str):
+        return _PROCESS.text(value)
+    return _PROCESS.value(value)

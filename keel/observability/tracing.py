@@ -21,6 +21,7 @@ from typing import Any
 
 from keel.config import Settings
 from keel.observability._tracer import KeelTracer, TracePolicy
+from keel.observability.logs import ensure_logging
 
 __all__ = ["Tracing", "pin_sender"]
 
@@ -88,7 +89,12 @@ class Tracing:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client: Any = None) -> Tracing:
-        """On when `tracing` is `on`, or `auto` and LangSmith's own switch says so."""
+        """On when `tracing` is `on`, or `auto` and LangSmith's own switch says so.
+
+        Every agent is built through here, so this is also where its settings' secrets are
+        remembered for redaction and where a library user's logs are made safe
+        (`ensure_logging`)."""
+        ensure_logging(settings)
         obs = settings.observability
         policy = TracePolicy(sample_rate=obs.trace_sample_rate, payloads=obs.trace_payloads)
         if obs.tracing == "off":
