@@ -57,7 +57,7 @@ if TYPE_CHECKING:
         tool,
     )
     from keel.tools.registry import Reconciled
-    from keel.types import AgentState, RunResult
+    from keel.types import AgentState, RunMetadata, RunResult
 
 _WHERE = {
     # the agent and its entry points
@@ -66,6 +66,7 @@ _WHERE = {
     "run": "keel.runtime",
     "resume": "keel.runtime",
     "RunResult": "keel.types",
+    "RunMetadata": "keel.types",
     "Settings": "keel.config",
     "load_settings": "keel.config",
     # your own tools
@@ -123,6 +124,7 @@ __all__ = [
     "Reconciled",
     "RetentionPolicy",
     "RunError",
+    "RunMetadata",
     "RunResult",
     "Settings",
     "StorageUnavailableError",

@@ -38,6 +38,7 @@ KEEL = [
     "Reconciled",
     "RetentionPolicy",
     "RunError",
+    "RunMetadata",
     "RunResult",
     "Settings",
     "StorageUnavailableError",
