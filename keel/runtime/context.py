@@ -12,7 +12,8 @@ from keel.cache import Caches, attach_model_cache, open_caches
 from keel.config import Settings
 from keel.cost.ledger import TenantLedger
 from keel.cost.tiers import DEFAULT_TIER, tier_ladder
-from keel.models import ModelSpec, make_chat_model, price_for, supports_native_tools
+from keel.models import ModelSpec, make_chat_model, supports_native_tools
+from keel.models.pricing import run_price
 from keel.nodes import AgentContext
 from keel.nodes.context import DEFAULT_SYSTEM_PROMPT, ModelBinding
 from keel.resilience import Resilience
@@ -44,7 +45,10 @@ async def build_context(
         overrides.setdefault(DEFAULT_TIER, model)
     built: dict[str, BaseChatModel] = {}
     bindings: dict[str, ModelBinding] = {}
-    for rung in tier_ladder(settings):
+    ladder = tier_ladder(settings)
+    # priced before any model is built: a USD budget over an unpriced model fails at once
+    prices = {rung.name: run_price(ModelSpec.parse(rung.spec), settings) for rung in ladder}
+    for rung in ladder:
         spec = ModelSpec.parse(rung.spec)
         chat_model = overrides.get(rung.name) or built.get(rung.spec)
         if chat_model is None:
@@ -54,7 +58,7 @@ async def build_context(
         if mode == "auto":
             mode = "native" if supports_native_tools(chat_model) else "react"
         bindings[rung.name] = ModelBinding(
-            rung.name, str(spec), chat_model, mode, price_for(spec, settings)
+            rung.name, str(spec), chat_model, mode, prices[rung.name]
         )
     default = bindings[DEFAULT_TIER]
     registry = (tools if tools is not None else default_tools()).requiring_approval(

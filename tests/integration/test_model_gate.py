@@ -22,11 +22,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from keel.config import ModelPrice, Settings
 from keel.cost.accounting import estimate_call, estimate_tokens
-from keel.errors import ErrorCode
-from keel.nodes._compaction import SUMMARY_INSTRUCTIONS
-from keel.nodes._compose import COMPOSE_SYSTEM
-from keel.nodes._degrade import DIRECT_ANSWER_PROMPT
-from keel.nodes._records import text_of
+from keel.errors import ConfigError, ErrorCode
+from keel.nodes import COMPOSE_SYSTEM, DIRECT_ANSWER_PROMPT, SUMMARY_INSTRUCTIONS, text_of
 from keel.runtime import open_agent
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
 from keel.tools.registry import ToolRegistry, tool
@@ -287,3 +284,40 @@ def _meta(result: Any) -> dict[str, Any]:
     """The result's metadata as JSON (`keel run --json` prints the same)."""
     meta: dict[str, Any] = result.to_dict()["metadata"]
     return meta
+
+
+async def test_a_usd_budget_fires_on_a_dated_model_name(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """`openai:gpt-4o-mini-2024-07-18` costs what `gpt-4o-mini` costs, so its budget fires."""
+
+    def loop(messages: list[BaseMessage], info: CallInfo) -> Reply:
+        usage = {"input_tokens": 4000, "output_tokens": 100, "total_tokens": 4100}
+        return _call(f"k{info.index}", info.index).model_copy(update={"usage_metadata": usage})
+
+    model = FunctionModel(fn=loop)
+    settings = settings_factory(
+        model="openai:gpt-4o-mini-2024-07-18",
+        cache={"backend": "none"},
+        cost={"run_usd": 0.003},  # a call: $0.00066; its worst case: under $0.0013
+        limits={"max_iterations": 50},
+        degradation={"direct_answer": False},
+    )
+    async with open_agent(settings, model=model, tools=TOOLS) as agent:
+        result = await agent.arun("Look everything up")
+        state = (await agent.graph.aget_state(agent.config(result.thread_id))).values
+    assert result.error_code == ErrorCode.BUDGET_EXCEEDED
+    assert state["usage"]["cost_usd"] == pytest.approx(model.calls * 0.00066)
+    assert state["usage"]["cost_usd"] <= 0.003
+    assert 2 <= model.calls < 50
+
+
+async def test_an_unpriced_model_under_a_usd_budget_fails_at_start_up(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    model = FunctionModel(fn=lambda messages, info: "never called")
+    settings = settings_factory(model="openai:my-finetune", cost={"run_usd": 1.0})
+    with pytest.raises(ConfigError, match="no price is known for 'openai:my-finetune'"):
+        async with open_agent(settings, model=model, tools=TOOLS):
+            pass
+    assert model.calls == 0
