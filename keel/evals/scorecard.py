@@ -112,7 +112,7 @@ class Scorecard:
         }
 
     def markdown(self) -> str:
-        """The scorecard as a Markdown table (what the README shows)."""
+        """The scorecard as a Markdown table (what docs/benchmarks.md shows)."""
         first = self.reports[0]
         lines = [
             f"{len(first.outcomes)} tasks, {self.plan.rate:.0%} faults (seed {self.plan.seed}), "

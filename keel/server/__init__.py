@@ -1,7 +1,7 @@
 """Keel's HTTP API (the LangGraph Agent Server protocol), its store and its workers.
 
 `create_app(settings)` builds the FastAPI app `keel serve` runs; `run_worker(settings)` is
-`keel worker`. See the README's "HTTP API" section for routes, tenants and admission.
+`keel worker`. See docs/service.md for routes, tenants and admission.
 """
 
 from __future__ import annotations
