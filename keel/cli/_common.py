@@ -3,6 +3,9 @@
 Exit codes: 0 the run succeeded; 1 the run ended in a clean failure (or an unexpected
 error); 2 a usage or configuration error; 3 the run waits for a human; 4 the thread has no
 checkpoint (nothing to resume, approve, fork or show). Failures print one line to stderr.
+
+Text from users, models and tools is printed literally (`Text`, never rich markup): an
+answer containing `[/b]` or `[bold]` is shown as written.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from keel.config import Settings, load_settings
 from keel.errors import KeelError, ThreadNotFoundError, UsageError
+from keel.observability.logs import listen
+from keel.observability.redact import redact
 from keel.types import RunResult
 
 app = typer.Typer(
@@ -37,8 +43,15 @@ EXIT_NO_THREAD = 4
 """The thread has no checkpoint: a wrong id, or a run that stopped before its first one."""
 
 
+def literal(text: str, label: str = "", style: str = "") -> Text:
+    """`text` exactly as written (no markup, no emoji codes), after an optional styled label."""
+    if not label:
+        return Text(text)
+    return Text.assemble((label, style), " ", text)
+
+
 def fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(literal(redact(message), "error:", "red"), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -63,14 +76,49 @@ def settings_from(**overrides: Any) -> Settings:
 Job = Callable[[Callable[[str], None]], Coroutine[Any, Any, RunResult]]
 
 
+def step_of(event: Mapping[str, Any]) -> str | None:
+    """What the run is doing now, from the event just logged (they follow each step)."""
+    name = event.get("event")
+    step = event.get("iteration")
+    at = f"step {step + 1} · " if isinstance(step, int) else ""
+    if name == "run.start":
+        return "reason: thinking…"
+    if name == "model.call":
+        action = event.get("action")
+        if event.get("signal") == "tools" and action:
+            return f"{at}act: running {action}…"
+        return f"{at}reason: {'answering' if event.get('signal') == 'answer' else 'thinking'}…"
+    if name == "tool.call":
+        return f"{at}reason: thinking over {event.get('tool')}'s result…"
+    if name == "model.retry":
+        return f"{at}reason: retrying the model ({event.get('error_code')})…"
+    if name in ("run.degrade", "run.fallback"):
+        return f"{at}fallback: {event.get('error_code')}…"
+    return None
+
+
 def execute(job: Job, as_json: bool) -> None:
-    """Run a job under a spinner and print its result; exit with the result's code."""
+    """Run a job under a spinner and print its result; exit with the result's code.
+
+    On a terminal the spinner shows the current step (from the run's log events); log lines
+    print above it, on their own lines (they go to `sys.stderr`, which the spinner proxies).
+    """
     try:
         if as_json or not err.is_terminal:
             result = asyncio.run(job(lambda message: None))
         else:
             with err.status("working…", spinner="dots") as status:
-                result = asyncio.run(job(lambda message: status.update(message)))
+
+                def show(message: str) -> None:
+                    status.update(literal(message))
+
+                def on_event(event: Mapping[str, Any]) -> None:
+                    step = step_of(event)
+                    if step is not None:
+                        show(step)
+
+                with listen(on_event):
+                    result = asyncio.run(job(show))
     except KeelError as exc:
         raise error_exit(exc) from exc
     except KeyboardInterrupt as exc:
@@ -86,12 +134,14 @@ def execute(job: Job, as_json: bool) -> None:
         raise typer.Exit(3)
     if not result.success:
         if not as_json:
-            err.print(f"[red]failed:[/red] {result.error_code}: {result.error}", highlight=False)
+            err.print(
+                literal(f"{result.error_code}: {result.error}", "failed:", "red"), soft_wrap=True
+            )
         raise typer.Exit(1)
 
 
 def print_result(result: RunResult) -> None:
-    out.print(result.output, highlight=False, soft_wrap=True)
+    out.print(literal(result.output), soft_wrap=True)
     meta = result.metadata
     table = Table(title=None, show_edge=False, header_style="bold dim")
     for column in ("#", "node", "tool", "ms", "tokens"):
@@ -99,33 +149,33 @@ def print_result(result: RunResult) -> None:
     for step in meta.trace:
         table.add_row(
             str(step["iteration"]),
-            step["node"],
-            step.get("action") or "",
+            literal(step["node"]),
+            literal(step.get("action") or ""),
             f"{step['ms']:.0f}",
             str(step.get("tokens") or ""),
         )
     err.print(table)
     err.print(
-        f"iterations {meta.iterations} · tokens {meta.total_tokens} · "
-        f"cost ${meta.total_cost:.6f} · time {meta.execution_time:.2f}s · "
-        f"thread {result.thread_id}",
-        highlight=False,
+        literal(
+            f"iterations {meta.iterations} · tokens {meta.total_tokens} · "
+            f"cost ${meta.total_cost:.6f} · time {meta.execution_time:.2f}s · "
+            f"thread {result.thread_id}"
+        )
     )
 
 
 def print_pending(requests: list[dict[str, Any]], thread: str) -> None:
     """Show what a paused run waits for, and how to answer."""
     for r in requests:
-        err.print(f"[yellow]waiting:[/yellow] {r['message']}", highlight=False, soft_wrap=True)
+        err.print(literal(str(r["message"]), "waiting:", "yellow"), soft_wrap=True)
         err.print(
-            f"  {r['tool']}({json.dumps(r['arguments'])})  key {r['idempotency_key']}",
-            highlight=False,
+            literal(f"  {r['tool']}({json.dumps(r['arguments'])})  key {r['idempotency_key']}"),
             soft_wrap=True,
         )
         if r.get("error"):
-            err.print(f"  previous answer refused: {r['error']}", highlight=False)
+            err.print(literal(f"  previous answer refused: {r['error']}"), soft_wrap=True)
     if requests:
         err.print(
-            f"  answer: keel approve --thread {thread} [--edit JSON | --reject REASON]",
-            highlight=False,
+            literal(f"  answer: keel approve --thread {thread} [--edit JSON | --reject REASON]"),
+            soft_wrap=True,
         )

@@ -19,6 +19,7 @@ from keel.cli._common import (
     error_exit,
     execute,
     fail,
+    literal,
     out,
     settings_from,
 )
@@ -142,12 +143,12 @@ def models(as_json: JsonFlag = False) -> None:
         table.add_column(column, no_wrap=column == "spec")
     for r in rows:
         table.add_row(
-            r.spec,
+            literal(r.spec),
             "yes" if r.installed else "no",
             f"{r.input_per_1m:g}",
             f"{r.output_per_1m:g}",
             "yes" if r.native_tools else "no",
-            r.note,
+            literal(r.note),
         )
     out.print(table)
 
@@ -204,8 +205,8 @@ def keys_create(
     if as_json:
         sys.stdout.write(json.dumps(made) + "\n")
     else:
-        out.print(made["api_key"], highlight=False)
-        err.print(f"key {made['key_id']} · tenant {tenant} · role {role}", highlight=False)
+        out.print(literal(made["api_key"]), soft_wrap=True)
+        err.print(literal(f"key {made['key_id']} · tenant {tenant} · role {role}"))
 
 
 @keys_app.command("revoke")

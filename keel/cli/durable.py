@@ -16,7 +16,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from keel.cli._common import JsonFlag, app, error_exit, execute, fail, out, settings_from
+from keel.cli._common import (
+    JsonFlag,
+    app,
+    error_exit,
+    execute,
+    fail,
+    literal,
+    out,
+    settings_from,
+)
 from keel.errors import KeelError
 from keel.types import RunResult
 
@@ -101,12 +110,12 @@ def history(
         table.add_column(column, no_wrap=column == "checkpoint")
     for c in found:
         table.add_row(
-            c.checkpoint_id,
+            literal(c.checkpoint_id),
             str(c.step),
-            c.source,
-            ", ".join(c.next),
-            (c.created_at or "")[:19],
-            c.last_message,
+            literal(c.source),
+            literal(", ".join(c.next)),
+            literal((c.created_at or "")[:19]),
+            literal(c.last_message),
         )
     out.print(table)
 

@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from keel.errors import ThreadNotFoundError
 
@@ -114,7 +115,7 @@ def render_table(steps: list[StepRow], console: Console) -> None:
     for run in runs:
         mine = [s for s in steps if s.run_id == run]
         table = Table(
-            title=f"run {run}" if len(runs) > 1 or run else None,
+            title=Text(f"run {run}") if len(runs) > 1 or run else None,
             title_justify="left",
             show_lines=False,
             header_style="bold",
@@ -136,13 +137,13 @@ def render_table(steps: list[StepRow], console: Console) -> None:
             observation = _short(s.observation)
             if s.error_code:
                 observation = f"{s.error_code}: {observation}" if observation else s.error_code
-            table.add_row(
+            table.add_row(  # Text: model and tool output is shown as written, not as markup
                 str(s.iteration),
-                s.node + note,
-                _short(s.thought),
-                s.action or "",
-                _short(s.action_input),
-                observation,
+                Text(s.node + note),
+                Text(_short(s.thought)),
+                Text(s.action or ""),
+                Text(_short(s.action_input)),
+                Text(observation),
                 f"{s.ms:.0f}",
                 str(s.tokens or ""),
                 f"{s.cost:.6f}" if s.cost else "",
