@@ -163,11 +163,18 @@ class SqlToolSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     allowed_tables: tuple[str, ...] = ("customers", "products", "orders", "order_items")
-    """Tables a query may read."""
+    """Tables a query may read, named as the database stores them (Postgres keeps an unquoted
+    `CREATE TABLE Orders` as `orders`; SQLite ignores case)."""
     row_cap: int = Field(200, ge=1, le=100_000)
     """Rows returned at most (the result says when it was cut)."""
+    max_result_bytes: int = Field(256_000, ge=1_000, le=100_000_000)
+    """Bytes of values returned at most: fetching stops past it and the result says so; a
+    single row (or SQLite value) over it is refused."""
     statement_timeout_s: float = Field(5.0, gt=0)
     """A query running longer is cancelled."""
+    allow_superuser: bool = False
+    """Let the tool run on a Postgres superuser connection. Off: such a connection is refused;
+    production connects as the least-privilege role `keel sql-role` creates."""
     notes: str | None = Field(None, max_length=4000)
     """Business rules the schema does not show, told to the model with the schema."""
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, timedelta
 
-from keel.config import Settings
+from keel.config import Settings, SqlToolSettings
 from keel.errors import KeelError
+from keel.tools._sql_functions import fold
 from keel.tools.sample_db import SAMPLE_DB_NOTES
 from keel.tools.sql import SqlTarget, execute_readonly, resolve_target
 
@@ -32,12 +33,18 @@ _COLUMNS_SQL = {
 _DIALECT_NAME = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def _columns(target: SqlTarget, allowed: tuple[str, ...]) -> dict[str, list[str]]:
-    result = execute_readonly(target, _COLUMNS_SQL[target.dialect], row_cap=5000, timeout_s=5)
-    wanted = {t.lower() for t in allowed}
+def _columns(target: SqlTarget, settings: SqlToolSettings) -> dict[str, list[str]]:
+    result = execute_readonly(
+        target,
+        _COLUMNS_SQL[target.dialect],
+        row_cap=5000,
+        timeout_s=5,
+        allow_superuser=settings.allow_superuser,
+    )
+    wanted = {fold(t, quoted=True, dialect=target.dialect) for t in settings.allowed_tables}
     columns: dict[str, list[str]] = defaultdict(list)
     for table, column in result.rows:
-        if str(table).lower() in wanted:
+        if fold(str(table), quoted=True, dialect=target.dialect) in wanted:
             columns[str(table)].append(str(column))
     return dict(columns)
 
@@ -49,9 +56,8 @@ def describe_database(settings: Settings) -> str:
     go on, and the tool itself reports the problem when it is called.
     """
     target = resolve_target(settings)
-    allowed = settings.sql.allowed_tables
     try:
-        columns = _columns(target, allowed)
+        columns = _columns(target, settings.sql)
     except KeelError as exc:
         return f"The sql_query tool's database could not be described: {exc.message}"
     lines = [f"The sql_query tool reads a {_DIALECT_NAME[target.dialect]} database. Tables:"]

@@ -262,3 +262,99 @@ async def test_unusable_database_is_fatal(url: str, tmp_path: Path) -> None:
     with pytest.raises(ToolFatalError):
         await run("SELECT count(*) FROM orders", settings)
     assert not (tmp_path / "missing.db").exists()
+
+
+# Issue 18 item 5 on SQLite: names compare case-insensitively, quoted or not; functions are
+# checked against an allow-list.
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) FROM orders WHERE length(randomblob(10)) > 0",
+        "SELECT zeroblob(10) FROM orders",
+        "SELECT load_extension('x')",
+        "SELECT sqlite_version()",
+        "SELECT main.upper('x')",
+    ],
+)
+def test_sqlite_functions_outside_the_allow_list_are_refused(query: str) -> None:
+    with pytest.raises(ToolInputError, match="not allowed") as info:
+        validate_select(query, dialect="sqlite", allowed_tables=TABLES)
+    assert info.value.code is ErrorCode.TOOL_REFUSED
+
+
+def test_sqlite_cte_names_fold_like_table_names(settings: Settings) -> None:
+    """In SQLite `"META"` and `meta` are one name, so this CTE really hides the table."""
+    sql = validate_select(
+        'WITH "META" AS (SELECT 1 AS x) SELECT x FROM meta', dialect="sqlite", allowed_tables=TABLES
+    )
+    assert "META" in sql
+
+
+# Issue 18 item 6: resource bombs. The query checks refuse them; the executor bounds them
+# even when the checks are bypassed.
+def test_printf_with_a_huge_width_is_refused_before_it_runs(settings: Settings) -> None:
+    """`printf('%.*c', 2e9, 'x')` is one C call of ~25 s that no progress handler interrupts."""
+    for query in (
+        "SELECT printf('%.*c', 2000000000, 'x')",
+        "SELECT printf('%.2000000000c', 'x')",
+        "SELECT format('%2000000000d', 1)",
+        "SELECT printf(name, 2000000000) FROM products",
+    ):
+        started = time.monotonic()
+        with pytest.raises(ToolInputError, match=r"printf|format") as info:
+            validate_select(query, dialect="sqlite", allowed_tables=TABLES)
+        assert info.value.code is ErrorCode.TOOL_REFUSED
+        assert time.monotonic() - started < 1
+    assert validate_select("SELECT printf('%.2f', 1.5)", dialect="sqlite", allowed_tables=TABLES)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT length(randomblob(300000000))",
+        "SELECT zeroblob(300000000)",
+        "SELECT replace(hex(zeroblob(200000)), '0', 'xx')",
+    ],
+)
+def test_huge_values_are_refused_by_sqlite_limits(query: str, db_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ToolInputError, match="over 256000 bytes"):
+        execute_readonly(SqlTarget("sqlite", str(db_path)), query, row_cap=10, timeout_s=5)
+    assert time.monotonic() - started < 1
+
+
+def test_fetching_stops_at_the_byte_cap_and_says_so(db_path: Path) -> None:
+    """Sixty 100 kB rows against a 1 MB cap: about ten come back, with a note saying why."""
+    query = (
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 60) "
+        "SELECT n, hex(zeroblob(50000)) FROM g"
+    )
+    result = execute_readonly(
+        SqlTarget("sqlite", str(db_path)), query, row_cap=200, timeout_s=5, max_bytes=1_000_000
+    )
+    assert result.truncated is True
+    assert [r[0] for r in result.rows] == list(range(1, 10))
+    assert "1000000-byte cap" in json.loads(result.to_json())["note"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("SELECT " + "(" * 5000 + "1" + ")" * 5000, "nested too deeply"),
+        ("SELECT " + "(" * 45 + "1" + ")" * 45, "nested too deeply"),
+        ("SELECT " + "abs(" * 60 + "1" + ")" * 60, "nested too deeply"),
+        ("SELECT " + "CASE WHEN 1 THEN " * 80 + "1" + " END" * 80, "nested too deeply"),
+        ("SELECT 1 FROM orders WHERE " + "NOT " * 500 + "1", "nested too deeply"),
+        ("SELECT U&'d\\0061t' UESCAPE '\\' FROM orders", "could not parse"),
+        ("SELECT 1" + " + 1" * 6000, "characters"),
+    ],
+)
+def test_deep_nesting_and_odd_escapes_are_refused_clearly(
+    query: str, reason: str, dialect: str
+) -> None:
+    """Before: RecursionError (from sqlglot's recursive parser) or re.error, not a refusal."""
+    with pytest.raises(ToolInputError) as info:
+        validate_select(query, dialect=dialect, allowed_tables=TABLES)
+    assert info.value.code is ErrorCode.TOOL_REFUSED
+    assert reason in info.value.message
