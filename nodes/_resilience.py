@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, ToolCall, ToolMessage
 from pydantic import BaseModel
@@ -18,15 +19,16 @@ from pydantic import BaseModel
 from keel.errors import ErrorCode
 from keel.nodes._records import trace_step
 from keel.nodes.context import AgentContext
-from keel.resilience import Classified, backoff_delay, retry_delay
+from keel.resilience import backoff_delay, retry_delay
 from keel.tools.registry import Tool, ToolContext
 from keel.types import AgentState, ErrorRecord
 
 __all__ = [
+    "RetryPlan",
     "calls_to_run",
     "guard_tool_call",
-    "next_retry_delay",
     "observe_tool_retry",
+    "plan_retry",
     "retry_wait",
     "run_tool_guarded",
     "tool_retry_update",
@@ -44,10 +46,44 @@ async def guard_tool_call(
         yield
 
 
-def next_retry_delay(ctx: AgentContext, attempt: int, verdict: Classified) -> float:
-    """The wait before retry `attempt`, chosen when the failure is recorded (so it is in the
-    checkpoint and the trace): full-jitter backoff, stretched to any `Retry-After`."""
-    return retry_delay(attempt, ctx.settings.retry, ctx.rng, verdict.retry_after)
+@dataclass(frozen=True)
+class RetryPlan:
+    """What follows a failed attempt of a model or tool call: another try after `delay_s`,
+    or none, and then `stop` says why."""
+
+    attempt: int
+    """The number of the attempt that failed (1-based): the retry's backoff step."""
+    delay_s: float
+    stop: Literal["not_retryable", "exhausted", "deadline"] | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.stop is None
+
+
+def plan_retry(
+    ctx: AgentContext,
+    *,
+    attempt: int,
+    limit: int,
+    retryable: bool,
+    deadline: float,
+    retry_after: float | None = None,
+) -> RetryPlan:
+    """The one retry rule of model and tool calls: a retryable failure is tried again while
+    attempts remain (`attempt < limit`) and the wait ends before `deadline`.
+
+    The wait is chosen now, when the failure is recorded (so it is in the checkpoint and
+    the trace): full-jitter backoff, stretched to any `Retry-After`.
+    """
+    delay = retry_delay(attempt, ctx.settings.retry, ctx.rng, retry_after)
+    if not retryable:
+        return RetryPlan(attempt, delay, "not_retryable")
+    if attempt >= limit:
+        return RetryPlan(attempt, delay, "exhausted")
+    if ctx.clock() + delay >= deadline:
+        return RetryPlan(attempt, delay, "deadline")
+    return RetryPlan(attempt, delay)
 
 
 def retry_wait(state: AgentState, ctx: AgentContext, attempt: int) -> float:
@@ -107,15 +143,21 @@ def tool_retry_update(
             and tool.idempotent
         ):
             again[call_id] = message.id
-    limit = state["limits"].get("max_tool_attempts", 3)
-    if again and attempt + 1 < limit:
-        delay = retry_delay(attempt + 1, ctx.settings.retry, ctx.rng)
-        return {
-            "signal": "retry",
-            "tool_retry": again,
-            "tool_attempt": attempt + 1,
-            "retry_delay_s": delay,
-        }
+    if again:
+        plan = plan_retry(
+            ctx,
+            attempt=attempt + 1,
+            limit=state["limits"].get("max_tool_attempts", 3),
+            retryable=True,
+            deadline=state["deadline"],
+        )
+        if plan.retry:
+            return {
+                "signal": "retry",
+                "tool_retry": again,
+                "tool_attempt": plan.attempt,
+                "retry_delay_s": plan.delay_s,
+            }
     return {"tool_retry": None, "tool_attempt": 0}
 
 

@@ -21,7 +21,7 @@ from keel.nodes._interpret import Decision, interpret
 from keel.nodes._model_gate import ModelGate, ModelRequest
 from keel.nodes._prompt import reason_request, repair_exchange
 from keel.nodes._records import error_record, text_of, trace_step
-from keel.nodes._resilience import next_retry_delay, retry_wait
+from keel.nodes._resilience import plan_retry, retry_wait
 from keel.nodes.context import AgentContext
 from keel.resilience import classify_model_error
 from keel.types import AgentState, TraceStep, UsageTotals
@@ -274,19 +274,22 @@ def _model_failed(
     """A failed call (`calls`: what it counted): retry after a backoff, or degrade."""
     verdict = classify_model_error(exc)
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    next_attempt = attempt + 1
-    record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=next_attempt)
-    message = record["message"]  # secrets masked (keel.nodes._records)
+    plan = plan_retry(
+        ctx,
+        attempt=attempt + 1,
+        limit=state["limits"]["max_model_attempts"],
+        retryable=verdict.kind == "retryable",
+        deadline=min(state["deadline"], keep["iteration_deadline"]),
+        retry_after=verdict.retry_after,
+    )
+    record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=plan.attempt)
     ms = (ctx.timer() - started) * 1000
-    delay = next_retry_delay(ctx, next_attempt, verdict)
-    in_time = ctx.clock() + delay < min(state["deadline"], keep["iteration_deadline"])
-    exhausted = next_attempt >= state["limits"]["max_model_attempts"]
-    if verdict.kind == "retryable" and not exhausted and in_time:
+    if plan.retry:
         return {
             **keep,
             "signal": "retry",
-            "model_attempt": next_attempt,
-            "retry_delay_s": delay,
+            "model_attempt": plan.attempt,
+            "retry_delay_s": plan.delay_s,
             "usage": calls,
             "errors": [record],
             "trace": [
@@ -295,23 +298,21 @@ def _model_failed(
                     NODE,
                     ms,
                     signal="retry",
-                    attempt=next_attempt,
+                    attempt=plan.attempt,
                     error_code=str(verdict.code),
-                    observation=f"{message} (retrying in {delay:.2f}s)",
+                    observation=f"{message} (retrying in {plan.delay_s:.2f}s)",
                 )
             ],
         }
-    why = (
-        f"model failed {next_attempt} times; last: {message}"
-        if verdict.kind == "retryable" and exhausted
-        else f"model failed; waiting {delay:.1f}s would pass the deadline: {message}"
-        if verdict.kind == "retryable"
-        else f"model call failed ({verdict.kind}): {message}"
-    )
+    why = {
+        "exhausted": f"model failed {plan.attempt} times; last: {message}",
+        "deadline": f"model failed; waiting {plan.delay_s:.1f}s would pass the deadline: {message}",
+        "not_retryable": f"model call failed ({verdict.kind}): {message}",
+    }[plan.stop or "not_retryable"]
     return {
         **keep,
         "signal": "degrade",
-        "model_attempt": next_attempt,
+        "model_attempt": plan.attempt,
         "fatal_error": {**record, "message": why},
         "usage": calls,
         "errors": [record],
@@ -321,7 +322,7 @@ def _model_failed(
                 NODE,
                 ms,
                 signal="degrade",
-                attempt=next_attempt,
+                attempt=plan.attempt,
                 error_code=str(verdict.code),
                 observation=why,
             )
