@@ -31,7 +31,7 @@ from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
 from keel.errors import is_control_flow
 from keel.nodes._compaction import summarize_middle, summary_needed, system_tokens
-from keel.nodes._model_gate import ModelGate, ModelRequest, estimate_request
+from keel.nodes._model_gate import GatedReply, ModelGate, ModelRequest, estimate_request
 from keel.nodes._prompt import reason_request
 from keel.nodes._records import trace_step
 from keel.nodes.context import AgentContext
@@ -117,7 +117,7 @@ async def _summarize(
         return {}
     cheapest = ctx.with_tier(names[0])
     tier = cheapest.tier or names[0]
-    calls: list[Any] = []
+    calls: list[GatedReply] = []
 
     async def invoke(prompt: list[BaseMessage]) -> BaseMessage:
         request = ModelRequest("summary", cheapest, prompt, state["deadline"])

@@ -1,5 +1,7 @@
 """`Resilience`: the breakers and limits one agent applies around every model and tool call.
 
+Every model call of a run reaches it through the model gate (`keel.nodes._model_gate`),
+which adds the budget check, the timeout, the cache and the accounting around it:
 ```python
 async with ctx.resilience.model_call("openai:gpt-4o-mini", tokens=900, clock=..., sleep=...,
                                      deadline=...):
