@@ -164,6 +164,14 @@ class CronStore:
             )
         return bool(gone.rowcount)
 
+    async def delete_for_thread(self, thread_id: str, tenant_id: str) -> int:
+        """Delete the crons of a thread (the thread is being deleted); how many went."""
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(crons).where(crons.c.thread_id == thread_id, crons.c.tenant_id == tenant_id)
+            )
+        return int(gone.rowcount or 0)
+
     async def search(
         self,
         tenant_id: str,

@@ -8,15 +8,22 @@ the LangGraph Agent Server renders them (messages as their pydantic dumps, inter
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
+from langchain_core.messages import (
+    BaseMessage,
+    BaseMessageChunk,
+    message_chunk_to_message,
+    messages_from_dict,
+)
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel
 
-__all__ = ["dumps", "interrupt_json", "jsonable", "snapshot_json", "sse"]
+__all__ = ["MessagesFormat", "dumps", "interrupt_json", "jsonable", "snapshot_json", "sse"]
 
 
 def _default(obj: Any) -> Any:
@@ -34,8 +41,18 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """orjson with a fallback for messages, dataclasses and anything else (as repr)."""
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """orjson with a fallback for messages, dataclasses and anything else (as repr).
+
+    Text that is not Unicode (a lone surrogate, stored before the API refused it) is sent
+    with `?` in its place rather than failing the whole answer.
+    """
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        if "surrogates" not in str(exc):
+            raise
+        text = json.dumps(obj, default=_default, ensure_ascii=False)
+        return text.encode("utf-8", errors="replace")
 
 
 def jsonable(obj: Any) -> Any:
@@ -97,3 +114,51 @@ def snapshot_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
         "parent_checkpoint": _checkpoint(snapshot.parent_config),
         "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
     }
+
+
+def _message(value: Any) -> BaseMessage | None:
+    """A message as LangGraph streamed it: the object in-process, its dump from a worker."""
+    if isinstance(value, BaseMessage):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        try:
+            return messages_from_dict([{"type": value["type"], "data": value}])[0]
+        except (ValueError, TypeError, KeyError):
+            return None
+    return None
+
+
+class MessagesFormat:
+    """The protocol's `messages` stream mode, made from LangGraph's `(message, metadata)` pairs.
+
+    A message's first piece is announced by `messages/metadata` (`{id: {"metadata": …}}`);
+    then each token chunk gives `messages/partial` with the message so far, and a whole
+    message `messages/complete`, each as a one-item list. `messages-tuple` keeps the pairs.
+    One per stream: it accumulates the chunks of the messages it has seen.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, BaseMessage] = {}
+
+    def events(self, data: Any) -> list[tuple[str, Any]]:
+        if not isinstance(data, list | tuple) or len(data) != 2:
+            return [("messages", data)]
+        message, metadata = _message(data[0]), data[1]
+        if message is None:
+            return [("messages", data)]
+        out: list[tuple[str, Any]] = []
+        key = message.id or f"anonymous-{len(self._seen)}"
+        known = self._seen.get(key)
+        if known is None:
+            out.append(("messages/metadata", {key: {"metadata": metadata}}))
+            known = message
+        elif isinstance(known, BaseMessageChunk) and isinstance(message, BaseMessageChunk):
+            known = known + message
+        else:
+            known = message
+        self._seen[key] = known
+        if isinstance(message, BaseMessageChunk):
+            out.append(("messages/partial", [message_chunk_to_message(known)]))
+        else:
+            out.append(("messages/complete", [known]))
+        return out

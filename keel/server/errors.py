@@ -7,22 +7,28 @@ bug in Keel itself gives a 500, and then without internals.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "COMMON_ERRORS",
     "ApiError",
     "BodyGuard",
     "Conflict",
+    "ErrorBody",
     "Gone",
     "NotFound",
     "TooManyRequests",
@@ -30,6 +36,8 @@ __all__ = [
     "Unavailable",
     "Unprocessable",
     "install_error_handlers",
+    "responses",
+    "unusable_text",
 ]
 
 log = structlog.get_logger("keel.server")
@@ -81,6 +89,41 @@ class Unavailable(ApiError):
     status, error = 503, "service_unavailable"
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what kind (`error`), what was wrong (`message`), and for a 422
+    of the body's fields, each bad field."""
+
+    error: str
+    message: str
+    fields: list[FieldError] | None = None
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route answers (all with `ErrorBody`)."""
+    return {status: {"model": ErrorBody, "description": _MEANING[status]} for status in statuses}
+
+
+_MEANING = {
+    400: "The body is not valid JSON.",
+    401: "No valid API key (when keys are required).",
+    404: "Not found, or not the caller's (another tenant's things do not exist for it).",
+    409: "In conflict with the current state (a run in progress, an id taken).",
+    410: "What the request names is no longer kept (a stream's older events).",
+    413: "The body is over the size limit.",
+    415: "The body is not JSON.",
+    422: "The request is well-formed but invalid; `fields` lists each bad field.",
+    429: "Over the tenant's run rate or the queue's bound; see `Retry-After`.",
+    503: "The database or queue is unreachable, or a run did not stop in time; retry.",
+}
+COMMON_ERRORS = responses(400, 401, 404, 413, 415, 422, 503)
+"""What any route may answer: declared on every router."""
+
+
 def _body(error: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "message": message, **extra}
 
@@ -111,10 +154,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         names = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(app, request))
         return JSONResponse(
             _body(names.get(exc.status_code, "http_error"), str(exc.detail)),
             exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(SQLAlchemyOperationalError)
@@ -128,6 +174,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.unexpected_error", path=request.url.path)
         return JSONResponse(_body("internal_error", "an unexpected error occurred"), 500)
+
+
+def _allowed(app: FastAPI, request: Request) -> list[str]:
+    """Every method the API serves at this path, from its OpenAPI schema (Starlette's 405
+    sends no `Allow`, or names only the first route's methods)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow", None)
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+                {m.upper() for m in ops},
+            )
+            for path, ops in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow = table
+    methods = set().union(*(ms for rx, ms in table if rx.match(request.url.path)))
+    return sorted(methods)
 
 
 class BodyGuard:
@@ -153,28 +216,93 @@ class BodyGuard:
         if has_body and kind != "application/json" and not kind.endswith("+json"):
             await _reply(send, 415, "unsupported_media_type", "send the body as application/json")
             return
-        await self.app(scope, self._capped(receive, send), send)
+        try:
+            body = await self._read(receive)
+        except StarletteHTTPException as exc:
+            await _reply(send, exc.status_code, "payload_too_large", str(exc.detail))
+            return
+        problem = unusable_text(body)
+        if problem is not None:
+            await _reply(send, 422, "invalid_request", problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _capped(self, receive: Receive, send: Send) -> Receive:
+    async def _read(self, receive: Receive) -> bytes:
+        """The whole body (at most `max_bytes`; a 413 past it)."""
+        chunks: list[bytes] = []
         seen = 0
-
-        async def capped() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise StarletteHTTPException(
-                        413, f"bodies are limited to {self.max_bytes} bytes"
-                    )
-            return message
+            if message["type"] != "http.request":
+                break  # the client left: the app sees an empty body and its disconnect
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                raise StarletteHTTPException(413, f"bodies are limited to {self.max_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
-        return capped
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body read up front, once; then the client's own messages (its disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _text_problem(value: Any) -> str | None:
+    """What is wrong with the first unstorable string in a parsed JSON value, if any."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return 'the body contains a NUL character ("\\u0000"), which cannot be stored'
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return (
+                'the body contains a lone surrogate escape (such as "\\ud800"): '
+                "text must be valid Unicode"
+            )
+        return None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    for item in items:
+        problem = _text_problem(item)
+        if problem is not None:
+            return problem
+    return None
+
+
+def unusable_text(body: bytes) -> str | None:
+    """Why a JSON body's text cannot be stored, or None: it is fine (or not JSON at all,
+    which the route's own parsing reports).
+
+    A lone surrogate escape (`"\\ud800"`) is valid JSON but not Unicode: it cannot be
+    written as UTF-8, so Postgres refuses it and every later read or answer of it fails.
+    NUL (`"\\u0000"`) is refused by Postgres text and JSONB. Both are refused on every
+    database, before anything is stored, so a body means the same wherever Keel runs.
+    """
+    if b"\\u" not in body:
+        return None  # neither can be written without an escape
+    try:
+        parsed = json.loads(body)  # as the routes parse it
+    except ValueError:
+        return None
+    return _text_problem(parsed)
 
 
 async def _reply(send: Send, status: int, error: str, message: str) -> None:
-    import orjson
-
     body = orjson.dumps(_body(error, message))
     await send(
         {

@@ -13,16 +13,17 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import Field, TypeAdapter
 
 from keel.server.deps import Caller, Svc
+from keel.server.errors import COMMON_ERRORS
 from keel.server.handles import GRAPH_ID, check_assistant
 
 __all__ = ["router"]
 
 log = structlog.get_logger("keel.server")
-router = APIRouter(tags=["assistants"])
+router = APIRouter(tags=["assistants"], responses=COMMON_ERRORS)
 XRay = Annotated[bool | Annotated[int, Field(ge=0, le=100)], Query()]
 
 
@@ -60,3 +61,26 @@ async def get_schemas(assistant_id: str, svc: Svc, principal: Caller) -> dict[st
         "config_schema": None,
         "context_schema": _schema("context", graph.get_context_jsonschema),
     }
+
+
+@router.get("/assistants/{assistant_id}/subgraphs")
+async def get_subgraphs(
+    assistant_id: str,
+    principal: Caller,
+    recurse: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
+    """The graph's subgraphs' schemas by namespace: Keel's agent graph has none (`{}`)."""
+    check_assistant(assistant_id)
+    return {}
+
+
+@router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
+async def get_subgraph(
+    assistant_id: str,
+    namespace: Annotated[str, Path(max_length=256)],
+    principal: Caller,
+    recurse: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
+    """The subgraphs under `namespace`: none."""
+    check_assistant(assistant_id)
+    return {}

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from keel.server.auth import Principal
 from keel.server.crons import CronRecord, CronStore, StartRun, check_schedule, next_run
 from keel.server.deps import Caller, Services, Svc, load_thread
-from keel.server.errors import NotFound, Unprocessable
+from keel.server.errors import COMMON_ERRORS, NotFound, Unprocessable
 from keel.server.handles import check_assistant, question_from
 from keel.server.runs import ASSISTANT_ID, GRAPH_ID, RunManager
 from keel.server.schemas import ID_PATTERN, RunCreate
@@ -26,7 +26,7 @@ from keel.server.webhooks import check_webhook
 
 __all__ = ["cron_starter", "router"]
 
-router = APIRouter(tags=["crons"])
+router = APIRouter(tags=["crons"], responses=COMMON_ERRORS)
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 CronId = Annotated[str, Path(pattern=ID_PATTERN)]
 

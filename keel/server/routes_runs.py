@@ -13,18 +13,31 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.server.auth import Principal
 from keel.server.deps import Caller, Services, Svc, load_thread
-from keel.server.encode import jsonable, sse
-from keel.server.errors import ApiError, Conflict, NotFound, Unprocessable
+from keel.server.encode import MessagesFormat, jsonable, sse
+from keel.server.errors import (
+    COMMON_ERRORS,
+    ApiError,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    responses,
+)
 from keel.server.handles import check_assistant, run_json
 from keel.server.resume import resume_after
 from keel.server.runs import GRAPH_ID, RunHandle, question_from
-from keel.server.schemas import ID_PATTERN, RunCreate, StatelessRunCreate
+from keel.server.schemas import (
+    ID_PATTERN,
+    MAX_OFFSET,
+    RunCreate,
+    StatelessRunCreate,
+    StreamMode,
+)
 from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
 from keel.server.webhooks import check_webhook
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=COMMON_ERRORS)
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=ID_PATTERN)]
 JOIN_POLL_S = 0.25
@@ -33,9 +46,40 @@ BATCH_MAX = 100
 RunBatch = Annotated[list[StatelessRunCreate], Body(min_length=1, max_length=BATCH_MAX)]
 
 
+class EventStream(StreamingResponse):
+    """Server-sent events (what the OpenAPI schema names for the stream routes)."""
+
+    media_type = "text/event-stream"
+
+
+STREAM: dict[str, Any] = {"response_class": EventStream}
+
+
+def _streamed(*errors: int) -> dict[int | str, dict[str, Any]]:
+    """A stream route's answers: its events, then the errors it may give instead."""
+    events = {
+        "description": "Server-sent events: `metadata` first, then the run's stream modes' "
+        "events, then `end` (or `error`); each with an `id:` to resume after.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    # named outright: a `model` would be documented in the route's own media type
+    json_error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    failures = {
+        status: {"description": r["description"], "content": json_error}
+        for status, r in {**COMMON_ERRORS, **responses(*errors)}.items()
+    }
+    return {200: events, **failures}
+
+
 def _location(handle: RunHandle) -> dict[str, str]:
     r = handle.record
     return {"Content-Location": f"/threads/{r.thread_id}/runs/{r.run_id}"}
+
+
+def _join_location(handle: RunHandle) -> dict[str, str]:
+    """`Location`: where the SDK re-joins a `runs/wait` whose answer was cut off."""
+    r = handle.record
+    return {**_location(handle), "Location": f"/threads/{r.thread_id}/runs/{r.run_id}/join"}
 
 
 async def _thread_for(
@@ -64,6 +108,7 @@ async def _start(
 ) -> RunHandle:
     check_assistant(body.assistant_id)
     check_webhook(body.webhook, svc.runs.webhooks.policy)
+    _check_command(svc, body, stateless=thread_id is None)
     temporary = created = False
     if thread_id is None:
         thread_id = str(uuid.uuid4())
@@ -75,6 +120,8 @@ async def _start(
         created = True
     else:
         thread = await _thread_for(svc, principal, thread_id, body)
+        if body.command is not None:
+            await _check_thread_state(svc, thread_id)
     try:
         return await svc.runs.start(
             thread,
@@ -89,6 +136,32 @@ async def _start(
         if created:  # the run was refused: the thread made for it goes too
             await svc.store.delete_thread(thread_id, principal.tenant_id)
         raise
+
+
+def _check_command(svc: Services, body: RunCreate, *, stateless: bool) -> None:
+    """422 for a command no thread state could take: on a new thread, or to unknown nodes."""
+    if body.command is None:
+        return
+    if stateless:
+        raise Unprocessable(
+            "a stateless run starts a new thread, which has no state for a 'command': give 'input'"
+        )
+    nodes = set(svc.agent.graph.nodes) - {"__start__"}
+    unknown = [n for n in body.command.targets if n not in nodes]
+    if unknown:
+        raise Unprocessable(
+            f"command.goto names no node of the graph: {', '.join(map(repr, unknown))} "
+            f"(nodes: {', '.join(sorted(nodes))})"
+        )
+
+
+async def _check_thread_state(svc: Services, thread_id: str) -> None:
+    """A command resumes, updates or redirects a thread's state: it needs one."""
+    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread_id))
+    if snapshot.config is None or not snapshot.values:
+        raise Unprocessable(
+            f"thread {thread_id} has no state yet for a 'command': start it with 'input'"
+        )
 
 
 def _wanted(event: str, modes: list[str]) -> bool:
@@ -107,10 +180,20 @@ async def _events(
     after: str | None = None,
 ) -> AsyncIterator[bytes]:
     finished = False
+    protocol_messages = "messages" in modes and "messages-tuple" not in modes
+    messages = MessagesFormat()
     try:
         async for event_id, event, data in svc.runs.stream(handle, after):
-            if _wanted(event, modes):
-                yield sse(event, data, event_id)
+            if not _wanted(event, modes):
+                continue
+            if event == "messages" and protocol_messages:
+                # one pair may be two events: only the last carries the id, so a client
+                # that resumes after it has had both
+                parts = messages.events(data)
+                for n, (name, part) in enumerate(parts, start=1):
+                    yield sse(name, part, event_id if n == len(parts) else None)
+                continue
+            yield sse(event, data, event_id)
         finished = True
     finally:
         if not finished and cancel_on_disconnect and not handle.done.is_set():
@@ -129,8 +212,8 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> StreamingResponse:
-    return StreamingResponse(
+def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> EventStream:
+    return EventStream(
         _events(svc, handle, handle.modes, body.on_disconnect == "cancel"),
         media_type="text/event-stream",
         headers={
@@ -147,7 +230,9 @@ async def _wait(
 ) -> JSONResponse:
     """The run's result; with `on_disconnect: "cancel"` a client that leaves cancels the run."""
     if body.on_disconnect != "cancel":
-        return JSONResponse(content=await svc.runs.wait_result(handle), headers=_location(handle))
+        return JSONResponse(
+            content=await svc.runs.wait_result(handle), headers=_join_location(handle)
+        )
     result = asyncio.create_task(svc.runs.wait_result(handle))
     gone = asyncio.create_task(_disconnected(request))
     try:
@@ -161,13 +246,13 @@ async def _wait(
                 await task
     if result.cancelled():  # nobody reads this answer: the client is gone
         return JSONResponse({"error": "client_disconnected"}, status_code=499)
-    return JSONResponse(content=result.result(), headers=_location(handle))
+    return JSONResponse(content=result.result(), headers=_join_location(handle))
 
 
 # stateful -----------------------------------------------------------------------------
 
 
-@router.post("/threads/{thread_id}/runs")
+@router.post("/threads/{thread_id}/runs", responses=responses(409, 429))
 async def create_run(
     thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
 ) -> JSONResponse:
@@ -175,17 +260,17 @@ async def create_run(
     return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
 
 
-@router.post("/threads/{thread_id}/runs/wait")
+@router.post("/threads/{thread_id}/runs/wait", responses=responses(409, 429))
 async def wait_run(
     thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller, request: Request
 ) -> JSONResponse:
     return await _wait(svc, await _start(svc, principal, thread_id, body), body, request)
 
 
-@router.post("/threads/{thread_id}/runs/stream")
+@router.post("/threads/{thread_id}/runs/stream", **STREAM, responses=_streamed(409, 429))
 async def stream_run(
     thread_id: ThreadId, body: RunCreate, svc: Svc, principal: Caller
-) -> StreamingResponse:
+) -> EventStream:
     return _stream(svc, await _start(svc, principal, thread_id, body, streamed=True), body)
 
 
@@ -195,7 +280,7 @@ async def list_runs(
     svc: Svc,
     principal: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status: Annotated[
         Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None,
         Query(),
@@ -233,25 +318,28 @@ async def join_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Call
     return await svc.runs.wait_result(handle)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", **STREAM, responses=_streamed(410))
 async def join_stream(
     thread_id: ThreadId,
     run_id: RunId,
     svc: Svc,
     principal: Caller,
     cancel_on_disconnect: Annotated[bool, Query()] = False,
-    stream_mode: Annotated[list[str] | None, Query()] = None,
+    stream_mode: Annotated[list[StreamMode | Literal[""]] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-) -> StreamingResponse:
-    """The run's events; with `Last-Event-ID`, only those after it (see `resume`)."""
+) -> EventStream:
+    """The run's events; with `Last-Event-ID`, only those after it (see `resume`).
+
+    `stream_mode` narrows the run's own modes; none (the SDK sends `?stream_mode=` when it
+    has none) means all of them."""
     record = await _run(svc, principal, thread_id, run_id)
     handle = svc.runs.handles.get(run_id)
     if handle is None:  # executing in another process, or over
         kwargs_modes = RunCreate.model_validate(record.kwargs).modes
         handle = RunHandle(record=record, modes=kwargs_modes, remote=True)
     after = await resume_after(svc.runs, handle, last_event_id)
-    modes = stream_mode or handle.modes
-    return StreamingResponse(
+    modes: list[str] = [m for m in stream_mode or () if m] or handle.modes
+    return EventStream(
         _events(svc, handle, modes, cancel_on_disconnect, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
@@ -273,12 +361,12 @@ async def cancel_run(
     cancelled = await svc.runs.cancel_run(
         run_id, thread_id, reason="cancelled by the client", wait=wait
     )
-    if not cancelled:
-        raise Conflict(f"run {run_id} is not pending or running (status {record.status})")
+    if not cancelled:  # as the reference server: nothing to cancel is a 404
+        raise NotFound(f"run {run_id} is not pending or running (status {record.status})")
     return Response(status_code=204)
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, responses=responses(409))
 async def delete_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Caller) -> Response:
     record = await _run(svc, principal, thread_id, run_id)
     if record.status in ACTIVE_RUN_STATUSES:
@@ -290,21 +378,21 @@ async def delete_run(thread_id: ThreadId, run_id: RunId, svc: Svc, principal: Ca
 # stateless ----------------------------------------------------------------------------
 
 
-@router.post("/runs")
+@router.post("/runs", responses=responses(429))
 async def create_stateless(body: RunCreate, svc: Svc, principal: Caller) -> JSONResponse:
     handle = await _start(svc, principal, None, body, background=True)
     return JSONResponse(jsonable(run_json(handle.record, handle)), headers=_location(handle))
 
 
-@router.post("/runs/wait")
+@router.post("/runs/wait", responses=responses(429))
 async def wait_stateless(
     body: RunCreate, svc: Svc, principal: Caller, request: Request
 ) -> JSONResponse:
     return await _wait(svc, await _start(svc, principal, None, body), body, request)
 
 
-@router.post("/runs/stream")
-async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> StreamingResponse:
+@router.post("/runs/stream", **STREAM, responses=_streamed(429))
+async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> EventStream:
     return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)
 
 
@@ -313,8 +401,8 @@ def _check_batch_item(svc: Services, index: int, body: RunCreate) -> None:
     try:
         check_assistant(body.assistant_id)
         check_webhook(body.webhook, svc.runs.webhooks.policy)
-        if body.command is None:
-            question_from(body.input or {})
+        _check_command(svc, body, stateless=True)
+        question_from(body.input or {})
     except ApiError as exc:
         raise type(exc)(f"runs[{index}]: {exc.message}") from exc
 
@@ -331,7 +419,7 @@ async def _batch_room(svc: Services, n: int) -> None:
     admission.check_room(queued, n)
 
 
-@router.post("/runs/batch")
+@router.post("/runs/batch", responses=responses(429))
 async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) -> JSONResponse:
     """Stateless background runs, all or none.
 

@@ -28,11 +28,11 @@ from keel.config import Settings
 from keel.runtime import Agent
 from keel.server.auth import Principal
 from keel.server.deps import Caller
-from keel.server.errors import NotFound, Unprocessable
+from keel.server.errors import COMMON_ERRORS, NotFound, Unprocessable
 
 __all__ = ["open_item_store", "router"]
 
-router = APIRouter(tags=["store"])
+router = APIRouter(tags=["store"], responses=COMMON_ERRORS)
 
 MAX_LABEL = 256
 MAX_KEY = 1024

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
+from keel.checkpoints.retention import delete_checkpoints
 from keel.checkpoints.thread_copy import copy_thread
+from keel.server.crons import CronStore
 from keel.server.deps import Caller, Services, Svc, iso, load_thread
 from keel.server.encode import interrupt_json, jsonable, snapshot_json
-from keel.server.errors import Conflict, Unprocessable
+from keel.server.errors import COMMON_ERRORS, Conflict, Unprocessable, responses
 from keel.server.schemas import (
     ID_PATTERN,
+    MAX_OFFSET,
     HistoryRequest,
+    StateAt,
     StateUpdate,
     ThreadCount,
     ThreadCreate,
+    ThreadPrune,
     ThreadSearch,
     ThreadUpdate,
 )
@@ -26,7 +32,7 @@ from keel.server.store import ThreadRecord
 
 __all__ = ["router", "thread_json"]
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], responses=COMMON_ERRORS)
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
@@ -39,14 +45,14 @@ async def thread_json(svc: Services, thread: ThreadRecord) -> dict[str, Any]:
         "thread_id": thread.thread_id,
         "created_at": iso(thread.created_at),
         "updated_at": iso(thread.updated_at),
-        "metadata": thread.metadata,
+        "metadata": jsonable(thread.metadata),
         "status": thread.status,
         "values": jsonable(snapshot.values or {}),
         "interrupts": interrupts,
     }
 
 
-@router.post("/threads")
+@router.post("/threads", responses=responses(409))
 async def create_thread(body: ThreadCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     thread_id = body.thread_id or str(uuid.uuid4())
     thread = await svc.store.create_thread(
@@ -60,17 +66,31 @@ async def create_thread(body: ThreadCreate, svc: Svc, principal: Caller) -> dict
     return await thread_json(svc, thread)
 
 
+_SORT_KEYS: dict[str, Callable[[ThreadRecord], Any]] = {
+    "thread_id": lambda t: t.thread_id,
+    "status": lambda t: t.status,
+    "created_at": lambda t: t.created_at,
+    "updated_at": lambda t: t.updated_at,
+    "state_updated_at": lambda t: t.updated_at,
+}
+
+
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, svc: Svc, principal: Caller) -> list[dict[str, Any]]:
+    """The caller's matching threads; newest first unless `sort_by` / `sort_order` say."""
     found = await svc.store.search_threads(
         principal.tenant_id,
         metadata=body.metadata,
         status=body.status,
         ids=body.ids,
-        limit=body.limit,
-        offset=body.offset,
+        limit=MAX_OFFSET + body.limit,
+        offset=0,
     )
-    return [await thread_json(svc, t) for t in found]
+    key = _SORT_KEYS[body.sort_by or "created_at"]
+    # a stable sort on the store's newest-first order: ties keep the newest first
+    found.sort(key=key, reverse=(body.sort_order or "desc") == "desc")
+    page = found[body.offset : body.offset + body.limit]
+    return [await thread_json(svc, t) for t in page]
 
 
 @router.post("/threads/count")
@@ -95,15 +115,59 @@ async def update_thread(
     return await thread_json(svc, await load_thread(svc, thread_id, principal))
 
 
+async def _delete(svc: Services, thread_id: str, tenant_id: str) -> None:
+    """Cancel the thread's runs, then delete its crons, checkpoints, journal rows and record.
+
+    The crons go first: a tick meanwhile finds the thread still there or no cron at all.
+    """
+    await svc.runs.delete_thread_data(thread_id)
+    await CronStore(svc.store.engine).delete_for_thread(thread_id, tenant_id)
+    await svc.store.delete_thread(thread_id, tenant_id)
+
+
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> Response:
     await load_thread(svc, thread_id, principal)
-    await svc.runs.delete_thread_data(thread_id)
-    await svc.store.delete_thread(thread_id, principal.tenant_id)
+    await _delete(svc, thread_id, principal.tenant_id)
     return Response(status_code=204)
 
 
-@router.post("/threads/{thread_id}/copy")
+@router.post("/threads/prune", responses=responses(409))
+async def prune_threads(body: ThreadPrune, svc: Svc, principal: Caller) -> dict[str, int]:
+    """`delete`: delete the threads as `DELETE /threads/{id}` does; `keep_latest`: keep each
+    thread and its latest checkpoint, delete its older ones. Ids that are not the caller's
+    threads are skipped: `pruned_count` counts the caller's threads pruned."""
+    mine = [
+        thread_id
+        for thread_id in dict.fromkeys(body.thread_ids)
+        if await svc.store.get_thread(thread_id, principal.tenant_id) is not None
+    ]
+    if body.strategy == "keep_latest":
+        for thread_id in mine:  # all checked before any is pruned
+            if await svc.store.active_runs(thread_id):
+                raise Conflict(f"thread {thread_id} has a run in progress; prune it afterwards")
+    for thread_id in mine:
+        if body.strategy == "delete":
+            await _delete(svc, thread_id, principal.tenant_id)
+        else:
+            await _keep_latest(svc, thread_id)
+    return {"pruned_count": len(mine)}
+
+
+async def _keep_latest(svc: Services, thread_id: str) -> None:
+    """Delete every checkpoint of the thread but the newest (its current state)."""
+    saver, storage = svc.agent.graph.checkpointer, svc.agent.storage
+    if storage is None or saver is None or isinstance(saver, bool):
+        return
+    ids = [
+        c.config["configurable"]["checkpoint_id"]
+        async for c in saver.alist(svc.agent.config(thread_id))
+    ]
+    if len(ids) > 1:
+        await delete_checkpoints(storage, thread_id, ids[1:])
+
+
+@router.post("/threads/{thread_id}/copy", responses=responses(409))
 async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, Any]:
     """A new thread of the caller's with this one's metadata, status, checkpoints and
     idempotency journal records (so the copy never repeats an effect the source made)."""
@@ -139,23 +203,38 @@ async def get_state(
     return snapshot_json(snapshot, thread_id)
 
 
+async def _state_at(svc: Services, thread_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    config = svc.agent.config(thread_id)
+    config["configurable"].update(checkpoint)
+    snapshot = await svc.agent.graph.aget_state(config)
+    if not snapshot.values and snapshot.config is None:
+        ref = checkpoint.get("checkpoint_id")
+        raise Unprocessable(f"checkpoint {ref} not found on thread {thread_id}")
+    return snapshot_json(snapshot, thread_id)
+
+
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(
     thread_id: ThreadId,
     checkpoint_id: Annotated[str, Path(pattern=ID_PATTERN)],
     svc: Svc,
     principal: Caller,
+    subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     await load_thread(svc, thread_id, principal)
-    config = svc.agent.config(thread_id)
-    config["configurable"]["checkpoint_id"] = checkpoint_id
-    snapshot = await svc.agent.graph.aget_state(config)
-    if not snapshot.values and snapshot.config is None:
-        raise Unprocessable(f"checkpoint {checkpoint_id} not found on thread {thread_id}")
-    return snapshot_json(snapshot, thread_id)
+    return await _state_at(svc, thread_id, {"checkpoint_id": checkpoint_id, "checkpoint_ns": ""})
 
 
-@router.post("/threads/{thread_id}/state")
+@router.post("/threads/{thread_id}/state/checkpoint")
+async def get_state_at_checkpoint(
+    thread_id: ThreadId, body: StateAt, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """The state at `checkpoint` (what the SDK's `get_state(checkpoint=…)` sends)."""
+    await load_thread(svc, thread_id, principal)
+    return await _state_at(svc, thread_id, body.checkpoint.configurable())
+
+
+@router.post("/threads/{thread_id}/state", responses=responses(409))
 async def update_state(
     thread_id: ThreadId, body: StateUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
@@ -164,9 +243,10 @@ async def update_state(
     if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has a run in progress; update its state afterwards")
     config = svc.agent.config(thread_id)
-    ref = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
-    if isinstance(ref, str):
-        config["configurable"]["checkpoint_id"] = ref
+    if body.checkpoint is not None:
+        config["configurable"].update(body.checkpoint.configurable())
+    if body.checkpoint_id:
+        config["configurable"].update(checkpoint_id=body.checkpoint_id, checkpoint_ns="")
     try:
         done = await svc.agent.graph.aupdate_state(config, body.values, as_node=body.as_node)
     except (InvalidUpdateError, ValueError, KeyError) as exc:

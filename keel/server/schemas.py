@@ -7,20 +7,24 @@ nothing is silently dropped.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "AssistantSearch",
+    "CheckpointRef",
     "CommandBody",
     "HistoryRequest",
     "RunCreate",
+    "StateAt",
     "StateUpdate",
     "StatelessRunCreate",
     "StreamMode",
     "ThreadCount",
     "ThreadCreate",
+    "ThreadPrune",
     "ThreadSearch",
     "ThreadUpdate",
 ]
@@ -28,9 +32,15 @@ __all__ = [
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"
 ]
-"""Stream modes Keel serves (`messages` is sent in the `messages-tuple` shape)."""
+"""Stream modes Keel serves: `messages` as the protocol's `messages/partial`, `…/complete`
+and `…/metadata` events, `messages-tuple` as `messages` events of `[message, metadata]`."""
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+MAX_OFFSET = 1_000_000
+"""The largest `offset` a listing accepts (past it a database's OFFSET overflows)."""
+ThreadSortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
+"""What `POST /threads/search` sorts by (`state_updated_at` is the thread's `updated_at`)."""
 
 
 class _Body(BaseModel):
@@ -61,7 +71,9 @@ class ThreadSearch(_Body):
     ids: list[str] | None = Field(None, max_length=1000)
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    sort_by: ThreadSortBy | None = None
+    sort_order: Literal["asc", "desc"] | None = None
 
     @field_validator("values")
     @classmethod
@@ -71,11 +83,43 @@ class ThreadSearch(_Body):
         return None
 
 
+class CheckpointRef(_Body):
+    """The protocol's `Checkpoint`: which checkpoint of the thread (the root's by default)."""
+
+    thread_id: str | None = None
+    checkpoint_ns: str = Field("", max_length=256)
+    checkpoint_id: str | None = Field(None, pattern=ID_PATTERN)
+    checkpoint_map: dict[str, Any] | None = None
+
+    @field_validator("checkpoint_ns")
+    @classmethod
+    def _root_only(cls, value: str) -> str:
+        if value:
+            raise ValueError("Keel's graph has no subgraphs: checkpoint_ns must be empty")
+        return value
+
+    def configurable(self) -> dict[str, Any]:
+        """The keys LangGraph reads from `config["configurable"]` (the thread's id aside)."""
+        found: dict[str, Any] = {"checkpoint_ns": self.checkpoint_ns}
+        if self.checkpoint_id:
+            found["checkpoint_id"] = self.checkpoint_id
+        if self.checkpoint_map:
+            found["checkpoint_map"] = self.checkpoint_map
+        return found
+
+
+class StateAt(_Body):
+    """`POST /threads/{id}/state/checkpoint`."""
+
+    checkpoint: CheckpointRef
+    subgraphs: bool = False
+
+
 class StateUpdate(_Body):
     values: dict[str, Any] | list[dict[str, Any]] | None = None
     as_node: str | None = Field(None, max_length=64)
-    checkpoint_id: str | None = None
-    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(None, pattern=ID_PATTERN)
+    checkpoint: CheckpointRef | None = None
 
 
 class HistoryRequest(_Body):
@@ -84,13 +128,25 @@ class HistoryRequest(_Body):
     metadata: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
 
+    @field_validator("metadata")
+    @classmethod
+    def _plain_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The SQLite saver puts each key in a JSON path: only plain names are filters."""
+        for key in value or {}:
+            if not METADATA_KEY.fullmatch(key):
+                raise ValueError(
+                    f"metadata filter key {key[:64]!r} is not a plain name "
+                    "(letters, digits, '_' and '-', at most 64)"
+                )
+        return value
+
 
 class AssistantSearch(_Body):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class CommandBody(_Body):
@@ -99,6 +155,17 @@ class CommandBody(_Body):
     resume: Any = None
     update: dict[str, Any] | list[tuple[str, Any]] | None = None
     goto: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CommandBody:
+        if self.resume is None and not self.update and not self.goto:
+            raise ValueError("a command needs 'resume', 'update' or 'goto'")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The nodes `goto` names."""
+        return [self.goto] if isinstance(self.goto, str) else list(self.goto or ())
 
 
 class RunCreate(_Body):
@@ -154,6 +221,13 @@ class StatelessRunCreate(RunCreate):
     """An item of `POST /runs/batch`: a stateless run, so it names no thread."""
 
     thread_id: None = None
+
+
+class ThreadPrune(_Body):
+    """`POST /threads/prune` (the SDK's `threads.prune`)."""
+
+    thread_ids: list[str] = Field(min_length=1, max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
 
 
 class ThreadCount(_Body):

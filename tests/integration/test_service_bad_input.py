@@ -77,7 +77,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "POST",
         "/runs/wait",
-        {"json": {"assistant_id": "agent", "input": {"question": "q"}, "command": {}}},
+        {"json": {"assistant_id": "agent", "input": {"question": "q"}, "command": {"resume": 1}}},
         422,
         "either 'input' or 'command'",
     ),

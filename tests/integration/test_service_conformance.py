@@ -1,0 +1,243 @@
+"""Agent Server protocol conformance, through the official `langgraph-sdk` client.
+
+What an outside end-to-end suite found (issue 20): thread search order, state at and from a
+checkpoint, joining a stream without modes, re-joining a wait, subgraphs, cancelling a
+finished run, prune, the protocol's `messages` events and crons going with their thread.
+Each runs on SQLite and Postgres (in-process); where the path differs, with a worker too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+
+from keel.config import Settings
+from tests.conftest import fresh_database
+from tests.integration.service_server import running_server, workers
+from tests.sales_truth import SALES_QUESTION
+
+USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> Iterator[str]:
+    """`keel serve` with in-process runs, its checkpoints and tables on SQLite or Postgres."""
+    if request.param == "sqlite":
+        settings = settings_factory(
+            model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
+        )
+        with running_server(settings) as url:
+            yield url
+        return
+    with (
+        fresh_database("keel_conformance") as (db, _),
+        running_server(settings_factory(model="scripted:sales", checkpoint_url=db)) as url,
+    ):
+        yield url
+
+
+# threads --------------------------------------------------------------------------------
+
+
+async def test_thread_search_sorts_as_asked(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        ids = []
+        for name in ("b", "c", "a"):
+            ids.append((await client.threads.create(thread_id=f"sort-{name}"))["thread_id"])
+            await asyncio.sleep(0.01)
+        oldest_first = await client.threads.search(sort_by="created_at", sort_order="asc")
+        assert [t["thread_id"] for t in oldest_first] == ids
+        newest_first = await client.threads.search(sort_by="created_at", sort_order="desc")
+        assert [t["thread_id"] for t in newest_first] == ids[::-1]
+        by_id = await client.threads.search(sort_by="thread_id", sort_order="asc", limit=2)
+        assert [t["thread_id"] for t in by_id] == ["sort-a", "sort-b"]
+        by_id_desc = await client.threads.search(sort_by="thread_id", offset=1)
+        assert [t["thread_id"] for t in by_id_desc] == ["sort-b", "sort-a"]
+        with pytest.raises(UnprocessableEntityError):
+            await client.threads.search(sort_by="colour")  # type: ignore[arg-type]
+
+
+async def test_state_at_a_checkpoint(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        await client.runs.wait(tid, "agent", input=USER)
+        history = await client.threads.get_history(tid, limit=3)
+        older = history[-1]["checkpoint"]
+        at = await client.threads.get_state(tid, checkpoint=older)  # POST …/state/checkpoint
+        assert at["checkpoint"]["checkpoint_id"] == older["checkpoint_id"]
+        assert at["values"] == history[-1]["values"]
+        by_id = await client.threads.get_state(tid, checkpoint_id=older["checkpoint_id"])
+        assert by_id["values"] == at["values"]
+        with pytest.raises(UnprocessableEntityError):
+            await client.threads.get_state(tid, checkpoint={**older, "checkpoint_ns": "sub:1"})
+
+
+async def test_state_updated_from_a_checkpoint(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        await client.runs.wait(tid, "agent", input=USER)
+        older = (await client.threads.get_history(tid, limit=3))[-1]["checkpoint"]
+        # an update from that checkpoint forks the thread there (SQLite needed checkpoint_ns)
+        done = await client.threads.update_state(
+            tid, {"question": "forked"}, checkpoint_id=older["checkpoint_id"]
+        )
+        forked: dict[str, Any] = dict(await client.threads.get_state(tid))
+        assert forked["checkpoint"]["checkpoint_id"] == done["checkpoint"]["checkpoint_id"]
+        assert forked["values"]["question"] == "forked"
+        assert forked["parent_checkpoint"]["checkpoint_id"] == older["checkpoint_id"]
+        again = await client.threads.update_state(tid, {"question": "again"}, checkpoint=older)
+        assert again["checkpoint"]["checkpoint_id"] != done["checkpoint"]["checkpoint_id"]
+        latest: dict[str, Any] = dict(await client.threads.get_state(tid))
+        assert latest["values"]["question"] == "again"
+
+
+async def test_prune_deletes_or_keeps_the_latest_checkpoint(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        gone = (await client.threads.create())["thread_id"]
+        kept = (await client.threads.create())["thread_id"]
+        for tid in (gone, kept):
+            await client.runs.wait(tid, "agent", input=USER)
+        before = await client.threads.get_state(kept)
+        assert len(await client.threads.get_history(kept, limit=100)) > 1
+        assert await client.threads.prune([gone, "not-a-thread"]) == {"pruned_count": 1}
+        with pytest.raises(NotFoundError):
+            await client.threads.get(gone)
+        pruned = await client.threads.prune([kept], strategy="keep_latest")
+        assert pruned == {"pruned_count": 1}
+        history = await client.threads.get_history(kept, limit=100)
+        assert len(history) == 1 and history[0]["values"] == before["values"]
+        assert (await client.threads.get_state(kept))["checkpoint"] == before["checkpoint"]
+
+
+async def test_deleting_a_thread_deletes_its_crons(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        other = (await client.threads.create())["thread_id"]
+        await client.crons.create_for_thread(tid, "agent", schedule="0 0 1 1 *", input=USER)
+        await client.crons.create_for_thread(other, "agent", schedule="0 0 1 1 *", input=USER)
+        await client.crons.create("agent", schedule="0 0 1 1 *", input=USER)
+        assert await client.crons.count() == 3
+        await client.threads.delete(tid)
+        left = await client.crons.search()
+        assert len(left) == 2 and tid not in {c["thread_id"] for c in left}
+
+
+# runs -----------------------------------------------------------------------------------
+
+
+async def test_join_stream_without_modes_gets_all_of_the_runs_modes(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        run = await client.runs.create(
+            tid, "agent", input=USER, stream_mode=["updates", "values"], stream_resumable=True
+        )
+        parts = [p async for p in client.runs.join_stream(tid, run["run_id"])]
+        events = {p.event for p in parts}
+        assert {"updates", "values", "end"} <= events, events
+        only = [p async for p in client.runs.join_stream(tid, run["run_id"], stream_mode="updates")]
+        assert {p.event for p in only} <= {"metadata", "updates", "end"}
+        assert any(p.event == "updates" for p in only)
+
+
+async def test_wait_names_where_to_rejoin(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=60) as http:
+        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        body = {"assistant_id": "agent", "input": USER}
+        for path in (f"/threads/{tid}/runs/wait", "/runs/wait"):
+            answer = await http.post(path, json={**body, "on_completion": "keep"})
+            assert answer.status_code == 200
+            location = answer.headers["location"]
+            assert location.endswith("/join") and location == (
+                answer.headers["content-location"] + "/join"
+            )
+            rejoined = await http.get(location)  # what the SDK does if the body is cut off
+            assert rejoined.status_code == 200 and rejoined.json() == answer.json()
+
+
+async def test_cancelling_a_finished_run_is_a_404(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        tid = (await client.threads.create())["thread_id"]
+        run = await client.runs.create(tid, "agent", input=USER)
+        await client.runs.join(tid, run["run_id"])
+        with pytest.raises(NotFoundError):
+            await client.runs.cancel(tid, run["run_id"])
+
+
+async def test_subgraphs_of_a_graph_without_any(server: str) -> None:
+    async with get_client(url=server, api_key=None) as client:
+        assert await client.assistants.get_subgraphs("agent") == {}
+        assert await client.assistants.get_subgraphs("agent", namespace="x", recurse=True) == {}
+        with pytest.raises(NotFoundError):
+            await client.assistants.get_subgraphs("nobody")
+
+
+def _check_protocol_messages(parts: list[Any]) -> None:
+    events = [p.event for p in parts]
+    assert "messages" not in events, "the tuple shape is for messages-tuple only"
+    complete = [p.data for p in parts if p.event == "messages/complete"]
+    metadata = [p.data for p in parts if p.event == "messages/metadata"]
+    assert complete and metadata
+    ids = [m[0]["id"] for m in complete]
+    announced = [next(iter(m)) for m in metadata]
+    assert ids == announced, "each message is announced once, before it"
+    assert all(isinstance(m, list) and len(m) == 1 for m in complete)
+    assert any(
+        m[0]["type"] == "ai" and "Their total revenue was $" in str(m[0]["content"])
+        for m in complete
+    )
+    assert all("langgraph_node" in next(iter(m.values()))["metadata"] for m in metadata)
+
+
+async def _messages_both_ways(url: str) -> None:
+    async with get_client(url=url, api_key=None) as client:
+        parts = [
+            p async for p in client.runs.stream(None, "agent", input=USER, stream_mode="messages")
+        ]
+        _check_protocol_messages(parts)
+        tuples = [
+            p
+            async for p in client.runs.stream(
+                None, "agent", input=USER, stream_mode="messages-tuple"
+            )
+        ]
+        pairs = [p.data for p in tuples if p.event == "messages"]
+        assert pairs and all(len(p) == 2 and "type" in p[0] for p in pairs)
+        assert not any(p.event.startswith("messages/") for p in tuples)
+
+
+async def test_messages_mode_sends_the_protocols_events(server: str) -> None:
+    await _messages_both_ways(server)
+
+
+# with a worker: the events come back through Redis, the run's modes from its record -------
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_on_workers_join_stream_and_messages(distributed: dict[str, Any]) -> None:
+    with running_server(distributed["settings"]) as url, workers(distributed, 1, 2):
+        await _messages_both_ways(url)
+        async with get_client(url=url, api_key=None) as client:
+            tid = (await client.threads.create())["thread_id"]
+            run = await client.runs.create(
+                tid, "agent", input=USER, stream_mode=["updates"], stream_resumable=True
+            )
+            parts = [p async for p in client.runs.join_stream(tid, run["run_id"])]
+            assert any(p.event == "updates" for p in parts), [p.event for p in parts]
+            assert parts[-1].event == "end"
+            with pytest.raises(NotFoundError):
+                await client.runs.cancel(tid, run["run_id"])
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                answer = await http.post(
+                    f"/threads/{tid}/runs/wait", json={"assistant_id": "agent", "input": USER}
+                )
+                assert (await http.get(answer.headers["location"])).json() == answer.json()
