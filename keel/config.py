@@ -13,7 +13,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
@@ -420,14 +428,16 @@ class Settings(BaseSettings):
     cache is used only at 0)."""
     max_tokens: int = Field(1024, ge=1)
     """Completion tokens per model call."""
-    checkpoint_url: str = "sqlite:///.keel/checkpoints.sqlite"
-    """Where runs are checkpointed: `sqlite:///path`, `postgresql://…` or `memory://`."""
+    checkpoint_url: str = "sqlite:///{home}/checkpoints.sqlite"
+    """Where runs are checkpointed: `sqlite:///path`, `postgresql://…` or `memory://`
+    (`{home}` in a SQLite path stands for `KEEL_HOME`)."""
     redis_url: str | None = None
     """Redis for shared caches, breakers and rate limits (optional)."""
     database_url: str | None = None
     """The SQL tool's database; unset means the bundled sample database."""
     home: Path = Path(".keel")
-    """Keel's working folder (sample database, default checkpoints)."""
+    """Keel's working folder: every default file lives under it (checkpoints, the sample
+    database, the SQLite cache, the service's SQLite tables)."""
     durability: Literal["sync", "async", "exit"] = "sync"
     """When checkpoints are written; `sync` is the only mode safe against SIGKILL."""
     checkpoint_pool: CheckpointPoolSettings = CheckpointPoolSettings()
@@ -476,6 +486,14 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
             raise ValueError("expected sqlite:///path, postgresql://… or memory://")
         return value
+
+    @model_validator(mode="after")
+    def _paths_under_home(self) -> Settings:
+        """`{home}` in the checkpoint URL becomes `KEEL_HOME`, so the default moves with it."""
+        if self.checkpoint_url.startswith("sqlite://") and "{home}" in self.checkpoint_url:
+            url = self.checkpoint_url.replace("{home}", self.home.as_posix())
+            object.__setattr__(self, "checkpoint_url", url)  # frozen: set once, here
+        return self
 
     def price_table(self) -> dict[str, ModelPrice]:
         """The built-in prices with the configured overrides on top."""
