@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, cast
 
 import pytest
 
-from keel.server import runs
 from keel.server.errors import Unavailable
+from keel.server.executors import inprocess
 from keel.server.handles import ASSISTANT_ID, RunHandle
 from keel.server.store import RunRecord, now
 
@@ -23,7 +22,7 @@ def _handle() -> RunHandle:
 async def test_a_run_that_will_not_stop_is_a_503_not_a_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runs, "CANCEL_WAIT_S", 0.2)
+    monkeypatch.setattr(inprocess, "CANCEL_WAIT_S", 0.2)
     handle = _handle()
 
     async def stubborn() -> None:  # a step that keeps going after being cancelled
@@ -33,10 +32,9 @@ async def test_a_run_that_will_not_stop_is_a_503_not_a_timeout(
 
     handle.task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
-    manager = cast(Any, None)  # `cancel` uses only the handle
     try:
         with pytest.raises(Unavailable) as raised:
-            await runs.RunManager.cancel(manager, handle, reason="thread deleted", wait=True)
+            await inprocess.cancel_handle(handle, reason="thread deleted", wait=True)
         assert raised.value.status == 503
         assert raised.value.headers == {"Retry-After": "2"}
         assert "did not stop within 0.2 s" in raised.value.message
@@ -48,7 +46,7 @@ async def test_a_run_that_will_not_stop_is_a_503_not_a_timeout(
 
 
 async def test_a_run_that_stops_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs, "CANCEL_WAIT_S", 5.0)
+    monkeypatch.setattr(inprocess, "CANCEL_WAIT_S", 5.0)
     handle = _handle()
 
     async def obedient() -> None:
@@ -59,5 +57,5 @@ async def test_a_run_that_stops_is_waited_for(monkeypatch: pytest.MonkeyPatch) -
 
     handle.task = asyncio.create_task(obedient())
     await asyncio.sleep(0)
-    await runs.RunManager.cancel(cast(Any, None), handle, wait=True)
+    await inprocess.cancel_handle(handle, wait=True)
     assert handle.done.is_set() and handle.task.cancelled()

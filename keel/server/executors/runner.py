@@ -1,0 +1,248 @@
+"""Executing one run in this process: its input, the graph (through the agent's driver),
+its stream events, its recorded status and its webhook. Both executors use it: the
+in-process one in the API, and the one in each `keel worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from langgraph.types import Command
+
+from keel.config import ServiceSettings
+from keel.nodes import AgentContext
+from keel.runtime import Agent
+from keel.runtime.driver import Segment
+from keel.runtime.durable import unfinished
+from keel.server.auth import Principal
+from keel.server.encode import interrupt_json, jsonable
+from keel.server.errors import Unprocessable
+from keel.server.events import RedisEvents
+from keel.server.handles import RunHandle, question_from
+from keel.server.run_job import RunJob
+from keel.server.schemas import RunCreate
+from keel.server.store import Store, through_outage
+from keel.server.webhooks import WebhookSender, check_webhook, webhook_payload
+
+__all__ = ["CONTROL_EVENTS", "END_VALUES", "RunRunner"]
+
+log = structlog.get_logger("keel.server.runs")
+
+CONTROL_EVENTS = ("metadata", "end", "error")
+"""Events every run reports, streamed or not."""
+END_VALUES = "values"
+"""A worker's `end` event carries the run's final values under this key, so the API answers
+`wait` / `join` without reading the thread's checkpoint again; streams drop it."""
+
+
+@dataclass
+class RunRunner:
+    """Runs one run to its end here and records how it ended."""
+
+    agent: Agent
+    store: Store
+    settings: ServiceSettings
+    context_for: Callable[[Principal], AgentContext]
+    webhooks: WebhookSender
+    """Posts a run's webhook when the run ends in this process; drained on close."""
+    events: RedisEvents | None = None
+    publish: bool = False
+    """Set in a `keel worker`: events go to Redis for the API that streams the run."""
+    outage_s: float = 600.0
+    """How long run-status writes wait out a database outage before giving up."""
+
+    async def set_status(self, run_id: str, status: str, **changes: Any) -> None:
+        """Record a run's status, waiting out a database outage shorter than a run may
+        last: an accepted run is not failed by a Postgres restart."""
+        await through_outage(
+            lambda: self.store.set_run_status(run_id, status, **changes),
+            within_s=self.outage_s,
+        )
+
+    async def graph_input(
+        self, thread_id: str, body: RunCreate, principal: Principal, run_id: str
+    ) -> Any:
+        """What the run sends the graph: a command, a new question, or None (continue)."""
+        if body.command is not None:
+            c = body.command
+            return Command(
+                resume=c.resume,
+                update=c.update,
+                goto=c.goto if c.goto is not None else (),
+            )
+        if body.input is not None:
+            question = question_from(body.input)
+            return self.agent.start_state(question, tenant=principal.tenant_id, run_id=run_id)
+        snapshot = await self.agent.asnapshot(thread_id)
+        if not snapshot.next:
+            raise Unprocessable(
+                f"thread {thread_id} has nothing to continue: give 'input' (or 'command')"
+            )
+        return None
+
+    async def plan(self, job: RunJob) -> tuple[RunHandle, Any] | None:
+        """How to (re)start a run: from its input, or from the checkpoint it reached.
+        None when there is nothing to run (it had finished, or its input is unusable)."""
+        record = job.record
+        started = False
+        if record.attempt:  # an attempt began: its input may be in the thread's state
+            snapshot = await self.agent.asnapshot(record.thread_id)
+            started = (snapshot.values or {}).get("run_id") == record.run_id
+            if started and not unfinished(snapshot):  # `next` alone misses a half-saved step
+                await self.set_status(record.run_id, "success", thread=(record.thread_id, "idle"))
+                await self.published_end(record.run_id, "success")
+                await self.notify(job, "success")
+                return None
+        try:
+            graph_input: Any = (
+                None
+                if started
+                else await self.graph_input(
+                    record.thread_id, job.body, job.principal, record.run_id
+                )
+            )
+        except Unprocessable as exc:
+            await self.set_status(record.run_id, "error", error=exc.message)
+            await self.published_end(record.run_id, "error")
+            await self.notify(job, "error", error=exc.message)
+            return None
+        streamed = job.stream or job.body.stream_resumable or not self.publish
+        handle = RunHandle(
+            record=record,
+            modes=job.body.modes if streamed else [],
+            keep=self.settings.stream_buffer_events,
+        )
+        handle.emit("metadata", {"run_id": record.run_id, "attempt": record.attempt + 1})
+        return handle, graph_input
+
+    async def emit(
+        self, handle: RunHandle, event: str, data: Any, *, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Tell the run's streams; `extra` fields go only to other processes (see `END_VALUES`)."""
+        if not handle.modes and event not in CONTROL_EVENTS:
+            return  # nobody streams this run: only its outcome is told
+        handle.emit(event, data)
+        if self.publish and self.events is not None:
+            await self.events.publish(handle.run_id, event, {**data, **extra} if extra else data)
+
+    async def run(self, handle: RunHandle, graph_input: Any, body: RunCreate) -> str:
+        """Drive the run's graph to its end or an interrupt; its final status."""
+        record = handle.record
+        handle.status = "running"
+        await self.set_status(
+            record.run_id, "running", attempt=record.attempt + 1, thread=(record.thread_id, "busy")
+        )
+        segment = Segment(
+            record.thread_id,
+            graph_input,
+            run_id=record.run_id,
+            tenant=record.tenant_id,
+            stream_modes=["messages" if m == "messages-tuple" else m for m in handle.modes],
+            checkpoint_id=body.checkpoint_ref,
+            durability=body.durability,
+            interrupt_before=body.interrupt_before,
+            interrupt_after=body.interrupt_after,
+            context=self.context_for(Principal(record.tenant_id, _role(record.kwargs))),
+        )
+
+        async def send(mode: str, chunk: Any) -> None:
+            await self.emit(handle, mode, list(chunk) if mode == "messages" else chunk)
+
+        snapshot = (await self.agent.drive(segment, send)).snapshot
+        values = dict(snapshot.values or {})
+        if snapshot.interrupts:
+            values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
+        handle.result = values
+        return "interrupted" if snapshot.next else "success"
+
+    async def finish(
+        self, handle: RunHandle, status: str, *, error: str | None = None, alone: bool = True
+    ) -> None:
+        """Record how the run ended, tell its streams and post its webhook.
+
+        `alone`: no other run of the thread is active here, so the thread's status follows.
+        """
+        handle.status = status
+        if status == "error":
+            handle.result = {"__error__": {"error": "RunError", "message": error or ""}}
+        record = handle.record
+        thread_status = {"success": "idle", "error": "error"}.get(status, "idle")
+        if status == "interrupted" and handle.cancel_reason is None:
+            thread_status = "interrupted"
+        await asyncio.shield(
+            self.set_status(
+                record.run_id,
+                status,
+                error=error,
+                thread=(record.thread_id, thread_status) if alone else None,
+            )
+        )
+        values = handle.result if status != "error" and self.publish else None
+        await self.emit(
+            handle,
+            "end",
+            {"run_id": record.run_id, "status": status},
+            extra={END_VALUES: jsonable(values)} if values else None,
+        )
+        await self.notify(
+            RunJob.of(record),
+            status,
+            values=handle.result if status != "error" else None,
+            error=error,
+        )
+
+    async def notify(
+        self,
+        job: RunJob,
+        status: str,
+        *,
+        values: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Post the ended run's webhook, if it asked for one (delivered in the background).
+
+        Without `values` the thread's state is read here, before a temporary thread goes.
+        The URL is checked again against this process's allowed hosts.
+        """
+        url = job.webhook
+        if not url:
+            return
+        try:
+            check_webhook(url, self.webhooks.policy)
+        except Unprocessable as exc:
+            log.warning("webhook.refused", run_id=job.run_id, reason=exc.message)
+            return
+        try:
+            final = jsonable(values) if values else await self.thread_values(job.thread_id)
+        except Exception as exc:
+            log.warning("webhook.values_unread", run_id=job.run_id, error=type(exc).__name__)
+            final = None
+        payload = webhook_payload(job.record, status, values=final, error=error)
+        self.webhooks.send(url, payload, run_id=job.run_id)
+
+    async def published_end(self, run_id: str, status: str) -> None:
+        """Tell other processes a run ended that never got a handle here."""
+        if self.publish and self.events is not None:
+            await self.events.publish(run_id, "end", {"run_id": run_id, "status": status})
+
+    async def thread_values(self, thread_id: str) -> dict[str, Any]:
+        """The thread's values as the protocol shows them (with `__interrupt__`)."""
+        snapshot = await self.agent.asnapshot(thread_id)
+        values: dict[str, Any] = jsonable(snapshot.values or {})
+        if snapshot.interrupts:
+            values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
+        return values
+
+    async def drop_thread(self, thread_id: str, tenant_id: str) -> None:
+        """Delete a temporary thread: its checkpoints, journal rows and record."""
+        with contextlib.suppress(Exception):
+            await self.agent.adelete_thread(thread_id)
+            await self.store.delete_thread(thread_id, tenant_id)
+
+
+def _role(kwargs: Mapping[str, Any]) -> str:
+    return str(kwargs.get("role", "admin"))
