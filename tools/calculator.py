@@ -4,7 +4,12 @@ The expression is parsed with `ast.parse(mode="eval")` and walked by a small int
 that knows numbers, + - * / // % ** (`^` is read as `**`, as calculators do; both local
 models wrote `2^20`), unary +/-, parentheses and the functions abs, round, min, max and sqrt
 called by name. Everything else is refused with a message the model can
-act on. Sizes are bounded so that `9**9**9` or `10**100000` is refused instead of hanging.
+act on.
+
+Every operand and result is bounded *before* the operation runs, because one big-integer
+C call (`round(5, -10**8)` builds 10**100000000) holds the GIL and freezes the whole
+process, event loop included; no timeout can stop it. Bounded: the expression's length and
+nesting depth, integer sizes in digits, exponents, and `round`'s ndigits.
 """
 
 from __future__ import annotations
@@ -21,14 +26,25 @@ from pydantic import Field
 from keel.errors import ErrorCode, ToolInputError
 from keel.tools.registry import tool
 
-__all__ = ["MAX_DIGITS", "MAX_EXPONENT", "MAX_LENGTH", "calculator", "evaluate", "format_number"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DIGITS",
+    "MAX_EXPONENT",
+    "MAX_LENGTH",
+    "calculator",
+    "evaluate",
+    "format_number",
+]
 
 MAX_LENGTH = 500
 """Characters in an expression."""
 MAX_EXPONENT = 1000
 """Largest |exponent| of `**`."""
 MAX_DIGITS = 1000
-"""Largest number of decimal digits of an integer result (floats are IEEE doubles)."""
+"""Largest number of decimal digits of an integer operand or result (floats are IEEE
+doubles); also the largest |ndigits| of `round`."""
+MAX_DEPTH = 60
+"""Deepest nesting of operations (parentheses, unary signs, calls)."""
 SIGNIFICANT_DIGITS = 12
 """Floats are reported with this many significant digits, which hides binary noise."""
 
@@ -73,6 +89,8 @@ def evaluate(expression: str) -> Number:
         raise _refuse(f"not a valid expression ({reason})") from exc
     except (RecursionError, MemoryError) as exc:
         raise _refuse("the expression is nested too deeply") from exc
+    if _depth(tree.body) > MAX_DEPTH:
+        raise _refuse(f"the expression is nested too deeply (more than {MAX_DEPTH} levels)")
     try:
         return _check_size(_eval(tree.body))
     except ZeroDivisionError as exc:
@@ -81,6 +99,27 @@ def evaluate(expression: str) -> Number:
         raise _refuse("the result is too large") from exc
     except RecursionError as exc:
         raise _refuse("the expression is nested too deeply") from exc
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of the tree, found without recursion (the tree may be very deep)."""
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _digits(value: Number) -> int:
+    """Decimal digits of an integer, from its bit length (cheap; never converts to str)."""
+    return int(abs(value).bit_length() * 0.30103) + 1 if isinstance(value, int) else 0
+
+
+def _check_operands(op: ast.operator, left: Number, right: Number) -> None:
+    if isinstance(op, ast.Mult) and _digits(left) + _digits(right) > MAX_DIGITS + 1:
+        raise _refuse(f"the product would have more than {MAX_DIGITS} digits")
 
 
 def _eval(node: ast.expr) -> Number:
@@ -96,6 +135,7 @@ def _eval(node: ast.expr) -> Number:
         op = _BINARY.get(type(node.op))
         if op is None:
             raise _refuse(f"the operator {type(node.op).__name__} is not allowed")
+        _check_operands(node.op, left, right)
         return _check_size(op(left, right))
     if isinstance(node, ast.UnaryOp):
         unary = _UNARY.get(type(node.op))
@@ -140,6 +180,8 @@ def _call(node: ast.Call) -> Number:
     if name == "round":
         if len(args) not in (1, 2) or (len(args) == 2 and not isinstance(args[1], int)):
             raise _refuse("round(x) or round(x, ndigits) with an integer ndigits")
+        if len(args) == 2 and abs(args[1]) > MAX_DIGITS:
+            raise _refuse(f"round()'s ndigits is limited to ±{MAX_DIGITS}, got {args[1]}")
         return round(args[0], int(args[1])) if len(args) == 2 else round(args[0])
     if len(args) != 1:
         raise _refuse(f"{name}() takes exactly one number")
@@ -156,7 +198,7 @@ def _call(node: ast.Call) -> Number:
 def _check_size(value: Number) -> Number:
     if isinstance(value, float) and not math.isfinite(value):
         raise _refuse("the result is too large (not a finite number)")
-    if isinstance(value, int) and value.bit_length() > MAX_DIGITS * 3.33:
+    if isinstance(value, int) and _digits(value) > MAX_DIGITS:
         raise _refuse(f"the result has more than about {MAX_DIGITS} digits")
     return value
 

@@ -21,7 +21,6 @@ gets `ToolContext.idempotency_key` to hand to external systems, and may declare 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import hashlib
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from keel.config import Settings
 from keel.errors import ErrorCode, ToolDefinitionError, ToolInputError
-from keel.resilience.isolation import check_importable, run_in_process
+from keel.resilience.isolation import check_importable, run_in_process, run_in_thread
 
 __all__ = [
     "Reconcile",
@@ -126,8 +125,10 @@ class Tool:
     cacheable: bool = False
     """Results may be cached (pure functions of their arguments)."""
     isolation: Literal["thread", "process"] = "thread"
-    """Where a sync tool runs: a worker thread (abandoned on timeout) or a separate process
-    (killed on timeout; arguments and result must pickle)."""
+    """Where a sync tool runs: a daemon thread (abandoned on timeout; it never delays exit)
+    or a separate process (killed on timeout; arguments and result must pickle). A tool that
+    can spend long in one C call holding the GIL (big-integer maths, a C library) freezes
+    every thread, the event loop included, until the call returns: give it `"process"`."""
 
     @property
     def is_async(self) -> bool:
@@ -165,7 +166,7 @@ class Tool:
         if self.is_async:
             result = await self.func(**kwargs)
         else:
-            result = await asyncio.to_thread(self.func, **kwargs)
+            result = await run_in_thread(self.func, kwargs, name=self.name)
         return result if isinstance(result, str) else json.dumps(result, default=str)
 
     def openai_schema(self) -> dict[str, Any]:

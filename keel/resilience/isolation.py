@@ -1,7 +1,10 @@
-"""Running a tool function in a separate process, so a timeout can kill it.
+"""Where a sync tool function runs: a daemon thread, or a separate process a timeout can kill.
 
 A thread cannot be stopped: a sync tool that hangs in a worker thread is abandoned, and
-keeps its thread (and whatever it holds). `run_in_process` runs the function in a fresh
+keeps its thread (and whatever it holds). `run_in_thread` makes that abandonment cheap: each
+call gets its own daemon thread, outside the event loop's default executor, so a stuck call
+neither takes one of the executor's few workers nor makes `asyncio.run` (and so `keel.run`)
+wait for it at exit. `run_in_process` runs the function in a fresh
 `spawn`ed child instead; when the awaiting task is cancelled (the tool timeout fires, the
 run is cancelled) the child is killed. Arguments and results cross a pipe, so both must
 pickle, and the function must be importable by module and qualified name (a module-level
@@ -11,19 +14,52 @@ function, or a module-level `@tool`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import importlib
 import inspect
 import multiprocessing
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from keel.errors import ToolDefinitionError, ToolError
 
-__all__ = ["check_importable", "run_in_process"]
+__all__ = ["check_importable", "run_in_process", "run_in_thread"]
 
 _SPAWN = multiprocessing.get_context("spawn")
 KILL_WAIT_S = 5.0
+
+
+async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str) -> Any:
+    """`func(**kwargs)` in a new daemon thread, with the caller's context variables.
+
+    Cancelling the await (a tool timeout) abandons the thread at once; its late result or
+    error is dropped, and the thread never delays the loop's or the interpreter's shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = context.run(func, **kwargs), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name=f"keel-tool-{name}", daemon=True).start()
+    return await future
 
 
 def check_importable(func: Callable[..., Any], name: str) -> None:

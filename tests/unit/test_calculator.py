@@ -170,3 +170,32 @@ def test_default_tools_is_a_fresh_registry_each_call() -> None:
     assert first.get("calculator") is calculator
     assert first.get("calculator").cacheable  # type: ignore[union-attr]
     assert "ctx" not in str(first.get("sql_query").openai_schema())  # type: ignore[union-attr]
+
+
+# Issue 18 item 7: each of these was one C call holding the GIL (the whole process froze:
+# `round(5, -10**8)` builds 10**100000000). Every operand is bounded before it runs.
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("round(5, -10**8)", "ndigits is limited"),
+        ("round(5, -(10**8))", "ndigits is limited"),
+        ("round(5.5, 10**9)", "ndigits is limited"),
+        ("round(10**999, -(10**6))", "ndigits is limited"),
+        ("(10**999) * (10**999)", "digits"),
+        ("max(10**999, 1) * 10**999", "digits"),
+        ("-" * 200 + "1", "nested too deeply"),
+        ("abs(" * 70 + "1" + ")" * 70, "nested too deeply"),
+    ],
+)
+def test_hostile_operands_are_refused_at_once(expression: str, reason: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ToolInputError) as info:
+        evaluate(expression)
+    assert reason in info.value.message
+    assert time.monotonic() - started < 0.05
+
+
+def test_bounds_leave_ordinary_rounding_alone() -> None:
+    assert evaluate("round(1234567, -3)") == 1235000
+    assert evaluate("round(10**999, -998)") == 10**999
+    assert evaluate("round(2.5678, 1000)") == 2.5678

@@ -1,0 +1,137 @@
+"""Sync tools in thread mode cannot stall the event loop or the process's exit (issue 18, 7).
+
+A hostile calculator call used to hold the GIL in one C call (the loop, `/healthz` and every
+other tenant waited); a timed-out sync tool kept `asyncio.run` (so `keel.run`) waiting for
+its abandoned thread at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from keel.config import Settings
+from keel.errors import ToolInputError
+from keel.tools import ToolContext, calculator, tool
+
+HOSTILE = [
+    "round(5, -10**8)",
+    "round(5, -(10**8))",
+    "round(10**999, -(10**6))",
+    "(10**999) * (10**999) * (10**999)",
+    "max(10**999, 2) ** 1000",
+]
+
+
+@tool(timeout_s=0.2)
+def spin(seconds: float) -> str:
+    """Burn CPU in Python for a while (a CPU-bound sync tool)."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return str(n)
+
+
+async def _max_tick_gap(work: asyncio.Future[Any], every: float = 0.05) -> float:
+    """Tick every `every` seconds until `work` is done; return the longest gap seen."""
+    gap, last = 0.0, time.monotonic()
+    while not work.done():
+        await asyncio.sleep(every)
+        now = time.monotonic()
+        gap, last = max(gap, now - last), now
+    return gap
+
+
+async def test_hostile_calculator_calls_keep_the_loop_ticking() -> None:
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+
+    async def hostile() -> list[str]:
+        refusals = []
+        for expression in HOSTILE:
+            with pytest.raises(ToolInputError) as info:
+                args = calculator.validate({"expression": expression})
+                await asyncio.wait_for(calculator.invoke(args, ctx), timeout=1.0)
+            refusals.append(info.value.message)
+        return refusals
+
+    work = asyncio.ensure_future(hostile())
+    gap = await _max_tick_gap(work)
+    assert len(await work) == len(HOSTILE)
+    assert gap < 0.25, f"the event loop stalled for {gap:.2f}s"
+
+
+async def test_a_timed_out_cpu_bound_tool_is_abandoned_and_the_loop_keeps_ticking() -> None:
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    started = time.monotonic()
+
+    async def call() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(spin.invoke(spin.validate({"seconds": 1.5}), ctx), 0.2)
+
+    work = asyncio.ensure_future(call())
+    gap = await _max_tick_gap(work)
+    await work
+    assert time.monotonic() - started < 0.6
+    assert gap < 0.25
+
+
+async def test_thread_mode_keeps_context_variables_and_errors() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    @tool
+    def read_var() -> str:
+        """Return the context variable's value."""
+        return var.get()
+
+    @tool
+    def fail() -> str:
+        """Raise."""
+        raise ValueError("boom")
+
+    var.set("from the caller")
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    assert await read_var.invoke(read_var.validate({}), ctx) == "from the caller"
+    with pytest.raises(ValueError, match="boom"):
+        await fail.invoke(fail.validate({}), ctx)
+
+
+def test_an_abandoned_tool_thread_does_not_delay_exit() -> None:
+    """`asyncio.run` used to wait for the default executor, so for the abandoned call."""
+    script = textwrap.dedent(
+        """
+        import asyncio, time
+        from keel.config import Settings
+        from keel.tools import ToolContext, tool
+
+        @tool
+        def stuck() -> str:
+            "Block for a long time."
+            time.sleep(30)
+            return "late"
+
+        async def main() -> None:
+            ctx = ToolContext(Settings(), tool_call_id="c1")
+            try:
+                await asyncio.wait_for(stuck.invoke(stuck.validate({}), ctx), 0.2)
+            except TimeoutError:
+                pass
+
+        started = time.monotonic()
+        asyncio.run(main())
+        print(round(time.monotonic() - started, 2))
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert float(done.stdout.strip().splitlines()[-1]) < 2.0
+    assert time.monotonic() - started < 25  # nor the interpreter's exit (the tool sleeps 30 s)
