@@ -283,6 +283,7 @@ def _model_failed(
         retry_after=verdict.retry_after,
     )
     record = error_record(state, NODE, verdict.code, verdict.kind, message, attempt=plan.attempt)
+    message = record["message"]  # secrets masked (keel.nodes._records); `why` below quotes it
     ms = (ctx.timer() - started) * 1000
     if plan.retry:
         return {

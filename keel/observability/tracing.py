@@ -22,6 +22,7 @@ from typing import Any
 from keel.config import Settings
 from keel.observability._tracer import KeelTracer, TracePolicy
 from keel.observability.logs import ensure_logging
+from keel.observability.redact import remember_secrets
 
 __all__ = ["Tracing", "pin_sender"]
 
@@ -105,6 +106,9 @@ class Tracing:
             return cls(enabled=False, policy=policy)
         if client is None:
             client = _daemon_client()
+        key = getattr(client, "api_key", None)
+        if isinstance(key, str):
+            remember_secrets([key])  # LangSmith's own key, read by its client from the env
         return cls(
             enabled=True,
             client=client,

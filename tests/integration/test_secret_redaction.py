@@ -193,3 +193,17 @@ async def test_tool_arguments_and_errors_reach_langsmith_masked(
     assert tools and MASK in json.dumps(tools[0]["inputs"])
     assert "api.example" in json.dumps(tools[0]["inputs"]), "only the secret is masked"
     assert_clean(json.dumps(runs, default=str), secrets, "the LangSmith payloads")
+
+
+def test_the_langsmith_key_is_remembered_as_a_secret(
+    settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
+) -> None:
+    from keel.observability.redact import redact
+    from keel.observability.tracing import Tracing
+
+    with CaptureServer() as server:
+        langsmith_env(server.url)
+        tracing = Tracing.from_settings(settings_factory())
+        key = tracing.client.api_key
+        tracing.close()
+    assert key and key not in redact(f"the key was {key[:-4]}abcd and {key}")
