@@ -447,8 +447,9 @@ def _guard_rows(sql: str, max_bytes: int) -> str:
     gigabyte in this process; the server checks each row's size first and fails the query
     with a marker error instead.
     """
-    return (
-        f"SELECT q.* FROM ({sql}) AS q WHERE CASE WHEN octet_length(q::text) > {max_bytes} "
+    body = sql.rstrip().rstrip(";")
+    return (  # the newline ends a trailing `--` comment of an unvalidated caller
+        f"SELECT q.* FROM ({body}\n) AS q WHERE CASE WHEN octet_length(q::text) > {max_bytes} "
         f"THEN ('{_ROW_OVER}' || octet_length(q::text))::int END IS NULL"
     )
 

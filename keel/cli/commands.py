@@ -1,4 +1,4 @@
-"""`keel run`, `resume`, `trace`, `eval`, `models`, `serve`, `worker` and `keys`."""
+"""`keel run`, `resume`, `trace`, `eval`, `models`, `serve`, `worker`, `sql-role` and `keys`."""
 
 from __future__ import annotations
 
@@ -183,6 +183,25 @@ def worker(
         raise fail(exc.message, 2) from exc
     except KeyboardInterrupt:
         pass
+
+
+@app.command("sql-role")
+def sql_role(
+    admin_url: Annotated[str, typer.Option("--admin-url", help="Postgres URL that may grant.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, envvar="KEEL_SQL_ROLE_PASSWORD")
+    ],
+    role: Annotated[str, typer.Option("--role", help="Role to create or reset.")] = "keel_reader",
+) -> None:
+    """Create the least-privilege role the sql_query tool connects as (SELECT on its tables)."""
+    from keel.tools.sql_role import create_readonly_role
+
+    tables = settings_from().sql.allowed_tables
+    try:
+        create_readonly_role(admin_url, role, password, tables)
+    except Exception as exc:  # psycopg errors: bad URL, no right to grant, unknown table
+        raise fail(f"could not create role {role}: {exc}", 2) from exc
+    err.print(f"role {role} may read {', '.join(tables)}; set KEEL_DATABASE_URL to connect as it")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (stored hashed).")

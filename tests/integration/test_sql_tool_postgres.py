@@ -17,6 +17,7 @@ from keel.errors import ErrorCode, ToolFatalError, ToolInputError
 from keel.tools import ToolContext, sql_query
 from keel.tools.sql import SqlTarget, execute_readonly
 from keel.tools.sql_role import create_readonly_role
+from tests.cli_runner import keel_runner
 
 pytestmark = pytest.mark.postgres
 
@@ -330,3 +331,24 @@ async def test_fetching_stops_at_the_byte_cap_and_says_so(database: str, tmp_pat
     assert 1 <= result["row_count"] < 10
     assert [r[0] for r in result["rows"]] == list(range(1, result["row_count"] + 1))
     assert "1000000-byte cap" in result["note"]
+
+
+def test_keel_sql_role_creates_a_role_the_tool_runs_as(database: str, tmp_path: Any) -> None:
+    """The documented production setup, end to end: `keel sql-role`, then the tool as it."""
+    role = f"keel_cli_reader_{os.getpid()}"
+    run_cli = keel_runner(tmp_path)
+    try:
+        done = run_cli("sql-role", "--admin-url", database, "--role", role,
+                       KEEL_SQL_ROLE_PASSWORD="pw")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "customers, products, orders, order_items" in done.stderr
+        url = f"postgresql://{role}:pw@127.0.0.1:5432/{DB_NAME}"
+        target = SqlTarget("postgres", url)
+        assert execute_readonly(target, "SELECT count(*) FROM orders", row_cap=1, timeout_s=5)
+        with pytest.raises(ToolInputError, match="permission denied"):
+            execute_readonly(target, "SELECT * FROM secrets", row_cap=1, timeout_s=5)
+    finally:
+        with _admin() as admin, psycopg.connect(URL, autocommit=True) as conn:
+            if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{role}"')  # its grants, so the role can go
+                admin.execute(f'DROP ROLE "{role}"')
