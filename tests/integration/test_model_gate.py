@@ -149,7 +149,7 @@ async def _site_index(run_site: Callable[..., Any], site: str) -> tuple[int, Rec
 
 
 @pytest.mark.parametrize("site", SITES)
-@pytest.mark.parametrize("limit", ["run_model_calls", "run_tokens", "run_usd"])
+@pytest.mark.parametrize("limit", ["run_model_calls", "run_tokens", "run_usd", "tenant_daily_usd"])
 async def test_each_call_site_is_refused_when_it_would_break_the_budget(
     run_site: Callable[..., Any], site: str, limit: str
 ) -> None:
@@ -160,6 +160,7 @@ async def test_each_call_site_is_refused_when_it_would_break_the_budget(
         "run_model_calls": k,
         "run_tokens": before_tokens + free.calls[k][1] - 1,
         "run_usd": round(before_usd + free.calls[k][2] - 1e-7, 8),
+        "tenant_daily_usd": round(before_usd + free.calls[k][2] - 1e-7, 8),
     }
     result, state, rec = await run_site(site, {limit: budget[limit]})
 
@@ -173,6 +174,7 @@ async def test_each_call_site_is_refused_when_it_would_break_the_budget(
         "run_model_calls": usage["model_calls"],
         "run_tokens": usage["total_tokens"],
         "run_usd": usage["cost_usd"],
+        "tenant_daily_usd": usage["cost_usd"],
     }[limit]
     assert spent <= budget[limit] + 1e-12
     trace = result.metadata.trace
