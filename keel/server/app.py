@@ -24,7 +24,7 @@ from keel.server.admission import Admission
 from keel.server.auth import Authenticator, context_for_role
 from keel.server.crons import CronScheduler, CronStore
 from keel.server.deps import Caller, Services, Svc
-from keel.server.errors import BodyGuard, install_error_handlers
+from keel.server.errors import COMMON_ERRORS, BodyGuard, install_error_handlers, responses
 from keel.server.handles import check_assistant
 from keel.server.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.server.routes_assistants import router as assistants_router
@@ -163,7 +163,7 @@ def _add_meta_routes(app: FastAPI) -> None:
     async def ok() -> dict[str, bool]:
         return {"ok": True}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses=responses(503))
     async def readyz(svc: Svc) -> Response:
         """The store answers and the checkpointer is open: ready for traffic."""
         try:
@@ -185,7 +185,7 @@ def _add_meta_routes(app: FastAPI) -> None:
 
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/assistants/search", tags=["assistants"])
+    @app.post("/assistants/search", tags=["assistants"], responses=COMMON_ERRORS)
     async def search_assistants(body: AssistantSearch, principal: Caller) -> list[dict[str, Any]]:
         wanted = (body.graph_id in (None, GRAPH_ID)) and (body.name in (None, GRAPH_ID))
         meta_ok = all(
@@ -193,7 +193,7 @@ def _add_meta_routes(app: FastAPI) -> None:
         )
         return [_assistant()] if wanted and meta_ok and body.offset == 0 else []
 
-    @app.get("/assistants/{assistant_id}", tags=["assistants"])
+    @app.get("/assistants/{assistant_id}", tags=["assistants"], responses=COMMON_ERRORS)
     async def get_assistant(assistant_id: str, principal: Caller) -> dict[str, Any]:
         check_assistant(assistant_id)
         return _assistant()
