@@ -152,6 +152,7 @@ def langsmith_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], N
         monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
         monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_pt_0123456789abcdef0123456789abcdef_01")
         monkeypatch.setenv("LANGSMITH_TRACING", "true")
+        monkeypatch.setenv("LANGSMITH_PROJECT", "keel-tests")  # LangSmith caches the project
         ls_utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
 
     yield point

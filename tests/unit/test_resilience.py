@@ -95,7 +95,7 @@ def test_retry_after_header(headers: dict[str, str], expected: float | None) -> 
         (TimeoutError(), "retryable", ErrorCode.MODEL_TIMEOUT),
         (CircuitOpenError("open"), "degradable", ErrorCode.BREAKER_OPEN),
         (RateLimitedError("slow down"), "degradable", ErrorCode.RATE_LIMITED),
-        (UsageError("bad config"), "fatal", ErrorCode.MODEL_ERROR),
+        (UsageError("bad config"), "fatal", ErrorCode.USAGE_INVALID),
         (TypeError("bug"), "fatal", ErrorCode.MODEL_ERROR),
         (asyncio.CancelledError(), "fatal", ErrorCode.CANCELLED),
     ],
