@@ -8,18 +8,20 @@ its abandoned thread at exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keel.config import Settings
+from keel.config import Settings, SqlToolSettings
 from keel.errors import ToolInputError
-from keel.tools import ToolContext, calculator, tool
+from keel.tools import ToolContext, calculator, sql_query, tool
 
 HOSTILE = [
     "round(5, -10**8)",
@@ -27,6 +29,15 @@ HOSTILE = [
     "round(10**999, -(10**6))",
     "(10**999) * (10**999) * (10**999)",
     "max(10**999, 2) ** 1000",
+]
+
+
+HOSTILE_SQL = [
+    "SELECT printf('%.*c', 2000000000, 'x')",
+    "SELECT length(randomblob(900000000))",
+    "SELECT " + "(" * 5000 + "1" + ")" * 5000,
+    "SELECT 1 FROM orders WHERE " + " OR ".join(f"id = {i}" for i in range(2000)),
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
 ]
 
 
@@ -65,6 +76,23 @@ async def test_hostile_calculator_calls_keep_the_loop_ticking() -> None:
     work = asyncio.ensure_future(hostile())
     gap = await _max_tick_gap(work)
     assert len(await work) == len(HOSTILE)
+    assert gap < 0.25, f"the event loop stalled for {gap:.2f}s"
+
+
+async def test_hostile_sql_calls_keep_the_loop_ticking(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, sql=SqlToolSettings(statement_timeout_s=1.0))
+    ctx = ToolContext(settings, tool_call_id="c1")
+
+    async def hostile() -> int:
+        for query in HOSTILE_SQL:
+            with contextlib.suppress(ToolInputError):
+                args = sql_query.validate({"query": query})
+                await asyncio.wait_for(sql_query.invoke(args, ctx), timeout=3.0)
+        return len(HOSTILE_SQL)
+
+    work = asyncio.ensure_future(hostile())
+    gap = await _max_tick_gap(work)
+    assert await work == len(HOSTILE_SQL)
     assert gap < 0.25, f"the event loop stalled for {gap:.2f}s"
 
 
@@ -108,7 +136,7 @@ def test_an_abandoned_tool_thread_does_not_delay_exit() -> None:
     script = textwrap.dedent(
         """
         import asyncio, time
-        from keel.config import Settings
+        from keel.config import Settings, SqlToolSettings
         from keel.tools import ToolContext, tool
 
         @tool
