@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
-from keel.checkpoints.retention import delete_checkpoints
+from keel.checkpoints.retention import _keep_last
 from keel.checkpoints.thread_copy import copy_thread
 from keel.server.crons import CronStore
 from keel.server.deps import Caller, Services, Svc, iso, load_thread
@@ -155,16 +155,12 @@ async def prune_threads(body: ThreadPrune, svc: Svc, principal: Caller) -> dict[
 
 
 async def _keep_latest(svc: Services, thread_id: str) -> None:
-    """Delete every checkpoint of the thread but the newest (its current state)."""
-    saver, storage = svc.agent.graph.checkpointer, svc.agent.storage
-    if storage is None or saver is None or isinstance(saver, bool):
-        return
-    ids = [
-        c.config["configurable"]["checkpoint_id"]
-        async for c in saver.alist(svc.agent.config(thread_id))
-    ]
-    if len(ids) > 1:
-        await delete_checkpoints(storage, thread_id, ids[1:])
+    """Delete every checkpoint of the thread but the newest (its current state), as
+    `keel checkpoints prune --keep-last 1` does: values kept as deltas are rebuilt into it
+    first, so nothing of the current state goes with its ancestors."""
+    if svc.agent.storage is not None:
+        # retention's per-thread step (private there): the same rules as `checkpoints prune`
+        await _keep_last(svc.agent.storage, thread_id, 1)
 
 
 @router.post("/threads/{thread_id}/copy", responses=responses(409))
