@@ -5,17 +5,28 @@ pending writes and the blobs only they referenced are deleted), and drop whole t
 checkpoints and journal rows — idle for longer than T. A thread with an unfinished run
 keeps its latest checkpoint whatever K says (K ≥ 1), so pruning never breaks a resume.
 
-Keel's graph has no subgraphs and no `DeltaChannel`, so each checkpoint is self-contained:
-dropping its ancestors loses history (time travel further back), never the current state.
+Keel's graph has no subgraphs, but `messages`, `trace` and `context_summary` are
+`DeltaChannel`s: a checkpoint stores only what its step wrote, and the whole value now and
+then (a checkpoint written before they were delta channels holds the whole value too); the
+value at a checkpoint is rebuilt from the nearest ancestor holding it plus the writes
+since. So before its ancestors go, the oldest kept checkpoint of each branch is rewritten
+with the whole value of each delta channel it lacks (rebuilt by the agent state's own
+channels); a delta channel of another graph is kept rebuildable by keeping the ancestors it
+needs instead. Dropping ancestors loses history (time travel further back), never the
+current state.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import Checkpoint, CheckpointTuple
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
 from keel.checkpoints.savers import Storage
 from keel.errors import ErrorCode, UsageError
@@ -98,9 +109,81 @@ async def _count(storage: Storage, thread_id: str) -> int:
 
 
 async def _keep_last(storage: Storage, thread_id: str, keep: int) -> int:
-    doomed = (await _ids(storage, thread_id))[keep:]
+    config = RunnableConfig(configurable={"thread_id": thread_id, "checkpoint_ns": ""})
+    found = [item async for item in storage.saver.alist(config)]  # newest first
+    kept_ids = {_id(t) for t in found[:keep]}
+    for i, t in enumerate(found[:keep]):
+        if _parent(t) not in kept_ids:  # the oldest kept checkpoint of its branch
+            found[i] = await _store_delta_values(storage.saver, t)
+    needed = _delta_ancestors(found, found[:keep])
+    doomed = [cid for t in found[keep:] if (cid := _id(t)) not in needed]
     await delete_checkpoints(storage, thread_id, doomed)
     return len(doomed)
+
+
+def _id(item: CheckpointTuple) -> str:
+    return str(item.config["configurable"]["checkpoint_id"])
+
+
+def _parent(item: CheckpointTuple) -> str | None:
+    parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    return str(parent) if parent else None
+
+
+@functools.cache
+def _agent_channels() -> dict[str, DeltaChannel[Any]]:
+    """The agent state's delta channels (their reducers rebuild a value from writes)."""
+    from langgraph.graph import StateGraph
+
+    from keel.types import AgentState
+
+    channels = StateGraph(AgentState).channels
+    return {k: ch for k, ch in channels.items() if isinstance(ch, DeltaChannel)}
+
+
+async def _store_delta_values(saver: Any, item: CheckpointTuple) -> CheckpointTuple:
+    """`item` rewritten with the whole value of each agent delta channel it does not hold,
+    so that it no longer needs its ancestors' writes."""
+    checkpoint = item.checkpoint
+    values = checkpoint["channel_values"]
+    missing = [
+        k for k in _agent_channels() if k in checkpoint["channel_versions"] and k not in values
+    ]
+    if not missing:
+        return item
+    history = await saver.aget_delta_channel_history(config=item.config, channels=missing)
+    whole = dict(values)
+    for k in missing:
+        found = history.get(k) or {"writes": []}
+        channel = _agent_channels()[k].from_checkpoint(found.get("seed"))
+        channel.replay_writes(found["writes"])
+        whole[k] = _DeltaSnapshot(channel.get())
+    rewritten = cast(Checkpoint, {**checkpoint, "channel_values": whole})
+    configurable = {k: v for k, v in item.config["configurable"].items() if k != "checkpoint_id"}
+    if parent := _parent(item):
+        configurable["checkpoint_id"] = parent
+    versions = {k: checkpoint["channel_versions"][k] for k in missing}
+    await saver.aput({"configurable": configurable}, rewritten, item.metadata, versions)
+    return item._replace(checkpoint=rewritten)
+
+
+def _delta_ancestors(found: list[CheckpointTuple], kept: list[CheckpointTuple]) -> set[str]:
+    """Ancestors the kept checkpoints' delta channels are still rebuilt from: for each kept
+    one, its parents back to the nearest one that holds each delta channel's whole value."""
+    by_id = {_id(t): t for t in found}
+    delta: set[str] = set()
+    for t in found:  # LangGraph counts updates since the last snapshot of each delta channel
+        delta.update((t.metadata or {}).get("counters_since_delta_snapshot") or {})
+    needed: set[str] = set()
+    for t in kept:
+        values = t.checkpoint["channel_values"]
+        missing = {k for k in delta if k in t.checkpoint["channel_versions"] and k not in values}
+        node = t
+        while missing and (parent := _parent(node)) in by_id:
+            node = by_id[parent]
+            needed.add(parent)
+            missing -= set(node.checkpoint["channel_values"])
+    return needed
 
 
 async def delete_checkpoints(storage: Storage, thread_id: str, doomed: list[str]) -> None:

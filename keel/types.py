@@ -7,11 +7,13 @@ checkpoints unchanged. Field and key names are persisted: renaming one needs a m
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
+from langgraph.channels.delta import DeltaChannel
+from langgraph.graph.message import _messages_delta_reducer
 from typing_extensions import TypedDict
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "TraceStep",
     "UsageTotals",
     "add_usage",
+    "extend",
 ]
 
 ErrorKind = Literal["retryable", "degradable", "fatal"]
@@ -129,6 +132,37 @@ class Outcome(TypedDict):
     error_code: str | None
 
 
+T = TypeVar("T")
+
+SNAPSHOT_EVERY = 100
+"""A growing list's full value is stored once every this many updates; the checkpoints
+between store only what each step added (LangGraph's `DeltaChannel`), so a turn's storage
+does not grow with the conversation. Reading a state replays at most this many writes."""
+
+
+def extend(state: list[T], writes: Sequence[list[T]]) -> list[T]:
+    """Batch reducer of a `DeltaChannel` list: `state` followed by every write's items, as
+    `operator.add` applied write by write (so replaying writes in any batches agrees)."""
+    out = list(state)
+    for items in writes:
+        out.extend(items)
+    return out
+
+
+def _latest(state: Any, writes: Sequence[Any]) -> Any:
+    return writes[-1] if writes else state
+
+
+class StoredWhenChanged(DeltaChannel[Any]):
+    """A last-value channel stored only in the checkpoint where its value changes (SQLite
+    otherwise copies every value into every checkpoint). For a value that can be large and
+    is written by every run, so reading a state never walks back further than the run."""
+
+    def __init__(self, reducer: Any = None, typ: Any = None, *, snapshot_frequency: int = 1):
+        super().__init__(_latest, snapshot_frequency=1)
+        self.typ = type(None)  # the value before any write, and of a stored None: None
+
+
 class AgentState(TypedDict, total=False):
     """The agent graph's state.
 
@@ -136,7 +170,10 @@ class AgentState(TypedDict, total=False):
     import graphs; `graphs` re-exports it.
     """
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[
+        list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=SNAPSHOT_EVERY)
+    ]
+    """The conversation (`add_messages` semantics: appended, or replaced/removed by id)."""
     question: str
     run_id: str
     model_spec: str
@@ -169,15 +206,17 @@ class AgentState(TypedDict, total=False):
     """The final answer, once `reason` has one."""
     fatal_error: ErrorRecord | None
     errors: Annotated[list[ErrorRecord], operator.add]
+    """Kept whole: it rarely changes, and a `DeltaChannel` that goes unchanged makes every
+    state read walk back to its last snapshot."""
     usage: Annotated[UsageTotals, add_usage]
-    trace: Annotated[list[TraceStep], operator.add]
+    trace: Annotated[list[TraceStep], DeltaChannel(extend, snapshot_frequency=SNAPSHOT_EVERY)]
     outcome: Outcome
     tenant: str
     """Who the run is for: scopes budgets and cache keys (`default` when not given)."""
     tier: str | None
     """The active model tier (`simple` / `standard` / `complex`); None until routed."""
     budget: RunBudget
-    context_summary: str | None
+    context_summary: Annotated[str | None, StoredWhenChanged()]
     """Summary of the compacted middle of the history (see `nodes._compaction`)."""
     summary_upto: int
     """How many leading history messages `context_summary` covers."""

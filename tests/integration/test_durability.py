@@ -292,12 +292,13 @@ async def test_prune_keeps_last_k_and_drops_idle_threads(
         RetentionPolicy(keep_last=0)
 
 
-async def test_storage_per_turn_is_linear_with_retention(
+async def test_storage_per_turn_is_flat_and_less_with_retention(
     tid: Callable[[str], str], agent_factory: Any, checkpoint_url: str, own_store_url: str
 ) -> None:
-    """Every checkpoint holds the whole conversation, so unpruned storage grows by more each
-    turn (quadratically); keeping the last K checkpoints makes every turn add about the same
-    (linearly), for any K."""
+    """A checkpoint stores only what its step wrote (`messages` and `trace` are delta
+    channels), so unpruned storage grows by the same amount every turn; keeping the last K
+    checkpoints (the oldest kept one holding the whole conversation) adds less, and also
+    about the same every turn, for any K."""
     from keel.checkpoints.retention import storage_bytes
 
     @tool(idempotent=True)
@@ -337,10 +338,10 @@ async def test_storage_per_turn_is_linear_with_retention(
             return
         unpruned = await added_per_turn(agent, tid("t-all"), None)
         pruned = {k: await added_per_turn(agent, tid(f"t-keep{k}"), k) for k in (5, 1)}
-    assert all(b > a for a, b in itertools.pairwise(unpruned)), unpruned
-    assert drift(unpruned) > 1.5, unpruned
+    assert max(unpruned) <= 1.1 * min(unpruned), unpruned
+    assert 0.95 < drift(unpruned) < 1.05, unpruned
     for keep, added in pruned.items():
-        assert max(added) < 1.15 * min(added), (keep, added)
+        assert max(added) < 1.25 * min(added), (keep, added)
         assert 0.9 < drift(added) < 1.1, (keep, added)
         assert max(added) < min(unpruned) / 2, (keep, added, unpruned)
 
