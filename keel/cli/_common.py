@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -21,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel.cli.progress import Job, run_with_spinner
 from keel.config import Settings, load_settings
 from keel.errors import KeelError, ThreadNotFoundError, UsageError
-from keel.observability.logs import listen
 from keel.observability.redact import redact
 from keel.types import RunResult
 
@@ -73,52 +72,16 @@ def settings_from(**overrides: Any) -> Settings:
         raise fail(exc.message, 2) from exc
 
 
-Job = Callable[[Callable[[str], None]], Coroutine[Any, Any, RunResult]]
-
-
-def step_of(event: Mapping[str, Any]) -> str | None:
-    """What the run is doing now, from the event just logged (they follow each step)."""
-    name = event.get("event")
-    step = event.get("iteration")
-    at = f"step {step + 1} · " if isinstance(step, int) else ""
-    if name == "run.start":
-        return "reason: thinking…"
-    if name == "model.call":
-        action = event.get("action")
-        if event.get("signal") == "tools" and action:
-            return f"{at}act: running {action}…"
-        return f"{at}reason: {'answering' if event.get('signal') == 'answer' else 'thinking'}…"
-    if name == "tool.call":
-        return f"{at}reason: thinking over {event.get('tool')}'s result…"
-    if name == "model.retry":
-        return f"{at}reason: retrying the model ({event.get('error_code')})…"
-    if name in ("run.degrade", "run.fallback"):
-        return f"{at}fallback: {event.get('error_code')}…"
-    return None
-
-
 def execute(job: Job, as_json: bool) -> None:
     """Run a job under a spinner and print its result; exit with the result's code.
 
-    On a terminal the spinner shows the current step (from the run's log events); log lines
-    print above it, on their own lines (they go to `sys.stderr`, which the spinner proxies).
+    On a terminal the spinner names the current step (`keel.cli.progress`).
     """
     try:
         if as_json or not err.is_terminal:
             result = asyncio.run(job(lambda message: None))
         else:
-            with err.status("working…", spinner="dots") as status:
-
-                def show(message: str) -> None:
-                    status.update(literal(message))
-
-                def on_event(event: Mapping[str, Any]) -> None:
-                    step = step_of(event)
-                    if step is not None:
-                        show(step)
-
-                with listen(on_event):
-                    result = asyncio.run(job(show))
+            result = run_with_spinner(job, err)
     except KeelError as exc:
         raise error_exit(exc) from exc
     except KeyboardInterrupt as exc:
