@@ -142,6 +142,22 @@ def check_function(func: exp.Func, dialect: Dialect) -> str | None:
         )
     if isinstance(func, _FORMATTERS) or name in _FORMAT_NAMES:
         return _check_format(func, name)
+    if isinstance(func, exp.Cast):  # TryCast too
+        return _check_cast(func, dialect)
+    return None
+
+
+_UNCASTABLE = frozenset({exp.DataType.Type.USERDEFINED, exp.DataType.Type.XML})
+
+
+def _check_cast(cast: exp.Cast, dialect: Dialect) -> str | None:
+    """Casts to data types only: `'secrets'::regclass` looks up catalog objects."""
+    target = cast.to
+    if isinstance(target.this, str) or target.this in _UNCASTABLE:
+        return (
+            f"casting to {target.sql(dialect=dialect)} is not allowed; cast to numbers, text, "
+            "dates, times, intervals, booleans or JSON"
+        )
     return None
 
 

@@ -194,6 +194,10 @@ def _kind(node: exp.Expr) -> str:
 
 
 def _check_table(table: exp.Table, allowed: frozenset[str], dialect: Dialect) -> None:
+    if table.this is None:
+        if table.args.get("rows_from"):  # ROWS FROM (f(), g()): each f is a Table checked alone
+            return
+        raise _refuse(f"this FROM item is not allowed: {table.sql(dialect=dialect)}")
     if not isinstance(table.this, exp.Identifier):
         func = table.this
         name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()

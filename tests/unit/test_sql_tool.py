@@ -358,3 +358,25 @@ def test_deep_nesting_and_odd_escapes_are_refused_clearly(
         validate_select(query, dialect=dialect, allowed_tables=TABLES)
     assert info.value.code is ErrorCode.TOOL_REFUSED
     assert reason in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("SELECT * FROM ROWS FROM (query_to_xml('select 1', true, true, ''))", "query_to_xml"),
+        ("SELECT CAST('secrets' AS regclass)", "REGCLASS"),
+        ("SELECT 'pg_read_file'::regproc::oid", "casting"),
+    ],
+)
+def test_postgres_catalog_lookups_and_other_from_forms_are_refused(query: str, reason: str) -> None:
+    with pytest.raises(ToolInputError, match=reason) as info:
+        validate_select(query, dialect="postgres", allowed_tables=TABLES)
+    assert info.value.code is ErrorCode.TOOL_REFUSED
+
+
+def test_ordinary_casts_and_rows_from_still_pass() -> None:
+    for query in (
+        "SELECT id::text, CAST(id AS numeric(10, 2)), order_date::date, '{}'::jsonb FROM orders",
+        "SELECT * FROM ROWS FROM (generate_series(1, 3)) AS g",
+    ):
+        assert validate_select(query, dialect="postgres", allowed_tables=TABLES)
