@@ -1,16 +1,24 @@
 """The `sql_query` tool: one read-only SELECT against the configured database.
 
-Two independent layers keep the database safe:
+Three independent layers keep the database (and this process) safe:
 
 1. `validate_select` parses the query with sqlglot and refuses anything but a single SELECT
-   (CTEs and set operations allowed) over allow-listed tables. What runs is sqlglot's
-   regenerated SQL without comments, so the statement that was checked is the one executed.
+   (CTEs and set operations allowed) over allow-listed tables, calling allow-listed
+   functions only (`_sql_functions`: no `query_to_xml`, `pg_read_file`, `dblink`, …), with
+   names compared as the database compares them. What runs is sqlglot's regenerated SQL
+   without comments, checked again, so the statement that was checked is the one executed.
+   Deep nesting and text sqlglot cannot read are refused, never a `RecursionError`.
 2. `execute_readonly` opens the connection read-only (SQLite `mode=ro`, a Postgres
-   `READ ONLY` transaction) and enforces the statement timeout, so a query that slipped
-   past validation still cannot write or run forever.
+   `READ ONLY` transaction), enforces the statement timeout, and bounds the result in rows
+   and bytes (SQLite's value-size limits; a Postgres server-side cursor whose rows the server
+   size-checks), so a query that slipped past validation still cannot write, run forever or
+   fill this process's memory.
+3. In production the Postgres connection is a least-privilege role that may read the
+   allow-listed tables only (`sql_role`); a superuser connection is refused unless
+   `SqlToolSettings.allow_superuser`.
 
-Refusals and database errors the model can fix are `ToolInputError`; an unreachable
-database is `ToolFatalError`.
+Refusals and database errors the model can fix are `ToolInputError`; an unreachable or
+misconfigured database is `ToolFatalError`.
 """
 
 from __future__ import annotations
