@@ -19,6 +19,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
 from keel.config import Settings
+from keel.server.admin import create_key
 from tests.conftest import fresh_database
 from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
@@ -241,3 +242,33 @@ async def test_on_workers_join_stream_and_messages(distributed: dict[str, Any]) 
                     f"/threads/{tid}/runs/wait", json={"assistant_id": "agent", "input": USER}
                 )
                 assert (await http.get(answer.headers["location"])).json() == answer.json()
+
+
+# tenants: thread ids are one namespace ------------------------------------------------
+
+
+async def test_another_tenants_thread_id_tells_nothing_and_loses_nothing(
+    secured: Settings,
+) -> None:
+    """Creating a thread with an id another tenant holds answers exactly as re-creating one's
+    own (409, the same body); prune skips it; the owner's thread is untouched."""
+    acme = (await create_key(secured, "acme", "member"))["api_key"]
+    globex = (await create_key(secured, "globex", "member"))["api_key"]
+    with running_server(secured) as url:
+        async with (
+            httpx.AsyncClient(base_url=url, headers={"x-api-key": acme}) as a,
+            httpx.AsyncClient(base_url=url, headers={"x-api-key": globex}) as g,
+        ):
+            body = {"thread_id": "taken", "metadata": {"owner": "acme"}}
+            assert (await a.post("/threads", json=body)).status_code == 200
+            own = await a.post("/threads", json={"thread_id": "taken"})
+            other = await g.post("/threads", json={"thread_id": "taken", "metadata": {"x": 1}})
+            assert own.status_code == other.status_code == 409
+            assert own.json() == other.json()
+            lenient = {"thread_id": "taken", "if_exists": "do_nothing"}
+            assert (await g.post("/threads", json=lenient)).json() == own.json()
+            pruned = await g.post("/threads/prune", json={"thread_ids": ["taken"]})
+            assert pruned.json() == {"pruned_count": 0}
+            assert (await g.post("/threads/search", json={})).json() == []
+            kept = await a.get("/threads/taken")
+            assert kept.status_code == 200 and kept.json()["metadata"]["owner"] == "acme"
