@@ -453,9 +453,13 @@ class Store:
         error: str | None = None,
         attempt: int | None = None,
         thread: tuple[str, str] | None = None,
-    ) -> None:
+        only_from: Sequence[str] | None = None,
+    ) -> bool:
         """Set a run's status; with `thread` (id, status), its thread's status too.
 
+        `only_from`: change the run only while its status is one of these (a compare and
+        set: a cancel and the run's own end cannot overwrite each other); the thread
+        follows only if the run changed. False when the run did not change.
         On Postgres both go in one statement (the run's update as a CTE); elsewhere in
         one transaction.
         """
@@ -464,22 +468,25 @@ class Store:
         if attempt is not None:
             values["attempt"] = attempt
         run_update = update(runs).where(runs.c.run_id == run_id).values(**values)
+        if only_from is not None:
+            run_update = run_update.where(runs.c.status.in_(list(only_from)))
         if thread is None:
             async with self._auto.connect() as conn:
-                await conn.execute(run_update)
-            return
+                return bool((await conn.execute(run_update)).rowcount)
         thread_update = (
             update(threads)
             .where(threads.c.thread_id == thread[0])
             .values(status=thread[1], updated_at=at)
         )
-        if self.engine.dialect.name == "postgresql":
+        if self.engine.dialect.name == "postgresql" and only_from is None:
             async with self._auto.connect() as conn:
                 await conn.execute(thread_update.add_cte(run_update.cte("run_update")))
-            return
+            return True
         async with self.engine.begin() as conn:
-            await conn.execute(run_update)
-            await conn.execute(thread_update)
+            changed = bool((await conn.execute(run_update)).rowcount)
+            if changed:
+                await conn.execute(thread_update)
+            return changed
 
     # tenants and keys ------------------------------------------------------------------
 

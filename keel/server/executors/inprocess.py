@@ -18,7 +18,7 @@ import structlog
 from keel.observability.metrics import set_queue_depth
 from keel.server.encode import jsonable
 from keel.server.errors import Unavailable
-from keel.server.executors.runner import RunRunner
+from keel.server.executors.runner import RunRunner, Superseded
 from keel.server.handles import RunHandle
 from keel.server.run_job import RunJob
 from keel.server.store import ACTIVE_RUN_STATUSES
@@ -150,6 +150,10 @@ class InProcessExecutor:
                     await runner.finish(handle, status, alone=self._alone(handle))
                 finally:
                     self.running -= 1
+        except Superseded:  # cancelled before it started here: the record says so already
+            current = await runner.store.get_run_any(record.run_id)
+            handle.status = current.status if current is not None else "interrupted"
+            await runner.emit(handle, "end", {"run_id": record.run_id, "status": handle.status})
         except asyncio.CancelledError:
             if handle.cancel_reason is None and runner.publish:
                 current = await asyncio.shield(runner.store.get_run_any(record.run_id))
@@ -157,8 +161,12 @@ class InProcessExecutor:
                     handle.cancel_reason = current.error or "cancelled"
             if handle.cancel_reason is None:  # the process is stopping: resume at next start
                 handle.status = "pending"
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(runner.store.set_run_status(record.run_id, "pending"))
+                with contextlib.suppress(Exception):  # unless it ended meanwhile
+                    await asyncio.shield(
+                        runner.store.set_run_status(
+                            record.run_id, "pending", only_from=ACTIVE_RUN_STATUSES
+                        )
+                    )
                 raise
             await runner.finish(
                 handle, "interrupted", error=handle.cancel_reason, alone=self._alone(handle)

@@ -61,11 +61,18 @@ class QueueExecutor:
 
     async def cancel(self, run_id: str, thread_id: str, *, reason: str, wait: bool) -> bool:
         record = await self.store.get_run_any(run_id)
-        if record is None or record.status not in ACTIVE_RUN_STATUSES:
+        if record is None:
             return False
-        await self.store.set_run_status(run_id, "interrupted", error=reason)
+        # compare and set: a run that just ended (or just started) is not overwritten
+        was_pending = await self.store.set_run_status(
+            run_id, "interrupted", error=reason, only_from=("pending",)
+        )
+        if not was_pending and not await self.store.set_run_status(
+            run_id, "interrupted", error=reason, only_from=("running",)
+        ):
+            return False  # it had ended: the cancel lost, cleanly
         await self.queue.cancel(run_id, thread_id)
-        if record.status == "pending":  # no worker will tell: say it here
+        if was_pending:  # no worker will tell: say it here
             await self.store.update_thread(thread_id, status="idle")
             if self.events is not None:
                 await self.events.publish(

@@ -25,10 +25,10 @@ from keel.server.events import RedisEvents
 from keel.server.handles import RunHandle, question_from
 from keel.server.run_job import RunJob
 from keel.server.schemas import RunCreate
-from keel.server.store import Store, through_outage
+from keel.server.store import ACTIVE_RUN_STATUSES, Store, through_outage
 from keel.server.webhooks import WebhookSender, check_webhook, webhook_payload
 
-__all__ = ["CONTROL_EVENTS", "END_VALUES", "RunRunner"]
+__all__ = ["CONTROL_EVENTS", "END_VALUES", "RunRunner", "Superseded"]
 
 log = structlog.get_logger("keel.server.runs")
 
@@ -37,6 +37,10 @@ CONTROL_EVENTS = ("metadata", "end", "error")
 END_VALUES = "values"
 """A worker's `end` event carries the run's final values under this key, so the API answers
 `wait` / `join` without reading the thread's checkpoint again; streams drop it."""
+
+
+class Superseded(Exception):
+    """The run ended elsewhere (cancelled) before it could start here."""
 
 
 @dataclass
@@ -55,10 +59,11 @@ class RunRunner:
     outage_s: float = 600.0
     """How long run-status writes wait out a database outage before giving up."""
 
-    async def set_status(self, run_id: str, status: str, **changes: Any) -> None:
+    async def set_status(self, run_id: str, status: str, **changes: Any) -> bool:
         """Record a run's status, waiting out a database outage shorter than a run may
-        last: an accepted run is not failed by a Postgres restart."""
-        await through_outage(
+        last: an accepted run is not failed by a Postgres restart. False when `only_from`
+        was given and the run was in none of those states."""
+        return await through_outage(
             lambda: self.store.set_run_status(run_id, status, **changes),
             within_s=self.outage_s,
         )
@@ -132,10 +137,16 @@ class RunRunner:
     async def run(self, handle: RunHandle, graph_input: Any, body: RunCreate) -> str:
         """Drive the run's graph to its end or an interrupt; its final status."""
         record = handle.record
-        handle.status = "running"
-        await self.set_status(
-            record.run_id, "running", attempt=record.attempt + 1, thread=(record.thread_id, "busy")
+        started = await self.set_status(
+            record.run_id,
+            "running",
+            attempt=record.attempt + 1,
+            thread=(record.thread_id, "busy"),
+            only_from=ACTIVE_RUN_STATUSES,
         )
+        if not started:  # cancelled after this process took it: the cancel won
+            raise Superseded(record.run_id)
+        handle.status = "running"
         segment = Segment(
             record.thread_id,
             graph_input,
@@ -166,21 +177,30 @@ class RunRunner:
 
         `alone`: no other run of the thread is active here, so the thread's status follows.
         """
-        handle.status = status
-        if status == "error":
-            handle.result = {"__error__": {"error": "RunError", "message": error or ""}}
         record = handle.record
         thread_status = {"success": "idle", "error": "error"}.get(status, "idle")
         if status == "interrupted" and handle.cancel_reason is None:
             thread_status = "interrupted"
-        await asyncio.shield(
+        cancelled = status == "interrupted" and handle.cancel_reason is not None
+        ended = await asyncio.shield(
             self.set_status(
                 record.run_id,
                 status,
                 error=error,
                 thread=(record.thread_id, thread_status) if alone else None,
+                # a cancel recorded meanwhile wins over the run's own end
+                only_from=None if cancelled else ACTIVE_RUN_STATUSES,
             )
         )
+        if not ended:
+            current = await self.store.get_run_any(record.run_id)
+            status = current.status if current is not None else "interrupted"
+            error = current.error if current is not None else error
+            if alone:
+                await self.store.update_thread(record.thread_id, status="idle")
+        handle.status = status
+        if status == "error":
+            handle.result = {"__error__": {"error": "RunError", "message": error or ""}}
         values = handle.result if status != "error" and self.publish else None
         await self.emit(
             handle,
