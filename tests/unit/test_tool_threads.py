@@ -76,7 +76,7 @@ async def test_hostile_calculator_calls_keep_the_loop_ticking() -> None:
     work = asyncio.ensure_future(hostile())
     gap = await _max_tick_gap(work)
     assert len(await work) == len(HOSTILE)
-    assert gap < 0.25, f"the event loop stalled for {gap:.2f}s"
+    assert gap < 1.0, f"the event loop stalled for {gap:.2f}s"
 
 
 async def test_hostile_sql_calls_keep_the_loop_ticking(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ async def test_hostile_sql_calls_keep_the_loop_ticking(tmp_path: Path) -> None:
     work = asyncio.ensure_future(hostile())
     gap = await _max_tick_gap(work)
     assert await work == len(HOSTILE_SQL)
-    assert gap < 0.25, f"the event loop stalled for {gap:.2f}s"
+    assert gap < 1.0, f"the event loop stalled for {gap:.2f}s"
 
 
 async def test_a_timed_out_cpu_bound_tool_is_abandoned_and_the_loop_keeps_ticking() -> None:
@@ -107,8 +107,8 @@ async def test_a_timed_out_cpu_bound_tool_is_abandoned_and_the_loop_keeps_tickin
     work = asyncio.ensure_future(call())
     gap = await _max_tick_gap(work)
     await work
-    assert time.monotonic() - started < 0.6
-    assert gap < 0.25
+    assert time.monotonic() - started < 1.2
+    assert gap < 1.0
 
 
 async def test_thread_mode_keeps_context_variables_and_errors() -> None:
