@@ -15,10 +15,12 @@ long enough for Keel to compact it, Keel also asks the model for a short summary
 - `raw delta`: LangGraph's textbook loop with `messages` in a `DeltaChannel`, stock saver;
 - `raw whole`: the same loop with `MessagesState` (`add_messages`: the list stored whole).
 
-Printed: the bytes turn N added, for each N in `--at`; the mean over turns 2..last
-(periodic full snapshots included: a `DeltaChannel` stores its whole value once every
-`snapshot_frequency` updates); the total; and the CPU milliseconds of one `aget_state` of
-the thread after the last turn (a `DeltaChannel` replays the writes since its snapshot).
+Printed: the bytes turn N added, for each N in `--at`; the median of the last ten turns;
+the mean over turns 2..last (periodic full snapshots included: a `DeltaChannel` stores its
+whole value once every `snapshot_frequency` updates: with the sales question, Keel's and
+raw LangGraph's `messages` at turns 17, 34 and 50, Keel's `trace` at 13, 25, 38 and 50); the total;
+and the CPU milliseconds of one `aget_state` of the thread after the last turn (a
+`DeltaChannel` replays the writes since its snapshot).
 Postgres needs 127.0.0.1:5432; throwaway databases are created and dropped.
 """
 
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -193,16 +196,20 @@ async def main(turns: int, at: list[int], savers: list[str]) -> int:
     at = [n for n in at if 2 <= n <= turns]
     head = " ".join(f"{f'turn {n}':>9}" for n in at)
     print(f"bytes added per turn, sales question every turn, no pruning, {turns} turns\n")
-    print(f"{'saver':<9} {'side':<10} {head} {'mean 2..':>9} {'total':>11} {'read ms':>8}")
+    print(
+        f"{'saver':<9} {'side':<10} {head} {'median':>9} {'mean':>9} {'total':>11} {'read ms':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for saver in savers:
             for side in SIDES:
                 sizes, read_ms = await measure(saver, side, turns, Path(tmp) / saver)
                 per_turn = added(sizes)
                 mean = (sizes[-1] - sizes[0]) / max(turns - 1, 1)
+                median = statistics.median(per_turn[max(2, turns - 9) :])
                 cells = " ".join(f"{per_turn[n]:>9,}" for n in at)
                 print(
-                    f"{saver:<9} {side:<10} {cells} {mean:>9,.0f} {sizes[-1]:>11,} {read_ms:>8.1f}",
+                    f"{saver:<9} {side:<10} {cells} {median:>9,.0f} {mean:>9,.0f} "
+                    f"{sizes[-1]:>11,} {read_ms:>8.1f}",
                     flush=True,
                 )
     return 0
