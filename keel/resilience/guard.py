@@ -10,7 +10,8 @@ async with ctx.resilience.model_call("openai:gpt-4o-mini", tokens=900, clock=...
 Before the call: the model's breaker (`CircuitOpenError` when open: nothing is sent), then
 its rates and a concurrency slot (waiting, or `RateLimitedError` past the deadline). After
 it: the outcome goes to the breaker — failures the classifier calls retryable or degradable
-count; fatal ones (our own bugs, cancellation) do not.
+count; fatal ones (our own bugs, cancellation) do not, nor does a tool's own error answer
+(`tool_error`: the tool worked, the request could not be met).
 
 In-process by default; with a Redis URL, breakers, rates and slots are shared by every
 worker. If Redis is unreachable the guard fails open (logs, and lets the call through):
@@ -193,6 +194,9 @@ class Resilience:
                 await self._record(name, True, clock())
                 raise
             verdict = retry_on(exc, transient=transient, tool=tool)
+            if verdict.code == ErrorCode.TOOL_ERROR:  # the tool answered, with an error
+                await self._record(name, True, clock())
+                raise
             if verdict.code != ErrorCode.CANCELLED and (tool or verdict.kind != "fatal"):
                 await self._record(name, False, clock())
             raise

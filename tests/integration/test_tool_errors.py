@@ -106,3 +106,25 @@ async def test_a_bug_in_a_tool_stays_fatal(agent_factory: Any) -> None:
     assert not result.success and result.error_code == ErrorCode.TOOL_FAILED
     assert "TypeError" in (result.error or "")
     assert model.calls == 1 and "fallback" in nodes(result)
+
+
+async def test_tool_errors_do_not_open_the_tool_breaker(agent_factory: Any) -> None:
+    calls: list[str] = []
+
+    @tool
+    def lookup(city: str) -> str:
+        """A city's population."""
+        calls.append(city)
+        raise ValueError(f"{city}: city not found")
+
+    def fn(messages: list[BaseMessage], info: CallInfo) -> Any:
+        results = [m for m in messages if isinstance(m, ToolMessage)]
+        return str(results[-1].content) if results else call("lookup", {"city": "X"}, "c1")
+
+    breaker = {"min_calls": 2, "failure_rate": 0.5, "open_s": 60}
+    async with agent_factory(
+        FunctionModel(fn=fn), tools=ToolRegistry.of([lookup]), breaker=breaker
+    ) as agent:
+        results = [await agent.arun(f"Population of X? ({i})") for i in range(4)]
+    assert len(calls) == 4, "a tool that answers 'not found' is not a tool that is down"
+    assert all(r.success and "city not found" in r.output for r in results)
