@@ -3,13 +3,16 @@
 The query checks in `keel.tools.sql` are one layer; the database's own privileges are the
 one that holds whatever a parser misses. The role made here can log in, read the
 allow-listed tables and nothing else: no superuser, no role or database creation, no
-replication, no row-level-security bypass, no inherited privileges, and every transaction
-read-only by default. Equivalent SQL, for a DBA who prefers to run it by hand (role
-`keel_reader`, tables in `public`)::
+replication, no row-level-security bypass, no inherited privileges; every transaction is
+read-only by default, a statement stops after a minute even if a client forgets its own
+timeout, and names resolve in the tables' schemas only. Equivalent SQL, for a DBA who
+prefers to run it by hand (role `keel_reader`, tables in `public`)::
 
     CREATE ROLE keel_reader LOGIN PASSWORD '…' NOSUPERUSER NOCREATEDB NOCREATEROLE
         NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT 20;
     ALTER ROLE keel_reader SET default_transaction_read_only = on;
+    ALTER ROLE keel_reader SET statement_timeout = '60s';
+    ALTER ROLE keel_reader SET search_path = public;
     GRANT CONNECT ON DATABASE sales TO keel_reader;
     GRANT USAGE ON SCHEMA public TO keel_reader;
     GRANT SELECT ON public.customers, public.products, public.orders, public.order_items
@@ -62,6 +65,10 @@ def readonly_role_statements(
             ident, sql.Literal(password)
         ),
         sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(ident),
+        sql.SQL("ALTER ROLE {} SET statement_timeout = '60s'").format(ident),
+        sql.SQL("ALTER ROLE {} SET search_path = {}").format(
+            ident, sql.SQL(", ").join(sql.Identifier(*s) for s in sorted(schemas))
+        ),
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(
             sql.Identifier(schema), ident
         ),

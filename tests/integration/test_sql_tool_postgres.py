@@ -296,7 +296,7 @@ def test_reader_role_is_least_privilege(database: str) -> None:
         f"rolinherit, rolconfig FROM pg_roles WHERE rolname = '{READER}'"
     )[0]
     assert row[:6] == (False, False, False, False, False, False)
-    assert "default_transaction_read_only=on" in row[6]
+    assert {"default_transaction_read_only=on", "search_path=public"} <= set(row[6])
     create_readonly_role(URL, READER, "reader-pw", TABLES)  # idempotent: resets, no error
     grants = direct(
         "SELECT table_name FROM information_schema.role_table_grants "
