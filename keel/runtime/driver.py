@@ -115,16 +115,19 @@ async def _with_outage_retry(
     budget = agent.settings.limits.run_timeout_s
     delay, waited = OUTAGE_FIRST_DELAY_S, 0.0
     payload = segment.graph_input
-    head: str | None = None
-    known = False
+    before: _Mark | None = None
+    retrying = False
     while True:
         try:
-            if not known:
-                head = await _head(agent, segment.thread_id)
-                known = True
-            elif await _head(agent, segment.thread_id) != head:
-                # the segment got as far as a new checkpoint: its input (or answer) is in
-                # the thread, so sending it again would repeat it; continue from there
+            if not retrying and _needs_mark(payload):
+                before = _mark(await agent.asnapshot(segment.thread_id))
+            elif (
+                retrying
+                and payload is not None
+                and await _taken_in(agent, segment.thread_id, payload, before)
+            ):
+                # the thread has the input (or answer) already: sending it again would
+                # repeat it, so continue from the last checkpoint instead
                 payload = None
                 config["configurable"].pop("checkpoint_id", None)
             return await _stream(agent, segment, config, payload, observer, on_chunk)
@@ -137,13 +140,29 @@ async def _with_outage_retry(
             await context.sleep(delay)
             waited += delay
             delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
+            retrying = True
 
 
-async def _head(agent: Agent, thread_id: str) -> str | None:
-    """The id of the thread's latest checkpoint (None for a new thread)."""
-    snapshot = await agent.graph.aget_state(agent.config(thread_id))
+_Mark = tuple[str | None, frozenset[str]]
+"""A thread's latest checkpoint id and open interrupt ids: whether a command was taken in."""
+
+
+def _mark(snapshot: StateSnapshot) -> _Mark:
     found = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
-    return str(found) if found else None
+    return (str(found) if found else None, frozenset(i.id for i in snapshot.interrupts))
+
+
+def _needs_mark(payload: Any) -> bool:
+    """A new run's state names its run id, which the checkpoint shows once taken in; any
+    other input (a command) is recognised by the thread moving on from where it was."""
+    return payload is not None and not (isinstance(payload, Mapping) and payload.get("run_id"))
+
+
+async def _taken_in(agent: Agent, thread_id: str, payload: Any, before: _Mark | None) -> bool:
+    saved = await agent.asnapshot(thread_id)
+    if isinstance(payload, Mapping) and payload.get("run_id"):
+        return bool((saved.values or {}).get("run_id") == payload["run_id"])
+    return before is not None and _mark(saved) != before
 
 
 async def _stream(
