@@ -15,9 +15,8 @@ from langgraph.types import Command
 
 from keel.config import ServiceSettings
 from keel.nodes import AgentContext
-from keel.runtime import Agent
+from keel.runtime import Agent, unfinished
 from keel.runtime.driver import Segment
-from keel.runtime.durable import unfinished
 from keel.server.auth import Principal
 from keel.server.encode import interrupt_json, jsonable
 from keel.server.errors import Unprocessable
