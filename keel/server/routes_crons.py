@@ -20,7 +20,7 @@ from keel.server.deps import Caller, Services, Svc, load_thread
 from keel.server.errors import COMMON_ERRORS, NotFound, Unprocessable
 from keel.server.handles import check_assistant, question_from
 from keel.server.runs import ASSISTANT_ID, GRAPH_ID, RunManager
-from keel.server.schemas import ID_PATTERN, RunCreate
+from keel.server.schemas import ID_PATTERN, MAX_OFFSET, RunCreate
 from keel.server.store import Store
 from keel.server.webhooks import check_webhook
 
@@ -82,7 +82,7 @@ class CronSearch(_Body):
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: (
         Literal[
             "cron_id",
