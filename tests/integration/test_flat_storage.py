@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from bench.storage import added, measure
 from keel.checkpoints.retention import RetentionPolicy
+from keel.checkpoints.thread_copy import copy_thread
 from keel.config import Settings
 from keel.observability.run_trace import load_trace
 from keel.runtime import open_agent
@@ -173,3 +174,23 @@ async def test_checkpoints_written_before_delta_channels_resume(
         await agent.aprune(RetentionPolicy(keep_last=1))
         assert (await agent.astate("finished-run"))["messages"] == grown["messages"]
         assert (await agent.astate("approval-pending"))["trace"] == resumed["trace"]
+
+
+async def test_a_copied_thread_rebuilds_the_same_delta_values(
+    settings_factory: Callable[..., Settings], checkpoint_url: str
+) -> None:
+    """`copy_thread` of a thread past its first snapshots (20 turns): the copy's state and
+    every checkpoint of its history read the same as the source's."""
+    settings = settings_factory(checkpoint_url=checkpoint_url)
+    model, tools = FunctionModel(fn=one_lookup), ToolRegistry.of([lookup])
+    async with open_agent(settings, model=model, tools=tools) as agent:
+        for turn in range(20):
+            assert (await agent.arun(f"question {turn}", thread_id="src")).success
+        saver = agent.graph.checkpointer
+        await copy_thread(saver, "src", "dst")
+        source = [s async for s in agent.graph.aget_state_history(agent.config("src"))]
+        copy = [s async for s in agent.graph.aget_state_history(agent.config("dst"))]
+        assert [s.values for s in copy] == [s.values for s in source]
+        assert len(copy[0].values["messages"]) == 80
+        result = await agent.arun("one more", thread_id="dst")
+        assert result.success and result.output.startswith("Turn 21")
