@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from bench.storage import added, measure
 from keel.checkpoints.retention import RetentionPolicy
@@ -187,6 +188,7 @@ async def test_a_copied_thread_rebuilds_the_same_delta_values(
         for turn in range(20):
             assert (await agent.arun(f"question {turn}", thread_id="src")).success
         saver = agent.graph.checkpointer
+        assert isinstance(saver, BaseCheckpointSaver)
         await copy_thread(saver, "src", "dst")
         source = [s async for s in agent.graph.aget_state_history(agent.config("src"))]
         copy = [s async for s in agent.graph.aget_state_history(agent.config("dst"))]
