@@ -140,7 +140,7 @@ class RunManager:
             lock = self._admit_locks[thread_id] = asyncio.Lock()
         async with lock:
             active_ids = (
-                [] if fresh and self.local is None else await self.executor.active(thread_id)
+                [] if fresh and self.executor.remote else await self.executor.active(thread_id)
             )
             if active_ids and body.multitask_strategy == "reject":
                 raise Conflict(
@@ -158,7 +158,7 @@ class RunManager:
                 await self._rollback(thread_id, active_ids)
             run_id = str(uuid.uuid4())
             graph_input = await self.runner.graph_input(thread_id, body, principal, run_id)
-            remote = self.local is None
+            remote = self.executor.remote
             at = now()
             record = RunRecord(
                 run_id=run_id,
@@ -238,7 +238,7 @@ class RunManager:
         """Cancel the thread's runs, delete its checkpoints and its journal rows."""
         for run_id in await self.executor.active(thread_id):
             await self.cancel_run(
-                run_id, thread_id, reason="thread deleted", wait=self.local is not None
+                run_id, thread_id, reason="thread deleted", wait=not self.executor.remote
             )
         await self.agent.adelete_thread(thread_id)
 

@@ -56,8 +56,8 @@ async def test_quickstart(notebook_kernels: KernelSpecManager) -> None:
             "output": "result.output",
             "home": "str(home)",
             "tools": "[s.get('action') for s in steps if s['node'] == 'act']",
-            "cost": "meta['total_cost']",
-            "model_calls": "meta['model_calls']",
+            "cost": "meta.total_cost",
+            "model_calls": "meta.model_calls",
         },
     )
     ns = run.values

@@ -19,6 +19,8 @@ __all__ = ["Executor"]
 class Executor(Protocol):
     """Executes admitted runs; every method is safe to call from a request."""
 
+    remote: bool
+    """Runs execute in other processes (the API cannot wait on them directly)."""
     handles: dict[str, RunHandle]
     """Runs this process executes (kept a minute after they end): joins, cancels, streams."""
 

@@ -37,6 +37,8 @@ KEEP_ENDED_S = 60.0
 class InProcessExecutor:
     """Executes runs as tasks of this process's event loop."""
 
+    remote = False
+
     def __init__(
         self,
         runner: RunRunner,

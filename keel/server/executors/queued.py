@@ -31,6 +31,8 @@ FIRST_REMOTE_ID = "0-0"
 class QueueExecutor:
     """Defers runs to workers, and waits for, streams and cancels them from the API."""
 
+    remote = True
+
     def __init__(self, runner: RunRunner, queue: RunQueue, events: RedisEvents | None) -> None:
         self.runner = runner
         self.store = runner.store
