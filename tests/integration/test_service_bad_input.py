@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
 from tests.integration.service_server import running_server
 
@@ -173,6 +174,10 @@ def test_fuzzed_requests_never_get_a_server_error(server_url: str, mode: Generat
             response = case.call(base_url=server_url, timeout=30)
             where = f"{case.method} {case.formatted_path}"
             assert response.status_code < 500, f"{where}: {response.text}"
+            # every status and content type answered is one the schema declares
+            case.validate_response(
+                response, checks=[status_code_conformance, content_type_conformance]
+            )
             if response.status_code >= 400:
                 body = response.json()
                 assert isinstance(body.get("message"), str) and body.get("error"), (where, body)
