@@ -127,13 +127,15 @@ def _has_number(found: list[tuple[float, float]], wanted: float, tolerance: floa
     return any(abs(v - wanted) <= max(tolerance, written) for v, written in found)
 
 
-def _position(lowered: str, spellings: tuple[str, ...]) -> int:
-    hits = [
-        m.start()
-        for s in spellings
-        for m in [re.search(rf"(?<!\w){re.escape(s.lower())}(?!\w)", lowered)]
-        if m
-    ]
+def _position(reply: str, spellings: tuple[str, ...]) -> int:
+    """Where the first spelling occurs as whole words: case-blind, except for codes ("US")."""
+    hits = []
+    for spelling in spellings:
+        code = spelling.isupper() and len(spelling) <= 3
+        pattern = rf"(?<!\w){re.escape(spelling)}(?!\w)"
+        found = re.search(pattern, reply, 0 if code else re.IGNORECASE)
+        if found:
+            hits.append(found.start())
     return min(hits) if hits else -1
 
 
@@ -173,7 +175,6 @@ def check(reply: str, expected: Expected) -> Verdict:
     """Whether `reply` answers right, and if not, the kind of miss."""
     if not reply.strip():
         return Verdict(False, "no answer")
-    lowered = reply.lower()
     found = numbers_in(reply)
     if expected.check == "yes_no":
         said = stance(reply)
@@ -182,7 +183,7 @@ def check(reply: str, expected: Expected) -> Verdict:
         return Verdict(True) if said == expected.yes else Verdict(False, "states the opposite")
     failure: str | None = None
     if expected.check in ("names", "names+number"):
-        positions = [_position(lowered, slot) for slot in expected.names]
+        positions = [_position(reply, slot) for slot in expected.names]
         if any(p < 0 for p in positions):
             failure = "wrong row/name"
         elif expected.ordered and positions != sorted(positions):
@@ -197,7 +198,7 @@ def check(reply: str, expected: Expected) -> Verdict:
         return Verdict(True)
     for trap in expected.traps:
         if all(_has_number(found, w, expected.tolerance) for w in trap.numbers) and all(
-            _position(lowered, (n,)) >= 0 for n in trap.names
+            _position(reply, (n,)) >= 0 for n in trap.names
         ):
             return Verdict(False, trap.label)
     return Verdict(False, failure)
@@ -210,17 +211,18 @@ def check(reply: str, expected: Expected) -> Verdict:
 def split(ids: Iterable[tuple[str, str]]) -> dict[str, Half]:
     """`(kind, id)` pairs → half: within each kind, order by SHA-256 of the id and alternate.
 
-    Both halves get every kind (of two questions or more), and the halves of a kind differ in
-    size by one at most.
+    Both halves get every kind (of two questions or more); the halves of a kind, and the
+    halves overall, differ in size by one at most.
     """
     by_kind: dict[str, list[str]] = defaultdict(list)
     for kind, qid in ids:
         by_kind[kind].append(qid)
     halves: dict[str, Half] = {}
-    for kind_ids in by_kind.values():
-        ranked = sorted(kind_ids, key=lambda qid: hashlib.sha256(qid.encode()).hexdigest())
-        for i, qid in enumerate(ranked):
-            halves[qid] = HALVES[i % 2]
+    turn = 0  # carried from kind to kind, so the halves differ in size by one at most
+    for _, kind_ids in sorted(by_kind.items()):
+        for qid in sorted(kind_ids, key=lambda qid: hashlib.sha256(qid.encode()).hexdigest()):
+            halves[qid] = HALVES[turn % 2]
+            turn += 1
     return halves
 
 
@@ -239,6 +241,8 @@ class _Data:
     """id → (customer id, order date, status)"""
     items: list[tuple[int, int, int, float]]
     """(order id, product id, quantity, unit price charged)"""
+    emails: dict[int, str]
+    """id → email (unique, unlike names)"""
 
     def orders_in(self, start: date, end: date, status: str | None = None) -> set[int]:
         return {
@@ -282,7 +286,8 @@ def _load(db: Path) -> _Data:
         items = list(
             conn.execute("SELECT order_id, product_id, quantity, unit_price FROM order_items")
         )
-    return _Data(date.fromisoformat(today), customers, products, orders, items)
+        emails = dict(conn.execute("SELECT id, email FROM customers"))
+    return _Data(date.fromisoformat(today), customers, products, orders, items, emails)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,14 +529,20 @@ def _t_top_customers_spend(d: _Data, rng: random.Random) -> Iterator[_Instance]:
         n = rng.randint(2, 3)
         by = d.value(d.orders_in(m.start, m.end, "completed"), lambda o, _: d.orders[o][0])
         ranked = _ranked(by)
-        top = [d.customers[cid][0] for cid, _ in ranked[:n]]
-        if not _separated([v for _, v in ranked], n) or any(name_count[t] > 1 for t in top):
+        if not _separated([v for _, v in ranked], n):
             continue
+        slots = tuple(
+            (
+                d.emails[cid],
+                *((d.customers[cid][0],) if name_count[d.customers[cid][0]] == 1 else ()),
+            )
+            for cid, _ in ranked[:n]
+        )  # a name shared by two customers does not say which one
         text = (
             f"Which {n} customers spent the most (revenue of their completed orders) {m.text}? "
-            "Give their names from the highest."
+            "Give their email addresses, from the highest."
         )
-        yield text, _names(*top), {**_period(m), "n": n}
+        yield text, Expected("names", names=slots, ordered=True), {**_period(m), "n": n}
 
 
 @_template("top_n", "top_categories_units", 3)
@@ -712,6 +723,7 @@ def _t_single_days(d: _Data, rng: random.Random) -> Iterator[_Instance]:
         {
             "start": yesterday.isoformat(),
             "end": d.today.isoformat(),
+            "measure": "orders",
         },
     )
     n = len(d.orders_in(d.today, d.today + timedelta(days=1)))
@@ -721,6 +733,7 @@ def _t_single_days(d: _Data, rng: random.Random) -> Iterator[_Instance]:
         {
             "start": d.today.isoformat(),
             "end": _after(d),
+            "measure": "orders",
         },
     )
     first = d.today.replace(day=1)
@@ -731,6 +744,7 @@ def _t_single_days(d: _Data, rng: random.Random) -> Iterator[_Instance]:
         {
             "start": first.isoformat(),
             "end": _after(d),
+            "measure": "revenue",
         },
     )
 
@@ -976,7 +990,8 @@ def _t_never_had_status(d: _Data, rng: random.Random) -> Iterator[_Instance]:
 def _t_products_without_status_month(d: _Data, rng: random.Random) -> Iterator[_Instance]:
     for m in _months(d, rng):
         status = rng.choice(("cancelled", "refunded"))
-        hit = {p for o, p, _, _ in d.items if o in d.orders_in(m.start, m.end, status)}
+        chosen = d.orders_in(m.start, m.end, status)
+        hit = {p for o, p, _, _ in d.items if o in chosen}
         text = f"How many of our products did not appear in any {status} order {m.text}?"
         yield text, _num(len(d.products) - len(hit), 0), {**_period(m), "status": status}
 
@@ -1125,7 +1140,11 @@ def generate(db: Path, *, seed: int = 21) -> list[GenQuestion]:
             made.append((f"{kind}.{name}.{len(seen)}", kind, name, text, expected, params))
             if len(seen) == count:
                 break
-    halves = split((kind, qid) for qid, kind, *_ in made)
+    planned = (
+        (kind, f"{kind}.{name}.{n}") for kind, name, count, _ in _TEMPLATES
+        for n in range(1, count + 1)
+    )  # fmt: skip
+    halves = split(planned)  # over every slot, so a short template moves no other question
     return [
         GenQuestion(qid, kind, name, text, expected, halves[qid], params)
         for qid, kind, name, text, expected, params in made
