@@ -556,3 +556,26 @@ def test_dates_follow_the_database_day(tmp_path: Path) -> None:
     last = [q for q in qs if "last month" in q.text and "start" in q.params]
     assert last and all(q.params["start"] == "2025-02-01" for q in last)
     assert all(q.params["end"] == "2025-03-01" for q in last)
+
+
+def test_a_short_template_moves_no_other_question(
+    db: Path, asked: list[GenQuestion], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a day where a template finds fewer unambiguous instances, the rest keep their half."""
+    from keel.evals import generalisation
+
+    def short(template: Any) -> Any:
+        def first_only(d: Any, rng: Any) -> Any:
+            yield next(template(d, rng))
+
+        return first_only
+
+    templates = [
+        (k, n, c, short(t) if n == "top_products_revenue" else t)
+        for k, n, c, t in generalisation._TEMPLATES
+    ]
+    monkeypatch.setattr(generalisation, "_TEMPLATES", templates)
+    fewer = generate(db)
+    assert len(fewer) == len(asked) - 4
+    before = {q.id: q.half for q in asked}
+    assert all(before[q.id] == q.half for q in fewer)
