@@ -314,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     every: list[Run] = []
     for spec in models:
-        print(f"{spec}: {len(asked)} questions ({', '.join(halves)})", file=out, flush=True)
+        which = "the original 22" if args.set == "original" else ", ".join(halves)
+        print(f"{spec}: {len(asked)} questions ({which})", file=out, flush=True)
         every += asyncio.run(
             eval_model(spec, asked, args.home, model_timeout_s=args.model_timeout, echo=not to_json)
         )

@@ -110,13 +110,18 @@ _NEGATIVE = re.compile(
     r"\b(no|none|not|never|neither|nobody|nothing|fewer|less|lower|cannot|zero)\b|n't\b"
     r"|(?<![\d.,])0(?![\d.,])"
 )
-_POSITIVE = re.compile(r"\b(yes|there (?:is|are|was|were)|did|does|has|have|more|higher)\b")
+_POSITIVE = re.compile(
+    r"\b(yes|there (?:is|are|was|were)|did|does|has|have|had|more|higher|found|exists?|some"
+    r"|indeed|true|correct)\b"
+)
+_DATE = re.compile(r"\b\d{4}-\d\d(?:-\d\d)?\b")
+"""ISO dates and months in a reply are not answers (their parts would pass for numbers)."""
 
 
 def numbers_in(text: str) -> list[tuple[float, float]]:
     """Each number written in `text`, with half a unit of its last written digit."""
     found = []
-    for literal in _NUMBER.findall(text):
+    for literal in _NUMBER.findall(_DATE.sub(" ", text)):
         plain = literal.replace(",", "")
         decimals = len(plain.partition(".")[2])
         found.append((float(plain), 0.5 * 10.0**-decimals + 1e-9))

@@ -486,6 +486,9 @@ PRICED = Expected("names+number", numbers=(1273.98,), names=(("Laptop Basic",),)
         ("The query returned 0 rows.", Expected("yes_no", yes=False), None),
         ("There are 4 such customers.", Expected("yes_no", yes=False), "states the opposite"),
         ("I ran the query.", Expected("yes_no", yes=False), "no yes/no"),
+        ("I found 3 customers from IT with refunds.", Expected("yes_no", yes=True), None),
+        ("On 2026-09-07 there were 36.", Expected("number", numbers=(7,)), "wrong number"),
+        ("From 2026-09-07: 7 orders.", Expected("number", numbers=(7,)), None),
     ],
 )  # fmt: skip
 def test_checker_cases(reply: str, expected: Expected, verdict: str | None) -> None:
