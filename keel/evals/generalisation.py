@@ -5,13 +5,20 @@ so they cannot say whether the agent generalises. Here each template is filled w
 parameters drawn by a seeded RNG from the data itself (months, products, countries,
 statuses, thresholds), and each truth is computed in plain Python from raw rows (trivial
 SELECTs, then filtering, grouping and ranking in Python), never from SQL an agent would write.
-Instances whose answer would be ambiguous (near-ties, duplicate customer names, a rule trap
-equal to the truth) are skipped, so every question has exactly one right answer.
+Instances whose answer would be ambiguous (near-ties in a ranking) are skipped, so every
+question has exactly one right answer; customers are named by email, since names repeat.
 
 Dates are relative to the database's `generated_on` day (`keel.tools.sample_db`), which is the
-"today" of `date('now')` when the agent runs on the same day. Question ids (`kind.template.n`)
-do not depend on the day; the split into a tuning half and a held-back half hashes the id
-within each kind, so both halves hold every kind and a question never changes half.
+"today" of `date('now')` when the agent runs on the same day. Question ids
+(`kind.template.n`) do not depend on the day, and the halves are fixed per template slot
+(`split` over every slot, stratified by kind): both halves hold every kind, the texts follow
+the day, the held-back set does not. Tune only on the tuning half.
+
+`check` reads a reply as a person would skim it: the expected numbers (to the precision the
+reply writes them), the expected names (in order where it matters), or a yes/no stance (a
+leading yes/no, else negative and then positive wording). It says what kind of miss a wrong
+reply is, including known traps (the completed-only revenue where all orders were asked,
+the opposite extreme).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "FAILURE_KINDS",
     "HALVES",
     "KINDS",
     "Expected",
