@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
 from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
+from keel.cli import new as _new  # noqa: F401  (registers new)
+from keel.cli import project as _project  # noqa: F401  (registers agents)
 from keel.cli._common import app
 from keel.config import Settings, load_settings
 from keel.errors import KeelError

@@ -23,6 +23,7 @@ from keel.cli._common import (
     out,
     settings_from,
 )
+from keel.cli.project import ConfigOpt, entry_from, handed, project_from, run_plain_graph
 from keel.errors import KeelError
 from keel.types import RunResult
 
@@ -35,16 +36,42 @@ def run(
     model: Annotated[
         str | None, typer.Option("--model", help="Model spec, e.g. openai:gpt-4o-mini.")
     ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="Graph id from langgraph.json (default: its first Keel agent; without a file, "
+            "the built-in data assistant).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Ask the agent a question and print the answer and its steps."""
+    """Ask an agent (or any graph of the project) a question and print the answer."""
     from keel.runtime import open_agent
 
+    project = project_from(config, notes=False)  # first: its `env` is set before the settings
+    entry = entry_from(project, agent)
     settings = settings_from(model=model)
+    if entry.kind != "keel":
+        if model is not None:
+            raise fail(f"--model applies to Keel agents; '{entry.graph_id}' is a {entry.kind}", 2)
+        run_plain_graph(entry, settings, question, thread, as_json)
+        return
+    definition = entry.agent
+    if definition is not None and model is not None:
+        try:
+            definition = definition.with_config({"model": model})
+        except KeelError as exc:
+            raise fail(exc.message, 2) from exc
 
     async def job(progress: Callable[[str], None]) -> RunResult:
-        async with open_agent(settings, progress=progress) as agent:
+        if definition is None:  # the built-in agent of a build without definitions
+            opened = open_agent(settings, progress=progress)
+        else:
+            opened = open_agent(definition, settings=settings, progress=progress)
+        async with opened as bound:
             progress("thinking…")
-            return await agent.arun(question, thread_id=thread)
+            return await bound.arun(question, thread_id=thread)
 
     execute(job, as_json)
 
@@ -157,11 +184,13 @@ def models(as_json: JsonFlag = False) -> None:
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Serve the HTTP API (the LangGraph Agent Server protocol) with runs in-process."""
+    """Serve the project's graphs over HTTP (the LangGraph Agent Server protocol)."""
     from keel.server.admin import serve as serve_api
 
-    serve_api(settings_from(), host=host, port=port)
+    project = project_from(config)
+    serve_api(settings_from(), host=host, port=port, **handed(serve_api, project))
 
 
 @app.command()
@@ -169,16 +198,18 @@ def worker(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=512, help="Runs executed at once.")
     ] = 4,
+    config: ConfigOpt = None,
 ) -> None:
     """Execute queued runs (KEEL_SERVICE__QUEUE=procrastinate) from the service's Postgres."""
     from keel.server.gc_tuning import freeze_startup_objects, tune_gc
     from keel.server.worker import run_worker
 
+    project = project_from(config)
     settings = settings_from()
     tune_gc(settings.service.gc_gen0_threshold)
     freeze_startup_objects()
     try:
-        asyncio.run(run_worker(settings, concurrency=concurrency))
+        asyncio.run(run_worker(settings, concurrency=concurrency, **handed(run_worker, project)))
     except KeelError as exc:
         raise fail(exc.message, 2) from exc
     except KeyboardInterrupt:
