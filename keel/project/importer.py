@@ -86,11 +86,10 @@ def _import(config: Path, spec: GraphSpec) -> ModuleType:
         raise
     except ModuleNotFoundError as exc:
         missing = exc.name or str(exc)
-        where = f"'{spec.target}'" if missing == spec.target else f"'{spec.target}' imports"
         raise ConfigError(
-            f"{config}: {key}: {where} a module that cannot be found: {missing}; fix: "
-            f'install it (pip install …), list its folder in "dependencies", or write the '
-            f"graph as a file path ('./{spec.target.replace('.', '/')}.py:{spec.attr}')"
+            f"{config}: {key}: importing '{spec.target}' failed: no module named '{missing}'; "
+            f'fix: install it (pip install …), list its folder in "dependencies", or write '
+            f"the graph as a file path ('./{spec.target.replace('.', '/')}.py:{spec.attr}')"
         ) from exc
     except KeelError as exc:
         raise ConfigError(
@@ -100,9 +99,13 @@ def _import(config: Path, spec: GraphSpec) -> ModuleType:
     except Exception as exc:
         raise ConfigError(
             f"{config}: {key}: importing '{spec.target}' failed: "
-            f'{type(exc).__name__}: {exc}; fix: run `python -c "import …"` on it to see the '
-            "traceback and correct the module"
+            f"{type(exc).__name__}: {exc}; fix: correct the module (`{_how_to_see(spec)}` "
+            "shows the traceback)"
         ) from exc
+
+
+def _how_to_see(spec: GraphSpec) -> str:
+    return f"python {spec.target}" if spec.is_file else f"python -c 'import {spec.target}'"
 
 
 def import_target(config: Path, spec: GraphSpec) -> Any:
