@@ -11,20 +11,32 @@ fallback ─downgrade (a model failure, another tier left)─▶ reason
 ```
 Edge functions are pure functions of the state: nodes write a `signal`, edges route on it.
 Node names are persisted in checkpoints: renaming one needs a migration note.
+
+Every node gets its run context (`AgentContext`) from LangGraph's `runtime.context`. When the
+caller passes none (a plain `ainvoke`, or the graph as a node of the caller's own graph, whose
+context is the caller's), the graph's `context` provider builds it: that is how a
+`keel.Agent`'s graph runs anywhere a LangGraph graph runs. `reason` also fills in the
+run-level keys (question, limits, budget, deadline, run id, policy) of a run started from
+messages alone (see `keel.graphs.start`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict, TypeVar, cast
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
+from keel.errors import UsageError
+from keel.graphs.start import start_update, with_start
 from keel.nodes import AgentContext, act, cost_controlled, fallback, finish, observe, reason
 from keel.types import AgentState, Signal
 
 __all__ = [
     "AgentState",
+    "ContextProvider",
     "build_agent_graph",
     "route_after_fallback",
     "route_after_observe",
@@ -79,14 +91,61 @@ def _inline(route: Callable[[AgentState], str]) -> Callable[[EdgeInput], Awaitab
     return edge
 
 
-def build_agent_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
-    """The uncompiled agent graph; compile it with a checkpointer to run it."""
+ContextProvider = Callable[[], Awaitable[AgentContext]]
+"""Builds (or returns the cached) run context when the caller passed none."""
+Node = TypeVar("Node", bound=Callable[..., Awaitable[dict[str, Any]]])
+
+_NO_CONTEXT = (
+    "the agent graph ran without its run context (runtime.context is {found}). Use a "
+    "keel.Agent's graph (agent.graph / agent.compile(...)), which builds it, or pass "
+    "context= from keel.runtime.build_context"
+)
+
+
+def _in_context(node: Node, provide: ContextProvider | None) -> Node:
+    """`node`, with the provider's context when the caller passed no `AgentContext`."""
+
+    @functools.wraps(node)
+    async def run(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+        if not isinstance(runtime.context, AgentContext):
+            if provide is None:
+                raise UsageError(_NO_CONTEXT.format(found=type(runtime.context).__name__))
+            runtime = runtime.override(context=await provide())
+        return await node(state, runtime)
+
+    return cast(Node, run)
+
+
+def _starting(node: Node) -> Node:
+    """`reason`, filling in the run-level keys on the first step of a run started without
+    Keel's runtime (a no-op for every other step)."""
+
+    @functools.wraps(node)
+    async def run(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+        start = start_update(state, runtime.context)
+        if not start:
+            return await node(state, runtime)
+        update = await node(with_start(state, start), runtime)
+        messages = [*start.get("messages", []), *update.get("messages", [])]
+        return {**start, **update, **({"messages": messages} if messages else {})}
+
+    return cast(Node, run)
+
+
+def build_agent_graph(
+    context: ContextProvider | None = None,
+) -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
+    """The uncompiled agent graph; compile it with a checkpointer to run it.
+
+    `context`: how to get the run context when a run is given none (`keel.Agent` passes
+    one built from the definition); without it such a run fails with a clear `UsageError`.
+    """
     graph = StateGraph(AgentState, context_schema=AgentContext)
-    graph.add_node("reason", cost_controlled(reason))
-    graph.add_node("act", act)
-    graph.add_node("observe", observe)
-    graph.add_node("fallback", fallback)
-    graph.add_node("finish", finish)
+    graph.add_node("reason", _in_context(_starting(cost_controlled(reason)), context))
+    graph.add_node("act", _in_context(act, context))
+    graph.add_node("observe", _in_context(observe, context))
+    graph.add_node("fallback", _in_context(fallback, context))
+    graph.add_node("finish", _in_context(finish, context))
     graph.add_edge(START, "reason")
     graph.add_conditional_edges(
         "reason",

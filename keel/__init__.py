@@ -5,7 +5,8 @@ import keel
 
 result = keel.run("Which 3 products had the highest revenue last month?",
                   model="scripted:sales")
-async with keel.open_agent(keel.load_settings()) as agent:
+support = keel.Agent(name="support", instructions="…", tools=[my_tool])
+async with keel.open_agent(support) as agent:      # a keel.AgentRuntime
     result = await agent.arun("…")
 ```
 Everything a user writes imports from here (and `keel.testing` for scripted models and the
@@ -20,6 +21,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from keel.agents import Agent, Budget, Limits
     from keel.checkpoints import open_saver
     from keel.checkpoints.retention import RetentionPolicy
     from keel.config import Settings, load_settings
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from keel.graphs import build_agent_graph
-    from keel.runtime import Agent, open_agent, resume, run
+    from keel.runtime import AgentRuntime, open_agent, resume, run
     from keel.tools import (
         Tool,
         ToolContext,
@@ -60,8 +62,11 @@ if TYPE_CHECKING:
     from keel.types import AgentState, RunMetadata, RunResult
 
 _WHERE = {
-    # the agent and its entry points
-    "Agent": "keel.runtime",
+    # your agent: its definition, and the runtime that runs it
+    "Agent": "keel.agents",
+    "Limits": "keel.agents",
+    "Budget": "keel.agents",
+    "AgentRuntime": "keel.runtime",
     "open_agent": "keel.runtime",
     "run": "keel.runtime",
     "resume": "keel.runtime",
@@ -109,12 +114,15 @@ _WHERE = {
 
 __all__ = [
     "Agent",
+    "AgentRuntime",
     "AgentState",
+    "Budget",
     "CircuitOpenError",
     "ConfigError",
     "ControlSignal",
     "ErrorCode",
     "KeelError",
+    "Limits",
     "LocalModelError",
     "MalformedOutputError",
     "ModelCallError",

@@ -24,6 +24,7 @@ __all__ = [
     "Outcome",
     "RunBudget",
     "RunMetadata",
+    "RunPolicy",
     "RunResult",
     "Signal",
     "TraceStep",
@@ -123,6 +124,16 @@ class RunBudget(TypedDict):
     model_calls: int | None
 
 
+class RunPolicy(TypedDict):
+    """The tool policy a run started with, copied into the state at start so a resume, an
+    approval or a fork from a process configured differently keeps the run's own policy."""
+
+    tools: list[str]
+    """The tools the run may call."""
+    approval: list[str]
+    """The tools whose every call waits for a human's approval."""
+
+
 class Outcome(TypedDict):
     """How the run ended (set by `finish`)."""
 
@@ -179,6 +190,9 @@ class AgentState(TypedDict, total=False):
     model_spec: str
     """The model the run started with; `resume` continues with the same one."""
     limits: Limits
+    policy: RunPolicy
+    """Which tools the run may call and which need approval (absent in checkpoints written
+    before it existed: those runs follow the current settings)."""
     deadline: float
     """Absolute epoch seconds after which the run degrades; survives resume."""
     iteration: int

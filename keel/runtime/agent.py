@@ -1,8 +1,11 @@
-"""The bound agent: a compiled graph with its checkpointer and run dependencies.
+"""The bound agent (`AgentRuntime`): a definition's compiled graph with its checkpointer
+and run dependencies.
 
 ```python
-async with open_agent(load_settings(model="scripted:sales")) as agent:
+async with open_agent(settings=load_settings(model="scripted:sales")) as agent:
     result = await agent.arun("Which 3 products had the highest revenue last month?")
+async with open_agent(my_agent) as agent:          # a keel.Agent definition
+    ...
 ```
 `keel.runtime.entry` has the synchronous `run()` / `resume()` for scripts.
 """
@@ -10,7 +13,6 @@ async with open_agent(load_settings(model="scripted:sales")) as agent:
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
+from keel.agents import Agent as AgentDefinition
 from keel.cache import Caches
 from keel.cache.runs import cached_run, run_fingerprint
 from keel.checkpoints import Storage, open_storage
@@ -32,16 +35,17 @@ from keel.checkpoints.retention import delete_run_checkpoints
 from keel.config import Settings, load_settings
 from keel.errors import ConfigError, ThreadNotFoundError, UsageError
 from keel.graphs import build_agent_graph
+from keel.graphs.start import run_start
 from keel.journal import ToolJournal
 from keel.nodes import AgentContext
 from keel.observability.tracing import Tracing
-from keel.runtime.context import Progress, build_context
+from keel.runtime.context import Progress
 from keel.runtime.driver import Driven, OnChunk, Segment, drive
 from keel.runtime.durable import DurableAgentMixin, nothing_to_resume, pending_nodes, unfinished
 from keel.tools.registry import ToolRegistry
-from keel.types import AgentState, RunBudget, RunMetadata, RunResult, TraceStep
+from keel.types import AgentState, RunMetadata, RunResult, TraceStep
 
-__all__ = ["Agent", "open_agent", "refuse_unjournaled_effects"]
+__all__ = ["Agent", "AgentRuntime", "default_agent", "open_agent", "refuse_unjournaled_effects"]
 
 TRACE_FIELDS = (
     "iteration",
@@ -67,8 +71,9 @@ def _recursion_limit(settings: Settings) -> int:
 
 
 @dataclass
-class Agent(DurableAgentMixin):
-    """A compiled agent graph bound to its checkpointer and run dependencies.
+class AgentRuntime(DurableAgentMixin):
+    """An agent definition's compiled graph bound to its checkpointer and run dependencies
+    (what `open_agent` yields).
 
     Durability methods (approve, history, fork, prune) come from `DurableAgentMixin`.
     """
@@ -80,6 +85,8 @@ class Agent(DurableAgentMixin):
     storage: Storage | None = None
     """The checkpoint store and journal (None for a caller's saver of a kind Keel does not
     know: `aprune` then refuses)."""
+    definition: AgentDefinition | None = None
+    """The definition it was opened from (`keel.Agent`)."""
 
     @property
     def settings(self) -> Settings:
@@ -178,32 +185,8 @@ class Agent(DurableAgentMixin):
         return state
 
     def _initial_state(self, question: str, tenant: str = "default") -> AgentState:
-        limits = self.settings.limits
-        cost = self.settings.cost
-        return AgentState(
-            messages=[HumanMessage(question)],
-            question=question,
-            tenant=tenant,
-            tier=None,
-            budget=RunBudget(
-                usd=cost.run_usd, tokens=cost.run_tokens, model_calls=cost.run_model_calls
-            ),
-            context_summary=None,
-            summary_upto=0,
-            run_id=uuid.uuid4().hex,
-            model_spec=self.context.model_name,
-            limits=limits.model_dump(),  # type: ignore[typeddict-item]
-            deadline=time.time() + limits.run_timeout_s,
-            iteration=0,
-            iteration_deadline=None,  # type: ignore[typeddict-item]
-            model_attempt=0,
-            repair_attempt=0,
-            repair_hint=None,
-            rejected_output=None,
-            fatal_error=None,
-            answer=None,
-            outcome=None,  # type: ignore[typeddict-item]
-        )
+        start = run_start(self.context, question, tenant=tenant, run_id=uuid.uuid4().hex)
+        return AgentState(messages=[HumanMessage(question)], **start)  # type: ignore[typeddict-item]
 
     async def result(self, thread_id: str, elapsed: float = 0.0) -> RunResult:
         """The result of the thread's latest run, as its checkpoint has it."""
@@ -258,10 +241,22 @@ class Agent(DurableAgentMixin):
         )
 
 
+Agent = AgentRuntime
+"""The old name of `AgentRuntime` (`keel.Agent` is now the definition)."""
+
+
+def default_agent() -> AgentDefinition:
+    """The built-in data assistant's definition (`keel.graphs.data_analyst`)."""
+    from keel.graphs.data_analyst import agent
+
+    return agent
+
+
 @asynccontextmanager
 async def open_agent(
-    settings: Settings | None = None,
+    agent: AgentDefinition | Settings | None = None,
     *,
+    settings: Settings | None = None,
     model: BaseChatModel | None = None,
     tools: ToolRegistry | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
@@ -269,8 +264,13 @@ async def open_agent(
     tier_models: Mapping[str, BaseChatModel] | None = None,
     caches: Caches | None = None,
     journal: ToolJournal | None = None,
-) -> AsyncIterator[Agent]:
-    """Build an agent from settings (read from the environment when not given).
+) -> AsyncIterator[AgentRuntime]:
+    """Open an agent definition (`keel.Agent`; the built-in data assistant when None) over
+    settings (read from the environment when not given). A `Settings` passed first is taken
+    as `settings=` (the old signature).
+
+    `model`, `tools` and `tier_models` replace the definition's models and tools with objects
+    you built (tests, custom chat models).
 
     `checkpointer`: a saver you opened, instead of `settings.checkpoint_url`. For
     `InMemorySaver`, `AsyncSqliteSaver` and `AsyncPostgresSaver` the idempotency journal goes
@@ -279,15 +279,22 @@ async def open_agent(
     `ConfigError` is raised rather than run effects that a resume could repeat.
     `journal` also replaces the journal Keel would use otherwise.
     """
-    settings = settings or load_settings()
-    context = await build_context(
-        settings,
+    if isinstance(agent, Settings):
+        if settings is not None:
+            raise UsageError("open_agent: settings given twice (positionally and settings=)")
+        agent, settings = None, agent
+    definition = agent if agent is not None else default_agent()
+    if not isinstance(definition, AgentDefinition):
+        raise UsageError(f"open_agent expects a keel.Agent definition, got {type(agent).__name__}")
+    context = await definition.build_context(
+        settings or load_settings(),
         model=model,
         tools=tools,
         progress=progress,
         tier_models=tier_models,
         caches=caches,
     )
+    settings = context.settings
     tracing = Tracing.from_settings(settings)
     try:
         if checkpointer is not None:
@@ -298,14 +305,14 @@ async def open_agent(
                 adopted = replace(adopted, journal=journal)
             context = replace(context, journal=adopted.journal if adopted else journal)
             graph = build_agent_graph().compile(checkpointer=checkpointer)
-            yield Agent(graph, context, tracing, adopted)
+            yield AgentRuntime(graph, context, tracing, adopted, definition)
             return
         async with open_storage(settings.checkpoint_url, settings.checkpoint_pool) as storage:
             if journal is not None:
                 storage = replace(storage, journal=journal)
             context = replace(context, journal=storage.journal)
             graph = build_agent_graph().compile(checkpointer=storage.saver)
-            yield Agent(graph, context, tracing, storage)
+            yield AgentRuntime(graph, context, tracing, storage, definition)
     finally:
         if context.caches is not None:
             await context.caches.aclose()

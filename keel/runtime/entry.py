@@ -1,4 +1,4 @@
-"""Entry points around `Agent`: the synchronous `run` / `resume` for scripts, and the
+"""Entry points around `AgentRuntime`: the synchronous `run` / `resume` for scripts, and the
 settings a resume needs (the model the thread ran on)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from keel.agents import Agent
 from keel.checkpoints import open_saver
 from keel.config import Settings, load_settings
 from keel.runtime.agent import open_agent
@@ -36,22 +37,30 @@ async def resume_settings(
     )
 
 
-def run(question: str, *, thread_id: str | None = None, **overrides: Any) -> RunResult:
-    """Synchronous one-shot run; `overrides` are `Settings` fields."""
+def run(
+    question: str,
+    *,
+    agent: Agent | None = None,
+    thread_id: str | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Synchronous one-shot run of `agent` (the built-in data assistant when None);
+    `overrides` are `Settings` fields."""
 
     async def go() -> RunResult:
-        async with open_agent(load_settings(**overrides)) as agent:
-            return await agent.arun(question, thread_id=thread_id)
+        async with open_agent(agent, settings=load_settings(**overrides)) as bound:
+            return await bound.arun(question, thread_id=thread_id)
 
     return asyncio.run(go())
 
 
-def resume(thread_id: str, **overrides: Any) -> RunResult:
-    """Synchronous resume of a stopped or crashed run."""
+def resume(thread_id: str, *, agent: Agent | None = None, **overrides: Any) -> RunResult:
+    """Synchronous resume of a stopped or crashed run (of `agent`: the built-in data
+    assistant when None)."""
 
     async def go() -> RunResult:
         settings = await resume_settings(load_settings(**overrides), thread_id)
-        async with open_agent(settings) as agent:
-            return await agent.aresume(thread_id)
+        async with open_agent(agent, settings=settings) as bound:
+            return await bound.aresume(thread_id)
 
     return asyncio.run(go())

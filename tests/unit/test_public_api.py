@@ -23,12 +23,15 @@ import keel.testing
 
 KEEL = [
     "Agent",
+    "AgentRuntime",
     "AgentState",
+    "Budget",
     "CircuitOpenError",
     "ConfigError",
     "ControlSignal",
     "ErrorCode",
     "KeelError",
+    "Limits",
     "LocalModelError",
     "MalformedOutputError",
     "ModelCallError",
