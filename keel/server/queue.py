@@ -110,6 +110,11 @@ async def ensure_queue_schema(db_url: str) -> None:
 _THREAD_KEY = "hashtextextended(%s, 0)"
 
 
+FENCE_RECONNECT_S = 60.0
+"""How long the fence keeps reconnecting to a database that went away before a job fails
+(procrastinate then retries the job: the run continues from its checkpoint)."""
+
+
 class ThreadFence:
     """Postgres advisory locks on threads, held while a worker executes their runs.
 
@@ -117,29 +122,86 @@ class ThreadFence:
     the worker dies: a worker wrongly declared dead (a stalled event loop) still blocks the
     worker that took its job over until it is really done, and no thread ever runs in two
     processes at once.
+
+    The connection is reopened whenever it is found closed or broken (a server restart, a
+    terminated backend), and the locks it held are taken again on the new one: a restart
+    of Postgres costs the worker a reconnect, never its ability to run jobs.
     """
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, *, reconnect_s: float = FENCE_RECONNECT_S) -> None:
         self.db_url = db_url
+        self.reconnect_s = reconnect_s
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._held: dict[str, int] = {}
+        """Lock names this worker holds, with how many of its runs hold each."""
+        self._reconnecting = asyncio.Lock()
+        self.reconnects = 0
 
     async def open(self) -> None:
-        self._conn = await psycopg.AsyncConnection.connect(_conninfo(self.db_url), autocommit=True)
+        self._conn = await self._connect()
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
 
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            _conninfo(self.db_url), autocommit=True, connect_timeout=5
+        )
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """The live connection, reopened (and the held locks retaken) if it died."""
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        async with self._reconnecting:
+            if self._conn is not conn and self._conn is not None and not self._conn.closed:
+                return self._conn  # another task reconnected meanwhile
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            fresh = await self._connect()
+            self.reconnects += 1
+            for name in self._held:
+                cursor = await fresh.execute(f"SELECT pg_try_advisory_lock({_THREAD_KEY})", (name,))
+                got = await cursor.fetchone()
+                if got is None or not got[0]:
+                    log.warning("queue.fence_lock_lost", lock=name)
+            self._conn = fresh
+            log.info("queue.fence_reconnected", held=len(self._held))
+            return fresh
+
+    async def _acquire(self, name: str) -> None:
+        """Take the lock, through any number of reconnects within `reconnect_s`."""
+        deadline = asyncio.get_running_loop().time() + self.reconnect_s
+        delay = 0.1
+        while True:
+            try:
+                conn = await self._connection()
+                await _lock(conn, name, query=_THREAD_KEY)
+                return
+            except psycopg.OperationalError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("queue.fence_unavailable", error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     @asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
         assert self._conn is not None, "open the fence first"
         name = f"keel:thread:{thread_id}"
-        await _lock(self._conn, name, query=_THREAD_KEY)
+        await self._acquire(name)
+        self._held[name] = self._held.get(name, 0) + 1
         try:
             yield
         finally:
+            self._held[name] -= 1
+            if not self._held[name]:
+                del self._held[name]
             with contextlib.suppress(Exception):
-                await self._conn.execute(f"SELECT pg_advisory_unlock({_THREAD_KEY})", (name,))
+                conn = await self._connection()
+                await conn.execute(f"SELECT pg_advisory_unlock({_THREAD_KEY})", (name,))
 
 
 @asynccontextmanager
