@@ -19,19 +19,23 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from keel.config import CompactionSettings
-from keel.cost.accounting import estimate_tokens
 from keel.nodes._records import text_of
+from keel.nodes._tokens import estimate_tokens
 
 __all__ = [
     "Compacted",
     "compact_history",
     "cut",
+    "keep_recent",
     "summarize_middle",
     "summary_needed",
     "system_tokens",
 ]
 
 SUMMARY_PREFIX = "Summary of the earlier steps of this task:\n"
+SUMMARY_MAX_CHARS = 2400
+"""A stored summary's ceiling (the instructions ask for 200 words, ~1,300 characters): the
+summary is rewritten as the history grows, and must not grow with it."""
 SUMMARY_INSTRUCTIONS = (
     "Summarize these earlier steps of an agent's work for the agent itself. Keep every "
     "number, name, table and tool result it may need; drop chatter. At most 200 words."
@@ -151,15 +155,36 @@ def summary_needed(
     return plain.middle
 
 
+def keep_recent(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
+    """`text` cut to its last `limit` characters (whole lines where possible), with a
+    marker saying how much of the start was dropped."""
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    newline = tail.find("\n")
+    if 0 <= newline < limit // 2:
+        tail = tail[newline + 1 :]
+    return f"…[earlier steps cut: {len(text) - len(tail)} characters dropped]\n{tail}"
+
+
 async def summarize_middle(
     invoke: Callable[[list[BaseMessage]], Awaitable[BaseMessage]],
     history: list[BaseMessage],
     span: tuple[int, int],
     previous: str | None = None,
+    previous_upto: int = 0,
 ) -> str:
     """A summary of `history[span]`, written by `invoke` (the cheapest tier, through the
-    model gate: budget, breaker, timeout and accounting apply as to any call)."""
+    model gate: budget, breaker, timeout and accounting apply as to any call).
+
+    With a `previous` summary of the history up to `previous_upto`, only the steps after
+    it are digested beside it. The result is bounded by `SUMMARY_MAX_CHARS` (and a marker),
+    also when the model returns nothing and the earlier summary plus the digest stand in
+    (they grew by every turn's steps while the model kept returning nothing).
+    """
     start, end = span
+    if previous and start < previous_upto <= end:
+        start = previous_upto
     digest = _digest(history[start:end])
     if previous:
         digest = f"Earlier summary:\n{previous}\n\nSteps:\n{digest}"
@@ -170,4 +195,5 @@ async def summarize_middle(
             HumanMessage(f"Task: {question}\n\n{digest}"),
         ]
     )
-    return text_of(reply.content).strip() or digest
+    text = text_of(reply.content).strip()
+    return cut(text, SUMMARY_MAX_CHARS) if text else keep_recent(digest)

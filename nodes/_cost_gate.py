@@ -31,8 +31,8 @@ from keel.cost.router import RouteDecision, escalation, start_tier
 from keel.cost.tiers import DEFAULT_TIER
 from keel.errors import is_control_flow
 from keel.nodes._compaction import summarize_middle, summary_needed, system_tokens
-from keel.nodes._model_gate import GatedReply, ModelGate, ModelRequest, estimate_request
-from keel.nodes._prompt import reason_request
+from keel.nodes._model_gate import GatedReply, ModelGate, ModelRequest
+from keel.nodes._prompt import reason_estimate
 from keel.nodes._records import trace_step
 from keel.nodes.context import AgentContext
 from keel.observability import events
@@ -76,7 +76,7 @@ def _route(state: AgentState, ctx: AgentContext, names: list[str]) -> RouteDecis
 
 def estimate_for(state: AgentState, ctx: AgentContext) -> CallEstimate:
     """The worst case of `reason`'s next call on `ctx`'s model: this prompt plus `max_tokens`."""
-    return estimate_request(reason_request(state, ctx, state.get("deadline", 0.0)))
+    return reason_estimate(state, ctx)
 
 
 async def _fit_budget(
@@ -125,7 +125,13 @@ async def _summarize(
         return calls[-1].message
 
     try:
-        text = await summarize_middle(invoke, history, span, state.get("context_summary"))
+        text = await summarize_middle(
+            invoke,
+            history,
+            span,
+            state.get("context_summary"),
+            state.get("summary_upto", 0),
+        )
     except Exception as exc:
         if is_control_flow(exc):
             raise

@@ -27,6 +27,7 @@ build prompts and read replies. Retrying is not the gate's job: a retry is a gra
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,10 +38,11 @@ from langchain_core.runnables import Runnable
 
 from keel.cache import cache_scope
 from keel.cache.caches import CacheScope
-from keel.cost.accounting import CallEstimate, CallUsage, estimate_call, estimate_tokens
+from keel.cost.accounting import CallEstimate, CallUsage, estimate_call
 from keel.cost.budget import BudgetExceededError, BudgetVerdict, check_budget
 from keel.errors import CircuitOpenError, RateLimitedError, is_control_flow
 from keel.nodes._records import NO_USAGE
+from keel.nodes._tokens import estimate_tokens
 from keel.nodes.context import AgentContext
 from keel.observability import events
 from keel.types import AgentState, UsageTotals, add_usage
@@ -72,6 +74,9 @@ class ModelRequest:
     """What to invoke (the tier's model with tools or stop words bound); None: `ctx.model`."""
     tools: Sequence[dict[str, Any]] = ()
     """The bound tool schemas: they are part of the prompt the estimate counts."""
+    tool_chars: int | None = None
+    """The schemas' size as the estimate counts it, when known (`ToolRegistry.schema_chars`);
+    None: measured from `tools`."""
     cache_read: bool = True
     """False on a repair pass: the reply being repaired must not be read back."""
 
@@ -87,7 +92,10 @@ class GatedReply:
 def estimate_request(request: ModelRequest) -> CallEstimate:
     """The worst case of `request`: its prompt and tools, plus a reply of `max_tokens`."""
     ctx = request.ctx
-    prompt = estimate_tokens(request.prompt, request.tools)
+    tool_chars = request.tool_chars
+    if tool_chars is None:
+        tool_chars = sum(len(json.dumps(t, default=str)) for t in request.tools)
+    prompt = estimate_tokens(request.prompt, tool_chars)
     return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 

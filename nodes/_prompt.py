@@ -7,6 +7,7 @@ wrote them, tool results as `Observation:` user turns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -14,9 +15,11 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import Runnable
 
+from keel.cost.accounting import CallEstimate, estimate_call
 from keel.nodes._compaction import compact_history, system_tokens
 from keel.nodes._model_gate import ModelRequest
 from keel.nodes._records import text_of
+from keel.nodes._tokens import estimate_tokens
 from keel.nodes.context import AgentContext
 from keel.nodes.react_protocol import REACT_STOP, format_observation, react_instructions
 from keel.tools.sql_context import date_context
@@ -38,30 +41,51 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
     ).messages
     system = f"{ctx.system_prompt}\n{date_context(date.fromtimestamp(ctx.clock()))}"
     if ctx.mode == "react":
-        system = f"{system}\n\n{react_instructions(ctx.tools)}"
+        tools = ctx.tools
+        instructions = tools.memo("react_instructions", lambda: react_instructions(tools))
+        system = f"{system}\n\n{instructions}"
         history = [_as_react_text(m) for m in history]
     return [SystemMessage(system), *history, *repair_exchange(state)]
+
+
+def bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
+    """`ctx`'s model with the tools bound (native) or the ReAct stop words, made once per
+    model and tool set (kept by the registry) rather than before every call. The model gets
+    its own copy of the schemas: a provider may adjust them in place (strict mode)."""
+    model, tools = ctx.model, ctx.tools
+    make: Callable[[], tuple[Any, Runnable[LanguageModelInput, Any]]]
+    if ctx.mode != "native":
+        make = lambda: (model, model.bind(stop=REACT_STOP))  # noqa: E731
+    elif len(tools):
+        make = lambda: (model, model.bind_tools([t.openai_schema() for t in tools]))  # noqa: E731
+    else:
+        return model
+    # the entry holds the model itself, so its id cannot be reused while the entry lives
+    return tools.memo((ctx.mode, id(model)), make)[1]
 
 
 def reason_request(state: AgentState, ctx: AgentContext, deadline: float) -> ModelRequest:
     """`reason`'s call on `ctx`'s tier: the prompt, and the tools bound (native) or the
     ReAct stop words; a repair pass does not read the model-response cache."""
     native = ctx.mode == "native"
-    tools = [t.openai_schema() for t in ctx.tools] if native else []
-    model: Runnable[LanguageModelInput, Any]
-    if not native:
-        model = ctx.model.bind(stop=REACT_STOP)
-    else:
-        model = ctx.model.bind_tools(tools) if tools else ctx.model
     return ModelRequest(
         "reason",
         ctx,
         build_prompt(state, ctx),
         deadline,
-        model=model,
-        tools=tools,
+        model=bound_model(ctx),
+        tools=ctx.tools.openai_schemas() if native else (),
+        tool_chars=ctx.tools.schema_chars if native else 0,
         cache_read=state.get("signal") != "repair",
     )
+
+
+def reason_estimate(state: AgentState, ctx: AgentContext) -> CallEstimate:
+    """The worst case of `reason`'s next call on `ctx`'s tier, without binding its model:
+    the prompt, the tool schemas (native) and `max_tokens` of reply."""
+    tool_chars = ctx.tools.schema_chars if ctx.mode == "native" else 0
+    prompt = estimate_tokens(build_prompt(state, ctx), tool_chars)
+    return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 
 def repair_exchange(state: AgentState) -> list[BaseMessage]:

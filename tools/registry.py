@@ -27,9 +27,9 @@ import hashlib
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_type_hints, overload
+from typing import Any, Literal, TypeVar, cast, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MEMO_SIZE = 32
+T = TypeVar("T")
 
 
 def is_tool_name(name: str) -> bool:
@@ -174,8 +176,14 @@ class Tool:
 
         Built once per (schema, name, description) — pydantic's JSON-schema generation was
         the largest cost of a model call — and handed out as a copy callers may change.
+        The runtime reads the shared one instead (`ToolRegistry.openai_schemas`).
         """
-        return copy.deepcopy(_function_schema(self.args_schema, self.name, self.description))
+        return copy.deepcopy(self.shared_schema())
+
+    def shared_schema(self) -> dict[str, Any]:
+        """`openai_schema()` without the copy: one object shared by every caller, which
+        must not change it."""
+        return _function_schema(self.args_schema, self.name, self.description)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -281,11 +289,26 @@ def tool(
     return wrap(func) if func is not None else wrap
 
 
+@dataclass(frozen=True)
+class _Derived:
+    """What a registry computes from its tools, once per tool set (see `ToolRegistry`)."""
+
+    schemas: tuple[dict[str, Any], ...]
+    version: str
+    schema_chars: int
+
+
 @dataclass
 class ToolRegistry:
-    """The tools one agent may use, by name. Registration order is kept."""
+    """The tools one agent may use, by name. Registration order is kept.
+
+    The schemas, their size and the version are computed once per tool set, not per model
+    call or run: `register` is the only way in, and it drops them.
+    """
 
     _tools: dict[str, Tool] = field(default_factory=dict)
+    _derived: _Derived | None = field(default=None, init=False, repr=False, compare=False)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, tools: Iterable[Tool]) -> ToolRegistry:
@@ -302,7 +325,23 @@ class ToolRegistry:
         if t.name in self._tools:
             raise ToolDefinitionError(f"a tool named '{t.name}' is already registered")
         self._tools[t.name] = t
+        self._derived = None
+        self._memo.clear()
         return t
+
+    def memo(self, key: Hashable, make: Callable[[], T]) -> T:
+        """`make()`, computed once per `key` for this tool set: what callers derive from the
+        tools (a model with them bound, instructions listing them). At most `MEMO_SIZE`
+        entries, the oldest dropped first; registering a tool drops them all."""
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            pass
+        value = make()
+        if len(self._memo) >= MEMO_SIZE:
+            del self._memo[next(iter(self._memo))]
+        self._memo[key] = value
+        return value
 
     def tool(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Decorator: define a tool and register it here in one step."""
@@ -331,11 +370,34 @@ class ToolRegistry:
         wanted = set(names)
         return ToolRegistry({n: t for n, t in self._tools.items() if n in wanted})
 
+    def _derive(self) -> _Derived:
+        derived = self._derived
+        if derived is None or len(derived.schemas) != len(self._tools):
+            schemas = tuple(t.shared_schema() for t in self)
+            blob = json.dumps(schemas, sort_keys=True)
+            derived = _Derived(
+                schemas=schemas,
+                version=hashlib.sha256(blob.encode()).hexdigest()[:12],
+                schema_chars=sum(len(json.dumps(s, default=str)) for s in schemas),
+            )
+            self._derived = derived
+        return derived
+
+    def openai_schemas(self) -> tuple[dict[str, Any], ...]:
+        """Every tool's OpenAI function definition, in order: shared, not to be changed
+        (`Tool.openai_schema` gives a copy to change)."""
+        return self._derive().schemas
+
+    @property
+    def schema_chars(self) -> int:
+        """Characters of the schemas as a prompt estimate counts them
+        (`keel.cost.accounting.estimate_tokens`)."""
+        return self._derive().schema_chars
+
     @property
     def version(self) -> str:
         """A short hash of the tool set and schemas (changes when any tool changes)."""
-        blob = json.dumps([t.openai_schema() for t in self], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return self._derive().version
 
     def __iter__(self) -> Iterator[Tool]:
         return iter(self._tools.values())

@@ -9,6 +9,7 @@ with zero cost; it writes no checkpoint (there is nothing to resume).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,7 +24,15 @@ KEPT_METADATA = ("model", "mode", "tier", "iterations", "total_tokens", "run_id"
 
 
 def run_fingerprint(tool_version: str, model_specs: Iterable[str], system_prompt: str) -> str:
-    """What besides the question decides the answer: tools, models, instructions."""
+    """What besides the question decides the answer: tools, models, instructions.
+
+    Computed once per distinct input (an agent asks before every run, with the same tools,
+    models and instructions each time)."""
+    return _fingerprint(tool_version, tuple(model_specs), system_prompt)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(tool_version: str, model_specs: tuple[str, ...], system_prompt: str) -> str:
     blob = "\x1f".join([tool_version, *model_specs, system_prompt])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -1,0 +1,71 @@
+"""The prompt's token estimate, with each message counted once rather than on every look.
+
+Before each model call the cost gate and compaction estimate the prompt several times (is
+compaction needed, does the call fit the budget, the gate's own check), and the history
+only grows between calls. `estimate_tokens(messages, tool_chars)` gives the same number as
+`keel.cost.accounting.estimate_tokens` but remembers each message's size for as long as the
+message lives (by identity, checked against its content and tool calls, so a message whose
+content was replaced is measured again), and takes the tools' size precomputed
+(`ToolRegistry.schema_chars`).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from keel.cost.accounting import CHARS_PER_TOKEN, MESSAGE_OVERHEAD
+
+__all__ = ["estimate_tokens", "message_chars"]
+
+_Stamp = tuple[int, int, int, int]
+_SIZES: dict[int, tuple[weakref.ref[BaseMessage], _Stamp, int]] = {}
+
+
+def _stamp(message: BaseMessage) -> _Stamp:
+    content = message.content
+    calls = getattr(message, "tool_calls", None)
+    return (id(content), len(content), id(calls), len(calls) if calls else 0)
+
+
+def _measure(message: BaseMessage) -> int:
+    """`len(accounting._text(message))`: the content, then the tool calls, as JSON."""
+    content = message.content
+    chars = len(content) if isinstance(content, str) else len(json.dumps(content, default=str))
+    calls = getattr(message, "tool_calls", None)
+    return chars + (len(json.dumps(calls, default=str)) if calls else 0)
+
+
+def _forget(key: int) -> Any:
+    return lambda _ref: _SIZES.pop(key, None)
+
+
+def message_chars(message: BaseMessage) -> int:
+    """The characters `message` adds to a prompt estimate (remembered while it lives)."""
+    content = message.content
+    if isinstance(content, str) and not getattr(message, "tool_calls", None):
+        return len(content)  # cheaper than remembering
+    key = id(message)
+    stamp = _stamp(message)
+    known = _SIZES.get(key)
+    if known is not None and known[0]() is message and known[1] == stamp:
+        return known[2]
+    chars = _measure(message)
+    _SIZES[key] = (weakref.ref(message, _forget(key)), stamp, chars)
+    return chars
+
+
+def estimate_tokens(messages: Sequence[BaseMessage], tool_chars: int = 0) -> int:
+    """Approximate prompt tokens of `messages` plus tool schemas of `tool_chars` characters."""
+    chars = tool_chars
+    for m in messages:  # inlined fast path: most messages are plain text
+        content = m.content
+        if content.__class__ is str and not getattr(m, "tool_calls", None):
+            chars += len(content)
+        else:
+            chars += message_chars(m)
+    return -(-chars // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(messages)
