@@ -58,18 +58,15 @@ def run(
         run_plain_graph(entry, settings, question, thread, as_json)
         return
     definition = entry.agent
-    if definition is not None and model is not None:
+    assert definition is not None  # a "keel" entry holds its definition
+    if model is not None:
         try:
             definition = definition.with_config({"model": model})
         except KeelError as exc:
             raise fail(exc.message, 2) from exc
 
     async def job(progress: Callable[[str], None]) -> RunResult:
-        if definition is None:  # the built-in agent of a build without definitions
-            opened = open_agent(settings, progress=progress)
-        else:
-            opened = open_agent(definition, settings=settings, progress=progress)
-        async with opened as bound:
+        async with open_agent(definition, settings=settings, progress=progress) as bound:
             progress("thinking…")
             return await bound.arun(question, thread_id=thread)
 

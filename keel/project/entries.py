@@ -21,9 +21,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
+from keel.agents import Agent
 from keel.errors import ConfigError, UsageError
 
-__all__ = ["GraphEntry", "GraphKind", "classify", "keel_agent_type", "open_factory_graph"]
+__all__ = ["GraphEntry", "GraphKind", "classify", "open_factory_graph"]
 
 GraphKind = Literal["keel", "graph", "factory"]
 
@@ -39,7 +40,7 @@ class GraphEntry:
     source: str
     """Where it came from, as written: `./agents.py:support`."""
     kind: GraphKind
-    agent: Any = None
+    agent: Agent | None = None
     """The `keel.Agent` definition (kind `keel`)."""
     graph: Pregel[Any, Any, Any, Any] | None = None
     """The compiled graph, without checkpointer (kind `graph`)."""
@@ -48,14 +49,6 @@ class GraphEntry:
     `open_factory_graph`. A factory written without a parameter is wrapped to take one."""
     description: str = ""
     """From `langgraph.json` (`{"path": …, "description": …}`) or the agent's own."""
-
-
-def keel_agent_type() -> type | None:
-    """The agent-definition class (`keel.Agent`), or None while Keel has none."""
-    import keel
-
-    cls: type = keel.Agent
-    return None if cls.__module__.startswith("keel.runtime") else cls
 
 
 def _callable_factory(config: Path, graph_id: str, source: str, fn: Callable[..., Any]) -> Factory:
@@ -86,14 +79,9 @@ def _callable_factory(config: Path, graph_id: str, source: str, fn: Callable[...
 
 def classify(config: Path, graph_id: str, source: str, obj: Any, description: str) -> GraphEntry:
     """The entry for `obj`; `ConfigError` naming the file, key and fix for anything else."""
-    agent_type = keel_agent_type()
-    if agent_type is not None and isinstance(obj, agent_type):
+    if isinstance(obj, Agent):
         return GraphEntry(
-            graph_id,
-            source,
-            "keel",
-            agent=obj,
-            description=description or getattr(obj, "description", "") or "",
+            graph_id, source, "keel", agent=obj, description=description or obj.description
         )
     if isinstance(obj, Pregel):
         return GraphEntry(graph_id, source, "graph", graph=obj, description=description)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keel.graphs.data_analyst import agent as builtin_agent
 from keel.project.config_file import HONOURED_KEYS, read_config_file
 from keel.project.entries import GraphEntry, classify
 from keel.project.env import apply_env, project_paths
@@ -24,25 +25,12 @@ LEGACY_ID = "agent"
 BUILTIN_SOURCE = "keel.graphs.data_analyst:agent"
 
 
-def _builtin_agent() -> object | None:
-    try:
-        from keel.graphs.data_analyst import agent
-    except ModuleNotFoundError as exc:  # the definition is not in this build yet
-        if exc.name != "keel.graphs.data_analyst":
-            raise
-        return None
-    return agent
-
-
 def _with_legacy_id(graphs: dict[str, GraphEntry]) -> dict[str, GraphEntry]:
     """Also serve the built-in agent as `agent` when the project lists it and not that id."""
     if LEGACY_ID in graphs:
         return graphs
-    builtin = _builtin_agent()
-    if builtin is None:
-        return graphs
     for entry in list(graphs.values()):
-        if entry.kind == "keel" and entry.agent is builtin:
+        if entry.kind == "keel" and entry.agent is builtin_agent:
             graphs[LEGACY_ID] = GraphEntry(
                 LEGACY_ID, entry.source, "keel", agent=entry.agent, description=entry.description
             )
@@ -52,10 +40,10 @@ def _with_legacy_id(graphs: dict[str, GraphEntry]) -> dict[str, GraphEntry]:
 
 def builtin_project() -> Project:
     """The project without a file: the built-in data assistant, as `data_analyst` and `agent`."""
-    agent = _builtin_agent()
-    description = getattr(agent, "description", "") or ""
     graphs = {
-        gid: GraphEntry(gid, BUILTIN_SOURCE, "keel", agent=agent, description=description)
+        gid: GraphEntry(
+            gid, BUILTIN_SOURCE, "keel", agent=builtin_agent, description=builtin_agent.description
+        )
         for gid in (BUILTIN_ID, LEGACY_ID)
     }
     return Project(graphs=graphs)
