@@ -11,14 +11,20 @@ from keel.server.store import Store, service_db_url
 __all__ = ["create_key", "revoke_key", "serve"]
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the API under uvicorn until interrupted."""
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    project: Any = None,
+) -> None:
+    """Run the API under uvicorn until interrupted, serving `project`'s graphs."""
     import uvicorn
 
     from keel.server.app import create_app
     from keel.server.gc_tuning import freeze_startup_objects, tune_gc
 
-    app = create_app(settings)
+    app = create_app(settings, project=project)
     tune_gc(settings.service.gc_gen0_threshold)
     freeze_startup_objects()
     uvicorn.run(

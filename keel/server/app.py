@@ -3,9 +3,10 @@
 ```python
 app = create_app(load_settings())          # `keel serve` runs this under uvicorn
 ```
-The lifespan opens the agent (model, tools, checkpointer) and Keel's store, migrates the
-store, resumes runs a previous process left unfinished and ticks the cron scheduler
-(`crons.CronScheduler`). Tests pass `model=` to script the agent.
+The lifespan opens the project's graphs (`graphs.open_graphs`: every Keel agent's runtime and
+every plain graph, on one checkpointer; the built-in agent without a project) and Keel's
+store, migrates the store, resumes runs a previous process left unfinished and ticks the
+cron scheduler (`crons.CronScheduler`). Tests pass `model=` to script the built-in agent.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from keel.config import Settings
-from keel.runtime import open_agent
 from keel.server.admission import Admission
-from keel.server.auth import Authenticator, context_for_role
+from keel.server.assistants import Assistants, AssistantStore
+from keel.server.auth import Authenticator
 from keel.server.crons import CronScheduler, CronStore
-from keel.server.deps import Caller, Services, Svc
-from keel.server.errors import COMMON_ERRORS, BodyGuard, install_error_handlers, responses
-from keel.server.handles import check_assistant
+from keel.server.deps import Services, Svc
+from keel.server.errors import BodyGuard, install_error_handlers, responses
+from keel.server.graphs import open_graphs
 from keel.server.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
 from keel.server.routes_assistants import router as assistants_router
 from keel.server.routes_crons import cron_starter
@@ -34,8 +35,7 @@ from keel.server.routes_runs import router as runs_router
 from keel.server.routes_store import open_item_store
 from keel.server.routes_store import router as store_router
 from keel.server.routes_threads import router as threads_router
-from keel.server.runs import ASSISTANT_ID, GRAPH_ID, RunManager
-from keel.server.schemas import AssistantSearch
+from keel.server.runs import RunManager
 from keel.server.store import Store, service_db_url
 from keel.server.worker import queue_db_url, redis_events
 from keel.tools.registry import ToolRegistry
@@ -57,29 +57,16 @@ async def _queue(db_url: str, distributed: bool) -> AsyncIterator[RunQueue | Non
         yield RunQueue(app)
 
 
-def _assistant() -> dict[str, Any]:
-    return {
-        "assistant_id": ASSISTANT_ID,
-        "graph_id": GRAPH_ID,
-        "name": GRAPH_ID,
-        "description": "Keel's agent: reason, act, observe, fallback, finish.",
-        "config": {},
-        "context": {},
-        "metadata": {"created_by": "system"},
-        "version": 1,
-        "created_at": "1970-01-01T00:00:00+00:00",
-        "updated_at": "1970-01-01T00:00:00+00:00",
-    }
-
-
 def create_app(
     settings: Settings,
     *,
     model: BaseChatModel | None = None,
     tools: ToolRegistry | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    project: Any = None,
 ) -> FastAPI:
-    """The API app for these settings; everything it needs opens in its lifespan."""
+    """The API app for these settings, serving every graph of `project` (a
+    `keel.project.Project`; None: the built-in agent); everything opens in its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,41 +77,40 @@ def create_app(
             await store.migrate()
             async with AsyncExitStack() as stack:
                 async with startup_lock(settings.checkpoint_url):
-                    agent = await stack.enter_async_context(
-                        open_agent(settings, model=model, tools=tools, checkpointer=checkpointer)
+                    graphs = await stack.enter_async_context(
+                        open_graphs(
+                            settings,
+                            project,
+                            model=model,
+                            tools=tools,
+                            checkpointer=checkpointer,
+                            item_store=lambda runtime: open_item_store(settings, runtime),
+                        )
                     )
-                    app.state.item_store = await stack.enter_async_context(
-                        open_item_store(settings, agent)
-                    )
+                    app.state.item_store = graphs.item_store
                 queue = await stack.enter_async_context(_queue(db_url, distributed))
                 events = await stack.enter_async_context(redis_events(settings))
-                contexts = {
-                    role: context_for_role(agent.context, settings.service, role)
-                    for role in settings.service.roles
-                }
                 manager = RunManager(
-                    agent,
+                    graphs,
                     store,
                     settings.service,
-                    context_for=lambda p: (
-                        contexts.get(p.role)
-                        or context_for_role(agent.context, settings.service, p.role)
-                    ),
-                    admission=Admission(settings, agent.context.resilience),
+                    admission=Admission(settings, graphs.base.context.resilience),
                     queue=queue,
                     events=events,
                 )
+                assistants = Assistants(AssistantStore(store.engine), graphs)
                 app.state.services = Services(
-                    agent=agent,
+                    graphs=graphs,
                     store=store,
                     runs=manager,
                     auth=Authenticator(store, settings.service),
+                    assistants=assistants,
                 )
                 if queue is None:
                     await manager.recover()
                 app.state.crons = CronScheduler(
                     CronStore(store.engine),
-                    cron_starter(store, manager),
+                    cron_starter(store, manager, assistants),
                     tick_s=settings.service.cron_tick_s,
                 )
                 app.state.crons.run()
@@ -184,16 +170,3 @@ def _add_meta_routes(app: FastAPI) -> None:
         from keel.observability.metrics import CONTENT_TYPE_LATEST, render_metrics
 
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/assistants/search", tags=["assistants"], responses=COMMON_ERRORS)
-    async def search_assistants(body: AssistantSearch, principal: Caller) -> list[dict[str, Any]]:
-        wanted = (body.graph_id in (None, GRAPH_ID)) and (body.name in (None, GRAPH_ID))
-        meta_ok = all(
-            _assistant()["metadata"].get(k) == v for k, v in (body.metadata or {}).items()
-        )
-        return [_assistant()] if wanted and meta_ok and body.offset == 0 else []
-
-    @app.get("/assistants/{assistant_id}", tags=["assistants"], responses=COMMON_ERRORS)
-    async def get_assistant(assistant_id: str, principal: Caller) -> dict[str, Any]:
-        check_assistant(assistant_id)
-        return _assistant()

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
-from keel.runtime import Agent
+from keel.server.assistants import Assistants
 from keel.server.auth import Authenticator, Principal
 from keel.server.errors import NotFound
+from keel.server.graphs import ServedGraphs
 from keel.server.runs import RunManager
 from keel.server.store import Store, ThreadRecord
 
@@ -18,10 +19,11 @@ __all__ = ["Caller", "Services", "Svc", "iso", "load_thread", "services"]
 
 @dataclass
 class Services:
-    agent: Agent
+    graphs: ServedGraphs
     store: Store
     runs: RunManager
     auth: Authenticator
+    assistants: Assistants
 
 
 def services(request: Request) -> Services:

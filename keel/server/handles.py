@@ -45,7 +45,7 @@ def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, An
         "status": handle.status if handle else record.status,
         "metadata": record.metadata,
         "multitask_strategy": record.multitask_strategy,
-        "kwargs": {k: v for k, v in record.kwargs.items() if k != "role"},
+        "kwargs": {k: v for k, v in record.kwargs.items() if k not in ("role", "assistant")},
     }
 
 

@@ -14,14 +14,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from keel.server.assistants import Assistants
 from keel.server.auth import Principal
 from keel.server.crons import CronRecord, CronStore, StartRun, check_schedule, next_run
 from keel.server.deps import Caller, Services, Svc, load_thread
 from keel.server.errors import COMMON_ERRORS, NotFound, Unprocessable
-from keel.server.handles import check_assistant, question_from
-from keel.server.runs import ASSISTANT_ID, GRAPH_ID, RunManager
+from keel.server.handles import question_from
+from keel.server.runs import RunManager
 from keel.server.schemas import ID_PATTERN, MAX_OFFSET, RunCreate
 from keel.server.store import Store
+from keel.server.targets import resolve_target
 from keel.server.webhooks import check_webhook
 
 __all__ = ["cron_starter", "router"]
@@ -105,18 +107,21 @@ class CronCount(_Body):
     metadata: dict[str, Any] | None = None
 
 
-def _assistant(assistant_id: str | None) -> str | None:
-    """The stored assistant id for `agent` or its UUID; 404 for any other."""
-    if assistant_id is None:
+async def _assistant(svc: Services, principal: Principal, ref: str | None) -> str | None:
+    """The id of the assistant `ref` names (an id, or a graph id); 404 for none."""
+    if ref is None:
         return None
-    check_assistant(assistant_id)
-    return ASSISTANT_ID
+    return (await svc.assistants.get(ref, principal.tenant_id)).assistant_id
 
 
-def _check_run(body: RunCreate, svc: Services, *, on_thread: bool) -> None:
+async def _check_run(
+    body: RunCreate, svc: Services, principal: Principal, *, on_thread: bool
+) -> None:
     """Refuse now (422) a run payload every occurrence would fail on."""
+    _, served, _, _ = await resolve_target(svc.assistants, svc.graphs, principal, body)
     if body.input is not None:
-        question_from(body.input)
+        if served.kind == "keel":
+            question_from(body.input)
     elif body.command is None or not on_thread:
         raise Unprocessable("a cron needs 'input' (a thread cron may give 'command' instead)")
     check_webhook(body.webhook, svc.runs.webhooks.policy)
@@ -125,10 +130,10 @@ def _check_run(body: RunCreate, svc: Services, *, on_thread: bool) -> None:
 async def _create(
     svc: Svc, principal: Principal, body: CronCreate, thread_id: str | None
 ) -> dict[str, Any]:
-    assistant_id = _assistant(body.assistant_id)
+    assistant_id = await _assistant(svc, principal, body.assistant_id)
     assert assistant_id is not None
     check_schedule(body.schedule, body.timezone)
-    _check_run(body, svc, on_thread=thread_id is not None)
+    await _check_run(body, svc, principal, on_thread=thread_id is not None)
     at = datetime.now(UTC)
     if body.end_time is not None and body.end_time <= at:
         raise Unprocessable(f"end_time {body.end_time.isoformat()} is in the past")
@@ -185,7 +190,7 @@ async def update_cron(
         run = RunCreate.model_validate({**payload, "assistant_id": cron.assistant_id})
     except ValidationError as exc:
         raise Unprocessable(f"the cron's run would be invalid: {exc.errors()[0]['msg']}") from exc
-    _check_run(run, svc, on_thread=cron.thread_id is not None)
+    await _check_run(run, svc, principal, on_thread=cron.thread_id is not None)
     schedule = body.schedule or cron.schedule
     timezone = body.timezone if "timezone" in given else cron.timezone
     check_schedule(schedule, timezone)
@@ -226,7 +231,7 @@ async def search_crons(body: CronSearch, svc: Svc, principal: Caller) -> list[di
     sort_by = body.sort_by or "created_at"
     found = await CronStore(svc.store.engine).search(
         principal.tenant_id,
-        assistant_id=_assistant(body.assistant_id),
+        assistant_id=await _assistant(svc, principal, body.assistant_id),
         thread_id=body.thread_id,
         enabled=body.enabled,
         metadata=body.metadata,
@@ -243,7 +248,7 @@ async def search_crons(body: CronSearch, svc: Svc, principal: Caller) -> list[di
 async def count_crons(body: CronCount, svc: Svc, principal: Caller) -> int:
     found = await CronStore(svc.store.engine).search(
         principal.tenant_id,
-        assistant_id=_assistant(body.assistant_id),
+        assistant_id=await _assistant(svc, principal, body.assistant_id),
         thread_id=body.thread_id,
         metadata=body.metadata,
     )
@@ -257,22 +262,23 @@ async def delete_cron(cron_id: CronId, svc: Svc, principal: Caller) -> Response:
     return Response(status_code=204)
 
 
-def cron_starter(store: Store, manager: RunManager) -> StartRun:
+def cron_starter(store: Store, manager: RunManager, assistants: Assistants) -> StartRun:
     """How the scheduler starts a cron's run: as `POST /threads/{id}/runs` or `/runs` would."""
 
     async def start(cron: CronRecord) -> None:
         principal = Principal(cron.tenant_id, cron.role)
         body = RunCreate.model_validate({**cron.payload, "assistant_id": cron.assistant_id})
+        target = await resolve_target(assistants, manager.graphs, principal, body)
         if cron.thread_id is not None:
             thread = await store.get_thread(cron.thread_id, cron.tenant_id)
             if thread is None:  # its thread was deleted: so is the cron
                 await CronStore(store.engine).delete(cron.cron_id, cron.tenant_id)
                 raise NotFound(f"thread {cron.thread_id} is gone; cron deleted")
-            await manager.start(thread, principal, body, background=True)
+            await manager.start(thread, principal, body, background=True, target=target)
             return
         thread_id = str(uuid.uuid4())
         created = await store.create_thread(
-            thread_id, cron.tenant_id, {"graph_id": GRAPH_ID, "cron_id": cron.cron_id}
+            thread_id, cron.tenant_id, {"graph_id": target[3], "cron_id": cron.cron_id}
         )
         assert created is not None
         try:
@@ -283,6 +289,7 @@ def cron_starter(store: Store, manager: RunManager) -> StartRun:
                 temporary=(cron.on_run_completed or "delete") == "delete",
                 background=True,
                 fresh=True,
+                target=target,
             )
         except Exception:
             await store.delete_thread(thread_id, cron.tenant_id)

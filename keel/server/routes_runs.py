@@ -22,9 +22,9 @@ from keel.server.errors import (
     Unprocessable,
     responses,
 )
-from keel.server.handles import check_assistant, run_json
+from keel.server.handles import run_json
 from keel.server.resume import resume_after
-from keel.server.runs import GRAPH_ID, RunHandle, question_from
+from keel.server.runs import RunHandle, question_from
 from keel.server.schemas import (
     ID_PATTERN,
     MAX_OFFSET,
@@ -32,7 +32,9 @@ from keel.server.schemas import (
     StatelessRunCreate,
     StreamMode,
 )
+from keel.server.served import ServedGraph
 from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
+from keel.server.targets import Target, resolve_target
 from keel.server.webhooks import check_webhook
 
 __all__ = ["router"]
@@ -82,15 +84,35 @@ def _join_location(handle: RunHandle) -> dict[str, str]:
     return {**_location(handle), "Location": f"/threads/{r.thread_id}/runs/{r.run_id}/join"}
 
 
+async def _target(svc: Services, principal: Principal, body: RunCreate) -> Target:
+    return await resolve_target(svc.assistants, svc.graphs, principal, body)
+
+
+async def _claim_thread(svc: Services, thread: ThreadRecord, target: Target) -> None:
+    """The thread's state is the run's graph's: 409 when it holds another graph's state."""
+    assistant_id, served, _, graph_id = target
+    meta = thread.metadata
+    if meta.get("graph_id") == graph_id and meta.get("assistant_id") == assistant_id:
+        return
+    current = svc.graphs.for_thread(meta)
+    if current is not served and (await current.snapshot(thread.thread_id)).created_at:
+        raise Conflict(
+            f"thread {thread.thread_id} holds the state of graph {meta.get('graph_id')!r}; "
+            f"run graph {graph_id!r} on a new thread"
+        )
+    metadata = {**meta, "graph_id": graph_id, "assistant_id": assistant_id}
+    await svc.store.update_thread(thread.thread_id, metadata=metadata)
+
+
 async def _thread_for(
-    svc: Services, principal: Principal, thread_id: str, body: RunCreate
+    svc: Services, principal: Principal, thread_id: str, body: RunCreate, graph_id: str
 ) -> ThreadRecord:
     thread = await svc.store.get_thread(thread_id, principal.tenant_id)
     if thread is not None:
         return thread
     if body.if_not_exists == "create":
         created = await svc.store.create_thread(
-            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+            thread_id, principal.tenant_id, {"graph_id": graph_id}
         )
         if created is not None:
             return created
@@ -106,22 +128,24 @@ async def _start(
     background: bool = False,
     streamed: bool = False,
 ) -> RunHandle:
-    check_assistant(body.assistant_id)
+    target = await _target(svc, principal, body)
+    assistant_id, served, _, graph_id = target
     check_webhook(body.webhook, svc.runs.webhooks.policy)
-    _check_command(svc, body, stateless=thread_id is None)
+    await _check_command(served, body, stateless=thread_id is None)
     temporary = created = False
     if thread_id is None:
         thread_id = str(uuid.uuid4())
         thread = await svc.store.create_thread(
-            thread_id, principal.tenant_id, {"graph_id": GRAPH_ID}
+            thread_id, principal.tenant_id, {"graph_id": graph_id, "assistant_id": assistant_id}
         )
         assert thread is not None
         temporary = (body.on_completion or "delete") == "delete"
         created = True
     else:
-        thread = await _thread_for(svc, principal, thread_id, body)
+        thread = await _thread_for(svc, principal, thread_id, body, graph_id)
+        await _claim_thread(svc, thread, target)
         if body.command is not None:
-            await _check_thread_state(svc, thread_id)
+            await _check_thread_state(served, thread_id)
     try:
         return await svc.runs.start(
             thread,
@@ -131,6 +155,7 @@ async def _start(
             background=background,
             streamed=streamed,
             fresh=created,
+            target=target,
         )
     except Exception:
         if created:  # the run was refused: the thread made for it goes too
@@ -138,7 +163,7 @@ async def _start(
         raise
 
 
-def _check_command(svc: Services, body: RunCreate, *, stateless: bool) -> None:
+async def _check_command(served: ServedGraph, body: RunCreate, *, stateless: bool) -> None:
     """422 for a command no thread state could take: on a new thread, or to unknown nodes."""
     if body.command is None:
         return
@@ -146,7 +171,7 @@ def _check_command(svc: Services, body: RunCreate, *, stateless: bool) -> None:
         raise Unprocessable(
             "a stateless run starts a new thread, which has no state for a 'command': give 'input'"
         )
-    nodes = set(svc.agent.graph.nodes) - {"__start__"}
+    nodes = await served.nodes()
     unknown = [n for n in body.command.targets if n not in nodes]
     if unknown:
         raise Unprocessable(
@@ -155,9 +180,9 @@ def _check_command(svc: Services, body: RunCreate, *, stateless: bool) -> None:
         )
 
 
-async def _check_thread_state(svc: Services, thread_id: str) -> None:
+async def _check_thread_state(served: ServedGraph, thread_id: str) -> None:
     """A command resumes, updates or redirects a thread's state: it needs one."""
-    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread_id))
+    snapshot = await served.snapshot(thread_id)
     if snapshot.config is None or not snapshot.values:
         raise Unprocessable(
             f"thread {thread_id} has no state yet for a 'command': start it with 'input'"
@@ -396,13 +421,18 @@ async def stream_stateless(body: RunCreate, svc: Svc, principal: Caller) -> Even
     return _stream(svc, await _start(svc, principal, None, body, streamed=True), body)
 
 
-def _check_batch_item(svc: Services, index: int, body: RunCreate) -> None:
+async def _check_batch_item(
+    svc: Services, principal: Principal, index: int, body: RunCreate
+) -> None:
     """Refuse an item `_start` would refuse, before any run of the batch starts."""
     try:
-        check_assistant(body.assistant_id)
+        _, served, _, _ = await _target(svc, principal, body)
         check_webhook(body.webhook, svc.runs.webhooks.policy)
-        _check_command(svc, body, stateless=True)
-        question_from(body.input or {})
+        await _check_command(served, body, stateless=True)
+        if served.kind == "keel":
+            question_from(body.input or {})
+        elif body.input is None:
+            raise Unprocessable("a stateless run needs 'input'")
     except ApiError as exc:
         raise type(exc)(f"runs[{index}]: {exc.message}") from exc
 
@@ -429,7 +459,7 @@ async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) ->
     already started are cancelled and the client gets that run's error.
     """
     for index, item in enumerate(body):
-        _check_batch_item(svc, index, item)
+        await _check_batch_item(svc, principal, index, item)
     await _batch_room(svc, len(body))
     handles: list[RunHandle] = []
     try:

@@ -28,16 +28,22 @@ from keel.server.schemas import (
     ThreadSearch,
     ThreadUpdate,
 )
+from keel.server.served import ServedGraph
 from keel.server.store import ThreadRecord
 
-__all__ = ["router", "thread_json"]
+__all__ = ["delete_thread_everything", "router", "served_for", "thread_json"]
 
 router = APIRouter(tags=["threads"], responses=COMMON_ERRORS)
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
+def served_for(svc: Services, thread: ThreadRecord) -> ServedGraph:
+    """The graph whose state the thread holds (its `metadata.graph_id`)."""
+    return svc.graphs.for_thread(thread.metadata)
+
+
 async def thread_json(svc: Services, thread: ThreadRecord) -> dict[str, Any]:
-    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread.thread_id))
+    snapshot = await served_for(svc, thread).snapshot(thread.thread_id)
     interrupts = {
         t.id: [interrupt_json(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts
     }
@@ -56,7 +62,7 @@ async def thread_json(svc: Services, thread: ThreadRecord) -> dict[str, Any]:
 async def create_thread(body: ThreadCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     thread_id = body.thread_id or str(uuid.uuid4())
     thread = await svc.store.create_thread(
-        thread_id, principal.tenant_id, {**body.metadata, "graph_id": "agent"}
+        thread_id, principal.tenant_id, {"graph_id": svc.graphs.default_id, **body.metadata}
     )
     if thread is None:
         existing = await svc.store.get_thread(thread_id, principal.tenant_id)
@@ -115,7 +121,7 @@ async def update_thread(
     return await thread_json(svc, await load_thread(svc, thread_id, principal))
 
 
-async def _delete(svc: Services, thread_id: str, tenant_id: str) -> None:
+async def delete_thread_everything(svc: Services, thread_id: str, tenant_id: str) -> None:
     """Cancel the thread's runs, then delete its crons, checkpoints, journal rows and record.
 
     The crons go first: a tick meanwhile finds the thread still there or no cron at all.
@@ -128,7 +134,7 @@ async def _delete(svc: Services, thread_id: str, tenant_id: str) -> None:
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> Response:
     await load_thread(svc, thread_id, principal)
-    await _delete(svc, thread_id, principal.tenant_id)
+    await delete_thread_everything(svc, thread_id, principal.tenant_id)
     return Response(status_code=204)
 
 
@@ -148,7 +154,7 @@ async def prune_threads(body: ThreadPrune, svc: Svc, principal: Caller) -> dict[
                 raise Conflict(f"thread {thread_id} has a run in progress; prune it afterwards")
     for thread_id in mine:
         if body.strategy == "delete":
-            await _delete(svc, thread_id, principal.tenant_id)
+            await delete_thread_everything(svc, thread_id, principal.tenant_id)
         else:
             await _keep_latest(svc, thread_id)
     return {"pruned_count": len(mine)}
@@ -158,9 +164,9 @@ async def _keep_latest(svc: Services, thread_id: str) -> None:
     """Delete every checkpoint of the thread but the newest (its current state), as
     `keel checkpoints prune --keep-last 1` does: values kept as deltas are rebuilt into it
     first, so nothing of the current state goes with its ancestors."""
-    if svc.agent.storage is not None:
+    if svc.graphs.storage is not None:
         # retention's per-thread step (private there): the same rules as `checkpoints prune`
-        await _keep_last(svc.agent.storage, thread_id, 1)
+        await _keep_last(svc.graphs.storage, thread_id, 1)
 
 
 @router.post("/threads/{thread_id}/copy", responses=responses(409))
@@ -170,7 +176,7 @@ async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, An
     source = await load_thread(svc, thread_id, principal)
     if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has a run in progress; copy it afterwards")
-    saver = svc.agent.graph.checkpointer
+    saver = svc.graphs.saver
     new_id = str(uuid.uuid4())
     created = await svc.store.create_thread(new_id, principal.tenant_id, dict(source.metadata))
     assert created is not None  # a fresh uuid4
@@ -179,7 +185,7 @@ async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, An
             await svc.store.update_thread(new_id, status=source.status)
         if saver is not None and not isinstance(saver, bool):
             # the journal goes last, in one write: a failure leaves no journal rows behind
-            await copy_thread(saver, thread_id, new_id, journal=svc.agent.context.journal)
+            await copy_thread(saver, thread_id, new_id, journal=svc.graphs.journal)
     except Exception:
         await svc.runs.delete_thread_data(new_id)
         await svc.store.delete_thread(new_id, principal.tenant_id)
@@ -194,15 +200,16 @@ async def get_state(
     principal: Caller,
     subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    await load_thread(svc, thread_id, principal)
-    snapshot = await svc.agent.graph.aget_state(svc.agent.config(thread_id))
+    thread = await load_thread(svc, thread_id, principal)
+    snapshot = await served_for(svc, thread).snapshot(thread_id)
     return snapshot_json(snapshot, thread_id)
 
 
-async def _state_at(svc: Services, thread_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
-    config = svc.agent.config(thread_id)
-    config["configurable"].update(checkpoint)
-    snapshot = await svc.agent.graph.aget_state(config)
+async def _state_at(
+    svc: Services, thread: ThreadRecord, checkpoint: dict[str, Any]
+) -> dict[str, Any]:
+    thread_id = thread.thread_id
+    snapshot = await served_for(svc, thread).snapshot(thread_id, checkpoint)
     if not snapshot.values and snapshot.config is None:
         ref = checkpoint.get("checkpoint_id")
         raise Unprocessable(f"checkpoint {ref} not found on thread {thread_id}")
@@ -217,8 +224,8 @@ async def get_state_at(
     principal: Caller,
     subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    await load_thread(svc, thread_id, principal)
-    return await _state_at(svc, thread_id, {"checkpoint_id": checkpoint_id, "checkpoint_ns": ""})
+    thread = await load_thread(svc, thread_id, principal)
+    return await _state_at(svc, thread, {"checkpoint_id": checkpoint_id, "checkpoint_ns": ""})
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
@@ -226,8 +233,8 @@ async def get_state_at_checkpoint(
     thread_id: ThreadId, body: StateAt, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
     """The state at `checkpoint` (what the SDK's `get_state(checkpoint=…)` sends)."""
-    await load_thread(svc, thread_id, principal)
-    return await _state_at(svc, thread_id, body.checkpoint.configurable())
+    thread = await load_thread(svc, thread_id, principal)
+    return await _state_at(svc, thread, body.checkpoint.configurable())
 
 
 @router.post("/threads/{thread_id}/state", responses=responses(409))
@@ -235,16 +242,18 @@ async def update_state(
     thread_id: ThreadId, body: StateUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
     """Write values into the thread's state as if `as_node` had returned them."""
-    await load_thread(svc, thread_id, principal)
+    thread = await load_thread(svc, thread_id, principal)
     if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has a run in progress; update its state afterwards")
-    config = svc.agent.config(thread_id)
+    checkpoint: dict[str, Any] = {}
     if body.checkpoint is not None:
-        config["configurable"].update(body.checkpoint.configurable())
+        checkpoint.update(body.checkpoint.configurable())
     if body.checkpoint_id:
-        config["configurable"].update(checkpoint_id=body.checkpoint_id, checkpoint_ns="")
+        checkpoint.update(checkpoint_id=body.checkpoint_id, checkpoint_ns="")
     try:
-        done = await svc.agent.graph.aupdate_state(config, body.values, as_node=body.as_node)
+        done = await served_for(svc, thread).update_state(
+            thread_id, body.values, as_node=body.as_node, checkpoint=checkpoint
+        )
     except (InvalidUpdateError, ValueError, KeyError) as exc:
         raise Unprocessable(f"cannot apply this update: {exc}") from exc
     c = done.get("configurable", {})
@@ -262,15 +271,15 @@ async def update_state(
 async def history(
     thread_id: ThreadId, body: HistoryRequest, svc: Svc, principal: Caller
 ) -> list[dict[str, Any]]:
-    await load_thread(svc, thread_id, principal)
+    thread = await load_thread(svc, thread_id, principal)
     before = None
     if isinstance(body.before, str):
         before = {"configurable": {"checkpoint_id": body.before}}
     elif isinstance(body.before, dict) and isinstance(body.before.get("checkpoint_id"), str):
         before = {"configurable": {"checkpoint_id": body.before["checkpoint_id"]}}
     states: list[StateSnapshot] = []
-    async for snapshot in svc.agent.graph.aget_state_history(
-        svc.agent.config(thread_id),
+    async for snapshot in served_for(svc, thread).history(
+        thread_id,
         filter=body.metadata,
         before=before,  # type: ignore[arg-type]
         limit=body.limit,

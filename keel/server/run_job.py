@@ -18,15 +18,24 @@ from keel.server.store import RunRecord
 
 __all__ = ["RunJob", "stored_kwargs"]
 
-_OWN_KEYS = ("role", "delete_after", "stream")
+_OWN_KEYS = ("role", "delete_after", "stream", "assistant")
 """Keys of the stored kwargs that are not the request's body."""
 
 
 def stored_kwargs(
-    body: RunCreate, role: str, *, delete_after: bool = False, stream: bool = False
+    body: RunCreate,
+    role: str,
+    *,
+    delete_after: bool = False,
+    stream: bool = False,
+    assistant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's `kwargs` as stored: the request body, the caller's role and two flags."""
+    """The run's `kwargs` as stored: the request body, the caller's role, two flags and
+    `assistant`: the graph id and the config and context the run executes with (its
+    assistant's, then its own), fixed at admission."""
     kwargs: dict[str, Any] = {**body.model_dump(mode="json", exclude_none=True), "role": role}
+    if assistant is not None:
+        kwargs["assistant"] = assistant
     if delete_after:
         kwargs["delete_after"] = True
     if stream:

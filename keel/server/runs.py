@@ -18,8 +18,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from keel.config import ServiceSettings
-from keel.nodes import AgentContext
-from keel.runtime import Agent
 from keel.server.admission import Admission
 from keel.server.auth import Principal
 from keel.server.errors import Conflict, Unavailable
@@ -32,10 +30,12 @@ from keel.server.executors import (
     cancel_handle,
 )
 from keel.server.executors.queued import FIRST_REMOTE_ID
+from keel.server.graphs import ServedGraphs
 from keel.server.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.server.queue import RunQueue
 from keel.server.run_job import RunJob, stored_kwargs
 from keel.server.schemas import RunCreate
+from keel.server.served import Applied, ServedGraph
 from keel.server.store import RunRecord, Store, ThreadRecord, now
 from keel.server.webhooks import WebhookPolicy, WebhookSender
 
@@ -55,11 +55,10 @@ class RunManager:
 
     def __init__(
         self,
-        agent: Agent,
+        graphs: ServedGraphs | Any,
         store: Store,
         settings: ServiceSettings,
         *,
-        context_for: Callable[[Principal], AgentContext] | None = None,
         admission: Admission | None = None,
         queue: RunQueue | None = None,
         events: RedisEvents | None = None,
@@ -68,8 +67,11 @@ class RunManager:
         webhooks: WebhookSender | None = None,
     ) -> None:
         """`queue`: the API of a distributed deployment (runs go to `keel worker`s);
-        `worker`: a `keel worker` (events are published, `fence` holds a thread's run)."""
-        self.agent = agent
+        `worker`: a `keel worker` (events are published, `fence` holds a thread's run).
+        `graphs`: the served graphs (an `AgentRuntime` alone serves the built-in agent)."""
+        if not isinstance(graphs, ServedGraphs):
+            graphs = ServedGraphs.of_runtime(graphs, graphs.settings)
+        self.graphs = graphs
         self.store = store
         self.settings = settings
         self.admission = admission
@@ -78,14 +80,13 @@ class RunManager:
         self.webhooks = webhooks or WebhookSender(WebhookPolicy.of(settings))
         """Posts a run's webhook when the run ends in this process; drained by `close()`."""
         self.runner = RunRunner(
-            agent,
+            graphs,
             store,
             settings,
-            context_for or (lambda principal: agent.context),
             self.webhooks,
             events=events,
             publish=worker,
-            outage_s=agent.settings.limits.run_timeout_s,
+            outage_s=graphs.settings.limits.run_timeout_s,
         )
         self.local: InProcessExecutor | None = None
         """The in-process executor (None in the API of a distributed deployment)."""
@@ -127,8 +128,12 @@ class RunManager:
         background: bool = False,
         streamed: bool = False,
         fresh: bool = False,
+        target: tuple[str, ServedGraph, Applied, str] | None = None,
     ) -> RunHandle:
         """Admit a run on `thread` and hand it to the executor.
+
+        `target`: the run's assistant id, graph, applied config/context and graph id
+        (checked by the caller; the built-in agent's default assistant when None).
 
         `fresh`: the thread was created for this run, so it has no other runs to look up.
         `temporary`: a stateless run's thread, deleted when the run ends (`background`) or
@@ -157,14 +162,20 @@ class RunManager:
             if active_ids and body.multitask_strategy == "rollback":
                 await self._rollback(thread_id, active_ids)
             run_id = str(uuid.uuid4())
-            graph_input = await self.runner.graph_input(thread_id, body, principal, run_id)
+            if target is None:
+                target = (ASSISTANT_ID, self.graphs.default, Applied(), self.graphs.default_id)
+            assistant_id, served, applied, graph_id = target
+            bound = await served.bind(applied)
+            graph_input = await self.runner.graph_input(
+                served, bound, thread_id, body, principal, run_id
+            )
             remote = self.executor.remote
             at = now()
             record = RunRecord(
                 run_id=run_id,
                 thread_id=thread_id,
                 tenant_id=principal.tenant_id,
-                assistant_id=ASSISTANT_ID,
+                assistant_id=assistant_id,
                 status="pending",
                 multitask_strategy=body.multitask_strategy,
                 metadata=body.metadata,
@@ -173,6 +184,7 @@ class RunManager:
                     principal.role,
                     delete_after=remote and temporary and background,
                     stream=streamed,
+                    assistant={"graph_id": graph_id, **applied.to_json()},
                 ),
                 created_at=at,
                 updated_at=at,
@@ -206,7 +218,7 @@ class RunManager:
                     f"run {run_id} did not stop in time to be rolled back; retry shortly",
                     headers={"Retry-After": "2"},
                 )
-        await self.agent.adelete_runs(thread_id, run_ids)
+        await (await self.runner.served_for(thread_id)).delete_runs(thread_id, run_ids)
         for run_id in run_ids:
             await self.store.delete_run(run_id)
         await self.store.update_thread(thread_id, status="idle")
@@ -240,7 +252,7 @@ class RunManager:
             await self.cancel_run(
                 run_id, thread_id, reason="thread deleted", wait=not self.executor.remote
             )
-        await self.agent.adelete_thread(thread_id)
+        await (await self.runner.served_for(thread_id)).delete_thread(thread_id)
 
     async def execute_job(self, run_id: str, thread_id: str | None = None) -> None:
         """A worker's share: run (or continue) the queued run `run_id` to its end."""

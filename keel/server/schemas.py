@@ -13,7 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AssistantCount",
+    "AssistantCreate",
+    "AssistantLatest",
+    "AssistantPatch",
     "AssistantSearch",
+    "AssistantVersions",
     "CheckpointRef",
     "CommandBody",
     "HistoryRequest",
@@ -141,12 +146,69 @@ class HistoryRequest(_Body):
         return value
 
 
+AssistantSortBy = Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"]
+GRAPH_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,128}$"
+
+
+class AssistantCreate(_Body):
+    """`POST /assistants`."""
+
+    graph_id: str = Field(min_length=1, max_length=128)
+    assistant_id: str | None = Field(None, pattern=ID_PATTERN, max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=10_000)
+
+    @field_validator("config", "context", "metadata", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class AssistantPatch(_Body):
+    """`PATCH /assistants/{id}`: what is given replaces the current version's (metadata is
+    merged into it), as a new version."""
+
+    graph_id: str | None = Field(None, min_length=1, max_length=128)
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=10_000)
+
+
 class AssistantSearch(_Body):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    sort_by: AssistantSortBy | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = Field(None, max_length=32)
+
+
+class AssistantCount(_Body):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = None
+
+
+class AssistantVersions(_Body):
+    """`POST /assistants/{id}/versions`."""
+
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class AssistantLatest(_Body):
+    """`POST /assistants/{id}/latest`."""
+
+    version: int = Field(ge=1)
 
 
 class CommandBody(_Body):

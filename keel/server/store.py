@@ -294,6 +294,14 @@ class Store:
             ).first()
         return _thread(row) if row else None
 
+    async def thread_graph(self, thread_id: str) -> str | None:
+        """The graph id a thread's state belongs to (`metadata.graph_id`), whoever owns it."""
+        query = select(threads.c.metadata).where(threads.c.thread_id == thread_id)
+        async with self._auto.connect() as conn:
+            found = (await conn.execute(query)).scalar_one_or_none()
+        graph_id = found.get("graph_id") if isinstance(found, dict) else None
+        return str(graph_id) if graph_id else None
+
     async def search_threads(
         self,
         tenant_id: str,

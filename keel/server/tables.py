@@ -1,4 +1,5 @@
-"""Keel's own tables: tenants, API keys, threads, runs and crons (checkpoints live elsewhere).
+"""Keel's own tables: tenants, API keys, threads, runs, crons and assistants.
+(Checkpoints live elsewhere.)
 
 The schema is owned by the Alembic migrations beside this module; these `Table` objects
 describe it for queries. Table names carry a `keel_` prefix so they can share a Postgres
@@ -21,7 +22,16 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["api_keys", "crons", "metadata", "runs", "tenants", "threads"]
+__all__ = [
+    "api_keys",
+    "assistant_versions",
+    "assistants",
+    "crons",
+    "metadata",
+    "runs",
+    "tenants",
+    "threads",
+]
 
 metadata = MetaData()
 
@@ -95,3 +105,37 @@ crons = Table(
     Index("ix_keel_crons_tenant", "tenant_id", "created_at"),
     Index("ix_keel_crons_due", "next_run_at"),
 )
+
+assistants = Table(
+    "keel_assistants",
+    metadata,
+    Column("assistant_id", String(64), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("graph_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("config", JSON, nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_keel_assistants_tenant", "tenant_id", "created_at"),
+)
+"""An assistant as it is now: the fields of its current (latest-set) version."""
+
+assistant_versions = Table(
+    "keel_assistant_versions",
+    metadata,
+    Column("assistant_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("graph_id", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("config", JSON, nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+"""Every version an assistant has had (an update adds one; none is ever changed)."""

@@ -21,9 +21,8 @@ from langchain_core.language_models import BaseChatModel
 
 from keel.config import Settings
 from keel.errors import ConfigError
-from keel.runtime import open_agent
-from keel.server.auth import context_for_role
 from keel.server.events import RedisEvents
+from keel.server.graphs import open_graphs
 from keel.server.queue import (
     QUEUE,
     TASK,
@@ -33,6 +32,7 @@ from keel.server.queue import (
     stalled_job_reaper,
     startup_lock,
 )
+from keel.server.routes_store import open_item_store
 from keel.server.runs import RunManager
 from keel.server.store import Store, service_db_url
 from keel.tools.registry import ToolRegistry
@@ -79,8 +79,11 @@ async def run_worker(
     concurrency: int = 4,
     model: BaseChatModel | None = None,
     tools: ToolRegistry | None = None,
+    project: Any = None,
 ) -> None:
-    """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand)."""
+    """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand).
+
+    `project`: the graphs to serve, the same the API serves (None: the built-in agent)."""
     db_url = queue_db_url(settings)
     service = settings.service
     store = Store.open(db_url, pool_size=settings.service.db_pool_size)
@@ -89,27 +92,23 @@ async def run_worker(
         await ensure_queue_schema(db_url)
         async with AsyncExitStack() as stack:
             async with startup_lock(settings.checkpoint_url):
-                agent = await stack.enter_async_context(
-                    open_agent(settings, model=model, tools=tools)
+                graphs = await stack.enter_async_context(
+                    open_graphs(
+                        settings,
+                        project,
+                        model=model,
+                        tools=tools,
+                        item_store=lambda runtime: open_item_store(settings, runtime),
+                    )
                 )
             events = await stack.enter_async_context(redis_events(settings))
             fence = ThreadFence(db_url)
             await fence.open()
             stack.push_async_callback(fence.close)
-            contexts: dict[str, Any] = {}
-
-            def context_for(principal: Any) -> Any:
-                if principal.role not in contexts:
-                    contexts[principal.role] = context_for_role(
-                        agent.context, service, principal.role
-                    )
-                return contexts[principal.role]
-
             manager = RunManager(
-                agent,
+                graphs,
                 store,
                 service.model_copy(update={"max_in_flight": concurrency}),
-                context_for=context_for,
                 events=events,
                 worker=True,
                 fence=fence.hold,

@@ -1,12 +1,14 @@
-"""Executing one run in this process: its input, the graph (through the agent's driver),
-its stream events, its recorded status and its webhook. Both executors use it: the
-in-process one in the API, and the one in each `keel worker`."""
+"""Executing one run in this process: its input, its graph (a `ServedGraph`: a Keel agent
+through its driver, or a plain graph), its stream events, its recorded status and its
+webhook. Both executors use it: the in-process one in the API, and the one in each `keel
+worker`. Which graph, and with which config and context, the run's record says (what its
+assistant and its own request gave at admission)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,17 +16,18 @@ import structlog
 from langgraph.types import Command
 
 from keel.config import ServiceSettings
-from keel.nodes import AgentContext
-from keel.runtime import Agent, unfinished
+from keel.runtime import unfinished
 from keel.runtime.driver import Segment
 from keel.server.auth import Principal
 from keel.server.encode import interrupt_json, jsonable
 from keel.server.errors import Unprocessable
 from keel.server.events import RedisEvents
-from keel.server.handles import RunHandle, question_from
+from keel.server.graphs import ServedGraphs
+from keel.server.handles import RunHandle
 from keel.server.run_job import RunJob
 from keel.server.schemas import RunCreate
-from keel.server.store import ACTIVE_RUN_STATUSES, Store, through_outage
+from keel.server.served import Applied, BoundGraph, ServedGraph
+from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, Store, through_outage
 from keel.server.webhooks import WebhookSender, check_webhook, webhook_payload
 
 __all__ = ["CONTROL_EVENTS", "END_VALUES", "RunRunner", "Superseded"]
@@ -46,10 +49,9 @@ class Superseded(Exception):
 class RunRunner:
     """Runs one run to its end here and records how it ended."""
 
-    agent: Agent
+    graphs: ServedGraphs
     store: Store
     settings: ServiceSettings
-    context_for: Callable[[Principal], AgentContext]
     webhooks: WebhookSender
     """Posts a run's webhook when the run ends in this process; drained on close."""
     events: RedisEvents | None = None
@@ -67,10 +69,30 @@ class RunRunner:
             within_s=self.outage_s,
         )
 
+    def target(self, record: RunRecord) -> tuple[ServedGraph, Applied]:
+        """The run's graph and the config and context it runs with, as admitted.
+
+        A run recorded before assistants existed runs the built-in graph as it was."""
+        info = record.kwargs.get("assistant")
+        if not isinstance(info, Mapping):
+            return self.graphs.default, Applied()
+        served = self.graphs.get(str(info.get("graph_id")))
+        if served is None:
+            raise Unprocessable(
+                f"graph {info.get('graph_id')!r} of run {record.run_id} is not served here"
+            )
+        return served, Applied.from_json(info)
+
     async def graph_input(
-        self, thread_id: str, body: RunCreate, principal: Principal, run_id: str
+        self,
+        served: ServedGraph,
+        bound: BoundGraph,
+        thread_id: str,
+        body: RunCreate,
+        principal: Principal,
+        run_id: str,
     ) -> Any:
-        """What the run sends the graph: a command, a new question, or None (continue)."""
+        """What the run sends the graph: a command, a new input, or None (continue)."""
         if body.command is not None:
             c = body.command
             return Command(
@@ -79,9 +101,8 @@ class RunRunner:
                 goto=c.goto if c.goto is not None else (),
             )
         if body.input is not None:
-            question = question_from(body.input)
-            return self.agent.start_state(question, tenant=principal.tenant_id, run_id=run_id)
-        snapshot = await self.agent.asnapshot(thread_id)
+            return await bound.start_input(body.input, tenant=principal.tenant_id, run_id=run_id)
+        snapshot = await served.snapshot(thread_id)
         if not snapshot.next:
             raise Unprocessable(
                 f"thread {thread_id} has nothing to continue: give 'input' (or 'command')"
@@ -93,9 +114,17 @@ class RunRunner:
         None when there is nothing to run (it had finished, or its input is unusable)."""
         record = job.record
         started = False
+        try:
+            served, applied = self.target(record)
+            bound = await served.bind(applied)
+        except Unprocessable as exc:
+            await self.set_status(record.run_id, "error", error=exc.message)
+            await self.published_end(record.run_id, "error")
+            await self.notify(job, "error", error=exc.message)
+            return None
         if record.attempt:  # an attempt began: its input may be in the thread's state
-            snapshot = await self.agent.asnapshot(record.thread_id)
-            started = (snapshot.values or {}).get("run_id") == record.run_id
+            snapshot = await served.snapshot(record.thread_id)
+            started = _started(snapshot, record)
             if started and not unfinished(snapshot):  # `next` alone misses a half-saved step
                 await self.set_status(record.run_id, "success", thread=(record.thread_id, "idle"))
                 await self.published_end(record.run_id, "success")
@@ -106,7 +135,7 @@ class RunRunner:
                 None
                 if started
                 else await self.graph_input(
-                    record.thread_id, job.body, job.principal, record.run_id
+                    served, bound, record.thread_id, job.body, job.principal, record.run_id
                 )
             )
         except Unprocessable as exc:
@@ -146,6 +175,8 @@ class RunRunner:
         if not started:  # cancelled after this process took it: the cancel won
             raise Superseded(record.run_id)
         handle.status = "running"
+        served, applied = self.target(record)
+        bound = await served.bind(applied)
         segment = Segment(
             record.thread_id,
             graph_input,
@@ -156,13 +187,13 @@ class RunRunner:
             durability=body.durability,
             interrupt_before=body.interrupt_before,
             interrupt_after=body.interrupt_after,
-            context=self.context_for(Principal(record.tenant_id, _role(record.kwargs))),
         )
 
         async def send(mode: str, chunk: Any) -> None:
             await self.emit(handle, mode, list(chunk) if mode == "messages" else chunk)
 
-        snapshot = (await self.agent.drive(segment, send)).snapshot
+        principal = Principal(record.tenant_id, _role(record.kwargs))
+        snapshot = await bound.drive(segment, principal, send)
         values = dict(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
@@ -248,9 +279,13 @@ class RunRunner:
         if self.publish and self.events is not None:
             await self.events.publish(run_id, "end", {"run_id": run_id, "status": status})
 
+    async def served_for(self, thread_id: str) -> ServedGraph:
+        """The graph whose state the thread holds."""
+        return self.graphs.for_thread({"graph_id": await self.store.thread_graph(thread_id)})
+
     async def thread_values(self, thread_id: str) -> dict[str, Any]:
         """The thread's values as the protocol shows them (with `__interrupt__`)."""
-        snapshot = await self.agent.asnapshot(thread_id)
+        snapshot = await (await self.served_for(thread_id)).snapshot(thread_id)
         values: dict[str, Any] = jsonable(snapshot.values or {})
         if snapshot.interrupts:
             values["__interrupt__"] = [interrupt_json(i) for i in snapshot.interrupts]
@@ -259,8 +294,16 @@ class RunRunner:
     async def drop_thread(self, thread_id: str, tenant_id: str) -> None:
         """Delete a temporary thread: its checkpoints, journal rows and record."""
         with contextlib.suppress(Exception):
-            await self.agent.adelete_thread(thread_id)
+            await (await self.served_for(thread_id)).delete_thread(thread_id)
             await self.store.delete_thread(thread_id, tenant_id)
+
+
+def _started(snapshot: Any, record: RunRecord) -> bool:
+    """Whether the run's input is in the thread's state: a Keel agent's state names its run
+    id; a plain graph's checkpoint metadata carries the run id of the run that wrote it."""
+    if (snapshot.values or {}).get("run_id") == record.run_id:
+        return True
+    return bool((snapshot.metadata or {}).get("run_id") == record.run_id)
 
 
 def _role(kwargs: Mapping[str, Any]) -> str:
