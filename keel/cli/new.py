@@ -98,9 +98,8 @@ TEMPLATE: dict[str, str] = {
             result = asyncio.run(ask("Where is my order A-1001?"))
             assert result.success, result.error
             assert result.output == "Order A-1001 is shipped on Monday, arriving Thursday."
-            assert [s["action"] for s in result.metadata.trace if s.get("action")] == [
-                "order_status"
-            ]
+            acted = [step["action"] for step in result.metadata.trace if step["node"] == "act"]
+            assert acted == ["order_status"]
     ''',
     "README.md": """
         # {name}

@@ -66,7 +66,8 @@ def entry_from(project: Project, graph_id: str | None) -> GraphEntry:
 
 @app.command()
 def agents(config: ConfigOpt = None, as_json: JsonFlag = False) -> None:
-    """List the project's graphs: id, kind (keel, graph, factory), source and description."""
+    """List the project's graphs: id, kind (keel, graph, factory), source and description
+    (with --json, a Keel agent's model and tools too)."""
     project = project_from(config)
     rows: list[dict[str, Any]] = [
         {
@@ -75,6 +76,12 @@ def agents(config: ConfigOpt = None, as_json: JsonFlag = False) -> None:
             "source": e.source,
             "description": e.description,
             "default": e is project.default,
+            # a Keel agent's own choices (model None: the settings' KEEL_MODEL)
+            **(
+                {"model": e.agent.model, "tools": list(e.agent.registry().names())}
+                if e.agent is not None
+                else {}
+            ),
         }
         for e in project.graphs.values()
     ]

@@ -59,7 +59,7 @@ def load_project(path: Path | None = None) -> Project:
             return builtin_project()
         path = found
     file = read_config_file(Path(path))
-    notes = []
+    notes: list[str] = []
     if file.ignored:
         notes.append(
             f"{file.path}: ignored (Keel reads only {', '.join(HONOURED_KEYS)}): "
@@ -70,7 +70,11 @@ def load_project(path: Path | None = None) -> Project:
     graphs: dict[str, GraphEntry] = {}
     for spec in file.graphs:
         obj = import_target(file.path, spec)
-        graphs[spec.graph_id] = classify(
-            file.path, spec.graph_id, spec.source, obj, spec.description
-        )
+        entry = classify(file.path, spec.graph_id, spec.source, obj, spec.description)
+        if entry.agent is not None and entry.agent.name != spec.graph_id:
+            notes.append(
+                f"{file.path}: graphs.{spec.graph_id}: the agent is named "
+                f"'{entry.agent.name}'; it is served and run as '{spec.graph_id}'"
+            )
+        graphs[spec.graph_id] = entry
     return Project(graphs=_with_legacy_id(graphs), path=file.path, notes=tuple(notes))

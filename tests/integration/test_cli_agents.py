@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from keel.tools.sample_db import ensure_sample_db
 from tests.cli_runner import KeelCli, keel_runner
+from tests.sales_truth import SALES_QUESTION, top_products
 
 FILES = {
     "tools.py": '''
         """The project's own tools module (a name Keel once installed at the top level)."""
 
 
-        def shout(text):
+        def shout(text: str) -> str:
+            """Repeat the text in capitals."""
             return text.upper() + "!"
     ''',
     "graphs.py": '''
@@ -168,3 +172,80 @@ def test_a_bad_file_stops_every_command_with_file_key_and_fix(
         message = " ".join(done.stderr.split())
         assert f"{config}: graphs.echo: './graphs.py' has no attribute 'nothing_here'" in message
         assert "fix: name a module-level variable" in message
+
+
+AGENTS_FILE = '''
+    """Two Keel agents differing in tools, instructions and model, beside the plain graphs."""
+    import keel
+
+    from tools import shout
+
+    loud = keel.tool(idempotent=True)(shout)
+
+    sales = keel.Agent(
+        name="sales",
+        instructions="You answer questions about last month's sales from the database.",
+        tools=[keel.sql_query, keel.calculator],
+        model="scripted:sales",
+        description="Sales figures from the database.",
+    )
+
+    helper = keel.Agent(
+        name="helper",
+        instructions="You repeat what you are told, loudly.",
+        tools=[loud],
+        model="scripted:echo",
+    )
+'''
+
+
+def keel_project(root: Path) -> Path:
+    graphs = {
+        "sales": "./agents.py:sales",
+        "echo": "./graphs.py:builder",
+        "helper": "./agents.py:helper",
+    }
+    config = make_project(root, dict(CONFIG, graphs=graphs))
+    (root / "agents.py").write_text(textwrap.dedent(AGENTS_FILE).lstrip())
+    return config
+
+
+def test_two_keel_agents_and_a_plain_graph(tmp_path: Path, keel: KeelCli) -> None:
+    config = keel_project(tmp_path / "proj")
+    listed = keel("agents", "--config", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["graph_id"]: r for r in json.loads(listed.stdout)["graphs"]}
+    assert list(rows) == ["sales", "echo", "helper"]
+    assert (rows["sales"]["kind"], rows["sales"]["model"], rows["sales"]["tools"]) == (
+        "keel",
+        "scripted:sales",
+        ["sql_query", "calculator"],
+    )
+    assert (rows["helper"]["model"], rows["helper"]["tools"]) == ("scripted:echo", ["shout"])
+    assert rows["sales"]["default"] and rows["sales"]["description"] == (
+        "Sales figures from the database."
+    )
+    assert "model" not in rows["echo"]
+
+    # no --agent: the first Keel agent; it queries the database with its own model
+    sales = keel("run", "--config", str(config), "--json", SALES_QUESTION)
+    assert sales.returncode == 0, sales.stderr
+    result = json.loads(sales.stdout)
+    assert result["metadata"]["model"] == "scripted:sales"
+    assert [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"] == [
+        "sql_query",
+        "calculator",
+    ]
+    for name, _ in top_products(ensure_sample_db(tmp_path / "home"), date.today()):
+        assert name in result["output"]
+
+    # the same question to the other agent: its model, no database
+    helper = keel("run", "--config", str(config), "--agent", "helper", "--json", SALES_QUESTION)
+    assert helper.returncode == 0, helper.stderr
+    answered = json.loads(helper.stdout)
+    assert answered["metadata"]["model"] == "scripted:echo"
+    assert answered["output"] == f"You asked: {SALES_QUESTION}"
+
+    plain = keel("run", "--config", str(config), "--agent", "echo", "hey")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip() == "hello HEY! (1)"
