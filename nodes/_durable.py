@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -94,6 +94,8 @@ class Plan:
     rerun: dict[str, int] = field(default_factory=dict)
     """Calls whose earlier attempt has an unknown outcome, cleared to run again: the
     number of the new attempt."""
+    answered: bool = False
+    """A human answered a question in this step: the run waited for them (see `act`)."""
 
     async def execute(
         self,
@@ -190,12 +192,16 @@ async def plan_calls(
     journal: ToolJournal | None,
     thread_id: str | None,
     run_id: str | None,
+    approval: Collection[str] = (),
 ) -> Plan:
-    """Settle approvals and unknown outcomes for these calls; may `interrupt()` the run."""
+    """Settle approvals and unknown outcomes for these calls; may `interrupt()` the run.
+
+    A call needs approval when its tool `requires_approval` or is named in `approval` (the
+    run's recorded policy, which a process configured differently must not relax)."""
     plan = Plan(journal=journal, run_id=run_id)
     for call in calls:
         tool = tools.get(call["name"])
-        if tool is not None and tool.requires_approval:
+        if tool is not None and (tool.requires_approval or tool.name in approval):
             call = _review(call, tool, plan, _key(thread_id, call), "approval", 0)
         plan.calls.append(call)
     if journal is None:
@@ -273,7 +279,11 @@ def _review(
         kept = next((d for d in plan.unclaimed if d.answers(request) and d.kind), None)
         if kept is not None:
             plan.unclaimed.remove(kept)
-        answer = kept if kept is not None else interrupt(request.model_dump())
+        if kept is not None:
+            answer = kept
+        else:
+            answer = interrupt(request.model_dump())
+            plan.answered = True
         try:
             decision = Decision.model_validate(answer)
             if not decision.answers(request):

@@ -9,9 +9,11 @@ tool) is recorded as `fatal_error`; `observe` degrades.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from langchain_core.messages import ToolCall, ToolMessage
+from langgraph.checkpoint.base.id import UUID as CheckpointId
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
@@ -32,16 +34,21 @@ OBSERVATION_LIMIT = 20_000
 
 
 async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    calls = await calls_to_run(state, runtime.context)  # on a tool retry: the failed ones
+    ctx = _under_policy(state, runtime.context)
+    calls = await calls_to_run(state, ctx)  # on a tool retry: the failed ones
+    policy = state.get("policy")
     plan = await plan_calls(  # approvals and unknown outcomes first; may interrupt()
         calls,
-        tools=runtime.context.tools,
-        journal=runtime.context.journal,
+        tools=ctx.tools,
+        journal=ctx.journal,
         thread_id=_thread_id(),
         run_id=state.get("run_id"),
+        approval=policy["approval"] if policy else (),
     )
+    moved = _deadlines_after_wait(state, ctx, runtime) if plan.answered else {}
+    state = cast(AgentState, {**state, **moved})
     outcomes = await settle_all(  # a crash or interrupt in one call waits for the others
-        [_run_call(state, runtime.context, c, plan) for c in plan.calls]
+        [_run_call(state, ctx, c, plan) for c in plan.calls]
     )
     messages = [o[0] for o in outcomes]
     errors = [o[1] for o in outcomes if o[1] is not None]
@@ -49,11 +56,12 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
         (e for e in errors if e["kind"] != "retryable" and e["code"] not in _MODEL_FIXABLE), None
     )
     update: dict[str, Any] = {
+        **moved,
         "messages": messages,
         "errors": errors,
         "trace": [o[2] for o in outcomes],
     }
-    update.update(tool_retry_update(state, runtime.context, plan.calls, outcomes))
+    update.update(tool_retry_update(state, ctx, plan.calls, outcomes))
     if fatal is not None:
         update["fatal_error"] = fatal
     return update
@@ -66,6 +74,49 @@ _MODEL_FIXABLE = {
     str(ErrorCode.TOOL_REJECTED),
     str(ErrorCode.TOOL_ERROR),
 }
+
+
+def _under_policy(state: AgentState, ctx: AgentContext) -> AgentContext:
+    """The context with only the tools the run's recorded policy lets it call (runs from
+    before the policy was recorded: the current tools)."""
+    policy = state.get("policy")
+    if not policy:
+        return ctx
+    allowed = set(policy["tools"])
+    if all(name in allowed for name in ctx.tools.names()):
+        return ctx
+    return replace(ctx, tools=ctx.tools.subset(n for n in ctx.tools.names() if n in allowed))
+
+
+def _deadlines_after_wait(
+    state: AgentState, ctx: AgentContext, runtime: Runtime[AgentContext]
+) -> dict[str, Any]:
+    """The run's deadlines moved on by the time it waited for a human.
+
+    The step paused right after its checkpoint was saved, and resumes from that same
+    checkpoint: the time since then (the checkpoint id is a time-ordered UUIDv6) is the
+    human's, not the run's."""
+    info = runtime.execution_info
+    if info is None or not info.checkpoint_id:
+        return {}
+    try:
+        stamp = CheckpointId(info.checkpoint_id)
+    except ValueError:
+        return {}
+    if stamp.version != 6:  # not LangGraph's time-ordered id: nothing to go by
+        return {}
+    paused_at = (stamp.time - _UUID_EPOCH) / 1e7
+    waited = ctx.clock() - paused_at
+    if waited <= 0:
+        return {}
+    moved: dict[str, Any] = {"deadline": state["deadline"] + waited}
+    if state.get("iteration_deadline"):
+        moved["iteration_deadline"] = state["iteration_deadline"] + waited
+    return moved
+
+
+_UUID_EPOCH = 0x01B21DD213814000
+"""100-ns intervals between the UUID epoch (1582-10-15) and the Unix epoch."""
 
 
 def _thread_id() -> str | None:

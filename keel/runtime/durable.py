@@ -176,16 +176,23 @@ class DurableAgentMixin:
         """Branch the thread at a checkpoint, optionally with edited state, and run on.
 
         `values` go through the state's reducers, as a node's update would (`messages` are
-        added or replaced by id). The fork becomes the thread's latest checkpoint.
+        added or replaced by id). The fork becomes the thread's latest checkpoint. A fork is
+        a new stretch of work with its own deadline (now + the run's `run_timeout_s`), however
+        old the checkpoint; `values` may set `deadline` themselves.
         """
-        await self.astate(thread_id, checkpoint_id)  # fails clearly for an unknown checkpoint
+        old = await self.astate(thread_id, checkpoint_id)  # fails clearly when unknown
         if as_node is not None and as_node not in self.graph.nodes:
             raise UsageError(
                 f"unknown node '{as_node}'; nodes: {', '.join(self.graph.nodes)}",
                 code=ErrorCode.CONFIG_INVALID,
             )
+        timeout = (old.get("limits") or {}).get("run_timeout_s")
+        fresh: dict[str, Any] = {}
+        if "deadline" in old:
+            run_timeout = timeout or self.settings.limits.run_timeout_s
+            fresh = {"deadline": self.context.clock() + run_timeout, "iteration_deadline": None}
         await self.graph.aupdate_state(
-            self._at(thread_id, checkpoint_id), values or {}, as_node=as_node
+            self._at(thread_id, checkpoint_id), {**fresh, **(values or {})}, as_node=as_node
         )
         if run and unfinished(await self.graph.aget_state(self.config(thread_id))):
             return await self._continue(thread_id, None)
