@@ -8,6 +8,7 @@ a shell would be: the approving one without `KEEL_APPROVAL_TOOLS`.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,25 @@ async def test_a_fork_of_a_checkpoint_older_than_the_run_timeout_is_a_new_run(
         await asyncio.sleep(1.5)
         forked = await agent.afork("t", start.checkpoint_id)
     assert forked.success and forked.output == "You asked: red", forked.error
+
+
+async def test_a_run_recorded_before_policies_follows_the_current_settings(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The 08eff99 checkpoint (no `policy` key) waits for approval of sql_query: a process
+    configured with the approval asks for it; one configured without runs the call."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "checkpoints_main_08eff99.sqlite"
+    for approval, expect in ((["sql_query"], "interrupted"), ([], "finished")):
+        copy = tmp_path / f"old-{len(approval)}.sqlite"
+        shutil.copy(fixture, copy)
+        settings = settings_factory(
+            model="scripted:sales", checkpoint_url=f"sqlite:///{copy}", approval_tools=approval
+        )
+        async with open_agent(settings=settings) as agent:
+            assert "policy" not in await agent.astate("approval-pending")
+            head = (await agent.ahistory("approval-pending"))[0]
+            await agent.afork("approval-pending", head.checkpoint_id, run=False)
+            result = await agent.aresume("approval-pending")
+        assert result.status == expect, (approval, result.error)
+        if expect == "finished":
+            assert result.success and "Their total revenue was" in result.output
