@@ -23,7 +23,7 @@ from keel.cli._common import (
     out,
     settings_from,
 )
-from keel.cli.project import ConfigOpt, entry_from, handed, project_from, run_plain_graph
+from keel.cli.project import ConfigOpt, entry_from, project_from, run_plain_graph
 from keel.errors import KeelError
 from keel.types import RunResult
 
@@ -187,7 +187,7 @@ def serve(
     from keel.server.admin import serve as serve_api
 
     project = project_from(config)
-    serve_api(settings_from(), host=host, port=port, **handed(serve_api, project))
+    serve_api(settings_from(), host=host, port=port, project=project)
 
 
 @app.command()
@@ -206,7 +206,7 @@ def worker(
     tune_gc(settings.service.gc_gen0_threshold)
     freeze_startup_objects()
     try:
-        asyncio.run(run_worker(settings, concurrency=concurrency, **handed(run_worker, project)))
+        asyncio.run(run_worker(settings, concurrency=concurrency, project=project))
     except KeelError as exc:
         raise fail(exc.message, 2) from exc
     except KeyboardInterrupt:

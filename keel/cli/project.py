@@ -7,11 +7,9 @@ the settings read the environment.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
 import uuid
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,7 +21,7 @@ from keel.cli._common import JsonFlag, app, err, error_exit, fail, literal, out
 from keel.config import Settings
 from keel.errors import KeelError
 
-__all__ = ["ConfigOpt", "entry_from", "handed", "project_from", "run_plain_graph"]
+__all__ = ["ConfigOpt", "entry_from", "project_from", "run_plain_graph"]
 
 ConfigOpt = Annotated[
     Path | None,
@@ -49,12 +47,6 @@ def project_from(config: Path | None, *, notes: bool = True) -> Project:
     for note in project.notes if notes else ():
         err.print(literal(note, "note:", "yellow"), soft_wrap=True)
     return project
-
-
-def handed(server_fn: Callable[..., Any], project: Project) -> dict[str, Any]:
-    """`project=` for a server entry point that takes the project (all graphs served); a
-    server without the parameter serves the built-in agent, the project having been checked."""
-    return {"project": project} if "project" in inspect.signature(server_fn).parameters else {}
 
 
 def entry_from(project: Project, graph_id: str | None) -> GraphEntry:
