@@ -7,7 +7,7 @@ checkpoints unchanged. Field and key names are persisted: renaming one needs a m
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
@@ -31,6 +31,9 @@ __all__ = [
     "UsageTotals",
     "add_usage",
     "extend",
+    "is_model_call",
+    "model_calls_in",
+    "replied",
 ]
 
 ErrorKind = Literal["retryable", "degradable", "fatal"]
@@ -141,6 +144,9 @@ class Outcome(TypedDict):
     output: str
     error: str | None
     error_code: str | None
+    degraded: NotRequired[bool]
+    """True when the answer is the fallback's tool-free direct answer (a success, but not
+    the normal path); absent in checkpoints written before it existed: False."""
 
 
 T = TypeVar("T")
@@ -236,6 +242,47 @@ class AgentState(TypedDict, total=False):
     """How many leading history messages `context_summary` covers."""
 
 
+_REPLY_SIGNALS = frozenset({"answer", "tools", "repair", "compose", "direct_answer", "compact"})
+"""A trace row with one of these signals stands for one model reply."""
+_MODEL_NODES = frozenset({"reason", "route", "fallback"})
+_SENT_FAILURES = frozenset(
+    {
+        "model_error",
+        "model_timeout",
+        "model_rate_limited",
+        "model_unavailable",
+        "model_rejected",
+        "context_too_long",
+        "output_truncated",
+    }
+)
+"""Error codes of a model call that reached the provider and failed (it counts as a call);
+a breaker, a rate limiter, a budget or a deadline refuse a call before it is sent."""
+
+
+def is_model_call(row: Mapping[str, Any]) -> bool:
+    """Whether one trace row stands for a model call (replied, or sent and failed)."""
+    if row.get("node") not in _MODEL_NODES:
+        return False
+    signal = row.get("signal")
+    if signal in _REPLY_SIGNALS or int(row.get("tokens") or 0) > 0:
+        return True
+    return signal in ("retry", "degrade") and row.get("error_code") in _SENT_FAILURES
+
+
+def model_calls_in(rows: Iterable[Mapping[str, Any]]) -> int:
+    """The model calls a run's trace rows stand for: each reply (answer, tool request,
+    repair, compose draft, compaction, the fallback's direct answer) and each call that
+    reached the provider and failed. Routing rows, budget and deadline refusals, and
+    tier switches are not calls."""
+    return sum(1 for row in rows if is_model_call(row))
+
+
+def replied(row: Mapping[str, Any]) -> bool:
+    """Whether a model-call row's call came back with a reply (else it failed)."""
+    return row.get("signal") in _REPLY_SIGNALS or int(row.get("tokens") or 0) > 0
+
+
 @dataclass(frozen=True)
 class RunMetadata:
     """What a run did and cost: `RunResult.metadata` (its JSON keys are the field names)."""
@@ -261,6 +308,11 @@ class RunMetadata:
     cached_from_run: str | None = None
     """The run whose answer a cache hit served."""
 
+    @staticmethod
+    def calls_in(rows: Iterable[Mapping[str, Any]]) -> int:
+        """`model_calls` of a run whose trace rows are `rows` (see `model_calls_in`)."""
+        return model_calls_in(rows)
+
     def to_dict(self) -> dict[str, Any]:
         """As JSON: every field, except the cache fields of a run that was not a hit."""
         out = asdict(self)
@@ -281,6 +333,9 @@ class RunResult:
     metadata: RunMetadata = field(default_factory=RunMetadata)
     error_code: str | None = None
     status: Literal["finished", "interrupted"] = "finished"
+    degraded: bool = False
+    """The run succeeded on the degraded path: the fallback answered without tools after
+    the normal path failed (`success` is True, the answer may be weaker)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "metadata": self.metadata.to_dict()}

@@ -1,9 +1,10 @@
 """`fallback`: the degradation chain, ending in a clean, honest result.
 
 First another model tier (the graph goes back to `reason` with `signal=downgrade`), then
-one direct answer without tools, then a clean failure: an error code, the reason, and
-what the observations so far support, instead of an invented answer. Which step a failure
-allows is `keel.resilience.degrade`; `nodes._degrade` applies it.
+one direct answer without tools (a success marked `degraded` in the outcome, so results,
+metrics and the scorecard tell it from a normal answer), then a clean failure: an error
+code, the reason, and what the observations so far support, instead of an invented answer.
+Which step a failure allows is `keel.resilience.degrade`; `nodes._degrade` applies it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ async def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         answer, usage, problem = await direct_answer(state, ctx, step.tier)
         spent = {"tokens": usage["total_tokens"], "cost": usage["cost_usd"]}
         if answer is not None:
-            outcome = Outcome(success=True, output=answer, error=None, error_code=None)
+            outcome = Outcome(
+                success=True, output=answer, error=None, error_code=None, degraded=True
+            )
             row = trace_step(
                 state,
                 NODE,
@@ -63,7 +66,7 @@ async def fallback(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     if found:
         cut = found if len(found) <= EXCERPT else found[:EXCERPT] + "…"
         output += f"\nThe last result I obtained was: {cut}"
-    outcome = Outcome(success=False, output=output, error=reason, error_code=code)
+    outcome = Outcome(success=False, output=output, error=reason, error_code=code, degraded=False)
     update: dict[str, Any] = {
         "outcome": outcome,
         "trace": [

@@ -1,4 +1,4 @@
-"""`finish`: seal the run's outcome (a fallback's failure result passes through)."""
+"""`finish`: seal the run's outcome (a fallback's result, failed or degraded, passes through)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ async def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     outcome = state.get("outcome")
     if outcome is None or state.get("signal") == "answer":
         outcome = Outcome(
-            success=True, output=state.get("answer") or "", error=None, error_code=None
+            success=True,
+            output=state.get("answer") or "",
+            error=None,
+            error_code=None,
+            degraded=False,
         )
     return {
         "outcome": outcome,

@@ -11,6 +11,8 @@ Metrics, per system:
 - success: the run's answer states the task's number;
 - availability: the run gave the caller an answer at all (not an exception, an error result
   or a dangling tool call) — right or wrong;
+- degraded: the runs whose answer came from Keel's fallback (a tool-free direct answer after
+  the normal path failed): answered, but not the normal way (the baseline has none);
 - error recovery: success among the runs that met at least one injected fault;
 - cost: tokens of the replies the server served (what a provider bills; failed requests are
   free) priced at a hosted model's list price;
@@ -61,6 +63,8 @@ class Outcome:
     model_calls: int
     faults: int
     cost_usd: float = 0.0
+    degraded: bool = False
+    """Answered on the degraded path (Keel's `RunResult.degraded`)."""
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Report:
             "runs": n,
             "success": 100 * successes / n,
             "availability": 100 * sum(o.answered for o in self.outcomes) / n,
+            "degraded": 100 * sum(o.degraded for o in self.outcomes) / n,
             "recovery": 100 * sum(o.ok for o in faulted) / len(faulted) if faulted else 100.0,
             "faulted": len(faulted),
             "p50": statistics.median(times),
@@ -118,14 +123,15 @@ class Scorecard:
             f"{len(first.outcomes)} tasks, {self.plan.rate:.0%} faults (seed {self.plan.seed}), "
             f"client timeout {self.client_timeout_s:g}s, priced as {self.price_as}",
             "",
-            "| system | success | availability | error recovery (faulted runs) "
+            "| system | success | availability | degraded | error recovery (faulted runs) "
             "| mean cost / run | cost / successful run | P50 s | P99 s | mean model calls |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.reports:
             row = r.row()
             lines.append(
                 f"| {r.name} | {row['success']:.1f} % | {row['availability']:.1f} % "
+                f"| {row['degraded']:.1f} % "
                 f"| {row['recovery']:.1f} % ({row['faulted']:.0f}) | ${row['cost']:.6f} "
                 f"| ${row['cost_per_success']:.6f} "
                 f"| {row['p50']:.3f} | {row['p99']:.3f} | {row['calls']:.2f} |"
@@ -157,7 +163,7 @@ def _price(server: ChaosServer, question: str, price: ModelPrice) -> float:
 async def _measure(
     server: ChaosServer,
     tasks: Sequence[Task],
-    one: Callable[[Task], Awaitable[tuple[bool, bool]]],
+    one: Callable[[Task], Awaitable[tuple[bool, bool, bool]]],
     report: Report,
     price: ModelPrice,
     concurrency: int,
@@ -167,7 +173,7 @@ async def _measure(
     async def measured(task: Task) -> Outcome:
         async with gate:
             started = time.perf_counter()
-            ok, answered = await one(task)
+            ok, answered, degraded = await one(task)
             seconds = time.perf_counter() - started
         return Outcome(
             ok=ok,
@@ -176,6 +182,7 @@ async def _measure(
             model_calls=server.stats.requests_by_question[task.question],
             faults=len(server.stats.by_question.get(task.question, [])),
             cost_usd=_price(server, task.question, price),
+            degraded=degraded,
         )
 
     report.outcomes.extend(await asyncio.gather(*(measured(t) for t in tasks)))
@@ -209,10 +216,10 @@ async def run_keel(
     report = Report("Keel")
     async with open_agent(settings, tools=ToolRegistry.of([calculator])) as agent:
 
-        async def one(task: Task) -> tuple[bool, bool]:
+        async def one(task: Task) -> tuple[bool, bool, bool]:
             result = await agent.arun(task.question)
             answered = result.success
-            return answered and is_correct(task, result.output), answered
+            return answered and is_correct(task, result.output), answered, result.degraded
 
         await _measure(server, tasks, one, report, price, concurrency)
     return report
@@ -254,14 +261,14 @@ async def run_baseline(
     agent = create_agent(model, tools=[lc_calculator], system_prompt="Use the tools.")
     report = Report("LangGraph create_agent")
 
-    async def one(task: Task) -> tuple[bool, bool]:
+    async def one(task: Task) -> tuple[bool, bool, bool]:
         try:
             state = await agent.ainvoke({"messages": [{"role": "user", "content": task.question}]})
         except Exception:
-            return False, False
+            return False, False, False
         answer = state["messages"][-1]
         answered = not getattr(answer, "tool_calls", None) and bool(str(answer.content).strip())
-        return answered and is_correct(task, str(answer.content)), answered
+        return answered and is_correct(task, str(answer.content)), answered, False
 
     await _measure(server, tasks, one, report, price, concurrency)
     return report
@@ -331,6 +338,7 @@ def print_scorecard(
     cells = [
         ("success", lambda r: f"{r['success']:.1f} %"),
         ("availability", lambda r: f"{r['availability']:.1f} %"),
+        ("degraded (fallback answers)", lambda r: f"{r['degraded']:.1f} %"),
         ("error recovery", lambda r: f"{r['recovery']:.1f} % of {r['faulted']:.0f}"),
         (f"mean cost / run ({price_as})", lambda r: f"${r['cost']:.6f}"),
         ("cost / successful run", lambda r: f"${r['cost_per_success']:.6f}"),

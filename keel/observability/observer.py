@@ -24,18 +24,21 @@ from typing import Any
 from keel.observability import metrics
 from keel.observability.events import RUN_MARKS
 from keel.observability.logs import bind_run, get_logger
-from keel.types import RunResult, TraceStep
+from keel.types import RunResult, TraceStep, is_model_call, model_calls_in, replied
 
-__all__ = ["RunObserver", "observe_run", "run_status"]
+__all__ = ["RunObserver", "model_calls_in", "observe_run", "run_status"]
 
 _OK_SIGNALS = frozenset({"answer", "tools", "repair", "compose"})
 
 
 def run_status(result: RunResult) -> str:
-    """`success`, `failed` (clean failure) or `interrupted` (stopped mid-run)."""
+    """`success`, `degraded` (answered by the fallback without tools), `failed` (clean
+    failure) or `interrupted` (stopped mid-run)."""
     if result.status == "interrupted":
         return "interrupted"
-    return "success" if result.success else "failed"
+    if result.success:
+        return "degraded" if result.degraded else "success"
+    return "failed"
 
 
 @dataclass
@@ -60,15 +63,40 @@ class RunObserver:
                 continue
             if not isinstance(update, Mapping):
                 continue
-            for step in update.get("trace") or ():
+            rows = list(update.get("trace") or ())
+            if node in ("reason", "fallback"):
+                self._model_calls(rows, update)
+            for step in rows:
                 self._step(node, step, update)
+
+    def _model_calls(self, rows: list[TraceStep], update: Mapping[str, Any]) -> None:
+        """Count the step's real model calls: as many as its `usage` says it made (a
+        route row is no call; the fallback's direct answer is one), each timed by the
+        row that stands for it. Failed calls are errors: in `reason` the call of a
+        retry/degrade row, in `fallback` a direct answer that did not come back."""
+        usage = update.get("usage") or {}
+        calls = int(usage.get("model_calls") or 0)
+        if not calls:
+            return
+        called = [r for r in rows if is_model_call(r)]
+        if any(r.get("node") == "fallback" for r in rows):
+            failed = calls - sum(1 for r in called if r.get("signal") == "direct_answer")
+        else:
+            failed = sum(1 for r in called if not replied(r))
+        for n in range(calls):
+            row: Mapping[str, Any] = called[n] if n < len(called) else {}
+            outcome: metrics.Outcome = "error" if n >= calls - failed else "ok"
+            model = str(row.get("model") or self.model)
+            metrics.record_model_call(model, outcome, float(row.get("ms") or 0.0) / 1000)
 
     def _step(self, node: str, step: TraceStep, update: Mapping[str, Any]) -> None:
         ms = float(step.get("ms") or 0.0)
         signal = step.get("signal")
         code = step.get("error_code")
         common = {"node": node, "iteration": step.get("iteration"), "ms": round(ms, 1)}
-        if node == "reason":
+        if node == "reason" and step.get("node") == "route" and not is_model_call(step):
+            self.log.debug("node.step", signal=signal, row="route", **common)
+        elif node == "reason":
             self._model_step(step, update, signal, code, ms, common)
         elif node == "act":
             tool = step.get("action") or "?"
@@ -87,6 +115,17 @@ class RunObserver:
             error_code = code or fatal.get("code")
             metrics.record_fallback(error_code)
             self.degraded = True
+            if signal == "direct_answer":
+                self.log.info(
+                    "model.call",
+                    model=self.model,
+                    outcome="ok",
+                    signal=signal,
+                    tokens=step.get("tokens", 0),
+                    cost=step.get("cost", 0.0),
+                    action=step.get("action"),
+                    **common,
+                )
             self.log.warning("run.fallback", error_code=error_code, **common)
         elif signal == "degrade":
             self.degraded = True
@@ -105,13 +144,9 @@ class RunObserver:
         ms: float,
         common: dict[str, Any],
     ) -> None:
-        usage = update.get("usage") or {}
         model = str(step.get("model") or self.model)
-        called = bool(usage.get("model_calls"))
-        if called:
-            failed = signal == "retry" or (signal == "degrade" and not usage.get("total_tokens"))
-            outcome: metrics.Outcome = "error" if failed else "ok"
-            metrics.record_model_call(model, outcome, ms / 1000)
+        if is_model_call(step):
+            outcome: metrics.Outcome = "ok" if replied(step) else "error"
             self.log.log(
                 20 if outcome == "ok" else 30,
                 "model.call",

@@ -222,7 +222,7 @@ class AgentRuntime(DurableAgentMixin):
             tenant=values.get("tenant", "default"),
             tier=values.get("tier"),
             iterations=len({s.get("iteration") for s in steps if s.get("node") == "reason"}),
-            model_calls=sum(1 for s in steps if s.get("node") == "reason"),
+            model_calls=RunMetadata.calls_in(steps),
             total_tokens=sum(int(s.get("tokens", 0)) for s in steps),
             total_cost=round(sum(float(s.get("cost", 0.0)) for s in steps), 8),
             execution_time=round(elapsed, 4),
@@ -238,6 +238,7 @@ class AgentRuntime(DurableAgentMixin):
             thread_id=thread_id,
             metadata=metadata,
             status="interrupted" if interrupted else "finished",
+            degraded=bool(outcome.get("degraded")),
         )
 
 

@@ -54,7 +54,9 @@ async def test_a_run_reports_typed_metadata_with_the_same_json_keys(tmp_path: An
         "metadata",
         "error_code",
         "status",
+        "degraded",  # added: the fallback's direct answer, told apart from a normal one
     ]
+    assert printed["degraded"] is False
 
 
 def test_a_cache_hit_says_so_in_json() -> None:
