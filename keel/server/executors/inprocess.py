@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from keel.observability.metrics import set_queue_depth
+from keel.observability.redact import redact
 from keel.server.encode import jsonable
 from keel.server.errors import Unavailable
 from keel.server.executors.runner import RunRunner, Superseded
@@ -175,9 +176,10 @@ class InProcessExecutor:
             )
         except Exception as exc:
             log.bind(run_id=record.run_id, thread_id=record.thread_id).exception("run.failed")
-            await runner.emit(handle, "error", {"error": type(exc).__name__, "message": str(exc)})
+            message = redact(str(exc))  # clients and webhooks get it: secrets masked
+            await runner.emit(handle, "error", {"error": type(exc).__name__, "message": message})
             await runner.finish(
-                handle, "error", error=f"{type(exc).__name__}: {exc}", alone=self._alone(handle)
+                handle, "error", error=f"{type(exc).__name__}: {message}", alone=self._alone(handle)
             )
         finally:
             handle.done.set()
