@@ -116,8 +116,7 @@ class AssistantStore:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     assistants.insert().values(
-                        **{k: v for k, v in _version_values(a).items()},
-                        created_at=a.created_at,
+                        **{**_version_values(a), "created_at": a.created_at},
                         updated_at=a.updated_at,
                     )
                 )
@@ -248,15 +247,12 @@ class Assistants:
         return found
 
     def default_for(self, ref: str) -> Assistant | None:
-        """The default assistant `ref` names: by its id, or by its graph's id (or an alias)."""
-        served = self.graphs.get(ref)
-        for a in self.defaults():
-            if ref == a.assistant_id or a.graph_id == ref:
-                return a
-            if served is not None and self.graphs.graphs[a.graph_id] is served:
-                return a
-        if served is not None:  # an alias of a listed graph
-            return None
+        """The default assistant `ref` names: its id or its graph's id, or the id or graph id
+        of an alias of that graph (`agent` for the built-in data assistant)."""
+        by_graph = {id(self.graphs.graphs[a.graph_id]): a for a in self.defaults()}
+        for graph_id, served in self.graphs.graphs.items():
+            if ref in (graph_id, default_assistant_id(graph_id)):
+                return by_graph.get(id(served))
         return None
 
     async def get(self, ref: str, tenant_id: str) -> Assistant:
