@@ -173,7 +173,7 @@ async def _assistants_apply(url: str) -> None:
             await client.assistants.create("sales", config={"configurable": {"colour": "red"}})
         with pytest.raises(UnprocessableEntityError, match="recursion_limit"):
             await client.assistants.create("shouter", config={"recursion_limit": 5})
-        with pytest.raises(UnprocessableEntityError, match="context.volume"):
+        with pytest.raises(UnprocessableEntityError, match=r"context\.volume"):
             await client.assistants.create("greeter", context={"volume": 11})
         with pytest.raises(httpx.HTTPStatusError, match="colour") as refused:
             await client.runs.wait(
