@@ -119,6 +119,8 @@ async def _with_outage_retry(
     retrying = False
     while True:
         try:
+            if payload is None and config["configurable"].get("checkpoint_id"):
+                await _fork_with_own_deadline(agent, context, config)
             if not retrying and _needs_mark(payload):
                 before = _mark(await agent.asnapshot(segment.thread_id))
             elif (
@@ -141,6 +143,23 @@ async def _with_outage_retry(
             waited += delay
             delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
             retrying = True
+
+
+async def _fork_with_own_deadline(
+    agent: Agent, context: AgentContext, config: RunnableConfig
+) -> None:
+    """Running on from an earlier checkpoint is a fork: a new stretch of work with its own
+    deadline (now + the run's `run_timeout_s`), however old the checkpoint. The fork is
+    written as the thread's latest checkpoint, and the segment continues from it."""
+    fork = RunnableConfig(configurable={"checkpoint_ns": "", **config["configurable"]})
+    at = await agent.graph.aget_state(fork)
+    values = at.values or {}
+    if isinstance(values, Mapping) and "deadline" in values:
+        limits = values.get("limits") or {}
+        timeout = limits.get("run_timeout_s") or agent.settings.limits.run_timeout_s
+        fresh = {"deadline": context.clock() + timeout, "iteration_deadline": None}
+        await agent.graph.aupdate_state(fork, fresh)
+        config["configurable"].pop("checkpoint_id", None)
 
 
 _Mark = tuple[str | None, frozenset[str]]

@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from keel.config import Settings
 from keel.errors import ErrorCode
 from keel.runtime import open_agent
+from keel.runtime.driver import Segment
 from keel.testing.scripted import CallInfo, FunctionModel
 from keel.tools import default_tools, tool
 from keel.tools.registry import ToolRegistry
@@ -186,3 +187,20 @@ async def test_a_run_recorded_before_policies_follows_the_current_settings(
         assert result.status == expect, (approval, result.error)
         if expect == "finished":
             assert result.success and "Their total revenue was" in result.output
+
+
+async def test_a_segment_run_from_an_old_checkpoint_gets_its_own_deadline(
+    settings_factory: Callable[..., Settings], store: str
+) -> None:
+    """How the HTTP API forks (a run with `checkpoint_id` and no input) goes through the
+    driver: the same rule as `afork`."""
+    settings = settings_factory(checkpoint_url=store, limits={"run_timeout_s": 1.0})
+    async with open_agent(settings=settings) as agent:
+        first = await agent.arun("red", thread_id="t")
+        start = next(h for h in await agent.ahistory("t") if h.next == ("reason",))
+        await asyncio.sleep(1.5)
+        segment = Segment(
+            "t", None, run_id=first.metadata.run_id, checkpoint_id=start.checkpoint_id
+        )
+        driven = await agent.drive(segment)
+    assert driven.result.success and driven.result.output == "You asked: red", driven.result.error
