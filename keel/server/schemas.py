@@ -258,6 +258,15 @@ class RunCreate(_Body):
     def _none_is_empty(cls, value: Any) -> Any:
         return {} if value is None else value
 
+    @field_validator("stream_subgraphs")
+    @classmethod
+    def _no_subgraph_streams(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "stream_subgraphs is not supported: a subgraph's steps stream as its parent node's"
+            )
+        return value
+
     @model_validator(mode="after")
     def _input_or_command(self) -> RunCreate:
         if self.input is not None and self.command is not None:
