@@ -39,7 +39,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
-from keel import Agent, load_settings, open_agent
+from keel import AgentRuntime, load_settings, open_agent
 from keel.observability.logs import configure_logging
 from keel.observability.tracing import Tracing, pin_sender
 from keel.testing import FunctionModel
@@ -130,7 +130,7 @@ class Measure:
     runs: int = 0
 
 
-async def one_round(agent: Agent, mode: str, sequential: int, concurrent: int, m: Measure) -> None:
+async def one_round(agent: AgentRuntime, mode: str, sequential: int, concurrent: int, m: Measure) -> None:
     client = agent.tracing.client
     for _ in range(sequential):
         started = time.perf_counter()
