@@ -136,7 +136,7 @@ async def test_time_waiting_for_approval_does_not_count_against_the_deadline(
     settings_factory: Callable[..., Settings], store: str
 ) -> None:
     settings = settings_factory(
-        checkpoint_url=store, approval_tools=["sql_query"], limits={"run_timeout_s": 1.0}
+        checkpoint_url=store, approval_tools=["sql_query"], limits={"run_timeout_s": 2.0}
     )
 
     def once(messages: list[Any], info: CallInfo) -> Any:
@@ -145,24 +145,24 @@ async def test_time_waiting_for_approval_does_not_count_against_the_deadline(
     async with open_agent(settings=settings, model=FunctionModel(fn=once)) as agent:
         assert (await agent.arun("How many products?", thread_id="t")).status == "interrupted"
         before = (await agent.astate("t"))["deadline"]
-        await asyncio.sleep(1.5)  # the reviewer takes longer than the whole run may
+        await asyncio.sleep(2.5)  # the reviewer takes longer than the whole run may
         result = await agent.aapprove("t")
         values = await agent.astate("t")
     [ran] = tool_messages(values)
     assert ran.status == "success" and "timed out" not in str(ran.content)
     assert result.success, result.error
-    assert values["deadline"] >= before + 1.4
+    assert values["deadline"] >= before + 2.4
 
 
 async def test_a_fork_of_a_checkpoint_older_than_the_run_timeout_is_a_new_run(
     settings_factory: Callable[..., Settings], store: str
 ) -> None:
-    settings = settings_factory(checkpoint_url=store, limits={"run_timeout_s": 1.0})
+    settings = settings_factory(checkpoint_url=store, limits={"run_timeout_s": 2.0})
     async with open_agent(settings=settings) as agent:  # scripted:echo
         first = await agent.arun("red", thread_id="t")
         assert first.success
         start = next(h for h in await agent.ahistory("t") if h.next == ("reason",))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         forked = await agent.afork("t", start.checkpoint_id)
     assert forked.success and forked.output == "You asked: red", forked.error
 
@@ -194,11 +194,11 @@ async def test_a_segment_run_from_an_old_checkpoint_gets_its_own_deadline(
 ) -> None:
     """How the HTTP API forks (a run with `checkpoint_id` and no input) goes through the
     driver: the same rule as `afork`."""
-    settings = settings_factory(checkpoint_url=store, limits={"run_timeout_s": 1.0})
+    settings = settings_factory(checkpoint_url=store, limits={"run_timeout_s": 2.0})
     async with open_agent(settings=settings) as agent:
         first = await agent.arun("red", thread_id="t")
         start = next(h for h in await agent.ahistory("t") if h.next == ("reason",))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         segment = Segment(
             "t", None, run_id=first.metadata.run_id, checkpoint_id=start.checkpoint_id
         )
