@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PRICING",
     "TIER_NAMES",
+    "ArtifactSettings",
     "BreakerSettings",
     "CacheSettings",
     "CheckpointPoolSettings",
@@ -185,6 +186,24 @@ class SqlToolSettings(BaseModel):
     production connects as the least-privilege role `keel sql-role` creates."""
     notes: str | None = Field(None, max_length=4000)
     """Business rules the schema does not show, told to the model with the schema."""
+
+
+class ArtifactSettings(BaseModel):
+    """Where agents' artifacts (reports, charts) are stored (`keel.artifacts`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None
+    """The artifact store: `file:///path` (a local folder). Unset: `<home>/artifacts`."""
+    max_bytes: int = Field(20_000_000, ge=1_000, le=2_000_000_000)
+    """Largest single artifact accepted."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_artifact_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("file://"):
+            raise ValueError("expected file:///path (a local folder)")
+        return value
 
 
 TIER_NAMES = ("simple", "standard", "complex")
@@ -471,6 +490,8 @@ class Settings(BaseSettings):
     """Model-response, tool-result and whole-run caches."""
     compaction: CompactionSettings = CompactionSettings()
     """Keeping the prompt under a size."""
+    artifacts: ArtifactSettings = ArtifactSettings()
+    """Where agents' artifacts (reports, charts) are stored."""
 
     @field_validator("model")
     @classmethod

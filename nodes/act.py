@@ -183,6 +183,8 @@ async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall, plan: P
         tool_call_id=call["id"] or "",
         thread_id=_thread_id(),
         deadline=now + timeout,
+        tenant=state.get("tenant", "default"),
+        run_id=state.get("run_id"),
     )
     if timeout <= 0:
         raise TimeoutError

@@ -92,6 +92,9 @@ class ToolContext:
     thread_id: str | None = None
     deadline: float | None = None
     """Absolute epoch seconds by which the call must be done."""
+    tenant: str = "default"
+    """The run's tenant: what the tool writes belongs to it (artifacts, for one)."""
+    run_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:
