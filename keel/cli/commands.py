@@ -23,7 +23,14 @@ from keel.cli._common import (
     out,
     settings_from,
 )
-from keel.cli.project import ConfigOpt, entry_from, project_from, run_plain_graph
+from keel.cli.project import (
+    AgentOpt,
+    ConfigOpt,
+    entry_from,
+    keel_agent_from,
+    project_from,
+    run_plain_graph,
+)
 from keel.errors import KeelError
 from keel.types import RunResult
 
@@ -36,14 +43,7 @@ def run(
     model: Annotated[
         str | None, typer.Option("--model", help="Model spec, e.g. openai:gpt-4o-mini.")
     ] = None,
-    agent: Annotated[
-        str | None,
-        typer.Option(
-            "--agent",
-            help="Graph id from langgraph.json (default: its first Keel agent; without a file, "
-            "the built-in data assistant).",
-        ),
-    ] = None,
+    agent: AgentOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Ask an agent (or any graph of the project) a question and print the answer."""
@@ -83,15 +83,18 @@ def resume(
             "--model", help="Continue with another model (default: the one the run started with)."
         ),
     ] = None,
+    agent: AgentOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Continue a stopped or crashed run from its last checkpoint."""
     from keel.runtime import open_agent, resume_settings
 
+    definition = keel_agent_from(config, agent, "resume")
     base = settings_from(model=model)
 
     async def job(progress: Callable[[str], None]) -> RunResult:
         settings = await resume_settings(base, thread, model=model)
-        async with open_agent(settings, progress=progress) as agent:
+        async with open_agent(definition, settings=settings, progress=progress) as agent:
             progress("resuming…")
             return await agent.aresume(thread)
 

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,8 +26,12 @@ from keel.cli._common import (
     out,
     settings_from,
 )
+from keel.cli.project import AgentOpt, ConfigOpt, keel_agent_from
 from keel.errors import KeelError
 from keel.types import RunResult
+
+if TYPE_CHECKING:
+    from keel.agents import Agent
 
 ThreadReq = Annotated[str, typer.Option("--thread", help="Thread id of the run.")]
 checkpoints_app = typer.Typer(no_args_is_help=True, help="Manage stored checkpoints.")
@@ -46,11 +50,11 @@ def _json_object(raw: str | None, flag: str) -> dict[str, Any] | None:
     return value
 
 
-async def _resume_agent(thread: str, progress: Callable[[str], None]) -> Any:
+async def _resume_agent(thread: str, progress: Callable[[str], None], definition: Agent) -> Any:
     from keel.runtime import open_agent, resume_settings
 
     settings = await resume_settings(settings_from(), thread)
-    return open_agent(settings, progress=progress)
+    return open_agent(definition, settings=settings, progress=progress)
 
 
 @app.command()
@@ -63,14 +67,17 @@ def approve(
         str | None, typer.Option("--reject", help="Do not run it; the reason goes to the model.")
     ] = None,
     as_json: JsonFlag = False,
+    agent: AgentOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Answer a run waiting for a human: approve the call, edit its arguments, or reject it."""
     if edit is not None and reject is not None:
         raise fail("give --edit or --reject, not both", 2)
     arguments = _json_object(edit, "--edit")
+    definition = keel_agent_from(config, agent, "approve")
 
     async def job(progress: Callable[[str], None]) -> RunResult:
-        async with await _resume_agent(thread, progress) as agent:
+        async with await _resume_agent(thread, progress, definition) as agent:
             progress("continuing…")
             return await agent.aapprove(thread, edit=arguments, reject=reject)
 
@@ -85,14 +92,17 @@ def history(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
     as_json: JsonFlag = False,
+    agent: AgentOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """List a thread's checkpoints (newest first), or print the state at one of them."""
     from keel.runtime import open_agent
 
+    definition = keel_agent_from(config, agent, "history")
     settings = settings_from()
 
     async def job() -> Any:
-        async with open_agent(settings) as agent:
+        async with open_agent(definition, settings=settings) as agent:
             if checkpoint is not None:
                 return await agent.astate(thread, checkpoint)
             return await agent.ahistory(thread, limit=limit)
@@ -133,12 +143,15 @@ def fork(
     ] = None,
     run: Annotated[bool, typer.Option("--run/--no-run", help="Run on from the fork.")] = True,
     as_json: JsonFlag = False,
+    agent: AgentOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Branch a thread at a checkpoint, optionally with edited state, and run on."""
     changes = _json_object(values, "--set")
+    definition = keel_agent_from(config, agent, "fork")
 
     async def job(progress: Callable[[str], None]) -> RunResult:
-        async with await _resume_agent(thread, progress) as agent:
+        async with await _resume_agent(thread, progress, definition) as agent:
             progress("forking…")
             return await agent.afork(thread, checkpoint, values=changes, as_node=as_node, run=run)
 

@@ -21,7 +21,14 @@ from keel.cli._common import JsonFlag, app, err, error_exit, fail, literal, out
 from keel.config import Settings
 from keel.errors import KeelError
 
-__all__ = ["ConfigOpt", "entry_from", "project_from", "run_plain_graph"]
+__all__ = [
+    "AgentOpt",
+    "ConfigOpt",
+    "entry_from",
+    "keel_agent_from",
+    "project_from",
+    "run_plain_graph",
+]
 
 ConfigOpt = Annotated[
     Path | None,
@@ -32,7 +39,17 @@ ConfigOpt = Annotated[
     ),
 ]
 
+AgentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        help="Graph id from langgraph.json (default: its first Keel agent; without a file, "
+        "the built-in data assistant).",
+    ),
+]
+
 if TYPE_CHECKING:  # the project package imports langgraph: loaded only by the commands
+    from keel.agents import Agent
     from keel.project import GraphEntry, Project
 
 
@@ -54,6 +71,18 @@ def entry_from(project: Project, graph_id: str | None) -> GraphEntry:
         return project.get(graph_id)
     except KeelError as exc:
         raise fail(exc.message, 2) from exc
+
+
+def keel_agent_from(config: Path | None, graph_id: str | None, command: str) -> Agent:
+    """The Keel agent definition a thread command (resume, approve, fork, history) opens."""
+    entry = entry_from(project_from(config, notes=False), graph_id)
+    if entry.agent is None:
+        raise fail(
+            f"keel {command} works on Keel agents; '{entry.graph_id}' is a {entry.kind} "
+            f"(continue it with `keel run --agent {entry.graph_id} --thread ID`)",
+            2,
+        )
+    return entry.agent
 
 
 @app.command()

@@ -249,3 +249,51 @@ def test_two_keel_agents_and_a_plain_graph(tmp_path: Path, keel: KeelCli) -> Non
     plain = keel("run", "--config", str(config), "--agent", "echo", "hey")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.strip() == "hello HEY! (1)"
+
+
+GUARDED_FILE = '''
+    """A second Keel agent whose database calls wait for a human."""
+    import keel
+
+    guarded = keel.Agent(
+        name="guarded",
+        tools=[keel.sql_query, keel.calculator],
+        approval=["sql_query"],
+        model="scripted:sales",
+    )
+'''
+
+
+def test_thread_commands_open_the_named_agent(tmp_path: Path, keel: KeelCli) -> None:
+    root = tmp_path / "proj"
+    graphs = {
+        "helper": "./agents.py:helper",
+        "guarded": "./guarded.py:guarded",
+        "echo": "./graphs.py:builder",
+    }
+    config = str(make_project(root, dict(CONFIG, graphs=graphs)))
+    (root / "agents.py").write_text(textwrap.dedent(AGENTS_FILE).lstrip())
+    (root / "guarded.py").write_text(textwrap.dedent(GUARDED_FILE).lstrip())
+    thread = ("--thread", "t-guarded")
+
+    paused = keel("run", "--config", config, "--agent", "guarded", *thread, SALES_QUESTION)
+    assert paused.returncode == 3, paused.stderr
+    assert "sql_query" in paused.stderr
+
+    listed = keel("history", "--config", config, "--agent", "guarded", *thread, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["next"] == ["act"]
+
+    done = keel("approve", "--config", config, "--agent", "guarded", *thread, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"] == [
+        "sql_query",
+        "calculator",
+    ]
+    for name, _ in top_products(ensure_sample_db(tmp_path / "home"), date.today()):
+        assert name in result["output"]
+
+    plain = keel("approve", "--config", config, "--agent", "echo", *thread)
+    assert plain.returncode == 2
+    assert "keel approve works on Keel agents; 'echo' is a graph" in plain.stderr
