@@ -23,7 +23,7 @@ from keel.server.handles import question_from
 from keel.server.runs import RunManager
 from keel.server.schemas import ID_PATTERN, MAX_OFFSET, RunCreate
 from keel.server.store import Store
-from keel.server.targets import resolve_target
+from keel.server.targets import claim_thread, resolve_target
 from keel.server.webhooks import check_webhook
 
 __all__ = ["cron_starter", "router"]
@@ -274,11 +274,14 @@ def cron_starter(store: Store, manager: RunManager, assistants: Assistants) -> S
             if thread is None:  # its thread was deleted: so is the cron
                 await CronStore(store.engine).delete(cron.cron_id, cron.tenant_id)
                 raise NotFound(f"thread {cron.thread_id} is gone; cron deleted")
+            await claim_thread(store, manager.graphs, thread, target)
             await manager.start(thread, principal, body, background=True, target=target)
             return
         thread_id = str(uuid.uuid4())
         created = await store.create_thread(
-            thread_id, cron.tenant_id, {"graph_id": target[3], "cron_id": cron.cron_id}
+            thread_id,
+            cron.tenant_id,
+            {"graph_id": target[3], "assistant_id": target[0], "cron_id": cron.cron_id},
         )
         assert created is not None
         try:

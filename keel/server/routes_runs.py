@@ -34,7 +34,7 @@ from keel.server.schemas import (
 )
 from keel.server.served import ServedGraph
 from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
-from keel.server.targets import Target, resolve_target
+from keel.server.targets import Target, claim_thread, resolve_target
 from keel.server.webhooks import check_webhook
 
 __all__ = ["router"]
@@ -88,22 +88,6 @@ async def _target(svc: Services, principal: Principal, body: RunCreate) -> Targe
     return await resolve_target(svc.assistants, svc.graphs, principal, body)
 
 
-async def _claim_thread(svc: Services, thread: ThreadRecord, target: Target) -> None:
-    """The thread's state is the run's graph's: 409 when it holds another graph's state."""
-    assistant_id, served, _, graph_id = target
-    meta = thread.metadata
-    if meta.get("graph_id") == graph_id and meta.get("assistant_id") == assistant_id:
-        return
-    current = svc.graphs.for_thread(meta)
-    if current is not served and (await current.snapshot(thread.thread_id)).created_at:
-        raise Conflict(
-            f"thread {thread.thread_id} holds the state of graph {meta.get('graph_id')!r}; "
-            f"run graph {graph_id!r} on a new thread"
-        )
-    metadata = {**meta, "graph_id": graph_id, "assistant_id": assistant_id}
-    await svc.store.update_thread(thread.thread_id, metadata=metadata)
-
-
 async def _thread_for(
     svc: Services, principal: Principal, thread_id: str, body: RunCreate, graph_id: str
 ) -> ThreadRecord:
@@ -143,7 +127,7 @@ async def _start(
         created = True
     else:
         thread = await _thread_for(svc, principal, thread_id, body, graph_id)
-        await _claim_thread(svc, thread, target)
+        await claim_thread(svc.store, svc.graphs, thread, target)
         if body.command is not None:
             await _check_thread_state(served, thread_id)
     try:

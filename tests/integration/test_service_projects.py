@@ -412,3 +412,33 @@ async def test_a_project_served_with_a_worker(
     ):
         await asyncio.wait_for(_assistants_apply(url), 240)
         await asyncio.wait_for(_graphs_stream_and_resume(url), 240)
+
+
+async def test_a_cron_runs_a_plain_graphs_assistant(
+    settings_factory: Callable[..., Settings], project_dir: Path, tmp_path: Path
+) -> None:
+    """A cron names an assistant of a plain graph: its run has the assistant's context."""
+    from tests.integration.test_service_crons import YEARLY, _make_due, _until
+
+    settings = settings_factory(
+        checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}", service={"cron_tick_s": 0.1}
+    )
+    with _serve(settings, project_dir) as url:
+        async with get_client(url=url, api_key=None) as client:
+            hi = await client.assistants.create("greeter", context={"greeting": "Hi"})
+            tid = (await client.threads.create())["thread_id"]
+            cron = await client.crons.create_for_thread(
+                tid, hi["assistant_id"], schedule=YEARLY, input={"name": "Cron"}
+            )
+            assert cron["assistant_id"] == hi["assistant_id"]
+            await _make_due(settings, cron["cron_id"])
+
+            async def finished() -> list[Any]:
+                runs = await client.runs.list(tid)
+                return [r for r in runs if r["status"] == "success"]
+
+            await _until(finished)
+            state = await client.threads.get_state(tid)
+            assert state["values"]["log"] == ["Hi, Cron"]
+            with pytest.raises(UnprocessableEntityError, match="volume"):
+                await client.crons.create("greeter", schedule=YEARLY, context={"volume": 1})
