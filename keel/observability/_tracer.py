@@ -9,8 +9,9 @@ This one keeps the tree in memory until the graph run ends, then:
   `fallback`, `cached`) to the root and to the node that earned them;
 - adds a `tool` run under `act` for each recorded tool call (Keel's tools are plain
   functions, so LangChain never sees them): name, arguments, observation, error, duration;
-- in `light` mode, drops the whole-state inputs of node and edge runs (model and tool
-  runs keep theirs) and the hidden bookkeeping runs;
+- in `light` mode, drops the whole-state inputs of node runs (model and tool runs keep
+  theirs), the edge runs and hidden bookkeeping runs, and lists a model run's bound tools by
+  name (their schemas would repeat in every model run);
 - masks secrets (`keel.observability.redact`) in every input, output and error it sends,
   tool arguments included;
 - posts each run once, complete, through the LangSmith client's background queue.
@@ -37,7 +38,7 @@ from langchain_core.tracers.schemas import Run
 from pydantic import BaseModel
 
 from keel.observability.events import RUN_MARKS
-from keel.observability.redact import redact
+from keel.observability.redact import MASK, redact
 
 __all__ = ["KeelTracer", "TracePolicy"]
 
@@ -47,6 +48,8 @@ _RAW = "__keel_raw_messages"
 _ROOT_LIGHT_INPUTS = ("question", "tenant", "run_id")
 _ROOT_LIGHT_OUTPUTS = ("outcome", "usage", "answer", "tier", "errors")
 _NODE_LIGHT_INPUTS = ("iteration", "signal", "model_attempt", "repair_attempt", "tier")
+_MAX_DEPTH = 32
+"""Nesting followed when masking (as `redact`); anything deeper is masked whole."""
 
 
 @dataclass
@@ -56,7 +59,7 @@ class TracePolicy:
     sample_rate: float = 1.0
     """Share of successful, undisturbed runs sent; every other run is always sent."""
     payloads: Literal["full", "light"] = "light"
-    """`light` drops whole-state inputs of node and edge runs."""
+    """`light` drops whole-state inputs of node runs, and edge runs whole."""
     rng: random.Random = field(default_factory=random.Random)
 
     def keep(self, reasons: set[str]) -> bool:
@@ -77,24 +80,78 @@ def _walk(run: Run) -> Iterator[Run]:
         yield from _walk(child)
 
 
-def _plain(value: Any) -> Any:
-    """Messages and other models as the data the client would send, so they can be masked."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+class _Masker:
+    """Secrets out of one trace's payloads, as `redact` masks them, in one pass.
+
+    Messages and other models become the data the client would send (`model_dump`), then
+    every string and key is masked by `redact`. A trace repeats much of its text (each model
+    run's input holds the whole conversation so far, the system prompt included), so each
+    distinct string is masked once per trace, and each key checked once.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self._secret_keys: dict[str, bool] = {}
+
+    def text(self, value: str) -> str:
+        done = self._texts.get(value)
+        if done is None:
+            done = self._texts[value] = redact(value)
+        return done
+
+    def _secret(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:  # redact's own rule for keys: a named secret's value is masked
+            known = self._secret_keys[key] = redact({key: 0})[key] == MASK
+        return known
+
+    def __call__(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if depth > _MAX_DEPTH:
+            return MASK
+        if isinstance(value, BaseModel):
+            return self(value.model_dump(mode="json"), depth)
+        if isinstance(value, Mapping):
+            return {
+                k: MASK
+                if isinstance(k, str) and v is not None and self._secret(k)
+                else self(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self(v, depth + 1) for v in value]
+        return self.text(str(value))
+
+    def run(self, run: Run) -> None:
+        """Secrets out of everything sent: inputs (tool arguments), outputs and the error."""
+        run.inputs = self(run.inputs or {})
+        if run.outputs is not None:
+            run.outputs = self(run.outputs)
+        if run.error:
+            run.error = self.text(run.error)
 
 
-def _mask(run: Run) -> None:
-    """Secrets out of everything sent: inputs (tool arguments), outputs and the error."""
-    run.inputs = redact(_plain(run.inputs or {}))
-    if run.outputs is not None:
-        run.outputs = redact(_plain(run.outputs))
-    if run.error:
-        run.error = redact(run.error)
+def _dumped(message: BaseMessage, dumped: dict[int, Any]) -> Any:
+    """`dumpd(message)`, once per message of a trace (the messages live as long as the
+    trace, so their ids stay theirs; the result is not changed, only read by the mask)."""
+    key = id(message)
+    found = dumped.get(key)
+    if found is None:
+        found = dumped[key] = dumpd(message)
+    return found
+
+
+def _tool_names(tools: Any) -> list[str]:
+    """The bound tools by name (light payloads: every model run would repeat the schemas)."""
+    names = []
+    for t in tools if isinstance(tools, list | tuple) else ():
+        function = t.get("function") if isinstance(t, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        names.append(str(name) if name is not None else "?")
+    return names
 
 
 def _node(run: Run) -> str | None:
@@ -180,15 +237,17 @@ class KeelTracer(LangChainTracer):
         if light:
             self._prune_hidden(root)
         root.extra["runtime"] = get_runtime_environment()
+        mask = _Masker()
+        dumped: dict[int, Any] = {}  # each message once, though every later model run has it
         for run in _walk(root):
             raw = run.inputs.get(_RAW) if isinstance(run.inputs, Mapping) else None
             if raw is not None:
-                run.inputs = {"messages": [[dumpd(m) for m in batch] for batch in raw]}
+                run.inputs = {"messages": [[_dumped(m, dumped) for m in batch] for batch in raw]}
             _patch_missing_metadata(self, run)
             run.tags = sorted(set(run.tags or ()) | set(self.tags or ()))
             if light:
                 self._lighten(run, root)
-            _mask(run)
+            mask.run(run)
             if run.ls_client is not self.client:
                 run.ls_client = self.client
             run.post(exclude_child_runs=True)
@@ -261,15 +320,28 @@ class KeelTracer(LangChainTracer):
 
     @staticmethod
     def _prune_hidden(root: Run) -> None:
+        """Light payloads: no hidden bookkeeping runs, and no edge runs (a node's routing
+        function, whose input is the whole state and whose output light mode drops: it
+        would say only that it ran)."""
         for run in _walk(root):
+            node = run is not root and _node(run) is not None
             run.child_runs = [
-                c for c in run.child_runs if HIDDEN not in (c.tags or ()) or c.child_runs
+                c
+                for c in run.child_runs
+                if c.child_runs
+                or not (
+                    HIDDEN in (c.tags or ())
+                    or (node and c.run_type == "chain" and _node(c) is None)
+                )
             ]
 
     @staticmethod
     def _lighten(run: Run, root: Run) -> None:
         run.serialized = {}
         run.events = []
+        params = run.extra.get("invocation_params")
+        if isinstance(params, Mapping) and params.get("tools"):
+            run.extra["invocation_params"] = {**params, "tools": _tool_names(params["tools"])}
         if run.run_type != "chain":
             return
         inputs = run.inputs if isinstance(run.inputs, Mapping) else {}
