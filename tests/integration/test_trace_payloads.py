@@ -32,11 +32,11 @@ def langsmith_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], N
         monkeypatch.setenv("LANGSMITH_API_KEY", FAKE_KEY)
         monkeypatch.setenv("LANGSMITH_TRACING", "true")
         monkeypatch.setenv("LANGSMITH_PROJECT", "keel-tests")
-        ls_utils.get_env_var.cache_clear()
+        ls_utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
 
     yield point
     monkeypatch.undo()
-    ls_utils.get_env_var.cache_clear()
+    ls_utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
 
 
 async def _trace(
