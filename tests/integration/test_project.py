@@ -286,3 +286,14 @@ def test_each_mistake_names_file_key_and_fix(
 def test_a_missing_config_file(tmp_path: Path, isolated: None) -> None:
     with pytest.raises(ConfigError, match=r"langgraph.json: no such file; fix: .*--config"):
         load_project(tmp_path / "langgraph.json")
+
+
+def test_the_repositorys_own_file_serves_the_built_in_agent(isolated: None) -> None:
+    from keel.graphs.data_analyst import agent as builtin
+
+    project = load_project(Path(__file__).resolve().parents[2] / "langgraph.json")
+    assert list(project.graphs) == ["data_analyst", "agent"]  # the old id kept
+    # imported under its own name, not a second copy under a project module name
+    assert project.graphs["data_analyst"].agent is builtin
+    assert project.graphs["agent"].agent is builtin
+    assert project.default.graph_id == "data_analyst"
