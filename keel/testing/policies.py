@@ -4,6 +4,7 @@
 - `scripted:sales` answers the sample database's headline question the way a good model
   would: one SQL query, one calculator call for the total, then the answer. It speaks
   native tool calls when tools are bound and the ReAct text protocol otherwise.
+- `scripted:report` writes last month's sales report (`keel.testing.report_script`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from keel.errors import ModelSpecError
+from keel.testing.report_script import report_policy
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
 
 __all__ = ["POLICIES", "TOP_PRODUCTS_SQL", "scripted_model"]
@@ -96,6 +98,7 @@ def _echo(messages: list[BaseMessage], info: CallInfo) -> Reply:
 POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
     "echo": _echo,
     "sales": _sales,
+    "report": report_policy,
 }
 
 
