@@ -197,7 +197,7 @@ async def open_graphs(
                     saver,
                     base.storage,
                     graph=entry.graph,
-                    factory=entry.factory,
+                    factory=entry if entry.kind == "factory" else None,
                     item_store=store,
                     tracing=base.tracing,
                     durability=settings.durability,

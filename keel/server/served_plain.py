@@ -12,15 +12,14 @@ does not declare, are a 422 naming the field.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, get_type_hints
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
@@ -58,18 +57,6 @@ def context_fields(schema: Any) -> set[str] | None:
         return None
 
 
-async def _call_factory(factory: Factory, config: RunnableConfig) -> Pregel:
-    takes_config = bool(inspect.signature(factory).parameters)
-    made = factory(config) if takes_config else factory()
-    if inspect.isawaitable(made):
-        made = await made
-    if isinstance(made, StateGraph):
-        made = made.compile()
-    if not isinstance(made, Pregel):
-        raise TypeError(f"the graph factory returned {type(made).__name__}, not a graph")
-    return made
-
-
 @dataclass
 class PlainGraph:
     """A compiled graph or a graph factory, served."""
@@ -78,7 +65,8 @@ class PlainGraph:
     saver: BaseCheckpointSaver[Any]
     storage: Storage | None
     graph: Pregel | None = None
-    factory: Factory | None = None
+    factory: Any = None
+    """A `keel.project.GraphEntry` of kind `factory` (its factory makes the graph per use)."""
     item_store: BaseStore | None = None
     tracing: Tracing | None = None
     durability: Literal["sync", "async", "exit"] = "async"
@@ -96,13 +84,24 @@ class PlainGraph:
             else None
         )
 
-    async def compiled(self, config: RunnableConfig | None = None) -> Pregel:
-        """The graph on the service's checkpointer and store (a factory's, for `config`)."""
+    @asynccontextmanager
+    async def opened(self, config: RunnableConfig | None = None) -> AsyncIterator[Pregel]:
+        """The graph on the service's checkpointer and store: a factory's is made for
+        `config` (the run's, or the thread's for a state read) and closed after use."""
         if self._compiled is not None:
-            return self._compiled
-        assert self.factory is not None
-        made = await _call_factory(self.factory, config or RunnableConfig(configurable={}))
-        return made.copy(update={"checkpointer": self.saver, "store": self.item_store})
+            yield self._compiled
+            return
+        from keel.project import open_factory_graph
+
+        async with open_factory_graph(
+            self.factory, config or RunnableConfig(configurable={})
+        ) as made:
+            yield made.copy(update={"checkpointer": self.saver, "store": self.item_store})
+
+    async def compiled(self, config: RunnableConfig | None = None) -> Pregel:
+        """The graph for a read that needs no open resources of a factory's graph."""
+        async with self.opened(config) as graph:
+            return graph
 
     # options ------------------------------------------------------------------------------
 
@@ -238,7 +237,12 @@ class PlainBound:
     ) -> StateSnapshot:
         """Run the segment observed and traced, waiting out a short storage outage."""
         config = self._config(segment)
-        graph = await self.served.compiled(config)
+        async with self.served.opened(config) as graph:
+            return await self._drive(graph, config, segment, on_chunk)
+
+    async def _drive(
+        self, graph: Pregel, config: RunnableConfig, segment: Segment, on_chunk: OnChunk | None
+    ) -> StateSnapshot:
         started = time.perf_counter()
         async with observe_run(
             run_id=segment.run_id,

@@ -32,7 +32,8 @@ from tests.sales_truth import SALES_QUESTION
 FILES = {
     "langgraph.json": """
         {"graphs": {"sales": "./agents.py:sales", "shouter": "./agents.py:shouter",
-                    "greeter": "./plain.py:graph", "nested": "./plain.py:nested"}}
+                    "greeter": "./plain.py:graph", "nested": "./plain.py:nested",
+                    "made": "./plain.py:make_graph"}}
     """,
     "tools.py": '''
         import keel
@@ -106,6 +107,18 @@ FILES = {
         outer.add_edge("agent", "check")
         outer.add_edge("check", END)
         nested = outer.compile()
+
+
+        def make_graph(config):
+            # a factory: the graph it makes depends on the run's config
+            loud = config.get("configurable", {}).get("loud", False)
+            made = StateGraph(State)
+            made.add_node("ask", ask)
+            made.add_node("greet", lambda s: {"log": [("HEY " if loud else "hey ") + s["name"]]})
+            made.add_edge(START, "ask")
+            made.add_edge("ask", "greet")
+            made.add_edge("greet", END)
+            return made
     """,
 }
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -131,6 +144,7 @@ async def _assistants_apply(url: str) -> None:
         defaults = await client.assistants.search(limit=100)
         assert sorted(a["graph_id"] for a in defaults) == [
             "greeter",
+            "made",
             "nested",
             "sales",
             "shouter",
@@ -139,7 +153,7 @@ async def _assistants_apply(url: str) -> None:
         import uuid
 
         assert by_graph["sales"]["assistant_id"] == str(uuid.uuid5(NAMESPACE_GRAPH, "sales"))
-        assert await client.assistants.count() == 4
+        assert await client.assistants.count() == 5
 
         # one graph, two assistants: the second's model is the echo model
         echo = await client.assistants.create(
@@ -188,6 +202,12 @@ async def _assistants_apply(url: str) -> None:
         assert done["log"] == ["Hi, Ada"]
         done = await client.runs.wait(None, "greeter", input={"name": "Ada"})
         assert done["log"] == ["Hello, Ada"]
+        # a graph factory is called with the run's config (the assistant's, then the run's)
+        loud = await client.assistants.create("made", config={"configurable": {"loud": True}})
+        done = await client.runs.wait(None, loud["assistant_id"], input={"name": "Bo"})
+        assert done["log"] == ["HEY Bo"]
+        done = await client.runs.wait(None, "made", input={"name": "Bo"})
+        assert done["log"] == ["hey Bo"]
 
         # update makes a new version; set_latest makes an old one current again
         v2 = await client.assistants.update(
@@ -332,8 +352,8 @@ async def test_assistants_belong_to_their_tenant(
             get_client(url=url, api_key=keys[1]) as globex,
         ):
             made = await acme.assistants.create("sales", name="acme's")
-            assert await acme.assistants.count() == 5
-            assert await globex.assistants.count() == 4
+            assert await acme.assistants.count() == 6
+            assert await globex.assistants.count() == 5
             for call in (
                 globex.assistants.get(made["assistant_id"]),
                 globex.assistants.update(made["assistant_id"], name="mine now"),
