@@ -45,6 +45,7 @@ __all__ = [
     "ServiceSettings",
     "Settings",
     "SqlToolSettings",
+    "TicketSettings",
     "TierSettings",
     "load_settings",
 ]
@@ -204,6 +205,29 @@ class ArtifactSettings(BaseModel):
         if value is not None and not value.startswith("file://"):
             raise ValueError("expected file:///path (a local folder)")
         return value
+
+
+class TicketSettings(BaseModel):
+    """The help desk's database and the ticket tools' limits (the `ticket_desk` agent)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = "sqlite:///{home}/helpdesk.sqlite"
+    """The help desk's tables (tickets, comments, customers, refunds, articles):
+    `sqlite:///path` or `postgresql://…` (`{home}` stands for `KEEL_HOME`). An empty database
+    gets the tables and a deterministic sample data set on first use."""
+    refund_approval_usd: float = Field(100.0, ge=0)
+    """Refunds above this amount wait for a human's approval (`refund_order_large`);
+    `refund_order` refuses them."""
+    max_rows: int = Field(20, ge=1, le=1000)
+    """Rows one search returns at most (the result says when there were more)."""
+    max_result_bytes: int = Field(16_000, ge=1_000, le=1_000_000)
+    """Characters of one tool result at most (long texts are cut, and say so)."""
+    timeout_s: float = Field(5.0, gt=0)
+    """Seconds a statement may wait for a lock or a connection."""
+    sample_data: bool = True
+    """Fill an empty help desk with the deterministic sample data, linked to the SQL tool's
+    database (re-made when that sample is). Turn it off for a real help desk."""
 
 
 TIER_NAMES = ("simple", "standard", "complex")
@@ -490,6 +514,8 @@ class Settings(BaseSettings):
     """Model-response, tool-result and whole-run caches."""
     compaction: CompactionSettings = CompactionSettings()
     """Keeping the prompt under a size."""
+    tickets: TicketSettings = TicketSettings()
+    """The help desk's database and the ticket tools (the `ticket_desk` agent)."""
     artifacts: ArtifactSettings = ArtifactSettings()
     """Where agents' artifacts (reports, charts) are stored."""
 

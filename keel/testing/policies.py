@@ -5,6 +5,7 @@
   would: one SQL query, one calculator call for the total, then the answer. It speaks
   native tool calls when tools are bound and the ReAct text protocol otherwise.
 - `scripted:report` writes last month's sales report (`keel.testing.report_script`).
+- `scripted:tickets` handles the ticket desk's headline task (`keel.testing.ticket_policy`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from keel.errors import ModelSpecError
 from keel.testing.report_script import report_policy
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
+from keel.testing.ticket_policy import tickets_policy
 
 __all__ = ["POLICIES", "TOP_PRODUCTS_SQL", "scripted_model"]
 
@@ -98,6 +100,7 @@ def _echo(messages: list[BaseMessage], info: CallInfo) -> Reply:
 POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
     "echo": _echo,
     "sales": _sales,
+    "tickets": tickets_policy,
     "report": report_policy,
 }
 
