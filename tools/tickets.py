@@ -70,9 +70,8 @@ def _backend() -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError, PoolTimeout) as exc:
-        raise ToolTransientError(
-            f"the help desk database is unavailable: {exc.orig or exc}"
-        ) from exc
+        cause = getattr(exc, "orig", None) or exc
+        raise ToolTransientError(f"the help desk database is unavailable: {cause}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise ToolTransientError(f"the help desk database connection dropped: {exc}") from exc
