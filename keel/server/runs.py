@@ -30,7 +30,7 @@ from keel.server.executors import (
     cancel_handle,
 )
 from keel.server.executors.queued import FIRST_REMOTE_ID
-from keel.server.graphs import ServedGraphs
+from keel.server.graphs import ServedGraphs, default_assistant_id
 from keel.server.handles import ASSISTANT_ID, GRAPH_ID, RunHandle, question_from
 from keel.server.queue import RunQueue
 from keel.server.run_job import RunJob, stored_kwargs
@@ -163,7 +163,8 @@ class RunManager:
                 await self._rollback(thread_id, active_ids)
             run_id = str(uuid.uuid4())
             if target is None:
-                target = (ASSISTANT_ID, self.graphs.default, Applied(), self.graphs.default_id)
+                graph_id = self.graphs.default_id
+                target = (default_assistant_id(graph_id), self.graphs.default, Applied(), graph_id)
             assistant_id, served, applied, graph_id = target
             bound = await served.bind(applied)
             graph_input = await self.runner.graph_input(

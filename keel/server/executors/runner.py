@@ -22,7 +22,7 @@ from keel.server.auth import Principal
 from keel.server.encode import interrupt_json, jsonable
 from keel.server.errors import Unprocessable
 from keel.server.events import RedisEvents
-from keel.server.graphs import ServedGraphs
+from keel.server.graphs import LEGACY_GRAPH_ID, ServedGraphs
 from keel.server.handles import RunHandle
 from keel.server.run_job import RunJob
 from keel.server.schemas import RunCreate
@@ -75,7 +75,7 @@ class RunRunner:
         A run recorded before assistants existed runs the built-in graph as it was."""
         info = record.kwargs.get("assistant")
         if not isinstance(info, Mapping):
-            return self.graphs.default, Applied()
+            return self.graphs.get(LEGACY_GRAPH_ID) or self.graphs.default, Applied()
         served = self.graphs.get(str(info.get("graph_id")))
         if served is None:
             raise Unprocessable(
