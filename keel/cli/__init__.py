@@ -7,6 +7,7 @@ checkpoint (nothing to resume, approve, fork or show). Failures print one line t
 
 from __future__ import annotations
 
+from keel.cli import artifacts as _artifacts  # noqa: F401  (registers artifacts list|get)
 from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
 from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
 from keel.cli import new as _new  # noqa: F401  (registers new)
