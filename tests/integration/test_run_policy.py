@@ -204,3 +204,19 @@ async def test_a_segment_run_from_an_old_checkpoint_gets_its_own_deadline(
         )
         driven = await agent.drive(segment)
     assert driven.result.success and driven.result.output == "You asked: red", driven.result.error
+
+
+async def test_an_approval_long_after_the_pause_runs_the_call(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The 08eff99 checkpoint paused for approval long ago, far past its 600 s deadline:
+    approving it now runs the call and finishes (no fork needed to give it time)."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "checkpoints_main_08eff99.sqlite"
+    copy = tmp_path / "old.sqlite"
+    shutil.copy(fixture, copy)
+    settings = settings_factory(
+        model="scripted:sales", checkpoint_url=f"sqlite:///{copy}", approval_tools=["sql_query"]
+    )
+    async with open_agent(settings=settings) as agent:
+        result = await agent.aapprove("approval-pending")
+    assert result.success and "Their total revenue was" in result.output, result.error

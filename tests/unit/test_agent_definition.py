@@ -5,6 +5,7 @@ a node of the caller's own graph) with the run context built from the definition
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,30 @@ async def test_open_agent_takes_a_definition_or_settings_as_before(
         assert "sql_query" in bound.context.system_prompt, "the schema is appended"
         result = await bound.arun(SALES)
     assert result.success and "Laptop Basic" in result.output
+
+
+async def test_the_graph_streams_and_runs_under_a_parent_with_its_own_context(
+    settings: Settings,
+) -> None:
+    """A parent graph's context is the caller's, not Keel's: the agent builds its own."""
+
+    @dataclass
+    class Mine:
+        user: str
+
+    agent = keel.Agent(name="sales", model="scripted:sales")
+    parent = StateGraph(MessagesState, context_schema=Mine)
+    parent.add_node("analyst", agent.compile(settings=settings))
+    parent.add_edge(START, "analyst")
+    parent.add_edge("analyst", END)
+    nodes = []
+    async for chunk in parent.compile().astream(
+        {"messages": [HumanMessage(SALES)]},
+        context=Mine(user="ann"),
+        stream_mode="updates",
+        subgraphs=True,
+    ):
+        namespace, update = chunk
+        nodes.extend(f"{'/'.join(n.split(':')[0] for n in namespace)}>{k}" for k in update)
+    assert nodes[:2] == ["analyst>reason", "analyst>act"]
+    assert nodes[-2:] == ["analyst>finish", ">analyst"]
