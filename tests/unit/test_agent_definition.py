@@ -166,7 +166,7 @@ async def test_the_graph_streams_and_runs_under_a_parent_with_its_own_context(
     parent.add_node("analyst", agent.compile(settings=settings))
     parent.add_edge(START, "analyst")
     parent.add_edge("analyst", END)
-    nodes = []
+    nodes: list[str] = []
     async for chunk in parent.compile().astream(
         {"messages": [HumanMessage(SALES)]},
         context=Mine(user="ann"),
