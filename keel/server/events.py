@@ -4,21 +4,42 @@ API processes read them back for `runs/stream` and `join_stream`.
 Without Redis a queued run's stream carries only `metadata`, the final `values` and `end`
 (the API polls the run record); with Redis it carries every event the worker saw.
 
+Redis is optional for correctness: the run record and the checkpoints (Postgres) say how a
+run ended. So when Redis goes away, publishing is skipped (the run goes on), and a read
+raises `EventsUnavailable`, on which the API falls back to the run record, as without Redis.
+
 An event's id on the wire is its Redis entry id (`1764140000000-0`), so a client that
 reconnects with `Last-Event-ID` reads on right after it (`XREAD` is exclusive).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import structlog
+from redis.exceptions import RedisError
 
 from keel.server.encode import dumps
 
-__all__ = ["RedisEvents", "StreamBounds"]
+__all__ = ["EventsUnavailable", "RedisEvents", "StreamBounds"]
+
+log = structlog.get_logger("keel.server.events")
+
+PUBLISH_TIMEOUT_S = 2.0
+"""A publish that takes longer is dropped: a hung Redis never holds up a run."""
+RETRY_AFTER_S = 1.0
+"""After a failed publish, the next ones are skipped for this long (no timeout per event)."""
+_OUTAGE = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class EventsUnavailable(Exception):
+    """Redis cannot be read: follow the run through its record instead."""
+
 
 _MAXLEN = 10_000
 _KEEP_S = 3600
@@ -36,17 +57,38 @@ class StreamBounds:
     """The newest id trimmed away by `MAXLEN` (`0-0`: nothing was)."""
 
 
+_MAX_ID = f"{2**64 - 1}-{2**64 - 1}"
+UNKNOWN_BOUNDS = StreamBounds(last=_MAX_ID, trimmed="0-0")
+"""The bounds of a stream Redis cannot be asked about: every id is taken as valid."""
+
+
 class RedisEvents:
     """One Redis stream per run: `{prefix}:run:{run_id}:events`, kept an hour after `end`."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.redis = client
         self.prefix = prefix
+        self._down_until = 0.0
+        self.dropped = 0
+        """Events not published because Redis was unreachable."""
 
     def _key(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:events"
 
     async def publish(self, run_id: str, event: str, data: Any) -> None:
+        """Append one event; with Redis unreachable the event is dropped (logged), never
+        raised: streams are a view of the run, and the run must go on."""
+        if time.monotonic() < self._down_until:
+            self.dropped += 1
+            return
+        try:
+            await asyncio.wait_for(self._publish(run_id, event, data), PUBLISH_TIMEOUT_S)
+        except _OUTAGE as exc:
+            self.dropped += 1
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+            log.warning("events.publish_failed", run_id=run_id, kind=event, error=repr(exc)[:200])
+
+    async def _publish(self, run_id: str, event: str, data: Any) -> None:
         key = self._key(run_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, {"e": event, "d": dumps(data)}, maxlen=_MAXLEN, approximate=True)
@@ -54,11 +96,18 @@ class RedisEvents:
             await pipe.execute()
 
     async def bounds(self, run_id: str) -> StreamBounds | None:
-        """What the run's stream still holds; None when it has none (not begun, or expired)."""
+        """What the run's stream still holds; None when it has none (not begun, or expired).
+
+        With Redis unreachable nothing can be checked: `UNKNOWN_BOUNDS` accepts any id, and
+        the read that follows falls back to the run's outcome (`EventsUnavailable`)."""
         key = self._key(run_id)
-        if not await self.redis.exists(key):
-            return None
-        info = await self.redis.xinfo_stream(key)
+        try:
+            if not await self.redis.exists(key):
+                return None
+            info = await self.redis.xinfo_stream(key)
+        except _OUTAGE as exc:
+            log.warning("events.bounds_unavailable", run_id=run_id, error=repr(exc)[:200])
+            return UNKNOWN_BOUNDS
         return StreamBounds(
             last=_text(info.get("last-generated-id", b"0-0")),
             trimmed=_text(info.get("max-deleted-entry-id", b"0-0")),
@@ -79,10 +128,15 @@ class RedisEvents:
         every run they end, so this is the fallback (a lost process), not a status poll:
         asking every second cost a database read per second per waiting client. It stays
         under redis-py's 5 s socket timeout, which a blocked read counts against.
+
+        Raises `EventsUnavailable` when Redis goes away (the events read so far stand).
         """
         key, last = self._key(run_id), after
         while True:
-            found = await self.redis.xread({key: last}, block=block_ms, count=200)
+            try:
+                found = await self.redis.xread({key: last}, block=block_ms, count=200)
+            except _OUTAGE as exc:
+                raise EventsUnavailable(repr(exc)[:200]) from exc
             if not found and ended is not None and await ended():
                 return
             for _stream, entries in found or []:

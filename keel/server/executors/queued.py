@@ -1,7 +1,9 @@
 """Runs executed by `keel worker`s: the API defers each run to the procrastinate queue and
 follows it through the store (its status) and Redis (its stream events), when configured.
 Without Redis a stream is the run's outcome once it ended: metadata `0-0`, values `0-1`,
-end `0-2`."""
+end `0-2`. When Redis goes away mid-wait or mid-stream, the client still gets the run's real
+outcome: waiting falls back to polling the run record, a stream ends with the run's final
+values (or error) and `end` (those two without an id: Redis gave none)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import structlog
 
 from keel.server.errors import Unavailable
-from keel.server.events import RedisEvents
+from keel.server.events import EventsUnavailable, RedisEvents
 from keel.server.executors.runner import END_VALUES, RunRunner
 from keel.server.handles import RunHandle
 from keel.server.queue import RunQueue
@@ -90,12 +92,15 @@ class QueueExecutor:
         try:
             end: dict[str, Any] = {}
             if self.events is not None:
-                async for _id, event, data in self.events.read(
-                    handle.run_id, ended=lambda: self._ended(handle.run_id)
-                ):
-                    if event == "end":
-                        end = data if isinstance(data, dict) else {}
-                        break
+                try:
+                    async for _id, event, data in self.events.read(
+                        handle.run_id, ended=lambda: self._ended(handle.run_id)
+                    ):
+                        if event == "end":
+                            end = data if isinstance(data, dict) else {}
+                            break
+                except EventsUnavailable as exc:  # the run record tells how it ended
+                    log.warning("run.events_unavailable", run_id=handle.run_id, error=str(exc))
             if end.get("status") in (None, "error"):  # the record says how (and why) it ended
                 record = await self._until_done(handle.run_id)
                 if record is not None and record.status == "error":
@@ -119,37 +124,46 @@ class QueueExecutor:
                 async for item in self._redis_stream(handle, after):
                     yield item
                 return
-            record = await self._until_done(handle.run_id)
-            status = record.status if record else "error"
-            outcome: tuple[str, Any]
-            if status == "error":
-                message = record.error if record else "the run is gone"
-                outcome = "error", {"error": "RunError", "message": message}
-            else:
-                outcome = "values", await self.runner.thread_values(handle.record.thread_id)
-            end = {"run_id": handle.run_id, "status": status}
             seen = int((after or "0-0").partition("-")[2])
-            for n, (event, data) in enumerate([outcome, ("end", end)], start=1):
+            for n, (event, data) in enumerate(await self._outcome(handle), start=1):
                 if n > seen:
                     yield f"0-{n}", event, data
         finally:
             await self._drop_temporary(handle)
+
+    async def _outcome(self, handle: RunHandle) -> list[tuple[str, Any]]:
+        """Once the run ended: its final values (or error) and its `end` event."""
+        record = await self._until_done(handle.run_id)
+        status = record.status if record else "error"
+        outcome: tuple[str, Any]
+        if status == "error":
+            message = record.error if record else "the run is gone"
+            outcome = "error", {"error": "RunError", "message": message}
+        else:
+            outcome = "values", await self.runner.thread_values(handle.record.thread_id)
+        return [outcome, ("end", {"run_id": handle.run_id, "status": status})]
 
     async def _redis_stream(
         self, handle: RunHandle, after: str | None
     ) -> AsyncIterator[tuple[str | None, str, Any]]:
         assert self.events is not None
         ended = False
-        async for event_id, event, data in self.events.read(
-            handle.run_id,
-            after=after or FIRST_REMOTE_ID,
-            ended=lambda: self._ended(handle.run_id),
-        ):
-            if event == "end":
-                ended = True
-                if isinstance(data, dict):
-                    data = {k: v for k, v in data.items() if k != END_VALUES}
-            yield event_id, event, data
+        try:
+            async for event_id, event, data in self.events.read(
+                handle.run_id,
+                after=after or FIRST_REMOTE_ID,
+                ended=lambda: self._ended(handle.run_id),
+            ):
+                if event == "end":
+                    ended = True
+                    if isinstance(data, dict):
+                        data = {k: v for k, v in data.items() if k != END_VALUES}
+                yield event_id, event, data
+        except EventsUnavailable as exc:
+            log.warning("run.events_unavailable", run_id=handle.run_id, error=str(exc))
+            for event, data in await self._outcome(handle):
+                yield None, event, data
+            return
         if not ended:
             record = await self.store.get_run_any(handle.run_id)
             status = record.status if record else "error"
