@@ -45,6 +45,55 @@ __all__ = [
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+"""Words too common to search for (Postgres' English dictionary drops them too)."""
 
 
 def _now() -> str:
@@ -203,9 +252,12 @@ def order_facts(shop: Engine, order_id: int) -> Any:
 def search_articles(engine: Engine, query: str, *, limit: int) -> list[dict[str, Any]]:
     """Help-centre articles matching any word of `query`, best first (full-text search:
     SQLite FTS5 with BM25, Postgres `tsvector` with `ts_rank`)."""
-    words = [w.lower() for w in _WORD.findall(query)][:16]
+    words = [w for w in (w.lower() for w in _WORD.findall(query)) if w not in _STOP][:16]
     if not words:
-        raise ToolInputError("search_articles needs at least one word to search for")
+        raise ToolInputError(
+            "search_articles needs at least one word to search for (common words like 'the' "
+            "are ignored)"
+        )
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             match = " OR ".join(f'"{w}"' for w in words)
@@ -215,7 +267,8 @@ def search_articles(engine: Engine, query: str, *, limit: int) -> list[dict[str,
                     "snippet(helpdesk_articles_fts, 1, '', '', '…', 16) AS excerpt "
                     "FROM helpdesk_articles_fts JOIN helpdesk_articles a "
                     "ON a.id = helpdesk_articles_fts.rowid "
-                    "WHERE helpdesk_articles_fts MATCH :q ORDER BY rank, a.id LIMIT :n"
+                    "WHERE helpdesk_articles_fts MATCH :q "
+                    "ORDER BY bm25(helpdesk_articles_fts, 3.0, 1.0), a.id LIMIT :n"
                 ),
                 {"q": match, "n": limit},
             ).all()
