@@ -177,3 +177,14 @@ async def test_the_graph_streams_and_runs_under_a_parent_with_its_own_context(
         nodes.extend(f"{'/'.join(n.split(':')[0] for n in namespace)}>{k}" for k in update)
     assert nodes[:2] == ["analyst>reason", "analyst>act"]
     assert nodes[-2:] == ["analyst>finish", ">analyst"]
+
+
+async def test_the_graph_runs_from_a_question_and_refuses_no_question(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    graph = keel.Agent(name="echo").compile(settings=settings_factory(model="scripted:echo"))
+    out = await graph.ainvoke({"question": "red"})
+    assert out["outcome"]["output"] == "You asked: red"
+    assert [m.content for m in out["messages"]] == ["red", "You asked: red"]
+    with pytest.raises(UsageError, match="needs a question"):
+        await graph.ainvoke({"messages": []})
