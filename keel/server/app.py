@@ -28,6 +28,7 @@ from keel.server.deps import Services, Svc
 from keel.server.errors import BodyGuard, install_error_handlers, responses
 from keel.server.graphs import open_graphs
 from keel.server.queue import RunQueue, ensure_queue_schema, make_queue_app, startup_lock
+from keel.server.routes_artifacts import router as artifacts_router
 from keel.server.routes_assistants import router as assistants_router
 from keel.server.routes_crons import cron_starter
 from keel.server.routes_crons import router as crons_router
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(store_router)
     app.include_router(assistants_router)
     app.include_router(crons_router)
+    app.include_router(artifacts_router)
     _add_meta_routes(app)
     return app
 
