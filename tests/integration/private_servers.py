@@ -70,6 +70,9 @@ class PrivatePostgres:
         """An immediate (crash) restart: every connection is cut, nothing shut down cleanly."""
         self._ctl("restart", "-m", "immediate")
 
+    def start(self) -> None:
+        self._ctl("start")
+
     def stop(self) -> None:
         self._ctl("stop", "-m", "immediate")
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.postgres
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 RUNS = 6
+OUTAGE_S = 4.0
 
 
 @pytest.fixture
@@ -106,6 +107,15 @@ async def test_runs_survive_a_postgres_restart_under_load(
             assert await _until_final(client, later, within_s=60) == ["success"] * 2, _worker_log(
                 tmp_path
             )
+
+            # a longer outage (seconds, not a quick restart): the worker outlives it too
+            await asyncio.to_thread(cluster.stop)
+            await asyncio.sleep(OUTAGE_S)
+            assert procs[0].poll() is None, "the worker gave up: " + _worker_log(tmp_path)
+            await asyncio.to_thread(cluster.start)
+            after = [await client.runs.create(tid, "agent", input=USER)]
+            final = await _until_final(client, after, within_s=60)
+            assert final == ["success"], _worker_log(tmp_path)
 
 
 def _worker_log(tmp_path: Path) -> str:
