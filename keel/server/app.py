@@ -85,7 +85,7 @@ def create_app(
                             model=model,
                             tools=tools,
                             checkpointer=checkpointer,
-                            item_store=lambda runtime: open_item_store(settings, runtime),
+                            item_store=lambda runtime: open_item_store(settings, runtime.storage),
                         )
                     )
                     app.state.item_store = graphs.item_store

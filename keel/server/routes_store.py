@@ -23,9 +23,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from langgraph.store.base import BaseStore, Item, SearchItem
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from keel.checkpoints import Storage
 from keel.checkpoints.stores import open_store
 from keel.config import Settings
-from keel.runtime import Agent
 from keel.server.auth import Principal
 from keel.server.deps import Caller
 from keel.server.errors import COMMON_ERRORS, NotFound, Unprocessable
@@ -130,9 +130,8 @@ Items = Annotated[BaseStore, Depends(item_store)]
 
 
 @asynccontextmanager
-async def open_item_store(settings: Settings, agent: Agent) -> AsyncIterator[BaseStore]:
-    """The store in the agent's checkpoint database (sharing its Postgres pool)."""
-    storage = agent.storage
+async def open_item_store(settings: Settings, storage: Storage | None) -> AsyncIterator[BaseStore]:
+    """The store in the checkpoint database (sharing the checkpointer's Postgres pool)."""
     url = "memory://" if storage and storage.backend == "memory" else settings.checkpoint_url
     pool = storage.pool if storage and storage.backend == "postgres" else None
     async with open_store(url, pool=pool, pool_settings=settings.checkpoint_pool) as store:

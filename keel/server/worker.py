@@ -98,7 +98,7 @@ async def run_worker(
                         project,
                         model=model,
                         tools=tools,
-                        item_store=lambda runtime: open_item_store(settings, runtime),
+                        item_store=lambda runtime: open_item_store(settings, runtime.storage),
                     )
                 )
             events = await stack.enter_async_context(redis_events(settings))
