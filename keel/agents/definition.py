@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_config
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -188,12 +191,15 @@ class Agent:
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         *,
         settings: Settings | None = None,
+        model: BaseChatModel | None = None,
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The agent graph compiled with `checkpointer`. A run given no `context=` gets one
         built from this definition over `settings` (the environment's when None), once per
-        event loop; with a checkpointer Keel knows (memory, SQLite, Postgres), side-effecting
-        tools are journaled in its database."""
-        holder = _Contexts(self, settings, checkpointer)
+        event loop. Its side-effecting tools are journaled in the database of the saver the
+        run is checkpointed in (this one, or a parent graph's) when Keel knows the kind
+        (memory, SQLite, Postgres); under another saver they run unjournaled. `model`: a
+        chat model object instead of the definition's model spec (tests: a scripted model)."""
+        holder = _Contexts(self, settings, model)
         return build_agent_graph(holder.get).compile(checkpointer=checkpointer, name=self.name)
 
     # ------------------------------------------------------------------ assistants
@@ -230,35 +236,52 @@ class Agent:
 
 class _Contexts:
     """The run context a compiled graph builds when it is given none: one per event loop
-    (models, caches and breakers hold loop-bound connections)."""
+    (models, caches and breakers hold loop-bound connections), with the idempotency journal
+    of the saver the run is checkpointed in (the graph's own, or a parent graph's)."""
 
     def __init__(
-        self, agent: Agent, settings: Settings | None, saver: BaseCheckpointSaver[Any] | None
+        self, agent: Agent, settings: Settings | None, model: BaseChatModel | None
     ) -> None:
-        self.agent, self.settings, self.saver = agent, settings, saver
-        self.built: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentContext] = (
-            weakref.WeakKeyDictionary()
-        )
-        self.locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        self.agent, self.settings, self.model = agent, settings, model
+        self.built: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Built] = (
             weakref.WeakKeyDictionary()
         )
 
     async def get(self) -> AgentContext:
         loop = asyncio.get_running_loop()
-        found = self.built.get(loop)
-        if found is not None:
-            return found
-        lock = self.locks.setdefault(loop, asyncio.Lock())
-        async with lock:
-            found = self.built.get(loop)
-            if found is None:
-                found = await self.agent.build_context(self.settings)
-                if self.saver is not None:
-                    storage = await adopt(self.saver)
-                    if storage is not None:
-                        found = replace(found, journal=storage.journal)
-                self.built[loop] = found
-        return found
+        built = self.built.get(loop)
+        if built is None:
+            built = self.built.setdefault(loop, _Built(asyncio.Lock()))
+        saver = _running_saver()
+        for known, context in built.by_saver:
+            if known is saver:
+                return context
+        async with built.lock:
+            if built.base is None:
+                built.base = await self.agent.build_context(self.settings, model=self.model)
+            context = built.base
+            if saver is not None:
+                storage = await adopt(saver)
+                context = replace(context, journal=storage.journal if storage else None)
+            built.by_saver.append((saver, context))
+        return context
+
+
+@dataclass
+class _Built:
+    lock: asyncio.Lock
+    base: AgentContext | None = None
+    by_saver: list[tuple[Any, AgentContext]] = field(default_factory=list)
+    """(saver, context with its journal); a process has few savers."""
+
+
+def _running_saver() -> BaseCheckpointSaver[Any] | None:
+    """The saver the current run is checkpointed in (a subgraph's is its parent's)."""
+    try:
+        saver = get_config().get("configurable", {}).get(CONFIG_KEY_CHECKPOINTER)
+    except RuntimeError:
+        return None
+    return saver if isinstance(saver, BaseCheckpointSaver) else None
 
 
 def _as_tool(value: Any, agent: str) -> Tool:

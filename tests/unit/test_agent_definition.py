@@ -16,6 +16,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 import keel
+from keel.checkpoints.adopt import adopt
 from keel.config import Settings
 from keel.errors import UsageError
 from keel.graphs import build_agent_graph
@@ -188,3 +189,40 @@ async def test_the_graph_runs_from_a_question_and_refuses_no_question(
     assert [m.content for m in out["messages"]] == ["red", "You asked: red"]
     with pytest.raises(UsageError, match="needs a question"):
         await graph.ainvoke({"messages": []})
+
+
+async def test_a_subgraphs_side_effects_are_journaled_in_the_parents_saver(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    sent: list[str] = []
+
+    @keel.tool
+    def send(to: str) -> str:
+        """Send a letter (a side effect: not idempotent)."""
+        sent.append(to)
+        return f"sent to {to}"
+
+    def reply(messages: list[Any], info: CallInfo) -> Any:
+        if isinstance(messages[-1], ToolMessage):
+            return "Done."
+        return AIMessage(
+            content="", tool_calls=[{"name": "send", "args": {"to": "ann"}, "id": "s1"}]
+        )
+
+    agent = keel.Agent(name="post", tools=[send])
+    parent = StateGraph(MessagesState)
+    parent.add_node(
+        "post", agent.compile(settings=settings_factory(), model=FunctionModel(fn=reply))
+    )
+    parent.add_edge(START, "post")
+    parent.add_edge("post", END)
+    saver = InMemorySaver()
+    out = await parent.compile(checkpointer=saver).ainvoke(
+        {"messages": [HumanMessage("write to ann")]},
+        RunnableConfig(configurable={"thread_id": "p"}),
+    )
+    assert out["messages"][-1].content == "Done." and sent == ["ann"]
+    storage = await adopt(saver)
+    assert storage is not None and storage.journal is not None
+    entry = await storage.journal.get(keel.ToolContext.key_for("p", "s1"))
+    assert entry is not None and entry.status == "completed" and entry.result == "sent to ann"
