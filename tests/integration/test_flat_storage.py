@@ -4,6 +4,8 @@ before the change (`tests/fixtures/checkpoints_main_08eff99.sqlite`)."""
 
 from __future__ import annotations
 
+import uuid
+
 import shutil
 import statistics
 import time
@@ -184,15 +186,16 @@ async def test_a_copied_thread_rebuilds_the_same_delta_values(
     every checkpoint of its history read the same as the source's."""
     settings = settings_factory(checkpoint_url=checkpoint_url)
     model, tools = FunctionModel(fn=one_lookup), ToolRegistry.of([lookup])
+    src, dst = f"src-{uuid.uuid4().hex}", f"dst-{uuid.uuid4().hex}"  # the database is shared
     async with open_agent(settings, model=model, tools=tools) as agent:
         for turn in range(20):
-            assert (await agent.arun(f"question {turn}", thread_id="src")).success
+            assert (await agent.arun(f"question {turn}", thread_id=src)).success
         saver = agent.graph.checkpointer
         assert isinstance(saver, BaseCheckpointSaver)
-        await copy_thread(saver, "src", "dst")
-        source = [s async for s in agent.graph.aget_state_history(agent.config("src"))]
-        copy = [s async for s in agent.graph.aget_state_history(agent.config("dst"))]
+        await copy_thread(saver, src, dst)
+        source = [s async for s in agent.graph.aget_state_history(agent.config(src))]
+        copy = [s async for s in agent.graph.aget_state_history(agent.config(dst))]
         assert [s.values for s in copy] == [s.values for s in source]
         assert len(copy[0].values["messages"]) == 80
-        result = await agent.arun("one more", thread_id="dst")
+        result = await agent.arun("one more", thread_id=dst)
         assert result.success and result.output.startswith("Turn 21")

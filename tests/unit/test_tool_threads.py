@@ -31,6 +31,10 @@ HOSTILE = [
     "max(10**999, 2) ** 1000",
 ]
 
+MAX_STALL_S = 2.5
+"""Longest loop stall allowed: the stalls these tests catch last 7 s to minutes, while a
+loaded 2-core machine alone shows up to ~1.4 s between ticks."""
+
 
 HOSTILE_SQL = [
     "SELECT printf('%.*c', 2000000000, 'x')",
@@ -76,7 +80,7 @@ async def test_hostile_calculator_calls_keep_the_loop_ticking() -> None:
     work = asyncio.ensure_future(hostile())
     gap = await _max_tick_gap(work)
     assert len(await work) == len(HOSTILE)
-    assert gap < 1.0, f"the event loop stalled for {gap:.2f}s"
+    assert gap < MAX_STALL_S, f"the event loop stalled for {gap:.2f}s"
 
 
 async def test_hostile_sql_calls_keep_the_loop_ticking(tmp_path: Path) -> None:
@@ -93,7 +97,7 @@ async def test_hostile_sql_calls_keep_the_loop_ticking(tmp_path: Path) -> None:
     work = asyncio.ensure_future(hostile())
     gap = await _max_tick_gap(work)
     assert await work == len(HOSTILE_SQL)
-    assert gap < 1.0, f"the event loop stalled for {gap:.2f}s"
+    assert gap < MAX_STALL_S, f"the event loop stalled for {gap:.2f}s"
 
 
 async def test_a_timed_out_cpu_bound_tool_is_abandoned_and_the_loop_keeps_ticking() -> None:
@@ -108,7 +112,7 @@ async def test_a_timed_out_cpu_bound_tool_is_abandoned_and_the_loop_keeps_tickin
     gap = await _max_tick_gap(work)
     await work
     assert time.monotonic() - started < 1.2
-    assert gap < 1.0
+    assert gap < MAX_STALL_S
 
 
 async def test_thread_mode_keeps_context_variables_and_errors() -> None:
