@@ -4,11 +4,10 @@ before the change (`tests/fixtures/checkpoints_main_08eff99.sqlite`)."""
 
 from __future__ import annotations
 
-import uuid
-
 import shutil
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
