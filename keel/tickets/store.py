@@ -422,11 +422,6 @@ def refund_order(
     cents = _cents(amount)
     if cents <= 0:
         raise ToolInputError("the refund amount must be positive (in dollars, e.g. 42.50)")
-    if limit is not None and cents > _cents(limit):
-        raise ToolInputError(
-            f"refunds above ${limit:,.2f} need a human's approval: call refund_order_large "
-            "with the same arguments"
-        )
     existing = find_refund(engine, key)
     if existing is not None:
         return {**existing, "already_done": True}
@@ -462,6 +457,11 @@ def refund_order(
                 f"${_money(cents):,.2f} is more than is left to refund on order {order_id}: "
                 f"its total is ${float(order.total):,.2f}, ${_money(done):,.2f} already refunded, "
                 f"so at most ${_money(left):,.2f}"
+            )
+        if limit is not None and cents > _cents(limit):  # checked last: asked only when valid
+            raise ToolInputError(
+                f"refunds above ${limit:,.2f} need a human's approval: call refund_order_large "
+                "with the same arguments"
             )
         _insert_once(
             conn,
