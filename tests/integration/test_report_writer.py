@@ -433,3 +433,21 @@ async def test_http_lists_and_fetches_a_threads_artifacts_per_tenant(
             assert (await a.get("/artifacts/art_" + "0" * 32)).status_code == 404
             assert (await a.get("/artifacts/not-an-id")).status_code == 422
     assert await open_artifact_store(settings).list("acme", thread_id=tid)
+
+
+# ---------------------------------------------------------------------- the eval
+
+
+async def test_the_report_eval_scores_runs_against_the_raw_rows(settings: Settings) -> None:
+    from keel.evals.reports import expected_figures, report_is_correct, run_report_eval
+
+    month = last_month(date.today())
+    t = truth(ensure_sample_db(settings.home), month)
+    expected = expected_figures(settings.home / "sample.db", month)
+    assert (expected.revenue, expected.change_pct) == (t.revenue, t.change_pct)
+    assert list(expected.top) == [name for name, _, _ in t.top]
+    good = await run_report_eval(settings.model_copy(update={"checkpoint_url": "memory://"}))
+    assert (good.runs, good.success, good.failures) == (3, 1.0, ())
+    assert 0 < good.p50_s <= good.p99_s and good.cost_per_run_usd > 0
+    wrong = f"| Revenue | ${t.revenue + 1:,.2f} |"
+    assert not report_is_correct(wrong + "".join(f"| {n} |" for n in expected.top), expected)
