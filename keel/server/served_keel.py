@@ -31,8 +31,9 @@ from keel.server.served import Applied
 
 __all__ = ["KEEL_CONFIG_KEYS", "KeelGraph", "keel_options"]
 
-KEEL_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata"})
-"""Top-level `config` keys a Keel agent takes (`recursion_limit` follows from its limits)."""
+KEEL_CONFIG_KEYS = frozenset({"configurable"})
+"""Top-level `config` keys a Keel agent takes: its options are under `configurable`
+(`recursion_limit` follows from its limits; tags and metadata are the server's own)."""
 SERVER_KEYS = frozenset(
     {
         "thread_id",
@@ -62,7 +63,7 @@ def keel_options(applied: Applied) -> dict[str, Any]:
                 "a Keel agent's step limit follows from its limits: set "
                 "context.limits.max_iterations"
                 if key == "recursion_limit"
-                else "a Keel agent takes config.configurable, config.tags and config.metadata"
+                else "a Keel agent takes its options in config.configurable or context"
             )
             raise Unprocessable(f"config.{key} cannot apply to a Keel agent: {hint}")
     configurable = applied.config.get("configurable") or {}
