@@ -26,7 +26,17 @@ __all__ = ["tickets_policy"]
 _TICKET = re.compile(r"ticket\s*#?\s*(\d+)", re.IGNORECASE)
 _ORDER = re.compile(r"order\s*#?\s*(\d+)", re.IGNORECASE)
 _ACTION = re.compile(r"Action:\s*(\S+)\s*\nAction Input:\s*(\{.*\})", re.DOTALL)
-_TIMING = re.compile(r"within (\d+ to \d+ business days)")
+_TIMING = re.compile(r"(\d+ to \d+ business days)")
+_TOOLS = frozenset(
+    [
+        "read_ticket",
+        "search_articles",
+        "refund_order",
+        "refund_order_large",
+        "add_comment",
+        "set_ticket_status",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -91,13 +101,16 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
     if ticket is None:
         return _final(info, "Which ticket? Please give its number, e.g. 'Ticket 42: …'.")
     ticket_id = int(ticket.group(1))
-    steps = _steps(messages)
-    if not steps:
+    steps = [s for s in _steps(messages) if s.tool in _TOOLS]  # calls to unknown tools: noise
+    done = {s.tool: s for s in steps if not s.failed}
+    failed = {s.tool: s for s in steps if s.failed}
+    if "read_ticket" not in done:
+        if "read_ticket" in failed:
+            return _final(
+                info, f"I could not read ticket {ticket_id}: {failed['read_ticket'].result}"
+            )
         return _call(info, "read_ticket", {"ticket_id": ticket_id})
-    read = steps[0]
-    if read.failed:
-        return _final(info, f"I could not read ticket {ticket_id}: {read.result}")
-    facts = read.data()
+    facts = done["read_ticket"].data()
     named = _ORDER.search(question)
     order_id = int(named.group(1)) if named else facts["ticket"]["order_id"]
     order = next((o for o in facts.get("orders", []) if o["order_id"] == order_id), None)
@@ -106,26 +119,33 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
             info,
             f"Order {order_id} is not among the latest orders of ticket {ticket_id}'s customer.",
         )
-    if len(steps) == 1:
+    if "search_articles" not in done and "search_articles" not in failed:
         return _call(info, "search_articles", {"query": "charged twice duplicate charge refund"})
-    last = steps[-1]
-    refunds = [s for s in steps if s.tool in ("refund_order", "refund_order_large")]
-    amount = round(order["total"] - order["refunded"], 2)
-    refund_args = {
-        "order_id": order_id,
-        "amount": amount,
-        "reason": f"duplicate charge reported in ticket {ticket_id}",
-        "ticket_id": ticket_id,
-    }
-    if not refunds:
-        return _call(info, "refund_order", refund_args)
-    if last.tool == "refund_order" and last.failed and "refund_order_large" in last.result:
-        return _call(info, "refund_order_large", refund_args)
-    if last.tool in ("refund_order", "refund_order_large"):
-        if last.failed:
-            return _final(info, f"No refund was made for order {order_id}: {last.result}")
-        done = last.data()
-        timing = _TIMING.search(steps[1].result)
+    refund = done.get("refund_order_large") or done.get("refund_order")
+    if refund is None:
+        tried = [s for s in steps if s.tool in ("refund_order", "refund_order_large")]
+        args = {
+            "order_id": order_id,
+            "amount": round(order["total"] - order["refunded"], 2),
+            "reason": f"duplicate charge reported in ticket {ticket_id}",
+            "ticket_id": ticket_id,
+        }
+        if not tried:
+            return _call(info, "refund_order", args)
+        last = tried[-1]
+        if last.tool == "refund_order" and "refund_order_large" in last.result:
+            return _call(info, "refund_order_large", args)
+        return _final(info, f"No refund was made for order {order_id}: {last.result}")
+    refunded = refund.data()
+    if "add_comment" not in done:
+        if "add_comment" in failed:
+            return _final(
+                info,
+                f"Refunded ${refunded['amount']:.2f} for order {order_id}, but the comment "
+                f"failed: {failed['add_comment'].result}",
+            )
+        articles = done.get("search_articles")
+        timing = _TIMING.search(articles.result) if articles else None
         when = f" It will show on your statement within {timing.group(1)}." if timing else ""
         return _call(
             info,
@@ -133,20 +153,23 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
             {
                 "ticket_id": ticket_id,
                 "body": f"We are sorry you were charged twice. We refunded the duplicate charge "
-                f"of ${done['amount']:.2f} for order {order_id} (refund {done['refund_id']})."
-                + when,
+                f"of ${refunded['amount']:.2f} for order {order_id} "
+                f"(refund {refunded['refund_id']})." + when,
                 "public": True,
             },
         )
-    if last.tool == "add_comment":
-        if last.failed:
-            return _final(info, f"The refund was made but the comment failed: {last.result}")
+    comment = done["add_comment"].data()
+    if "set_ticket_status" not in done and "set_ticket_status" not in failed:
         return _call(info, "set_ticket_status", {"ticket_id": ticket_id, "status": "solved"})
-    refund = next(s for s in reversed(refunds) if not s.failed).data()
-    comment = next(s for s in reversed(steps) if s.tool == "add_comment").data()
+    status = done.get("set_ticket_status")
     return _final(
         info,
-        f"Refunded ${refund['amount']:.2f} for order {order_id} (refund {refund['refund_id']}), "
-        f"told the customer in comment {comment['comment_id']} on ticket {ticket_id}"
-        + (", and marked the ticket solved." if not last.failed else f"; status: {last.result}"),
+        f"Refunded ${refunded['amount']:.2f} for order {order_id} "
+        f"(refund {refunded['refund_id']}), told the customer in comment "
+        f"{comment['comment_id']} on ticket {ticket_id}"
+        + (
+            ", and marked the ticket solved."
+            if status
+            else f"; the status was not changed: {failed['set_ticket_status'].result}"
+        ),
     )
