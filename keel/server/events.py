@@ -34,6 +34,8 @@ PUBLISH_TIMEOUT_S = 2.0
 """A publish that takes longer is dropped: a hung Redis never holds up a run."""
 RETRY_AFTER_S = 1.0
 """After a failed publish, the next ones are skipped for this long (no timeout per event)."""
+READ_GRACE_S = 5.0
+"""A blocked read that has not returned this long after its block time: Redis hangs."""
 _OUTAGE = (RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -134,7 +136,10 @@ class RedisEvents:
         key, last = self._key(run_id), after
         while True:
             try:
-                found = await self.redis.xread({key: last}, block=block_ms, count=200)
+                found = await asyncio.wait_for(
+                    self.redis.xread({key: last}, block=block_ms, count=200),
+                    block_ms / 1000 + READ_GRACE_S,
+                )
             except _OUTAGE as exc:
                 raise EventsUnavailable(repr(exc)[:200]) from exc
             if not found and ended is not None and await ended():
