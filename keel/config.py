@@ -230,6 +230,38 @@ class TicketSettings(BaseModel):
     database (re-made when that sample is). Turn it off for a real help desk."""
 
 
+class ReviewSettings(BaseModel):
+    """The code reviewer's git tools and its reviews table (the `code_reviewer` agent)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = "sqlite:///{home}/reviews.sqlite"
+    """The reviews table (the comments the agent posts): `sqlite:///path` or
+    `postgresql://…` (`{home}` stands for `KEEL_HOME`); created on first use."""
+    roots: tuple[Path, ...] = ()
+    """Folders the reviewed repositories must lie in (a repository elsewhere is refused).
+    Empty: any git repository the process can read."""
+    max_files: int = Field(100, ge=1, le=10_000)
+    """Changed files one listing returns at most (the result says when there were more)."""
+    max_result_chars: int = Field(12_000, ge=1_000, le=1_000_000)
+    """Characters of one diff, file or linter result at most (the result says where it was
+    cut and how to read on)."""
+    max_file_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000)
+    """Larger files are not read or linted (the result says so)."""
+    git_timeout_s: float = Field(20.0, gt=0)
+    """Seconds one `git` command may run."""
+    lint_timeout_s: float = Field(60.0, gt=0, le=100)
+    """Seconds the linter (`ruff check`) may run on a change's files (the `run_linter` call
+    as a whole is stopped after 120)."""
+    lint_select: tuple[str, ...] = ("E4", "E7", "E9", "F", "B", "S")
+    """The ruff rules the linter runs (`--select`); the repository's own ruff configuration
+    is ignored, so a change cannot switch rules off."""
+    lint_ignore: tuple[str, ...] = ("S101",)
+    """Ruff rules left out (`--ignore`)."""
+    timeout_s: float = Field(5.0, gt=0)
+    """Seconds a statement on the reviews table may wait for a lock or a connection."""
+
+
 TIER_NAMES = ("simple", "standard", "complex")
 """Model tiers, cheapest first. The names are persisted in checkpoints (state key `tier`)."""
 
@@ -518,6 +550,8 @@ class Settings(BaseSettings):
     """The help desk's database and the ticket tools (the `ticket_desk` agent)."""
     artifacts: ArtifactSettings = ArtifactSettings()
     """Where agents' artifacts (reports, charts) are stored."""
+    review: ReviewSettings = ReviewSettings()
+    """The code reviewer's git tools and reviews table (the `code_reviewer` agent)."""
 
     @field_validator("model")
     @classmethod

@@ -6,6 +6,7 @@
   native tool calls when tools are bound and the ReAct text protocol otherwise.
 - `scripted:report` writes last month's sales report (`keel.testing.report_script`).
 - `scripted:tickets` handles the ticket desk's headline task (`keel.testing.ticket_policy`).
+- `scripted:review` reviews a change in a git repository (`keel.testing.review_script`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from keel.errors import ModelSpecError
 from keel.testing.report_script import report_policy
+from keel.testing.review_script import review_policy
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
 from keel.testing.ticket_policy import tickets_policy
 
@@ -102,6 +104,7 @@ POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
     "sales": _sales,
     "tickets": tickets_policy,
     "report": report_policy,
+    "review": review_policy,
 }
 
 
