@@ -6,7 +6,8 @@ one; a Redis outage degrades to cache misses and never fails a run.
 
 from __future__ import annotations
 
-from keel.cache._redis import RedisBackend
+from typing import TYPE_CHECKING, Any
+
 from keel.cache.backends import CacheBackend, MemoryBackend, SqliteBackend
 from keel.cache.caches import (
     CACHE_HIT,
@@ -20,6 +21,19 @@ from keel.cache.caches import (
 )
 from keel.config import Settings
 from keel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from keel.cache._redis import RedisBackend
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisBackend` on first use: `redis` is imported only where Redis is used."""
+    if name == "RedisBackend":
+        from keel.cache._redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CACHE_HIT",
@@ -50,6 +64,8 @@ def open_backend(settings: Settings, *, namespace: str = "keel") -> CacheBackend
         return SqliteBackend(cache.path or settings.home / "cache.sqlite")
     if settings.redis_url is None:
         raise ConfigError("KEEL_CACHE__BACKEND=redis needs KEEL_REDIS_URL")
+    from keel.cache._redis import RedisBackend
+
     return RedisBackend(settings.redis_url, namespace=namespace)
 
 

@@ -18,14 +18,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
-
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from typing import TYPE_CHECKING, Any
 
 from keel.config import RateLimitSettings
 from keel.errors import RateLimitedError
+
+if TYPE_CHECKING:  # `limits` is imported when a rate is configured (start-up, issue 19)
+    from limits import RateLimitItem
+    from limits.aio.storage import Storage
+    from limits.aio.strategies import MovingWindowRateLimiter
 
 __all__ = ["ConcurrencyCap", "MemoryConcurrencyCap", "RateLimits", "RedisConcurrencyCap"]
 
@@ -123,21 +124,40 @@ class RateLimits:
         prefix: str = "keel",
     ) -> None:
         self.settings = settings
-        if storage is None:
-            storage = (
-                RedisStorage(
-                    f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits"
-                )
-                if redis_url
-                else MemoryStorage()
-            )
-        self.storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._storage = storage
+        self._redis_url = redis_url
+        self._prefix = prefix
+        self._moving: MovingWindowRateLimiter | None = None
         self.cap = cap or MemoryConcurrencyCap()
         s = settings
         self._requests = _per_minute(s.model_requests_per_minute)
         self._tokens = _per_minute(s.model_tokens_per_minute)
         self._runs = _per_minute(s.tenant_runs_per_minute)
+
+    @property
+    def storage(self) -> Storage:
+        """The rates' storage (Redis when `redis_url` is set), made on first use."""
+        if self._storage is None:
+            from limits.aio.storage import MemoryStorage, RedisStorage
+
+            self._storage = (
+                RedisStorage(
+                    f"async+{self._redis_url}",
+                    implementation="redispy",
+                    key_prefix=f"{self._prefix}:limits",
+                )
+                if self._redis_url
+                else MemoryStorage()
+            )
+        return self._storage
+
+    @property
+    def _limiter(self) -> MovingWindowRateLimiter:
+        if self._moving is None:
+            from limits.aio.strategies import MovingWindowRateLimiter
+
+            self._moving = MovingWindowRateLimiter(self.storage)
+        return self._moving
 
     async def acquire_run(self, tenant: str) -> None:
         """Count one run for `tenant`; `RateLimitedError` when its rate is used up."""
@@ -200,4 +220,8 @@ class RateLimits:
 
 
 def _per_minute(amount: int | None) -> RateLimitItem | None:
-    return RateLimitItemPerMinute(amount) if amount else None
+    if not amount:
+        return None
+    from limits import RateLimitItemPerMinute
+
+    return RateLimitItemPerMinute(amount)

@@ -1,0 +1,146 @@
+"""`keel` start-up against `import langgraph.graph`: CPU per process, and what a run imports.
+
+```bash
+.venv/bin/python -m bench.startup                  # 15 rounds, about a minute
+.venv/bin/python -m bench.startup --rounds 30 --repeat 3
+```
+Each round starts one fresh interpreter per side, in turn (so a busy machine slows every
+side alike), and takes the child's CPU (user + system, from `wait4`) and its wall time:
+
+- `langgraph`: `python -c "import langgraph.graph"`, the baseline every ratio divides by;
+- `import keel.cli`: `python -c "import keel.cli"`;
+- `keel --help`: the CLI's help, through its entry point;
+- `keel run`: `keel run --model scripted:sales` on the sales question, to the answer (the
+  run itself included: a floor, not start-up alone).
+
+Then, once, the modules `keel run` loads that `import langgraph.graph` does not
+(`python -X importtime`), by top-level package with their cumulative import time, and the
+packages a run of the sales question does not use that were imported anyway (`UNUSED`).
+The measurement is repeated `--repeat` times; each ratio is printed as its range, with the
+load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+QUESTION = "Which 3 products had the highest revenue last month, and what was their total?"
+KEEL = [PYTHON, "-c", "import sys; from keel.cli import main; sys.argv[0] = 'keel'; main()"]
+SIDES: dict[str, list[str]] = {
+    "langgraph": [PYTHON, "-c", "import langgraph.graph"],
+    "import keel.cli": [PYTHON, "-c", "import keel.cli"],
+    "keel --help": [*KEEL, "--help"],
+    "keel run": [*KEEL, "run", "--model", "scripted:sales", QUESTION],
+}
+UNUSED = ("redis", "limits", "sqlalchemy", "psycopg", "fastapi", "uvicorn", "procrastinate")
+"""Packages the sales run on the default settings (memory caches, no rate limits, no Redis,
+SQLite checkpoints, tracing off) has no use for."""
+
+
+def child_cost(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one child process run to the end."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read() if proc.stderr else b""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[-1]!r} exited {proc.returncode}: {err.decode()[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
+def measure(rounds: int, env: dict[str, str]) -> dict[str, tuple[list[float], list[float]]]:
+    out: dict[str, tuple[list[float], list[float]]] = {s: ([], []) for s in SIDES}
+    for _ in range(rounds):
+        for side, argv in SIDES.items():
+            cpu, wall = child_cost(argv, env)
+            out[side][0].append(cpu)
+            out[side][1].append(wall)
+    return out
+
+
+def imported(argv: list[str], env: dict[str, str]) -> dict[str, int]:
+    """Every module `argv` imports, with its cumulative import time in µs."""
+    argv = [argv[0], "-X", "importtime", *argv[1:]]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    modules: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            modules[m.group(3)] = int(m.group(1))
+    return modules
+
+
+def report_imports(env: dict[str, str]) -> list[str]:
+    base = imported(SIDES["langgraph"], env)
+    run = imported(SIDES["keel run"], env)
+    extra = {m: us for m, us in run.items() if m not in base}
+    packages = Counter(m.split(".")[0] for m in extra)
+    tops = sorted(
+        ((us, m) for m, us in extra.items() if "." not in m), reverse=True
+    )  # a package's top module holds its whole import time
+    lines = [
+        f"`keel run` imports {len(run)} modules, {len(extra)} more than `import langgraph.graph`"
+        f" ({len(base)}); by package (modules, cumulative ms):"
+    ]
+    lines += [
+        f"  {pkg:<22}{n:>5}{(extra.get(pkg, 0) / 1000):>9.1f}"
+        for pkg, n in packages.most_common(20)
+    ]
+    unused = [p for p in UNUSED if p in packages]
+    lines.append(f"imported but unused by this run: {', '.join(unused) or 'none'}")
+    lines.append(
+        "slowest top-level imports: " + ", ".join(f"{m} {us / 1000:.0f} ms" for us, m in tops[:8])
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per repeat")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="keel-startup-"))
+    env = {**os.environ, "KEEL_HOME": str(home)}
+    env.pop("LANGSMITH_TRACING", None)
+    for argv in SIDES.values():  # warm the file cache and the sample database
+        child_cost(argv, env)
+    ratios: dict[str, list[float]] = {s: [] for s in SIDES if s != "langgraph"}
+    walls: dict[str, list[float]] = {s: [] for s in SIDES if s != "langgraph"}
+    print("CPU ms per process (user + system), median of the rounds, per repeat:")
+    for n in range(args.repeat):
+        got = measure(args.rounds, env)
+        cpu = {s: statistics.median(v[0]) for s, v in got.items()}
+        wall = {s: statistics.median(v[1]) for s, v in got.items()}
+        print(
+            f"  repeat {n + 1}: "
+            + "  ".join(f"{s} {cpu[s] * 1000:.0f} (wall {wall[s] * 1000:.0f})" for s in SIDES)
+        )
+        for s in ratios:
+            ratios[s].append(cpu[s] / cpu["langgraph"])
+            walls[s].append(wall[s] / wall["langgraph"])
+    print("ratio to `import langgraph.graph` (CPU; wall):")
+    for s in ratios:
+        print(
+            f"  {s:<16}{min(ratios[s]):.2f}–{max(ratios[s]):.2f}; "
+            f"{min(walls[s]):.2f}–{max(walls[s]):.2f}"
+        )
+    print("load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print()
+    print("\n".join(report_imports(env)))
+
+
+if __name__ == "__main__":
+    main()
