@@ -192,7 +192,7 @@ class AssistantStore:
 
     async def set_latest(self, current: Assistant, version: int) -> Assistant | None:
         """Make `version` current again; None when the assistant never had it."""
-        found = [v for v in await self.versions(current.assistant_id, current.tenant_id or "")]
+        found = await self.versions(current.assistant_id, current.tenant_id or "")
         chosen = next((v for v in found if v.version == version), None)
         if chosen is None:
             return None

@@ -11,9 +11,10 @@ does not declare, are a 422 naming the field.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, get_type_hints
@@ -40,7 +41,6 @@ from keel.types import RunMetadata, RunResult
 __all__ = ["PlainGraph"]
 
 OUTAGE_MAX_DELAY_S = 5.0
-Factory = Callable[..., Any]
 
 
 def context_fields(schema: Any) -> set[str] | None:
@@ -267,8 +267,6 @@ class PlainBound:
                     observer.log.warning(
                         "run.storage_retry", error=type(exc).__name__, wait_s=delay
                     )
-                    import asyncio
-
                     await asyncio.sleep(delay)
                     waited += delay
                     delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
