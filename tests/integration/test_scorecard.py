@@ -28,7 +28,8 @@ async def test_both_systems_meet_faults_and_keel_recovers() -> None:
     # served tokens priced at gpt-4o-mini: a few hundred tokens a run, well under a cent
     assert 0 < keel["cost"] < 0.01 and 0 < base["cost"] < 0.01
     assert keel["p99"] >= keel["p50"] > 0
-    assert "| Keel | 100.0 % | 100.0 % | 100.0 % (" in card.markdown()
+    assert keel["degraded"] == 0.0 and base["degraded"] == 0.0
+    assert "| Keel | 100.0 % | 100.0 % | 0.0 % | 100.0 % (" in card.markdown()
 
 
 async def test_without_faults_both_succeed_and_recovery_is_vacuous() -> None:
