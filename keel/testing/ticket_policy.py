@@ -58,31 +58,36 @@ class _Step:
 
 
 def _steps(messages: list[BaseMessage]) -> list[_Step]:
-    """Each tool call with its result, in order, in either protocol."""
+    """Each tool call with its result, in order, in either protocol (native results are
+    matched to their calls by id)."""
     steps: list[_Step] = []
-    pending: list[tuple[str, dict[str, Any]]] = []
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    pending: tuple[str, dict[str, Any]] | None = None
     for m in messages:
         if isinstance(m, AIMessage):
-            if m.tool_calls:
-                pending = [(c["name"], c["args"]) for c in m.tool_calls]
-            else:
-                found = _ACTION.search(str(m.content))
-                if found:
-                    pending = [(found.group(1), json.loads(found.group(2)))]
-        elif isinstance(m, ToolMessage) and pending:
-            name, args = pending.pop(0)
+            calls.update({c["id"] or "": (c["name"], c["args"]) for c in m.tool_calls})
+            found = _ACTION.search(str(m.content))
+            if found:
+                try:
+                    pending = (found.group(1), json.loads(found.group(2)))
+                except ValueError:
+                    pending = None
+        elif isinstance(m, ToolMessage) and m.tool_call_id in calls:
+            name, args = calls[m.tool_call_id]
             steps.append(_Step(name, args, str(m.content)))
         elif isinstance(m, HumanMessage) and str(m.content).startswith("Observation: ") and pending:
-            name, args = pending.pop(0)
-            steps.append(_Step(name, args, str(m.content).removeprefix("Observation: ")))
+            steps.append(_Step(*pending, str(m.content).removeprefix("Observation: ")))
+            pending = None
     return steps
 
 
-def _call(info: CallInfo, tool: str, args: dict[str, Any]) -> AIMessage:
+def _call(info: CallInfo, tool: str, args: dict[str, Any], turn: int) -> AIMessage:
+    """A call whose id is unique in the conversation (`turn`: replies so far), so a tool
+    called again later never reuses an idempotency key."""
     if info.tools:
         return AIMessage(
             content="",
-            tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}],
+            tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{turn}_{info.index}"}],
         )
     return AIMessage(
         content=f"Thought: next, {tool}.\nAction: {tool}\nAction Input: {json.dumps(args)}"
@@ -101,6 +106,7 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
     if ticket is None:
         return _final(info, "Which ticket? Please give its number, e.g. 'Ticket 42: …'.")
     ticket_id = int(ticket.group(1))
+    turn = sum(1 for m in messages if isinstance(m, AIMessage))
     steps = [s for s in _steps(messages) if s.tool in _TOOLS]  # calls to unknown tools: noise
     done = {s.tool: s for s in steps if not s.failed}
     failed = {s.tool: s for s in steps if s.failed}
@@ -109,7 +115,7 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
             return _final(
                 info, f"I could not read ticket {ticket_id}: {failed['read_ticket'].result}"
             )
-        return _call(info, "read_ticket", {"ticket_id": ticket_id})
+        return _call(info, "read_ticket", {"ticket_id": ticket_id}, turn)
     facts = done["read_ticket"].data()
     named = _ORDER.search(question)
     order_id = int(named.group(1)) if named else facts["ticket"]["order_id"]
@@ -120,7 +126,9 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
             f"Order {order_id} is not among the latest orders of ticket {ticket_id}'s customer.",
         )
     if "search_articles" not in done and "search_articles" not in failed:
-        return _call(info, "search_articles", {"query": "charged twice duplicate charge refund"})
+        return _call(
+            info, "search_articles", {"query": "charged twice duplicate charge refund"}, turn
+        )
     refund = done.get("refund_order_large") or done.get("refund_order")
     if refund is None:
         tried = [s for s in steps if s.tool in ("refund_order", "refund_order_large")]
@@ -131,10 +139,10 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
             "ticket_id": ticket_id,
         }
         if not tried:
-            return _call(info, "refund_order", args)
+            return _call(info, "refund_order", args, turn)
         last = tried[-1]
         if last.tool == "refund_order" and "refund_order_large" in last.result:
-            return _call(info, "refund_order_large", args)
+            return _call(info, "refund_order_large", args, turn)
         return _final(info, f"No refund was made for order {order_id}: {last.result}")
     refunded = refund.data()
     if "add_comment" not in done:
@@ -150,7 +158,8 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
         return _call(
             info,
             "add_comment",
-            {
+            turn=turn,
+            args={
                 "ticket_id": ticket_id,
                 "body": f"We are sorry you were charged twice. We refunded the duplicate charge "
                 f"of ${refunded['amount']:.2f} for order {order_id} "
@@ -160,7 +169,7 @@ def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
         )
     comment = done["add_comment"].data()
     if "set_ticket_status" not in done and "set_ticket_status" not in failed:
-        return _call(info, "set_ticket_status", {"ticket_id": ticket_id, "status": "solved"})
+        return _call(info, "set_ticket_status", {"ticket_id": ticket_id, "status": "solved"}, turn)
     status = done.get("set_ticket_status")
     return _final(
         info,
