@@ -13,6 +13,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,8 +151,6 @@ async def _assistants_apply(url: str) -> None:
             "shouter",
         ]
         by_graph = {a["graph_id"]: a for a in defaults}
-        import uuid
-
         assert by_graph["sales"]["assistant_id"] == str(uuid.uuid5(NAMESPACE_GRAPH, "sales"))
         assert await client.assistants.count() == 5
 
@@ -261,6 +260,12 @@ async def _assistants_apply(url: str) -> None:
             "sales", assistant_id=echo["assistant_id"], if_exists="do_nothing"
         )
         assert same["assistant_id"] == echo["assistant_id"] and same["version"] == 1
+        # delete_threads: the assistant's threads go with it, others stay
+        kept = (await client.threads.create())["thread_id"]
+        await client.assistants.delete(echo["assistant_id"], delete_threads=True)
+        with pytest.raises(NotFoundError):
+            await client.threads.get(tid)
+        assert (await client.threads.get(kept))["thread_id"] == kept
 
 
 async def _graphs_stream_and_resume(url: str) -> None:
