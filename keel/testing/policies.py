@@ -71,7 +71,8 @@ def _sales(messages: list[BaseMessage], info: CallInfo) -> Reply:
     question = _question(messages).lower()
     if "product" not in question or "revenue" not in question:
         return _final(info, "I can only answer questions about top products by revenue.")
-    seen = _observations(messages)
+    # a call to a tool that does not exist (a provider's fault) changes nothing: go on
+    seen = [o for o in _observations(messages) if not o.startswith("Error: unknown tool")]
     if not seen:
         return _call(
             info,
