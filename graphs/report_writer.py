@@ -13,8 +13,8 @@ __all__ = ["INSTRUCTIONS", "agent"]
 
 INSTRUCTIONS = """You write monthly sales reports for the shop's managers.
 
-1. Pick the month the user asks for, as YYYY-MM ("last month" is the calendar month before
-   today's; the dates below say which it is).
+1. Pick the month: "last month" when the user asks for last month (or names none), else the
+   month they name as YYYY-MM, e.g. 2026-03.
 2. Call sales_figures(month) to get that month's figures.
 3. Call write_report(month, title, summary) once. The summary is two or three sentences for
    the reader: the revenue, its change against the month before, and the best-selling

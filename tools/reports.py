@@ -60,6 +60,7 @@ REVENUE_RULE = (
 )
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _TIMEOUT_S = 10.0
+_MONTH_HELP = "The month: YYYY-MM (e.g. 2026-11), or 'last month' / 'this month'."
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,21 @@ class MonthFigures:
 # ---------------------------------------------------------------------- the month
 
 
+_RELATIVE = {"last month": -1, "previous month": -1, "this month": 0, "current month": 0}
+
+
 def _parse_month(month: str, today: date) -> date:
-    """The first day of `month` (`YYYY-MM`); a clear error for anything else."""
+    """The first day of `month` (`YYYY-MM`, `last month` or `this month`); a clear error
+    for anything else."""
+    this_month = today.replace(day=1)
+    relative = _RELATIVE.get(" ".join(month.lower().split()))
+    if relative is not None:
+        return _shift(this_month, relative)
     found = _MONTH.fullmatch(month.strip())
     if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1900:
         raise ToolInputError(
-            f"month must be YYYY-MM, e.g. {_shift(today.replace(day=1), -1):%Y-%m} for last "
-            f"month; got {month!r}",
+            f"month must be YYYY-MM (last month is {_shift(this_month, -1):%Y-%m}) or the words "
+            f"'last month' / 'this month'; got {month!r}",
             code=ErrorCode.INVALID_TOOL_ARGS,
         )
     first = date(int(found.group(1)), int(found.group(2)), 1)
@@ -363,8 +372,8 @@ def render_chart(f: MonthFigures) -> bytes:
 
 @tool(idempotent=True, cacheable=False)
 def sales_figures(
-    month: Annotated[str, Field(description="The month, YYYY-MM (e.g. 2026-11).")],
     ctx: ToolContext,
+    month: Annotated[str, Field(description=_MONTH_HELP)] = "last month",
 ) -> str:
     """Compute one month's sales figures: revenue, orders, top products, change vs the month
     before.
@@ -381,7 +390,6 @@ def _again(_key: str) -> Reconciled:
 
 @tool(reconcile=_again, timeout_s=60)
 async def write_report(
-    month: Annotated[str, Field(description="The month to report on, YYYY-MM.")],
     title: Annotated[
         str, Field(min_length=1, max_length=MAX_TITLE, description="The report's title.")
     ],
@@ -393,6 +401,7 @@ async def write_report(
         ),
     ],
     ctx: ToolContext,
+    month: Annotated[str, Field(description=_MONTH_HELP)] = "last month",
 ) -> str:
     """Write the month's sales report (Markdown, HTML and a PNG chart) and store it.
 

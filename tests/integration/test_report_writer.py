@@ -140,7 +140,7 @@ def test_sales_figures_match_the_database(settings: Settings, back: int) -> None
     for _ in range(back - 1):
         month = month_before(month)
     t = truth(ensure_sample_db(settings.home), month)
-    got = json.loads(sales_figures.func(month, _ctx(settings)))
+    got = json.loads(sales_figures.func(month=month, ctx=_ctx(settings)))
     assert got["revenue"] == t.revenue
     assert got["completed_orders"] == t.completed
     assert got["orders_by_status"] == t.by_status
@@ -152,11 +152,23 @@ def test_sales_figures_match_the_database(settings: Settings, back: int) -> None
     assert "completed" in got["revenue_rule"]
 
 
+def test_relative_months_and_the_default(settings: Settings) -> None:
+    today = date.today()
+    last = json.loads(sales_figures.func(ctx=_ctx(settings)))
+    assert last["month"] == last_month(today) and not last["partial"]
+    named = json.loads(sales_figures.func(month=" Last  Month ", ctx=_ctx(settings)))
+    assert named == last
+    this = json.loads(sales_figures.func(month="this month", ctx=_ctx(settings)))
+    assert this["month"] == f"{today:%Y-%m}" and this["partial"]
+    assert this["previous_month"] == last_month(today)
+
+
 @pytest.mark.parametrize(
     ("month", "message"),
     [
         ("2026-13", "month must be YYYY-MM"),
-        ("last month", "month must be YYYY-MM"),
+        ("november", "month must be YYYY-MM"),
+        ("2026-12-06", "month must be YYYY-MM"),
         ("2026-1", "month must be YYYY-MM"),
         ("2999-01", "is in the future"),
         ("2001-01", "there are no orders in 2001-01; the data covers"),
@@ -166,7 +178,7 @@ def test_bad_months_get_an_error_the_model_can_act_on(
     settings: Settings, month: str, message: str
 ) -> None:
     with pytest.raises(ToolInputError, match=message):
-        sales_figures.func(month, _ctx(settings))
+        sales_figures.func(month=month, ctx=_ctx(settings))
 
 
 async def test_bad_arguments_write_nothing(settings: Settings) -> None:
@@ -189,7 +201,7 @@ async def test_bad_arguments_write_nothing(settings: Settings) -> None:
 async def test_a_missing_database_is_a_fatal_tool_error(settings: Settings, tmp_path: Path) -> None:
     gone = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'gone.db'}"})
     with pytest.raises(ToolFatalError, match=r"gone\.db"):
-        sales_figures.func(last_month(date.today()), _ctx(gone))
+        sales_figures.func(month=last_month(date.today()), ctx=_ctx(gone))
     with pytest.raises(ToolFatalError):
         await write_report.invoke(
             write_report.validate(
