@@ -13,11 +13,12 @@ driven.snapshot     # the state it ended in (interrupts, next)
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
 from keel.checkpoints.outage import is_storage_outage
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from keel.nodes import AgentContext
     from keel.runtime.agent import Agent
 
-__all__ = ["OUTAGE_FIRST_DELAY_S", "Driven", "OnChunk", "Segment", "drive"]
+__all__ = ["OUTAGE_FIRST_DELAY_S", "Driven", "OnChunk", "Segment", "drive", "stream_graph"]
 
 OUTAGE_FIRST_DELAY_S = 0.05
 """The first wait before retrying a segment after a storage outage (then x4, up to 5 s)."""
@@ -197,11 +198,12 @@ async def _stream(
     modes = list(dict.fromkeys([*wanted, "updates", "values"]))
     final: dict[str, Any] | None = None
     paused = bool(segment.interrupt_before or segment.interrupt_after)
-    async for mode, chunk in agent.graph.astream(
+    async for mode, chunk in stream_graph(
+        agent.graph,
         payload,
         config,
         context=segment.context or agent.context,
-        stream_mode=modes,  # type: ignore[arg-type]
+        stream_mode=modes,
         durability=segment.durability or agent.settings.durability,
         interrupt_before=segment.interrupt_before,
         interrupt_after=segment.interrupt_after,
@@ -217,3 +219,54 @@ async def _stream(
         # the run reached its outcome: nothing is left to do, no need to read it back
         return StateSnapshot(final, (), config, None, None, None, (), ())
     return await agent.graph.aget_state(agent.config(segment.thread_id))
+
+
+EVENTS = "events"
+"""The stream mode of LangChain's v2 run events (`astream_events`), every chain, model and
+tool start / stream / end inside the run, as the Agent Server streams them."""
+
+
+async def stream_graph(
+    graph: Pregel,
+    payload: Any,
+    config: RunnableConfig,
+    *,
+    stream_mode: Sequence[str],
+    **kwargs: Any,
+) -> AsyncIterator[tuple[str, Any]]:
+    """`graph.astream(payload, config, stream_mode=[…], **kwargs)`'s `(mode, chunk)` items,
+    plus `("events", event)` for each of LangChain's v2 run events when `stream_mode` names
+    `events`.
+
+    With `events`, the graph runs under `astream_events`: the root graph's own
+    `on_chain_stream` events carry the other modes' `(mode, chunk)` items and are given as
+    those (the official server does the same); every other event is given whole. Events
+    tagged `langsmith:hidden` are internal and skipped.
+    """
+    modes = [m for m in dict.fromkeys(stream_mode) if m != EVENTS]
+    if EVENTS not in stream_mode:
+        async for mode, chunk in graph.astream(
+            payload,
+            config,
+            stream_mode=modes,  # type: ignore[arg-type]
+            **kwargs,
+        ):
+            yield mode, chunk
+        return
+    root: str | None = None
+    async for event in graph.astream_events(
+        payload, config, version="v2", stream_mode=modes, **kwargs
+    ):
+        root = root or str(event["run_id"])  # the first event is the graph's own start
+        if "langsmith:hidden" in (event.get("tags") or ()):
+            continue
+        item = event.get("data", {}).get("chunk")
+        if (
+            event["event"] == "on_chain_stream"
+            and event["run_id"] == root
+            and isinstance(item, tuple)
+            and len(item) == 2
+        ):
+            yield item[0], item[1]
+        else:
+            yield EVENTS, event

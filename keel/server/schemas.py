@@ -35,10 +35,19 @@ __all__ = [
 ]
 
 StreamMode = Literal[
-    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "debug",
+    "tasks",
+    "checkpoints",
+    "events",
 ]
 """Stream modes Keel serves: `messages` as the protocol's `messages/partial`, `…/complete`
-and `…/metadata` events, `messages-tuple` as `messages` events of `[message, metadata]`."""
+and `…/metadata` events, `messages-tuple` as `messages` events of `[message, metadata]`,
+`events` as LangChain's v2 run events (`astream_events`)."""
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")

@@ -31,7 +31,7 @@ from keel.checkpoints.outage import is_storage_outage
 from keel.checkpoints.retention import delete_run_checkpoints
 from keel.observability.observer import observe_run
 from keel.observability.tracing import Tracing
-from keel.runtime.driver import OUTAGE_FIRST_DELAY_S, OnChunk, Segment
+from keel.runtime.driver import OUTAGE_FIRST_DELAY_S, OnChunk, Segment, stream_graph
 from keel.server.auth import Principal
 from keel.server.errors import Unprocessable
 from keel.server.graph_info import draw, graph_schemas, graph_subgraphs
@@ -315,11 +315,12 @@ class PlainBound:
         if scope is not None:
             scope.__enter__()
         try:
-            async for mode, chunk in graph.astream(
+            async for mode, chunk in stream_graph(
+                graph,
                 payload,
                 config,
-                context=dict(self.applied.context) or None,  # type: ignore[arg-type]
-                stream_mode=modes,  # type: ignore[arg-type]
+                context=dict(self.applied.context) or None,
+                stream_mode=modes,
                 durability=segment.durability or self.served.durability,
                 interrupt_before=segment.interrupt_before,
                 interrupt_after=segment.interrupt_after,
