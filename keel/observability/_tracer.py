@@ -23,7 +23,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from langchain_core.env import get_runtime_environment
@@ -159,12 +159,19 @@ def _node(run: Run) -> str | None:
     return str(node) if node is not None and run.name == node else None
 
 
+_SKIPPED = cast(Run, None)
+"""What the callbacks return for a run they do not record (callers ignore the value; a
+`Run` built at import would read LangSmith's project from the environment too early)."""
+
+
 class KeelTracer(LangChainTracer):
     """A LangSmith tracer that sends each graph run's tree once, complete, if sampled."""
 
     def __init__(self, *args: Any, policy: TracePolicy | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy or TracePolicy()
+        self._skipped: set[UUID] = set()
+        """Edge runs not recorded (light payloads), shared with this tracer's copies."""
 
     def copy_with_metadata_defaults(
         self,
@@ -175,7 +182,74 @@ class KeelTracer(LangChainTracer):
         clone = super().copy_with_metadata_defaults(metadata=metadata, tags=tags)
         if isinstance(clone, KeelTracer):
             clone.policy = self.policy
+            clone._skipped = self._skipped
         return clone
+
+    def _is_edge(self, parent_run_id: UUID | None, name: str | None, metadata: Any) -> bool:
+        """A node's routing function (light payloads send no edge runs, so none is built):
+        a chain directly under a node run, of that node's step, not the node itself."""
+        if parent_run_id is None or self.policy.payloads != "light":
+            return False
+        parent = self.run_map.get(str(parent_run_id))
+        if parent is None or parent.parent_run_id is None:
+            return False
+        node = _node(parent)
+        step = metadata.get("langgraph_node") if isinstance(metadata, Mapping) else None
+        return node is not None and step == node and name != node
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_type: str | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        if self._is_edge(parent_run_id, name, metadata):
+            self._skipped.add(run_id)
+            return _SKIPPED
+        return super().on_chain_start(
+            serialized,
+            inputs,
+            run_id=run_id,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            metadata=metadata,
+            run_type=run_type,
+            name=name,
+            **kwargs,
+        )
+
+    def on_chain_end(
+        self,
+        outputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        if run_id in self._skipped:
+            self._skipped.discard(run_id)
+            return _SKIPPED
+        return super().on_chain_end(outputs, run_id=run_id, inputs=inputs, **kwargs)
+
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        inputs: dict[str, Any] | None = None,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> Run:
+        if run_id in self._skipped:
+            self._skipped.discard(run_id)
+            return _SKIPPED
+        return super().on_chain_error(error, inputs=inputs, run_id=run_id, **kwargs)
 
     def on_chat_model_start(
         self,
