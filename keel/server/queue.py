@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from keel.checkpoints.health import PeriodicCheck
 __all__ = [
     "QUEUE",
     "TASK",
+    "QueueConnector",
     "RunQueue",
     "ThreadFence",
     "ensure_queue_schema",
@@ -83,9 +84,32 @@ def _queue_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
     return psycopg_pool.AsyncConnectionPool(**kwargs)
 
 
+LISTEN_RETRY_S = 1.0
+"""How often the queue's LISTEN connection tries again while the database is unreachable."""
+
+
+class QueueConnector(procrastinate.PsycopgConnector):
+    """procrastinate's psycopg connector, with a LISTEN that outlives database outages.
+
+    procrastinate reopens its LISTEN connection once when it breaks; if the server is still
+    down at that moment the listener ends, and a worker stops when any of its side tasks
+    ends: a Postgres restart of a few seconds took every worker down. Here the listener
+    keeps trying (jobs are also polled every second, so nothing waits meanwhile).
+    """
+
+    async def listen_notify(self, on_notification: Any, channels: Iterable[str]) -> None:
+        channels = list(channels)
+        while True:
+            try:
+                await super().listen_notify(on_notification=on_notification, channels=channels)
+            except procrastinate.exceptions.ConnectorException as exc:
+                log.warning("queue.listener_reconnecting", error=str(exc.__cause__ or exc)[:200])
+                await asyncio.sleep(LISTEN_RETRY_S)
+
+
 def make_queue_app(db_url: str, *, max_connections: int = 4) -> procrastinate.App:
     """A procrastinate app on the service database (open it with `app.open_async()`)."""
-    connector = procrastinate.PsycopgConnector(
+    connector = QueueConnector(
         conninfo=_conninfo(db_url),
         min_size=1,
         max_size=max_connections,

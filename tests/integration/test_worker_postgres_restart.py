@@ -11,6 +11,7 @@ pool, the store's pool) has to come back by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -144,3 +145,37 @@ async def test_the_thread_fence_reconnects_and_keeps_its_locks(cluster: PrivateP
         assert await advisory_locks() == 0, "both were released"
     finally:
         await fence.close()
+
+
+async def test_the_queue_listener_outlives_an_outage(cluster: PrivatePostgres) -> None:
+    """procrastinate's LISTEN connection: an outage longer than a reconnect attempt used to
+    end the listener, and a worker stops when one of its side tasks ends."""
+    from keel.server.queue import make_queue_app
+
+    app = make_queue_app(cluster.url)
+    received: list[str] = []
+
+    async def on_notification(*, channel: str, payload: str) -> None:
+        received.append(payload)
+
+    async with app.open_async():
+        listener = asyncio.create_task(
+            app.connector.listen_notify(on_notification=on_notification, channels=["keel_test"])
+        )
+        try:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(cluster.stop)
+            await asyncio.sleep(2.0)
+            assert not listener.done(), f"the listener ended: {listener.exception()!r}"
+            await asyncio.to_thread(cluster.start)
+            deadline = time.monotonic() + 30
+            while not received:
+                assert not listener.done(), f"the listener ended: {listener.exception()!r}"
+                assert time.monotonic() < deadline, "no notification after the outage"
+                await app.connector.execute_query_async("SELECT pg_notify('keel_test', 'back')")
+                await asyncio.sleep(0.3)
+            assert received[-1] == "back"
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
