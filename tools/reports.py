@@ -350,6 +350,7 @@ def render_chart(f: MonthFigures) -> bytes:
     Drawn with the Agg canvas and no pyplot, so concurrent calls share no global figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
 
     figure = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -358,9 +359,11 @@ def render_chart(f: MonthFigures) -> bytes:
     left.barh(names, [p.revenue for p in reversed(f.top_products)], color="#4C72B0")
     left.set_title(f"Top products by revenue, {_month_name(f.month)}")
     left.set_xlabel("Revenue (USD)")
+    left.xaxis.set_major_formatter(StrMethodFormatter("${x:,.0f}"))
     months = [_month_name(f.previous_month), _month_name(f.month)]
     bars = right.bar(months, [f.previous_revenue, f.revenue], color=["#999999", "#4C72B0"])
     right.bar_label(bars, labels=[_money(f.previous_revenue), _money(f.revenue)], fontsize=8)
+    right.yaxis.set_major_formatter(StrMethodFormatter("${x:,.0f}"))
     right.set_title(f"Revenue ({_pct(f.revenue_change_pct).split(' ')[0]})")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
