@@ -248,3 +248,17 @@ def test_keel_run_agent_ticket_desk(tmp_path: Path) -> None:
     total = home.total(order)
     assert result["success"] and f"${total:.2f}" in result["output"]
     assert [r[0] for r in home.refunds(order)] == [round(total * 100)]
+
+
+@pytest.mark.parametrize(("model", "success"), [("scripted:tickets", 1.0), ("scripted:echo", 0.0)])
+async def test_ticket_eval_checks_against_the_databases(
+    tmp_path: Path, model: str, success: float
+) -> None:
+    from keel.evals.tickets import run_ticket_eval
+
+    settings = load_settings(model=model, home=tmp_path / "eval", checkpoint_url="memory://")
+    result = await run_ticket_eval(settings)
+    assert result.runs == 5 and result.success == success, result.failures
+    assert result.p99_s >= result.p50_s
+    if success:
+        assert result.cost_per_run_usd > 0  # priced as gpt-4o-mini
