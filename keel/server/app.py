@@ -35,6 +35,7 @@ from keel.server.routes_crons import router as crons_router
 from keel.server.routes_runs import router as runs_router
 from keel.server.routes_store import open_item_store
 from keel.server.routes_store import router as store_router
+from keel.server.routes_thread_stream import router as thread_stream_router
 from keel.server.routes_threads import router as threads_router
 from keel.server.runs import RunManager
 from keel.server.store import Store, service_db_url
@@ -137,6 +138,7 @@ def create_app(
     app.include_router(assistants_router)
     app.include_router(crons_router)
     app.include_router(artifacts_router)
+    app.include_router(thread_stream_router)
     _add_meta_routes(app)
     return app
 

@@ -1,0 +1,368 @@
+"""The SDK's thread-centric streaming (`client.threads.stream`, the v3 protocol), on top of
+the run machinery: a command starts or resumes a run like `POST /threads/{id}/runs`, and the
+thread's event stream is its runs' own events, re-shaped.
+
+- `POST /threads/{thread_id}/commands`: `run.start` (creates the thread when missing) and
+  `input.respond` (resumes an interrupt by its id). Every other protocol command is a 501
+  `not_supported` naming it, an unknown one a 422 `unknown_command`.
+- `POST /threads/{thread_id}/stream/events` with `{channels, namespaces?, depth?, since?}`:
+  the thread's latest run, then each later one, as protocol events (`type: "event"`,
+  `method`, `params: {namespace: [], timestamp, data}`, `seq`, `event_id`) on the channels
+  `lifecycle` (`started`, then `completed` / `failed` / `interrupted`), `input`
+  (`input.requested`, one per interrupt), `values`, `updates` and `custom` (`custom:<name>`
+  too). `since` replays only the events after that `seq`. Channels not served (`messages`,
+  `tools`, `checkpoints`, `tasks`) are a 501 naming them, not a stream that stays silent.
+
+A `seq` is `run ordinal * 10^9 + event position * 100 + part`: the same event keeps its
+number on every connection (the ordinal counts the thread's runs by creation), and it grows
+across the thread's runs. Every event is at the root namespace: subgraphs stream as their
+parent node (as `stream_subgraphs` is refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from keel.server.deps import Caller, Services, Svc
+from keel.server.encode import jsonable, sse
+from keel.server.errors import ApiError, NotFound
+from keel.server.handles import RunHandle
+from keel.server.routes_runs import _start
+from keel.server.schemas import ID_PATTERN, RunCreate
+from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["thread streaming"])
+ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+SERVED_CHANNELS = frozenset({"lifecycle", "input", "values", "updates", "custom"})
+UNSERVED_CHANNELS = frozenset({"messages", "tools", "checkpoints", "tasks"})
+UNSERVED_COMMANDS = frozenset(
+    {
+        "subscription.subscribe",
+        "subscription.unsubscribe",
+        "subscription.reconnect",
+        "agent.getTree",
+        "input.inject",
+        "state.get",
+        "state.listCheckpoints",
+        "state.fork",
+    }
+)
+RUN_MODES = ["values", "updates", "custom"]
+"""What a run started by command streams (its events feed the thread's stream)."""
+POLL_S = 0.25
+"""How often a thread's stream looks for the thread's next run once one has ended."""
+_RUN_STEP = 10**9
+_EVENT_STEP = 100
+_METHOD_CHANNEL = {"input.requested": "input"}
+
+
+class ProtocolError(Exception):
+    """A command the protocol's error envelope answers (`{type: "error", error, message}`)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# commands ------------------------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/commands")
+async def thread_command(
+    thread_id: ThreadId, request: Request, svc: Svc, principal: Caller
+) -> JSONResponse:
+    """One protocol command: `{id, method, params}` in, `{type, id, result}` out."""
+    command_id: Any = None
+    try:
+        command = _json(await request.body())
+        command_id = command.get("id") if isinstance(command, dict) else None
+        if (
+            not isinstance(command, dict)
+            or not isinstance(command_id, int)
+            or not isinstance(command.get("method"), str)
+        ):
+            raise ProtocolError(
+                422, "invalid_argument", "a command is {id: integer, method: string, params}"
+            )
+        method, params = command["method"], command.get("params") or {}
+        if not isinstance(params, dict):
+            raise ProtocolError(422, "invalid_argument", f"{method}: params must be an object")
+        if method == "run.start":
+            result = await _run_start(svc, principal, thread_id, params)
+        elif method == "input.respond":
+            result = await _input_respond(svc, principal, thread_id, params)
+        elif method in UNSERVED_COMMANDS:
+            raise ProtocolError(
+                501,
+                "not_supported",
+                f"command {method!r} is not served by Keel; served: run.start, input.respond",
+            )
+        else:
+            raise ProtocolError(422, "unknown_command", f"unknown command {method!r}")
+    except ProtocolError as exc:
+        return _error(command_id, exc.status, exc.code, exc.message)
+    except ApiError as exc:
+        code = {404: "no_such_run", 403: "permission_denied"}.get(exc.status, "invalid_argument")
+        return _error(command_id, exc.status, code, exc.message)
+    return JSONResponse({"type": "success", "id": command_id, "result": result})
+
+
+def _error(command_id: Any, status: int, code: str, message: str) -> JSONResponse:
+    body = {"type": "error", "id": command_id, "error": code, "message": message}
+    return JSONResponse(body, status_code=status)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(400, "invalid_argument", f"the body is not JSON: {exc}") from exc
+
+
+def _run_body(params: Mapping[str, Any], **fields: Any) -> RunCreate:
+    """A run body as `POST /threads/{id}/runs` takes it, streaming what the thread shows."""
+    for name in ("langsmith_tracer", "goto"):
+        if params.get(name) is not None:
+            raise ProtocolError(501, "not_supported", f"{name!r} is not served by Keel")
+    try:
+        return RunCreate.model_validate(
+            {
+                "config": params.get("config"),
+                "metadata": params.get("metadata"),
+                "stream_mode": RUN_MODES,
+                "stream_resumable": True,
+                **fields,
+            }
+        )
+    except ValueError as exc:
+        raise ProtocolError(422, "invalid_argument", str(exc)) from exc
+
+
+async def _run_start(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    assistant_id = params.get("assistant_id")
+    if not isinstance(assistant_id, str) or not assistant_id:
+        raise ProtocolError(422, "invalid_argument", "run.start needs params.assistant_id")
+    payload = params.get("input")
+    if payload is not None and not isinstance(payload, dict):
+        raise ProtocolError(422, "invalid_argument", "run.start: input must be an object")
+    body = _run_body(params, assistant_id=assistant_id, input=payload or {}, if_not_exists="create")
+    handle = await _start(svc, principal, thread_id, body, background=True, streamed=True)
+    return {"run_id": handle.run_id}
+
+
+async def _input_respond(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Resume the thread's interrupts: `{interrupt_id, response}` or `{responses: [...]}`."""
+    entries = params.get("responses")
+    if entries is None:
+        entries = [params]
+    if not isinstance(entries, list) or not entries:
+        raise ProtocolError(422, "invalid_argument", "input.respond needs a response")
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is None:
+        raise NotFound(f"thread {thread_id} not found")
+    served = await svc.runs.runner.served_for(thread_id)
+    open_ids = {i.id for i in (await served.snapshot(thread_id)).interrupts}
+    resume: dict[str, Any] = {}
+    for entry in entries:
+        interrupt_id = entry.get("interrupt_id") if isinstance(entry, dict) else None
+        if not isinstance(interrupt_id, str) or interrupt_id not in open_ids:
+            raise ProtocolError(
+                404,
+                "no_such_interrupt",
+                f"thread {thread_id} has no open interrupt {interrupt_id!r}",
+            )
+        if entry.get("namespace"):
+            raise ProtocolError(
+                404, "no_such_namespace", "Keel's interrupts are all at the root namespace []"
+            )
+        resume[interrupt_id] = entry.get("response")
+    assistant_id = thread.metadata.get("assistant_id") or thread.metadata.get("graph_id")
+    update = params.get("update")
+    command: dict[str, Any] = {"resume": resume, "update": update} if update else {"resume": resume}
+    body = _run_body(params, assistant_id=str(assistant_id), command=command)
+    handle = await _start(svc, principal, thread_id, body, background=True, streamed=True)
+    return {"run_id": handle.run_id}
+
+
+# the thread's event stream ---------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/stream/events")
+async def thread_events(
+    thread_id: ThreadId, request: Request, svc: Svc, principal: Caller
+) -> StreamingResponse:
+    """The thread's runs as protocol events, filtered; `since` resumes after a `seq`."""
+    try:
+        request_body = _json(await request.body())
+    except ProtocolError as exc:
+        return _error(None, exc.status, exc.code, exc.message)  # type: ignore[return-value]
+    flt = _Filter.of(request_body)
+    if isinstance(flt, JSONResponse):
+        return flt  # type: ignore[return-value]
+    if await svc.store.get_thread(thread_id, principal.tenant_id) is None:
+        raise NotFound(f"thread {thread_id} not found")
+    return StreamingResponse(
+        _thread_stream(svc, principal.tenant_id, thread_id, flt),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+class _Filter:
+    def __init__(self, channels: set[str], namespaces: list[list[str]] | None, since: int) -> None:
+        self.channels, self.namespaces, self.since = channels, namespaces, since
+
+    @classmethod
+    def of(cls, body: Any) -> _Filter | JSONResponse:
+        channels = body.get("channels") if isinstance(body, dict) else None
+        if not isinstance(channels, list) or not channels:
+            return _error(None, 422, "invalid_argument", "channels: a non-empty list is required")
+        unserved = [c for c in channels if c in UNSERVED_CHANNELS]
+        if unserved:
+            return _error(
+                None,
+                501,
+                "not_supported",
+                f"channels not served by Keel: {', '.join(unserved)} (served: "
+                "lifecycle, input, values, updates, custom, custom:<name>)",
+            )
+        unknown = [
+            repr(c)
+            for c in channels
+            if not isinstance(c, str) or (c not in SERVED_CHANNELS and not c.startswith("custom:"))
+        ]
+        if unknown:
+            return _error(None, 422, "invalid_argument", f"unknown channels: {', '.join(unknown)}")
+        namespaces = body.get("namespaces")
+        if namespaces is not None and not (
+            isinstance(namespaces, list)
+            and all(isinstance(n, list) and all(isinstance(s, str) for s in n) for n in namespaces)
+        ):
+            return _error(None, 422, "invalid_argument", "namespaces: a list of lists of names")
+        since = body.get("since")
+        if since is not None and (
+            not isinstance(since, int) or isinstance(since, bool) or since < 0
+        ):
+            return _error(None, 422, "invalid_argument", "since: a sequence number (integer >= 0)")
+        return cls(set(channels), namespaces, since or 0)
+
+    def wants(self, event: Mapping[str, Any]) -> bool:
+        if event["seq"] <= self.since:
+            return False
+        if self.namespaces is not None and [] not in self.namespaces:
+            return False  # every event is at the root namespace, a prefix only of []
+        method = event["method"]
+        if _METHOD_CHANNEL.get(method, method) in self.channels:
+            return True
+        name = event["params"]["data"].get("name") if method == "custom" else None
+        return name is not None and f"custom:{name}" in self.channels
+
+
+async def _thread_stream(
+    svc: Services, tenant_id: str, thread_id: str, flt: _Filter
+) -> AsyncIterator[bytes]:
+    """The thread's latest run, then every later run, as long as the client listens."""
+    runs = await _runs_oldest_first(svc, tenant_id, thread_id)
+    followed = {r.run_id for r in runs[:-1]}
+    while True:
+        runs = await _runs_oldest_first(svc, tenant_id, thread_id)
+        pending = [(n, r) for n, r in enumerate(runs, start=1) if r.run_id not in followed]
+        if not pending:
+            await asyncio.sleep(POLL_S)
+            continue
+        for ordinal, record in pending:
+            followed.add(record.run_id)
+            async for event in _run_events(svc, record, ordinal):
+                if flt.wants(event):
+                    yield sse(event["method"], event, str(event["seq"]))
+
+
+async def _runs_oldest_first(svc: Services, tenant_id: str, thread_id: str) -> list[RunRecord]:
+    found = await svc.store.list_runs(thread_id, tenant_id, limit=1000)
+    return sorted(found, key=lambda r: (r.created_at, r.run_id))
+
+
+async def _run_events(
+    svc: Services, record: RunRecord, ordinal: int
+) -> AsyncIterator[dict[str, Any]]:
+    """One run's events as protocol events, numbered by their place in the run's stream."""
+    handle = svc.runs.handles.get(record.run_id)
+    if handle is None and svc.runs.queue is None:
+        # ended, and its events left this process: only its outcome is told
+        if record.status in ACTIVE_RUN_STATUSES:
+            return
+        for part, event in enumerate(_lifecycle_end(record.status, record.error)):
+            yield _envelope(event, ordinal * _RUN_STEP + part)
+        return
+    if handle is None:
+        modes = RunCreate.model_validate(record.kwargs).modes
+        handle = RunHandle(record=record, modes=modes, remote=True)
+    error: str | None = None
+    position = 0
+    async for _id, kind, data in svc.runs.stream(handle, None):
+        position += 1
+        plain = jsonable(data)
+        if kind == "error" and isinstance(plain, dict):
+            error = str(plain.get("message") or plain.get("error") or "")
+        for part, event in enumerate(_protocol(kind, plain, error)):
+            yield _envelope(event, ordinal * _RUN_STEP + position * _EVENT_STEP + part)
+
+
+def _envelope(method_data: tuple[str, Any], seq: int) -> dict[str, Any]:
+    method, data = method_data
+    params = {"namespace": [], "timestamp": int(time.time() * 1000), "data": data}
+    return {"type": "event", "method": method, "params": params, "seq": seq, "event_id": str(seq)}
+
+
+def _protocol(kind: str, data: Any, error: str | None) -> list[tuple[str, Any]]:
+    """A run event as the protocol's `(method, data)` events (none for what it has not)."""
+    if kind == "metadata":
+        return [("lifecycle", {"event": "started"})]
+    if kind == "values":
+        return [("values", data)]
+    if kind == "custom":
+        return [("custom", {"payload": data})]
+    if kind == "updates" and isinstance(data, dict):
+        out: list[tuple[str, Any]] = []
+        for node, values in data.items():
+            if node == "__interrupt__":
+                out += [
+                    (
+                        "input.requested",
+                        {
+                            "interrupt_id": i.get("id"),
+                            "payload": i.get("value"),
+                            "value": i.get("value"),
+                        },
+                    )
+                    for i in values or ()
+                    if isinstance(i, dict)
+                ]
+            else:
+                out.append(("updates", {"node": node, "values": values}))
+        return out
+    if kind == "end" and isinstance(data, dict):
+        return _lifecycle_end(str(data.get("status")), error)
+    return []
+
+
+def _lifecycle_end(status: str, error: str | None) -> list[tuple[str, Any]]:
+    if status == "success":
+        return [("lifecycle", {"event": "completed"})]
+    if status == "interrupted":
+        return [("lifecycle", {"event": "interrupted"})]
+    return [("lifecycle", {"event": "failed", "error": error or status})]
