@@ -23,7 +23,15 @@ from langchain_core.messages import (
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel
 
-__all__ = ["MessagesFormat", "dumps", "interrupt_json", "jsonable", "snapshot_json", "sse"]
+__all__ = [
+    "MessagesFormat",
+    "dumps",
+    "interrupt_json",
+    "jsonable",
+    "message_of",
+    "snapshot_json",
+    "sse",
+]
 
 
 def _default(obj: Any) -> Any:
@@ -116,7 +124,7 @@ def snapshot_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
     }
 
 
-def _message(value: Any) -> BaseMessage | None:
+def message_of(value: Any) -> BaseMessage | None:
     """A message as LangGraph streamed it: the object in-process, its dump from a worker."""
     if isinstance(value, BaseMessage):
         return value
@@ -143,7 +151,7 @@ class MessagesFormat:
     def events(self, data: Any) -> list[tuple[str, Any]]:
         if not isinstance(data, list | tuple) or len(data) != 2:
             return [("messages", data)]
-        message, metadata = _message(data[0]), data[1]
+        message, metadata = message_of(data[0]), data[1]
         if message is None:
             return [("messages", data)]
         out: list[tuple[str, Any]] = []

@@ -29,9 +29,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from langchain_core.language_models._compat_bridge import message_to_events
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
 
 from keel.server.deps import Caller, Services, Svc
-from keel.server.encode import jsonable, sse
+from keel.server.encode import jsonable, message_of, sse
 from keel.server.errors import ApiError, NotFound
 from keel.server.handles import RunHandle
 from keel.server.routes_runs import _start
@@ -43,8 +45,10 @@ __all__ = ["router"]
 router = APIRouter(tags=["thread streaming"])
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 
-SERVED_CHANNELS = frozenset({"lifecycle", "input", "values", "updates", "custom"})
-UNSERVED_CHANNELS = frozenset({"messages", "tools", "checkpoints", "tasks"})
+SERVED_CHANNELS = frozenset(
+    {"lifecycle", "input", "values", "updates", "messages", "checkpoints", "tasks", "custom"}
+)
+UNSERVED_CHANNELS = frozenset({"tools"})
 UNSERVED_COMMANDS = frozenset(
     {
         "subscription.subscribe",
@@ -57,12 +61,12 @@ UNSERVED_COMMANDS = frozenset(
         "state.fork",
     }
 )
-RUN_MODES = ["values", "updates", "custom"]
+RUN_MODES = ["values", "updates", "messages-tuple", "checkpoints", "tasks", "custom"]
 """What a run started by command streams (its events feed the thread's stream)."""
 POLL_S = 0.25
 """How often a thread's stream looks for the thread's next run once one has ended."""
-_RUN_STEP = 10**9
-_EVENT_STEP = 100
+_RUN_STEP = 10**10
+_EVENT_STEP = 1000
 _METHOD_CHANNEL = {"input.requested": "input"}
 
 
@@ -311,14 +315,11 @@ async def _run_events(
     if handle is None:
         modes = RunCreate.model_validate(record.kwargs).modes
         handle = RunHandle(record=record, modes=modes, remote=True)
-    error: str | None = None
+    protocol = _RunProtocol()
     position = 0
     async for _id, kind, data in svc.runs.stream(handle, None):
         position += 1
-        plain = jsonable(data)
-        if kind == "error" and isinstance(plain, dict):
-            error = str(plain.get("message") or plain.get("error") or "")
-        for part, event in enumerate(_protocol(kind, plain, error)):
+        for part, event in enumerate(protocol.events(kind, jsonable(data))):
             yield _envelope(event, ordinal * _RUN_STEP + position * _EVENT_STEP + part)
 
 
@@ -328,36 +329,116 @@ def _envelope(method_data: tuple[str, Any], seq: int) -> dict[str, Any]:
     return {"type": "event", "method": method, "params": params, "seq": seq, "event_id": str(seq)}
 
 
-def _protocol(kind: str, data: Any, error: str | None) -> list[tuple[str, Any]]:
-    """A run event as the protocol's `(method, data)` events (none for what it has not)."""
-    if kind == "metadata":
-        return [("lifecycle", {"event": "started"})]
-    if kind == "values":
-        return [("values", data)]
-    if kind == "custom":
-        return [("custom", {"payload": data})]
-    if kind == "updates" and isinstance(data, dict):
+class _RunProtocol:
+    """One run's events re-shaped as the protocol's `(method, data)` events.
+
+    An AI message streamed in token chunks is gathered and sent, as `message-start`,
+    its content blocks and `message-finish`, once its node's update arrives (or the run
+    ends): the protocol's shape, not token by token.
+    """
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.open: dict[str, tuple[AIMessageChunk, dict[str, Any]]] = {}
+
+    def events(self, kind: str, data: Any) -> list[tuple[str, Any]]:
+        if kind == "metadata":
+            return [("lifecycle", {"event": "started"})]
+        if kind == "values":
+            return [("values", data)]
+        if kind == "custom":
+            return [("custom", {"payload": data})]
+        if kind == "tasks":
+            return [("tasks", data)]
+        if kind == "checkpoints" and isinstance(data, dict):
+            return [("checkpoints", _checkpoint(data))]
+        if kind == "messages":
+            return self._message(data)
+        if kind == "error" and isinstance(data, dict):
+            self.error = str(data.get("message") or data.get("error") or "")
+        if kind == "updates" and isinstance(data, dict):
+            return [*self._flush(), *_updates(data)]
+        if kind == "end" and isinstance(data, dict):
+            return [*self._flush(), *_lifecycle_end(str(data.get("status")), self.error)]
+        return []
+
+    def _message(self, data: Any) -> list[tuple[str, Any]]:
+        if not isinstance(data, list) or len(data) != 2:
+            return []
+        message, metadata = message_of(data[0]), data[1] if isinstance(data[1], dict) else {}
+        if isinstance(message, AIMessageChunk):
+            key = message.id or "anonymous"
+            known = self.open.get(key)
+            self.open[key] = (
+                known[0] + message if known else message,
+                known[1] if known else metadata,
+            )
+            return []
+        if isinstance(message, AIMessage):
+            return _message_events(message, metadata)
+        return []  # tool results and the user's messages are in `values` / `updates`
+
+    def _flush(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
-        for node, values in data.items():
-            if node == "__interrupt__":
-                out += [
-                    (
-                        "input.requested",
-                        {
-                            "interrupt_id": i.get("id"),
-                            "payload": i.get("value"),
-                            "value": i.get("value"),
-                        },
-                    )
-                    for i in values or ()
-                    if isinstance(i, dict)
-                ]
-            else:
-                out.append(("updates", {"node": node, "values": values}))
+        for chunk, metadata in self.open.values():
+            out += _message_events(message_chunk_to_message(chunk), metadata)
+        self.open.clear()
         return out
-    if kind == "end" and isinstance(data, dict):
-        return _lifecycle_end(str(data.get("status")), error)
-    return []
+
+
+def _message_events(message: BaseMessage, metadata: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A whole message as `message-start` (with the node that wrote it), blocks, finish."""
+    out: list[tuple[str, Any]] = []
+    for data in message_to_events(message, message_id=message.id):
+        event: dict[str, Any] = dict(data)
+        if message.id and event["event"] != "message-start":
+            event["message_id"] = message.id  # how the SDK routes it to its message
+        if event["event"] == "message-start":
+            scalars = {k: v for k, v in metadata.items() if isinstance(v, str | int | float | bool)}
+            event["metadata"] = {**scalars, **(event.get("metadata") or {})}
+        out.append(("messages", jsonable(event)))
+    return out
+
+
+def _updates(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for node, values in data.items():
+        if node == "__interrupt__":
+            out += [
+                (
+                    "input.requested",
+                    {
+                        "interrupt_id": i.get("id"),
+                        "payload": i.get("value"),
+                        "value": i.get("value"),
+                    },
+                )
+                for i in values or ()
+                if isinstance(i, dict)
+            ]
+        else:
+            out.append(
+                (
+                    "updates",
+                    {
+                        "node": node,
+                        "values": values if isinstance(values, dict) else {"value": values},
+                    },
+                )
+            )
+    return out
+
+
+def _checkpoint(data: Mapping[str, Any]) -> dict[str, Any]:
+    """LangGraph's `checkpoints` item as the protocol's `{id, parent_id, step, source}`."""
+    own = (data.get("config") or {}).get("configurable") or {}
+    parent = (data.get("parent_config") or {}).get("configurable") or {}
+    metadata = data.get("metadata") or {}
+    found: dict[str, Any] = {"id": own.get("checkpoint_id"), "step": metadata.get("step")}
+    if parent.get("checkpoint_id"):
+        found["parent_id"] = parent["checkpoint_id"]
+    found["source"] = metadata.get("source")
+    return found
 
 
 def _lifecycle_end(status: str, error: str | None) -> list[tuple[str, Any]]:

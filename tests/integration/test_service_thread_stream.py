@@ -26,7 +26,7 @@ from tests.integration.service_server import ask_human, running_server, tool_onc
 from tests.sales_truth import SALES_QUESTION
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
-CHANNELS = ["lifecycle", "input", "values", "updates"]
+CHANNELS = ["lifecycle", "input", "values", "updates", "checkpoints"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -94,6 +94,12 @@ async def _run_and_replay(url: str) -> None:
         assert values[-1] == output
         nodes = {e["params"]["data"]["node"] for e in events if e["method"] == "updates"}
         assert {"reason", "act", "finish"} <= nodes
+        checkpoints = [e["params"]["data"] for e in events if e["method"] == "checkpoints"]
+        assert checkpoints and all(c["id"] and isinstance(c["step"], int) for c in checkpoints)
+        assert [c.get("parent_id") for c in checkpoints[1:]] == [c["id"] for c in checkpoints[:-1]]
+        assert checkpoints[-1]["id"] == state_checkpoint(
+            await client.threads.get_state(thread.thread_id)
+        )
 
         # a reconnect after the 5th event gets exactly the rest (the same seqs)
         rest = await _raw_events(url, thread.thread_id, {"channels": CHANNELS, "since": seqs[4]})
@@ -103,6 +109,33 @@ async def _run_and_replay(url: str) -> None:
         only = await _raw_events(url, thread.thread_id, {"channels": ["lifecycle"]})
         assert [e["params"]["data"]["event"] for e in only] == ["started", "completed"]
 
+        # the model's three messages through `thread.messages`, in a second session that
+        # re-attaches to the thread (a session's later subscriptions resume after its cursor)
+        async with client.threads.stream(thread.thread_id, assistant_id="agent") as again:
+            # (its projection feeds a message only while it is iterated)
+            streams: list[Any] = []
+            three = asyncio.Event()
+
+            async def collect() -> None:
+                async for stream in again.messages:
+                    streams.append(stream)
+                    if len(streams) == 3:
+                        three.set()
+
+            reader = asyncio.create_task(collect())
+            try:
+                await asyncio.wait_for(three.wait(), 30)
+                said = [await asyncio.wait_for(m.output, 10) for m in streams]
+            finally:
+                reader.cancel()
+            assert [[c["name"] for c in m.tool_calls] for m in said] == [
+                ["sql_query"],
+                ["calculator"],
+                [],
+            ]
+            assert "Their total revenue was $" in said[-1].text
+            assert {m.node for m in streams} == {"reason"}
+
         # a second run on the thread: the stream goes on with higher seqs
         await thread.run.start(input=USER)
         second = await asyncio.wait_for(
@@ -110,6 +143,10 @@ async def _run_and_replay(url: str) -> None:
         )
         assert second[0]["params"]["data"]["event"] == "started"
         assert min(e["seq"] for e in second) > seqs[-1]
+
+
+def state_checkpoint(state: Any) -> str:
+    return str(state["checkpoint"]["checkpoint_id"])
 
 
 async def _after(events: Any, seq: int) -> Any:
@@ -171,11 +208,11 @@ async def test_what_is_not_served_is_named(sales_server: str) -> None:
         assert odd.status_code == 422 and odd.json()["error"] == "unknown_command"
         bad = await http.post(f"/threads/{tid}/commands", json={"method": "run.start"})
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_argument"
-        messages = await http.post(
+        tools = await http.post(
             f"/threads/{tid}/stream/events", json={"channels": ["values", "messages", "tools"]}
         )
-        assert messages.status_code == 501
-        assert "messages, tools" in messages.json()["message"]
+        assert tools.status_code == 501
+        assert "not served by Keel: tools" in tools.json()["message"]
         nothing = await http.post(f"/threads/{tid}/stream/events", json={"channels": []})
         assert nothing.status_code == 422
         missing = await http.post("/threads/nobody/stream/events", json={"channels": ["values"]})
