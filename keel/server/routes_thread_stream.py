@@ -9,11 +9,12 @@ thread's event stream is its runs' own events, re-shaped.
   the thread's latest run, then each later one, as protocol events (`type: "event"`,
   `method`, `params: {namespace: [], timestamp, data}`, `seq`, `event_id`) on the channels
   `lifecycle` (`started`, then `completed` / `failed` / `interrupted`), `input`
-  (`input.requested`, one per interrupt), `values`, `updates` and `custom` (`custom:<name>`
-  too). `since` replays only the events after that `seq`. Channels not served (`messages`,
-  `tools`, `checkpoints`, `tasks`) are a 501 naming them, not a stream that stays silent.
+  (`input.requested`, one per interrupt), `values`, `updates`, `messages` (each AI message as
+  `message-start`, content blocks, `message-finish`), `tools` (a call told when its result
+  arrives), `checkpoints`, `tasks` and `custom` (`custom:<name>` too). `since` replays only
+  the events after that `seq`. An unknown channel is a 422 naming it.
 
-A `seq` is `run ordinal * 10^9 + event position * 100 + part`: the same event keeps its
+A `seq` is `run ordinal * 10^10 + event position * 1000 + part`: the same event keeps its
 number on every connection (the ordinal counts the thread's runs by creation), and it grows
 across the thread's runs. Every event is at the root namespace: subgraphs stream as their
 parent node (as `stream_subgraphs` is refused).
@@ -30,7 +31,13 @@ import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from langchain_core.language_models._compat_bridge import message_to_events
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
 
 from keel.server.deps import Caller, Services, Svc
 from keel.server.encode import jsonable, message_of, sse
@@ -46,9 +53,9 @@ router = APIRouter(tags=["thread streaming"])
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 SERVED_CHANNELS = frozenset(
-    {"lifecycle", "input", "values", "updates", "messages", "checkpoints", "tasks", "custom"}
+    {"lifecycle", "input", "values", "updates", "messages", "tools", "checkpoints", "tasks"}
+    | {"custom"}
 )
-UNSERVED_CHANNELS = frozenset({"tools"})
 UNSERVED_COMMANDS = frozenset(
     {
         "subscription.subscribe",
@@ -235,22 +242,19 @@ class _Filter:
         channels = body.get("channels") if isinstance(body, dict) else None
         if not isinstance(channels, list) or not channels:
             return _error(None, 422, "invalid_argument", "channels: a non-empty list is required")
-        unserved = [c for c in channels if c in UNSERVED_CHANNELS]
-        if unserved:
-            return _error(
-                None,
-                501,
-                "not_supported",
-                f"channels not served by Keel: {', '.join(unserved)} (served: "
-                "lifecycle, input, values, updates, custom, custom:<name>)",
-            )
         unknown = [
             repr(c)
             for c in channels
             if not isinstance(c, str) or (c not in SERVED_CHANNELS and not c.startswith("custom:"))
         ]
         if unknown:
-            return _error(None, 422, "invalid_argument", f"unknown channels: {', '.join(unknown)}")
+            served = ", ".join(sorted(SERVED_CHANNELS))
+            return _error(
+                None,
+                422,
+                "invalid_argument",
+                f"unknown channels: {', '.join(unknown)} (channels: {served}, custom:<name>)",
+            )
         namespaces = body.get("namespaces")
         if namespaces is not None and not (
             isinstance(namespaces, list)
@@ -340,6 +344,8 @@ class _RunProtocol:
     def __init__(self) -> None:
         self.error: str | None = None
         self.open: dict[str, tuple[AIMessageChunk, dict[str, Any]]] = {}
+        self.calls: dict[str, Mapping[str, Any]] = {}
+        """The tool calls the model asked for, by id, until their result."""
 
     def events(self, kind: str, data: Any) -> list[tuple[str, Any]]:
         if kind == "metadata":
@@ -369,14 +375,36 @@ class _RunProtocol:
         if isinstance(message, AIMessageChunk):
             key = message.id or "anonymous"
             known = self.open.get(key)
+            self.calls.update({str(c["id"]): c for c in message.tool_calls if c.get("id")})
             self.open[key] = (
                 known[0] + message if known else message,
                 known[1] if known else metadata,
             )
             return []
         if isinstance(message, AIMessage):
+            self.calls.update({str(c["id"]): c for c in message.tool_calls if c.get("id")})
             return _message_events(message, metadata)
-        return []  # tool results and the user's messages are in `values` / `updates`
+        if isinstance(message, ToolMessage):
+            return self._tool(message)
+        return []  # the user's messages are in `values` / `updates`
+
+    def _tool(self, result: ToolMessage) -> list[tuple[str, Any]]:
+        """A tool call, told when its result arrives: `tool-started` with the model's
+        arguments, then `tool-finished` with the output (or `tool-error`)."""
+        call: Mapping[str, Any] = self.calls.pop(result.tool_call_id, {})
+        started = {
+            "event": "tool-started",
+            "tool_call_id": result.tool_call_id,
+            "tool_name": result.name or call.get("name") or "",
+            "input": jsonable(call.get("args")),
+        }
+        ended: dict[str, Any] = (
+            {"event": "tool-error", "tool_call_id": result.tool_call_id, "message": result.text}
+            if result.status == "error"
+            else {"event": "tool-finished", "tool_call_id": result.tool_call_id}
+            | {"output": jsonable(result.content)}
+        )
+        return [("tools", started), ("tools", ended)]
 
     def _flush(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []

@@ -136,6 +136,31 @@ async def _run_and_replay(url: str) -> None:
             assert "Their total revenue was $" in said[-1].text
             assert {m.node for m in streams} == {"reason"}
 
+        # its tool calls through `thread.tool_calls`, and every channel through `thread.events`
+        async with client.threads.stream(thread.thread_id, assistant_id="agent") as tools:
+            handles: list[Any] = []
+            two = asyncio.Event()
+
+            async def calls() -> None:
+                async for handle in tools.tool_calls:
+                    handles.append(handle)
+                    if len(handles) == 2:
+                        two.set()
+
+            reader = asyncio.create_task(calls())
+            try:
+                await asyncio.wait_for(two.wait(), 30)
+                outputs = [await asyncio.wait_for(h.output, 10) for h in handles]
+            finally:
+                reader.cancel()
+            assert [h.name for h in handles] == ["sql_query", "calculator"]
+            assert handles[1].input == {"expression": "95293.7 + 24466.05 + 17704.46"}
+            assert outputs[1] == "137464.21"
+            every = await asyncio.wait_for(_until_ended(tools.events), 30)
+            assert {"lifecycle", "values", "updates", "messages", "tools", "checkpoints"} <= {
+                e["method"] for e in every
+            }
+
         # a second run on the thread: the stream goes on with higher seqs
         await thread.run.start(input=USER)
         second = await asyncio.wait_for(
@@ -208,11 +233,11 @@ async def test_what_is_not_served_is_named(sales_server: str) -> None:
         assert odd.status_code == 422 and odd.json()["error"] == "unknown_command"
         bad = await http.post(f"/threads/{tid}/commands", json={"method": "run.start"})
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_argument"
-        tools = await http.post(
-            f"/threads/{tid}/stream/events", json={"channels": ["values", "messages", "tools"]}
+        odd_channel = await http.post(
+            f"/threads/{tid}/stream/events", json={"channels": ["values", "colours"]}
         )
-        assert tools.status_code == 501
-        assert "not served by Keel: tools" in tools.json()["message"]
+        assert odd_channel.status_code == 422
+        assert "unknown channels: 'colours'" in odd_channel.json()["message"]
         nothing = await http.post(f"/threads/{tid}/stream/events", json={"channels": []})
         assert nothing.status_code == 422
         missing = await http.post("/threads/nobody/stream/events", json={"channels": ["values"]})

@@ -37,8 +37,6 @@ def test_whole_messages_interrupts_and_failures() -> None:
     protocol = _RunProtocol()
     said = protocol.events("messages", jsonable([AIMessage("done", id="m2"), META]))
     assert [d["event"] for _, d in said][::4] == ["message-start", "message-finish"]
-    tool = ToolMessage("42", tool_call_id="c1", id="t1")
-    assert protocol.events("messages", jsonable([tool, META])) == []
     asked = protocol.events(
         "updates", {"__interrupt__": [{"value": {"question": "May I?"}, "id": "i1"}]}
     )
@@ -59,3 +57,22 @@ def test_whole_messages_interrupts_and_failures() -> None:
     assert protocol.events("end", {"status": "error"}) == [
         ("lifecycle", {"event": "failed", "error": "boom"})
     ]
+
+
+def test_a_tool_call_is_told_when_its_result_arrives() -> None:
+    protocol = _RunProtocol()
+    asked = AIMessage("", id="m3", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "c7"}])
+    protocol.events("messages", jsonable([asked, META]))
+    done = ToolMessage("2", tool_call_id="c7", name="add", id="t7")
+    assert protocol.events("messages", jsonable([done, META])) == [
+        (
+            "tools",
+            {"event": "tool-started", "tool_call_id": "c7", "tool_name": "add", "input": {"a": 1}},
+        ),
+        ("tools", {"event": "tool-finished", "tool_call_id": "c7", "output": "2"}),
+    ]
+    failed = ToolMessage("no such table", tool_call_id="c8", name="sql", status="error")
+    assert protocol.events("messages", jsonable([failed, META]))[1] == (
+        "tools",
+        {"event": "tool-error", "tool_call_id": "c8", "message": "no such table"},
+    )
