@@ -11,13 +11,14 @@ from keel.tools.reports import report_tools
 
 __all__ = ["INSTRUCTIONS", "agent"]
 
-INSTRUCTIONS = """You write monthly sales reports for the shop's managers.
+INSTRUCTIONS = """You write monthly sales reports for the shop's managers. Your task is done
+only when write_report has stored the report.
 
 1. Pick the month: "last month" when the user asks for last month (or names none), else the
    month they name as YYYY-MM, e.g. 2026-03.
-2. Call sales_figures(month) to get that month's figures.
-3. Call write_report(month, title, summary) once. The summary is two or three sentences for
-   the reader: the revenue, its change against the month before, and the best-selling
+2. Call sales_figures(month) to see that month's figures.
+3. Then call write_report(month, title, summary) once. The summary is two or three sentences
+   for the reader: the revenue, its change against the month before, and the best-selling
    product, with the numbers exactly as sales_figures gave them. The tool computes the
    report's figures itself and stores the report.
 4. Answer with one short paragraph: which month, the headline figures, and the ids of the

@@ -46,6 +46,7 @@ __all__ = [
     "render_markdown",
     "report_tools",
     "sales_figures",
+    "standard_summary",
     "write_report",
 ]
 
@@ -277,12 +278,31 @@ def _headline(f: MonthFigures) -> list[tuple[str, str]]:
     ]
 
 
+def standard_summary(f: MonthFigures) -> str:
+    """What the figures say, in one paragraph: used when the model gives no summary."""
+    if f.revenue_change_pct is None:
+        versus = f"with no revenue in {_month_name(f.previous_month)} to compare with"
+    else:
+        versus = (
+            f"{f.revenue_change_pct:+.1f}% against {_month_name(f.previous_month)} "
+            f"({_money(f.previous_revenue)})"
+        )
+    text = (
+        f"Revenue in {_month_name(f.month)} was {_money(f.revenue)}, {versus}, from "
+        f"{f.completed_orders:,} completed orders."
+    )
+    if f.top_products:
+        best = f.top_products[0]
+        text += f" The best seller was {best.name} with {_money(best.revenue)}."
+    return text
+
+
 def render_markdown(f: MonthFigures, title: str, summary: str, chart_name: str) -> str:
     """The report as Markdown; the chart is referenced by its artifact name."""
     lines = [f"# {title}", "", f"*Sales report for {_month_name(f.month)}*"]
     if f.partial:
         lines.append(f"*The month is not over: figures up to {date.today().isoformat()}.*")
-    lines += ["", "## Summary", "", summary or "(no summary given)", "", "## Key figures", ""]
+    lines += ["", "## Summary", "", summary or standard_summary(f), "", "## Key figures", ""]
     lines += ["| Figure | Value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _headline(f)]
     lines += ["", f"## Top {len(f.top_products)} products by revenue", ""]
@@ -314,7 +334,7 @@ def render_html(f: MonthFigures, title: str, summary: str, chart_name: str) -> s
         if f.partial
         else ""
     )
-    paragraphs = "".join(f"<p>{e(p)}</p>" for p in (summary or "(no summary given)").split("\n\n"))
+    paragraphs = "".join(f"<p>{e(p)}</p>" for p in (summary or standard_summary(f)).split("\n\n"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>body{{font-family:sans-serif;max-width:52em;margin:2em auto;color:#222}}
@@ -382,7 +402,13 @@ def sales_figures(
     before.
 
     Returns JSON. Revenue counts completed orders only."""
-    return json.dumps(month_figures(ctx, month).to_json())
+    figures = month_figures(ctx, month)
+    body = figures.to_json()
+    body["next_step"] = (
+        f"The report is not written yet: call write_report with month '{figures.month}', "
+        "a title and a short summary to write and store it."
+    )
+    return json.dumps(body)
 
 
 def _again(_key: str) -> Reconciled:
@@ -396,15 +422,16 @@ async def write_report(
     title: Annotated[
         str, Field(min_length=1, max_length=MAX_TITLE, description="The report's title.")
     ],
+    ctx: ToolContext,
+    month: Annotated[str, Field(description=_MONTH_HELP)] = "last month",
     summary: Annotated[
         str,
         Field(
             max_length=MAX_SUMMARY,
-            description="A few sentences for the reader: what changed and what stands out.",
+            description="A few sentences for the reader: what changed and what stands out "
+            "(empty: a summary is written from the figures).",
         ),
-    ],
-    ctx: ToolContext,
-    month: Annotated[str, Field(description=_MONTH_HELP)] = "last month",
+    ] = "",
 ) -> str:
     """Write the month's sales report (Markdown, HTML and a PNG chart) and store it.
 

@@ -150,6 +150,7 @@ def test_sales_figures_match_the_database(settings: Settings, back: int) -> None
     assert got["revenue_change_pct"] == t.change_pct
     assert got["orders_change_pct"] == t.orders_change_pct
     assert "completed" in got["revenue_rule"]
+    assert f"month '{month}'" in got["next_step"] and "write_report" in got["next_step"]
 
 
 def test_relative_months_and_the_default(settings: Settings) -> None:
@@ -191,7 +192,8 @@ async def test_bad_arguments_write_nothing(settings: Settings) -> None:
     for args in (
         {"month": last_month(date.today()), "title": "", "summary": "y"},
         {"month": last_month(date.today()), "title": "x", "summary": "y" * 5000},
-        {"month": last_month(date.today()), "title": "x"},
+        {"month": last_month(date.today()), "summary": "no title"},
+        {"month": last_month(date.today()), "title": "x", "tone": "upbeat"},
     ):
         with pytest.raises(ToolInputError, match="invalid arguments for 'write_report'"):
             write_report.validate(args)
@@ -307,6 +309,20 @@ async def test_crash_and_resume_stores_each_artifact_once(
     )
     assert again.success
     assert len(await open_artifact_store(settings).list("default")) == 3
+
+
+async def test_without_a_summary_the_report_states_the_figures(settings: Settings) -> None:
+    month = last_month(date.today())
+    args = write_report.validate({"title": "Monthly"})
+    stored = json.loads(await write_report.invoke(args, _ctx(settings)))["stored"]
+    got = await open_artifact_store(settings).get("acme", stored[f"sales-{month}.md"])
+    assert got is not None
+    text = got[1].decode()
+    t = truth(settings.home / "sample.db", month)
+    summary = text.split("## Summary")[1].split("##")[0]
+    assert _money(t.revenue) in summary and f"{t.change_pct:+.1f}%" in summary
+    assert f"The best seller was {t.top[0][0]} with {_money(t.top[0][2])}." in summary
+    _check_markdown(text, t)
 
 
 async def test_replaying_the_same_call_returns_the_same_artifacts(settings: Settings) -> None:

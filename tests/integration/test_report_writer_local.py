@@ -58,7 +58,7 @@ def test_the_local_model_writes_last_months_report(tmp_path: Path) -> None:
     assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
     assert result["success"], result
     actions = [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"]
-    assert "write_report" in actions, actions
+    assert "write_report" in actions, (actions, result["output"])
     month = last_month(date.today())
     listed = json.loads(keel("artifacts", "list", "--thread", "local", "--json").stdout)
     by_name = {a["name"]: a["id"] for a in listed}
