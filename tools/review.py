@@ -62,6 +62,16 @@ T = TypeVar("T")
 AUTHOR = "code_reviewer"
 """The author of the comments the agent posts."""
 LINTED_SUFFIXES = (".py", ".pyi")
+NEXT_AFTER_LISTING = (
+    "call read_diff for each file that is not deleted, then run_linter, then "
+    "post_review_comment once per problem on a changed line"
+)
+NEXT_AFTER_DIFF = "next: read_diff for the other changed files, then run_linter"
+NEXT_AFTER_LINT = (
+    "post_review_comment once per problem you found on a line the change added (the diffs' "
+    "+ lines; findings with in_change=true), then answer with the comments you posted"
+)
+"""What each result says to do next: small models stop early without it."""
 
 RepoPath = Annotated[
     str,
@@ -136,6 +146,7 @@ def _file_list(change: Change, limit: int) -> dict[str, Any]:
     data: dict[str, Any] = {"base": change.base, "head": change.head, "files": files[:limit]}
     if len(files) > limit:
         data["cut"] = f"{len(files) - limit} more files not shown (limit {limit})"
+    data["next"] = NEXT_AFTER_LISTING
     return data
 
 
@@ -183,7 +194,7 @@ def read_diff(
         size = len(out[0])
         for number in range(from_hunk, len(hunks) + 1):
             text = f"hunk {number}/{len(hunks)}\n" + render_hunk(hunks[number - 1])
-            if size + len(text) > limit - 120:
+            if size + len(text) > limit - 200:
                 if number == from_hunk:
                     text = text[: limit - 200 - size] + "\n…[hunk cut]"
                     out.append(text)
@@ -196,6 +207,8 @@ def read_diff(
                 break
             out.append(text)
             size += len(text) + 1
+        if not out[-1].startswith("[cut"):
+            out.append(NEXT_AFTER_DIFF)
         return "\n".join(out)
 
     return _call(work)
@@ -327,6 +340,7 @@ def _lint(opened: Repo, change: Change, ctx: ToolContext) -> dict[str, Any]:
         "findings": findings,
         "note": "in_change: the line is one the change added or modified (findings on those "
         "come first)",
+        "next": NEXT_AFTER_LINT,
     }
 
 
