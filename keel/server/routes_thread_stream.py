@@ -2,9 +2,12 @@
 the run machinery: a command starts or resumes a run like `POST /threads/{id}/runs`, and the
 thread's event stream is its runs' own events, re-shaped.
 
-- `POST /threads/{thread_id}/commands`: `run.start` (creates the thread when missing) and
-  `input.respond` (resumes an interrupt by its id). Every other protocol command is a 501
-  `not_supported` naming it, an unknown one a 422 `unknown_command`.
+- `POST /threads/{thread_id}/commands`: `run.start` (creates the thread when missing),
+  `input.respond` (resumes an interrupt by its id), `state.get`, `state.listCheckpoints`,
+  `state.fork` (a run from an earlier checkpoint) and `agent.getTree` (the root agent only).
+  `subscription.*` (WebSocket commands: over HTTP each stream is one subscription) and
+  `input.inject` are a 501 `not_supported` naming them, an unknown command a 422
+  `unknown_command`.
 - `POST /threads/{thread_id}/stream/events` with `{channels, namespaces?, depth?, since?}`:
   the thread's latest run, then each later one, as protocol events (`type: "event"`,
   `method`, `params: {namespace: [], timestamp, data}`, `seq`, `event_id`) on the channels
@@ -57,16 +60,10 @@ SERVED_CHANNELS = frozenset(
     | {"custom"}
 )
 UNSERVED_COMMANDS = frozenset(
-    {
-        "subscription.subscribe",
-        "subscription.unsubscribe",
-        "subscription.reconnect",
-        "agent.getTree",
-        "input.inject",
-        "state.get",
-        "state.listCheckpoints",
-        "state.fork",
-    }
+    {"subscription.subscribe", "subscription.unsubscribe", "subscription.reconnect", "input.inject"}
+)
+SERVED_COMMANDS = (
+    "run.start, input.respond, state.get, state.listCheckpoints, state.fork, agent.getTree"
 )
 RUN_MODES = ["values", "updates", "messages-tuple", "checkpoints", "tasks", "custom"]
 """What a run started by command streams (its events feed the thread's stream)."""
@@ -112,11 +109,14 @@ async def thread_command(
             result = await _run_start(svc, principal, thread_id, params)
         elif method == "input.respond":
             result = await _input_respond(svc, principal, thread_id, params)
+        elif method in _STATE_COMMANDS:
+            result = await _STATE_COMMANDS[method](svc, principal, thread_id, params)
         elif method in UNSERVED_COMMANDS:
             raise ProtocolError(
                 501,
                 "not_supported",
-                f"command {method!r} is not served by Keel; served: run.start, input.respond",
+                f"command {method!r} is not served by Keel (over HTTP each stream/events "
+                f"connection is one subscription); served: {SERVED_COMMANDS}",
             )
         else:
             raise ProtocolError(422, "unknown_command", f"unknown command {method!r}")
@@ -207,6 +207,123 @@ async def _input_respond(
     body = _run_body(params, assistant_id=str(assistant_id), command=command)
     handle = await _start(svc, principal, thread_id, body, background=True, streamed=True)
     return {"run_id": handle.run_id}
+
+
+async def _thread_graph(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> Any:
+    """The thread's served graph, once the thread is the caller's; only the root namespace."""
+    if await svc.store.get_thread(thread_id, principal.tenant_id) is None:
+        raise NotFound(f"thread {thread_id} not found")
+    if params.get("namespace"):
+        raise ProtocolError(
+            404, "no_such_namespace", "Keel's threads have only the root namespace []"
+        )
+    return await svc.runs.runner.served_for(thread_id)
+
+
+def _checkpoint_id(snapshot: Any) -> str | None:
+    found = ((snapshot.config or {}).get("configurable") or {}).get("checkpoint_id")
+    return str(found) if found else None
+
+
+async def _state_get(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`{values, checkpoint: {id}}`; `keys` picks some of the values."""
+    snapshot = await (await _thread_graph(svc, principal, thread_id, params)).snapshot(thread_id)
+    values: dict[str, Any] = jsonable(snapshot.values or {})
+    keys = params.get("keys")
+    if isinstance(keys, list):
+        values = {k: v for k, v in values.items() if k in keys}
+    found: dict[str, Any] = {"values": values}
+    if _checkpoint_id(snapshot):
+        found["checkpoint"] = {"id": _checkpoint_id(snapshot), "ns": ""}
+    return found
+
+
+async def _list_checkpoints(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The thread's checkpoints, newest first: `limit` (10), `before` a checkpoint id."""
+    served = await _thread_graph(svc, principal, thread_id, params)
+    limit, before = params.get("limit", 10), params.get("before")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ProtocolError(422, "invalid_argument", "limit: an integer from 1 to 1000")
+    if before is not None and not isinstance(before, str):
+        raise ProtocolError(422, "invalid_argument", "before: a checkpoint id")
+    cursor = {"configurable": {"checkpoint_id": before}} if before else None
+    found = []
+    async for snapshot in served.history(thread_id, filter=None, before=cursor, limit=limit):
+        created = snapshot.created_at
+        found.append(
+            {
+                "id": _checkpoint_id(snapshot),
+                "timestamp": created.isoformat() if hasattr(created, "isoformat") else created,
+                "step": (snapshot.metadata or {}).get("step"),
+                "metadata": jsonable(snapshot.metadata or {}),
+            }
+        )
+    return {"checkpoints": found}
+
+
+async def _state_fork(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A run on the thread from an earlier checkpoint (with `input`, or continuing)."""
+    await _thread_graph(svc, principal, thread_id, params)
+    checkpoint_id = params.get("checkpoint_id")
+    if not isinstance(checkpoint_id, str) or not checkpoint_id:
+        raise ProtocolError(422, "invalid_argument", "state.fork needs params.checkpoint_id")
+    payload = params.get("input")
+    if payload is not None and not isinstance(payload, dict):
+        raise ProtocolError(422, "invalid_argument", "state.fork: input must be an object")
+    body = _run_body(
+        params,
+        assistant_id=await _assistant_of(svc, principal, thread_id),
+        input=payload,
+        checkpoint_id=checkpoint_id,
+    )
+    handle = await _start(svc, principal, thread_id, body, background=True, streamed=True)
+    return {"run_id": handle.run_id, "thread_id": thread_id}
+
+
+_TREE_STATUS = {"success": "completed", "error": "failed", "interrupted": "interrupted"}
+
+
+async def _agent_tree(
+    svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The root agent and how the thread's latest (or named) run stands; no subgraph nodes."""
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is None:
+        raise NotFound(f"thread {thread_id} not found")
+    run_id = params.get("run_id")
+    if isinstance(run_id, str):
+        record = await svc.store.get_run(run_id, thread_id, principal.tenant_id)
+        if record is None:
+            raise ProtocolError(404, "no_such_run", f"run {run_id} not found on thread {thread_id}")
+    else:
+        latest = await svc.store.list_runs(thread_id, principal.tenant_id, limit=1)
+        record = latest[0] if latest else None
+    status = _TREE_STATUS.get(record.status, "running") if record else "started"
+    graph = str(thread.metadata.get("graph_id") or "")
+    return {"tree": {"namespace": [], "status": status, "graph_name": graph, "children": []}}
+
+
+async def _assistant_of(svc: Services, principal: Any, thread_id: str) -> str:
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is None:
+        raise NotFound(f"thread {thread_id} not found")
+    return str(thread.metadata.get("assistant_id") or thread.metadata.get("graph_id"))
+
+
+_STATE_COMMANDS = {
+    "state.get": _state_get,
+    "state.listCheckpoints": _list_checkpoints,
+    "state.fork": _state_fork,
+    "agent.getTree": _agent_tree,
+}
 
 
 # the thread's event stream ---------------------------------------------------------------

@@ -223,12 +223,15 @@ async def test_an_interrupt_answered_with_run_respond(
 async def test_what_is_not_served_is_named(sales_server: str) -> None:
     async with httpx.AsyncClient(base_url=sales_server) as http:
         tid = (await http.post("/threads", json={})).json()["thread_id"]
-        fork = await http.post(
+        subscribe = await http.post(
             f"/threads/{tid}/commands",
-            json={"id": 1, "method": "state.fork", "params": {"checkpoint_id": "x"}},
+            json={"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values"]}},
         )
-        assert fork.status_code == 501
-        assert fork.json()["error"] == "not_supported" and "state.fork" in fork.json()["message"]
+        assert subscribe.status_code == 501
+        refusal = subscribe.json()
+        assert (
+            refusal["error"] == "not_supported" and "subscription.subscribe" in refusal["message"]
+        )
         odd = await http.post(f"/threads/{tid}/commands", json={"id": 2, "method": "dance"})
         assert odd.status_code == 422 and odd.json()["error"] == "unknown_command"
         bad = await http.post(f"/threads/{tid}/commands", json={"method": "run.start"})
@@ -249,3 +252,52 @@ async def test_what_is_not_served_is_named(sales_server: str) -> None:
 async def test_thread_streaming_on_a_worker(distributed: dict[str, Any]) -> None:
     with running_server(distributed["settings"]) as url, workers(distributed, 1, 2):
         await _run_and_replay(url)
+
+
+async def test_state_commands(sales_server: str) -> None:
+    """`state.get`, `state.listCheckpoints`, `state.fork` and `agent.getTree`, through the
+    SDK's own command call, agree with the thread's REST state and history."""
+    async with (
+        get_client(url=sales_server, api_key=None) as client,
+        client.threads.stream(assistant_id="agent") as thread,
+    ):
+        await thread.run.start(input=USER)
+        output = await asyncio.wait_for(thread.output, 60)
+        tid = thread.thread_id
+        state = await client.threads.get_state(tid)
+        got = await thread._send_command("state.get", {"namespace": []})
+        assert got["values"] == output
+        assert got["checkpoint"]["id"] == state["checkpoint"]["checkpoint_id"]
+        some = await thread._send_command("state.get", {"namespace": [], "keys": ["question"]})
+        assert some["values"] == {"question": SALES_QUESTION}
+
+        history = await client.threads.get_history(tid, limit=4)
+        listed = await thread._send_command("state.listCheckpoints", {"limit": 4})
+        ids = [c["id"] for c in listed["checkpoints"]]
+        assert ids == [h["checkpoint"]["checkpoint_id"] for h in history]
+        assert [c["step"] for c in listed["checkpoints"]] == [
+            (h["metadata"] or {})["step"] for h in history
+        ]
+        older = await thread._send_command("state.listCheckpoints", {"limit": 2, "before": ids[1]})
+        assert [c["id"] for c in older["checkpoints"]] == ids[2:4]
+
+        tree = await thread._send_command("agent.getTree", {})
+        assert tree["tree"] == {
+            "namespace": [],
+            "status": "completed",
+            "graph_name": "agent",
+            "children": [],
+        }
+
+        # a fork from the first checkpoint, with a new question: a new run on the thread
+        first = (await client.threads.get_history(tid, limit=100))[-1]["checkpoint"]
+        forked = await thread._send_command(
+            "state.fork",
+            {"checkpoint_id": first["checkpoint_id"], "input": {"question": "What is 2+2?"}},
+        )
+        assert forked["thread_id"] == tid
+        joined = await client.runs.join(tid, forked["run_id"])
+        assert joined["question"] == "What is 2+2?"
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await thread._send_command("state.get", {"namespace": ["child"]})
+        assert refused.value.response.json()["error"] == "no_such_namespace"
