@@ -72,6 +72,7 @@ POLL_S = 0.25
 _RUN_STEP = 10**10
 _EVENT_STEP = 1000
 _METHOD_CHANNEL = {"input.requested": "input"}
+_PAGE = 500
 
 
 class ProtocolError(Exception):
@@ -404,21 +405,28 @@ async def _thread_stream(
     runs = await _runs_oldest_first(svc, tenant_id, thread_id)
     followed = {r.run_id for r in runs[:-1]}
     while True:
-        runs = await _runs_oldest_first(svc, tenant_id, thread_id)
         pending = [(n, r) for n, r in enumerate(runs, start=1) if r.run_id not in followed]
-        if not pending:
-            await asyncio.sleep(POLL_S)
-            continue
         for ordinal, record in pending:
             followed.add(record.run_id)
             async for event in _run_events(svc, record, ordinal):
                 if flt.wants(event):
                     yield sse(event["method"], event, str(event["seq"]))
+        while True:  # one cheap read per poll: has a newer run begun?
+            newest = await svc.store.list_runs(thread_id, tenant_id, limit=1)
+            if newest and newest[0].run_id not in followed:
+                break
+            await asyncio.sleep(POLL_S)
+        runs = await _runs_oldest_first(svc, tenant_id, thread_id)
 
 
 async def _runs_oldest_first(svc: Services, tenant_id: str, thread_id: str) -> list[RunRecord]:
-    found = await svc.store.list_runs(thread_id, tenant_id, limit=1000)
-    return sorted(found, key=lambda r: (r.created_at, r.run_id))
+    """Every run of the thread (a run's place among them numbers its events)."""
+    found: list[RunRecord] = []
+    while True:
+        page = await svc.store.list_runs(thread_id, tenant_id, limit=_PAGE, offset=len(found))
+        found += page
+        if len(page) < _PAGE:
+            return sorted(found, key=lambda r: (r.created_at, r.run_id))
 
 
 async def _run_events(
