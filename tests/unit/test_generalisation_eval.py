@@ -566,7 +566,7 @@ def test_a_short_template_moves_no_other_question(
     db: Path, asked: list[GenQuestion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a day where a template finds fewer unambiguous instances, the rest keep their half."""
-    from keel.evals import generalisation
+    from keel.evals.generalisation import generation as generalisation
 
     def short(template: Any) -> Any:
         def first_only(d: Any, rng: Any) -> Any:
