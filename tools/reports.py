@@ -490,5 +490,6 @@ async def write_report(
 
 
 def report_tools() -> list[Any]:
-    """The report writer's tools, in the order the model should use them."""
-    return [sales_figures, write_report]
+    """The report writer's tools: the one that does the task first (small models tend to
+    pick the first tool listed)."""
+    return [write_report, sales_figures]
