@@ -31,8 +31,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from langchain_core.language_models._compat_bridge import message_to_events
 from langchain_core.messages import (
     AIMessage,
@@ -44,15 +44,15 @@ from langchain_core.messages import (
 
 from keel.server.deps import Caller, Services, Svc
 from keel.server.encode import jsonable, message_of, sse
-from keel.server.errors import ApiError, NotFound
+from keel.server.errors import COMMON_ERRORS, ApiError, ErrorBody, NotFound
 from keel.server.handles import RunHandle
-from keel.server.routes_runs import _start
+from keel.server.routes_runs import EventStream, _start, _streamed
 from keel.server.schemas import ID_PATTERN, RunCreate
 from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["thread streaming"])
+router = APIRouter(tags=["thread streaming"], responses=COMMON_ERRORS)
 ThreadId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 SERVED_CHANNELS = frozenset(
@@ -86,7 +86,19 @@ class ProtocolError(Exception):
 # commands ------------------------------------------------------------------------------
 
 
-@router.post("/threads/{thread_id}/commands")
+NOT_SERVED: dict[int | str, dict[str, Any]] = {
+    501: {"model": ErrorBody, "description": "A protocol command Keel does not serve (named)."}
+}
+STREAMED = _streamed() | {
+    200: {
+        "description": "Server-sent protocol events (`event:` the method, `id:` the `seq`), "
+        "for as long as the client listens.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post("/threads/{thread_id}/commands", responses=NOT_SERVED)
 async def thread_command(
     thread_id: ThreadId, request: Request, svc: Svc, principal: Caller
 ) -> JSONResponse:
@@ -330,21 +342,21 @@ _STATE_COMMANDS = {
 # the thread's event stream ---------------------------------------------------------------
 
 
-@router.post("/threads/{thread_id}/stream/events")
+@router.post("/threads/{thread_id}/stream/events", response_class=EventStream, responses=STREAMED)
 async def thread_events(
     thread_id: ThreadId, request: Request, svc: Svc, principal: Caller
-) -> StreamingResponse:
+) -> Response:
     """The thread's runs as protocol events, filtered; `since` resumes after a `seq`."""
     try:
         request_body = _json(await request.body())
     except ProtocolError as exc:
-        return _error(None, exc.status, exc.code, exc.message)  # type: ignore[return-value]
+        return _error(None, exc.status, exc.code, exc.message)
     flt = _Filter.of(request_body)
     if isinstance(flt, JSONResponse):
-        return flt  # type: ignore[return-value]
+        return flt
     if await svc.store.get_thread(thread_id, principal.tenant_id) is None:
         raise NotFound(f"thread {thread_id} not found")
-    return StreamingResponse(
+    return EventStream(
         _thread_stream(svc, principal.tenant_id, thread_id, flt),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
