@@ -122,8 +122,8 @@ def _rerun_is_safe(key: str) -> Reconciled:
     return Reconciled.not_done()
 
 
-TicketId = Annotated[int, Field(ge=1, description="The ticket's number, e.g. 42")]
-OrderId = Annotated[int, Field(ge=1, description="The shop's order id, e.g. 3405")]
+TicketId = Annotated[int, Field(ge=1, description="The ticket's number")]
+OrderId = Annotated[int, Field(ge=1, description="The shop's order id (read_ticket lists them)")]
 
 
 @tool(idempotent=True)
@@ -239,7 +239,9 @@ def _refund(
     return _out(ctx, row)
 
 
-Amount = Annotated[float, Field(gt=0, le=1_000_000, description="Dollars, e.g. 70.34")]
+Amount = Annotated[
+    float, Field(gt=0, le=1_000_000, description="Dollars and cents (read_ticket shows totals)")
+]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 
 
