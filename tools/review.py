@@ -168,18 +168,27 @@ def read_diff(
     repo: RepoPath,
     base: Rev,
     head: Rev,
-    path: FilePath,
     ctx: ToolContext,
+    path: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="One changed file (from the repository's top); omit for every file",
+        ),
+    ] = None,
     from_hunk: Annotated[int, Field(ge=1, description="First hunk to show (1: the first)")] = 1,
 ) -> str:
-    """Read one changed file's diff hunks. Each line shows `+` (added), `-` (removed) or a
-    space (context), then its line number in the file at head, which is the line to comment
-    on."""
+    """Read the change's diff hunks: one file's, or every changed file's when no path is
+    given. Each line shows `+` (added), `-` (removed) or a space (context), then its line
+    number in the file at head, which is the line to comment on."""
     limit = ctx.settings.review.max_result_chars
 
     def work() -> str:
         opened = _repo(ctx, repo)
         b, h = opened.resolve(base), opened.resolve(head)
+        if path is None:
+            return _whole_diff(opened, b, h, limit)
         clean = check_path(path)
         hunks = parse_hunks(opened.diff(b, h, clean))
         if not hunks:
@@ -212,6 +221,28 @@ def read_diff(
         return "\n".join(out)
 
     return _call(work)
+
+
+def _whole_diff(opened: Repo, base: str, head: str, limit: int) -> str:
+    """Every changed text file's hunks, file after file, until `limit`; the rest are named
+    so the model can read them one by one."""
+    out: list[str] = []
+    size = 0
+    files = [f for f in opened.change(base, head).files if f.status != "D"]
+    for index, f in enumerate(files):
+        hunks = parse_hunks(opened.diff(base, head, f.path))
+        if not hunks:
+            continue
+        text = f"=== {f.path} ({f.status})\n" + "\n".join(render_hunk(x) for x in hunks)
+        if size + len(text) > limit - 300:
+            rest = [g.path for g in files[index:]]
+            out.append(f"[cut: not shown: {', '.join(rest)}; call read_diff with path= for each]")
+            break
+        out.append(text)
+        size += len(text) + 1
+    else:
+        out.append("next: run_linter, then post_review_comment once per problem")
+    return "\n".join(out)
 
 
 @tool(idempotent=True)

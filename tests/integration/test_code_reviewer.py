@@ -144,7 +144,7 @@ def test_read_diff_numbers_each_line_as_it_is_at_head(
 ) -> None:
     truth = seeded_lines(sample.path)
     for path in ("shop/orders.py", "shop/pricing.py", "shop/payments.py", "shop/config.py"):
-        text = read_diff.func(str(sample.path), BASE, HEAD, path, _ctx(settings))
+        text = read_diff.func(str(sample.path), BASE, HEAD, _ctx(settings), path)
         head_lines = _at(sample.path, HEAD, path)
         shown = 0
         for row in text.splitlines():
@@ -153,11 +153,29 @@ def test_read_diff_numbers_each_line_as_it_is_at_head(
                 assert row.split("| ", 1)[1] == head_lines[number - 1], row
                 shown += 1
         assert shown
-    orders = read_diff.func(str(sample.path), BASE, HEAD, "shop/orders.py", _ctx(settings))
+    orders = read_diff.func(str(sample.path), BASE, HEAD, _ctx(settings), "shop/orders.py")
     _, line = truth["sql"]
     assert any(r.startswith(f"+ {line}|") for r in orders.splitlines())
-    config = read_diff.func(str(sample.path), BASE, HEAD, "shop/config.py", _ctx(settings))
+    config = read_diff.func(str(sample.path), BASE, HEAD, _ctx(settings), "shop/config.py")
     assert any(r.startswith("-  |") or r.startswith("- ") for r in config.splitlines())
+
+
+def test_read_diff_without_a_path_shows_every_changed_file(
+    settings: Settings, sample: SampleRepo
+) -> None:
+    whole = read_diff.func(str(sample.path), BASE, HEAD, _ctx(settings))
+    sections = [row.removeprefix("=== ").split(" (")[0] for row in whole.splitlines()
+                if row.startswith("=== ")]  # fmt: skip
+    assert sections == sorted(CLEAN_FILES + tuple(s.path for s in SEEDED))
+    for kind, (path, line) in seeded_lines(sample.path).items():
+        text = _at(sample.path, HEAD, path)[line - 1]
+        assert f"+ {line}| {text}" in whole.splitlines() or f"+  {line}| {text}" in whole, kind
+    small = settings.model_copy(
+        update={"review": settings.review.model_copy(update={"max_result_chars": 1000})}
+    )
+    cut = read_diff.func(str(sample.path), BASE, HEAD, _ctx(small))
+    assert len(cut) <= 1000
+    assert cut.splitlines()[-1].startswith("[cut: not shown: ") and "shop/pricing.py" in cut
 
 
 def _many_hunks_repo(folder: Path) -> Path:
@@ -184,16 +202,16 @@ def test_long_results_are_cut_and_say_how_to_read_on(settings: Settings, tmp_pat
     small = settings.model_copy(
         update={"review": settings.review.model_copy(update={"max_result_chars": 1000})}
     )
-    text = read_diff.func(repo, "main~2", "main~1", "big.py", _ctx(small))
+    text = read_diff.func(repo, "main~2", "main~1", _ctx(small), "big.py")
     assert len(text) <= 1000
     assert "20 hunk(s)" in text.splitlines()[0]
     cut = text.splitlines()[-1]
     assert cut.startswith("[cut: hunks ") and "from_hunk=" in cut
     next_hunk = int(cut.split("from_hunk=")[1].rstrip("]"))
-    rest = read_diff.func(repo, "main~2", "main~1", "big.py", _ctx(small), from_hunk=next_hunk)
+    rest = read_diff.func(repo, "main~2", "main~1", _ctx(small), "big.py", from_hunk=next_hunk)
     assert f"hunk {next_hunk}/20" in rest
     with pytest.raises(ToolInputError, match="has 20 hunk"):
-        read_diff.func(repo, "main~2", "main~1", "big.py", _ctx(small), from_hunk=21)
+        read_diff.func(repo, "main~2", "main~1", _ctx(small), "big.py", from_hunk=21)
     window = read_file.func(repo, "main", "big.py", _ctx(small), start_line=101, max_lines=1000)
     assert len(window) <= 1000
     assert window.splitlines()[1] == f"101| {_at(Path(repo), 'main', 'big.py')[100]}"
@@ -306,8 +324,9 @@ def test_bad_revisions_and_repositories_are_refused(
     for call in (
         lambda: list_changed_files.func(args["repo"], args["base"], args["head"], _ctx(settings)),
         lambda: read_diff.func(
-            args["repo"], args["base"], args["head"], "shop/orders.py", _ctx(settings)
+            args["repo"], args["base"], args["head"], _ctx(settings), "shop/orders.py"
         ),
+        lambda: read_diff.func(args["repo"], args["base"], args["head"], _ctx(settings)),
         lambda: run_linter.func(args["repo"], args["base"], args["head"], _ctx(settings)),
         lambda: post_review_comment.func(
             args["repo"],
@@ -345,7 +364,7 @@ def test_paths_outside_the_repository_are_refused(
     with pytest.raises(ToolInputError, match=message):
         read_file.func(str(sample.path), HEAD, path, _ctx(settings))
     with pytest.raises(ToolInputError, match=message):
-        read_diff.func(*where, path, _ctx(settings))
+        read_diff.func(*where, _ctx(settings), path)
     with pytest.raises(ToolInputError, match=message):
         post_review_comment.func(*where, path, 1, "info", "x", _ctx(settings))
 
