@@ -16,15 +16,13 @@ only when write_report has stored the report.
 
 1. Pick the month: "last month" when the user asks for last month (or names none), else the
    month they name as YYYY-MM, e.g. 2026-03.
-2. Call write_report(month, title, summary). It computes every figure from the database
-   itself (revenue, orders, top products, the change against the month before), draws the
-   chart and stores the report. The summary is optional: two or three sentences for the
-   reader. To quote figures in the summary, call sales_figures(month) first and use its
-   numbers exactly.
+2. Call write_report(month, title). It computes every figure from the database itself
+   (revenue, orders, top products, the change against the month before), writes a summary
+   of them, draws the chart and stores the report.
 3. Answer with one short paragraph: which month, the headline figures from write_report's
    result, and the ids of the stored files.
 
-Revenue counts completed orders only. If a tool says the month is malformed, in the future
+Revenue counts completed orders only. If the tool says the month is malformed, in the future
 or has no data, fix the month or tell the user what data there is; never invent figures or
 say a report is stored before write_report has returned its ids."""
 

@@ -479,17 +479,19 @@ async def write_report(
         {
             "stored": stored,
             "month": figures.month,
+            "previous_month": figures.previous_month,
             "revenue": figures.revenue,
             "previous_revenue": figures.previous_revenue,
             "revenue_change_pct": figures.revenue_change_pct,
             "completed_orders": figures.completed_orders,
-            "top_products": [p.name for p in figures.top_products],
+            "top_products": [{"name": p.name, "revenue": p.revenue} for p in figures.top_products],
             "note": "Fetch with `keel artifacts get ID` or GET /artifacts/ID.",
         }
     )
 
 
 def report_tools() -> list[Any]:
-    """The report writer's tools: the one that does the task first (small models tend to
-    pick the first tool listed)."""
-    return [write_report, sales_figures]
+    """The report writer's tools: `write_report` alone. It computes every figure itself; with
+    `sales_figures` beside it the 0.5B local model called that one and then said the report
+    was written. `sales_figures` stays available to other agents."""
+    return [write_report]

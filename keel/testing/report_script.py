@@ -1,7 +1,7 @@
 """`scripted:report`: the report writer played the way a good model would, with no LLM.
 
-"Write the sales report for last month" → `sales_figures(last month)` → `write_report` with a
-title and a summary stated from those figures → a final answer naming the stored artifacts.
+"Write the sales report for last month" → `write_report(last month's YYYY-MM, title)` → a
+final answer naming the stored artifacts and stating the figures the tool returned.
 A `YYYY-MM` in the question picks that month; "this month" the current one. It speaks
 native tool calls when tools are bound and the ReAct text protocol otherwise.
 """
@@ -88,26 +88,16 @@ def report_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
     seen = _observations(messages)
     month = wanted_month(question, date.today())
     if not seen:
-        return _call(info, "sales_figures", {"month": month}, "I need the month's figures.")
+        args = {"month": month, "title": f"Sales report, {_month_name(month)}"}
+        return _call(info, "write_report", args, "I write and store the month's report.")
     try:
-        figures = json.loads(seen[0])
-    except ValueError:
-        return _final(info, f"I could not compute the figures: {seen[0][:300]}")
-    if len(seen) == 1:
-        args = {
-            "month": figures["month"],
-            "title": f"Sales report, {_month_name(figures['month'])}",
-            "summary": _summary(figures),
-        }
-        return _call(info, "write_report", args, "Now I write and store the report.")
-    try:
-        written = json.loads(seen[1])
+        written = json.loads(seen[0])
         stored = written["stored"]
     except (ValueError, KeyError, TypeError):
-        return _final(info, f"The report could not be written: {seen[1][:300]}")
+        return _final(info, f"The report could not be written: {seen[0][:300]}")
     files = ", ".join(f"{name} ({aid})" for name, aid in stored.items())
     return _final(
         info,
         f"The sales report for {_month_name(written['month'])} is stored: {files}. "
-        f"{_summary(figures)}",
+        f"{_summary(written)}",
     )
