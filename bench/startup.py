@@ -51,7 +51,9 @@ SQLite checkpoints, tracing off) has no use for."""
 def child_cost(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one child process run to the end."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=env["KEEL_HOME"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -74,7 +76,9 @@ def measure(rounds: int, env: dict[str, str]) -> dict[str, tuple[list[float], li
 def imported(argv: list[str], env: dict[str, str]) -> dict[str, int]:
     """Every module `argv` imports, with its cumulative import time in µs."""
     argv = [argv[0], "-X", "importtime", *argv[1:]]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        argv, env=env, cwd=env["KEEL_HOME"], capture_output=True, text=True, check=True
+    )
     modules: dict[str, int] = {}
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
@@ -113,7 +117,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="keel-startup-"))
-    env = {**os.environ, "KEEL_HOME": str(home)}
+    # Children run in an empty directory (a `langgraph.json` in the working directory would
+    # make `keel run` load that project), importing this checkout's keel.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "KEEL_HOME": str(home), "PYTHONPATH": path}
     env.pop("LANGSMITH_TRACING", None)
     for argv in SIDES.values():  # warm the file cache and the sample database
         child_cost(argv, env)
