@@ -130,7 +130,9 @@ class Measure:
     runs: int = 0
 
 
-async def one_round(agent: AgentRuntime, mode: str, sequential: int, concurrent: int, m: Measure) -> None:
+async def one_round(
+    agent: AgentRuntime, mode: str, sequential: int, concurrent: int, m: Measure
+) -> None:
     client = agent.tracing.client
     for _ in range(sequential):
         started = time.perf_counter()

@@ -6,6 +6,7 @@ this package; what the graph, the runtime and the tests need of them is re-expor
 
 from keel.nodes._compaction import (
     SUMMARY_INSTRUCTIONS,
+    SUMMARY_MAX_CHARS,
     SUMMARY_PREFIX,
     compact_history,
     cut,
@@ -17,7 +18,9 @@ from keel.nodes._cost_gate import cost_controlled
 from keel.nodes._degrade import DIRECT_ANSWER_PROMPT
 from keel.nodes._durable import Decision, ReviewRequest
 from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
+from keel.nodes._prompt import bound_model, reason_estimate, reason_request
 from keel.nodes._records import text_of
+from keel.nodes._tokens import estimate_tokens
 from keel.nodes.act import act
 from keel.nodes.context import AgentContext, ReasoningMode
 from keel.nodes.fallback import fallback
@@ -29,12 +32,14 @@ __all__ = [
     "COMPOSE_SYSTEM",
     "DIRECT_ANSWER_PROMPT",
     "SUMMARY_INSTRUCTIONS",
+    "SUMMARY_MAX_CHARS",
     "SUMMARY_PREFIX",
     "AgentContext",
     "Decision",
     "ReasoningMode",
     "ReviewRequest",
     "act",
+    "bound_model",
     "check_grounded",
     "check_no_unrun_query",
     "column_sums",
@@ -42,10 +47,13 @@ __all__ = [
     "compose_prompt",
     "cost_controlled",
     "cut",
+    "estimate_tokens",
     "fallback",
     "finish",
     "observe",
     "reason",
+    "reason_estimate",
+    "reason_request",
     "should_compose",
     "summarize_middle",
     "summary_needed",

@@ -13,9 +13,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from keel.config import ModelPrice, load_settings
 from keel.cost.accounting import estimate_tokens as reference_estimate
-from keel.nodes._compaction import SUMMARY_MAX_CHARS, summarize_middle
-from keel.nodes._prompt import bound_model, reason_estimate, reason_request
-from keel.nodes._tokens import estimate_tokens
+from keel.nodes import (
+    SUMMARY_MAX_CHARS,
+    bound_model,
+    estimate_tokens,
+    reason_estimate,
+    reason_request,
+    summarize_middle,
+)
 from keel.testing.scripted import FunctionModel
 from keel.tools import ToolRegistry, calculator, sql_query, tool
 
