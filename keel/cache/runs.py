@@ -2,7 +2,7 @@
 
 The key is the normalized question, the tenant and a fingerprint of everything else the
 answer depends on (the tool set's version and the model specs). Only successful runs are
-stored. A cached answer comes back as a new `RunResult` marked `metadata.cache == "hit"`
+stored, and not degraded ones (a fallback's tool-free answer is not worth repeating). A cached answer comes back as a new `RunResult` marked `metadata.cache == "hit"`
 with zero cost; it writes no checkpoint (there is nothing to resume).
 """
 
@@ -62,7 +62,7 @@ async def lookup_run(
 async def remember_run(
     caches: Caches | None, tenant: str, question: str, fingerprint: str, result: RunResult
 ) -> None:
-    if caches is None or not result.success or result.status != "finished":
+    if caches is None or not result.success or result.degraded or result.status != "finished":
         return
     payload = {
         "output": result.output,

@@ -111,3 +111,19 @@ def test_the_scorecard_shows_degraded_runs_apart() -> None:
     ]
     row = report.row()
     assert row["success"] == 100.0 and row["degraded"] == 50.0
+
+
+async def test_a_degraded_answer_is_not_served_from_the_run_cache(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    too_long = ModelCallError(
+        "context too long", kind="degradable", code=ErrorCode.CONTEXT_TOO_LONG
+    )
+    model = ScriptedModel([too_long, AIMessage("Paris."), AIMessage("Paris, France.")])
+    settings = settings_factory(cache={"runs": True})
+    async with open_agent(settings, model=model) as agent:
+        first = await agent.arun("Capital of France?")
+        again = await agent.arun("Capital of France?")
+    assert first.degraded
+    assert again.metadata.cache is None, "a fallback's answer must not be repeated as a hit"
+    assert again.output == "Paris, France." and not again.degraded
