@@ -2,8 +2,9 @@
 
 The key is the normalized question, the tenant and a fingerprint of everything else the
 answer depends on (the tool set's version and the model specs). Only successful runs are
-stored, and not degraded ones (a fallback's tool-free answer is not worth repeating). A cached answer comes back as a new `RunResult` marked `metadata.cache == "hit"`
-with zero cost; it writes no checkpoint (there is nothing to resume).
+stored, and not degraded ones (a fallback's tool-free answer is not worth repeating). A
+cached answer comes back as a new `RunResult` marked `metadata.cache == "hit"` with zero
+cost; it writes no checkpoint (there is nothing to resume).
 """
 
 from __future__ import annotations
