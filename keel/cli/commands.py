@@ -148,6 +148,15 @@ def eval_(
     as_json: JsonFlag = False,
 ) -> None:
     """Scorecard: Keel vs a plain LangGraph agent on the local chaos server (no network)."""
+    import importlib.util
+
+    missing = [m for m in ("aiohttp", "langchain") if importlib.util.find_spec(m) is None]
+    if missing:  # the dev extra: the chaos server and langchain's create_agent
+        raise fail(
+            f"keel eval needs the test tools ({', '.join(missing)} missing): "
+            "make install-dev, or pip install -e '.[dev]'",
+            2,
+        )
     from keel.evals.scorecard import print_scorecard
 
     try:
