@@ -7,9 +7,9 @@ of the shop database `shop_url` (re-made when the shop's sample is re-made, e.g.
 day). That is done once per process and shop stamp; across processes a lock serialises it
 (a lock file beside a SQLite database, an advisory lock on Postgres).
 
-SQLite connections start their transactions with `BEGIN IMMEDIATE`, so a refund's check and
-write cannot interleave with another's; Postgres writes take an advisory lock per order
-(`keel.tickets.store`).
+SQLite transactions that write start with `BEGIN IMMEDIATE` (`writing`), so a refund's check
+and write cannot interleave with another's, while reads run beside them (WAL); Postgres
+refunds take an advisory lock per order (`keel.tickets.store`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,21 @@ from keel.errors import ConfigError
 from keel.tickets.sample import seed_sample, shop_stamp
 from keel.tickets.tables import meta, metadata
 
-__all__ = ["engine_for", "helpdesk_url", "migrate", "open_helpdesk", "shop_engine"]
+__all__ = [
+    "engine_for",
+    "helpdesk_url",
+    "migrate",
+    "open_helpdesk",
+    "shop_engine",
+    "writing",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x68656C70  # "help"
 _engines: dict[tuple[str, bool], Engine] = {}
 _ready: dict[str, str] = {}
 _lock = threading.Lock()
+_WRITE = "keel_helpdesk_write"
 
 
 def helpdesk_url(settings: Settings) -> str:
@@ -93,9 +101,17 @@ def _create(url: str, timeout_s: float, read_only: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def writing(engine: Engine) -> Engine:
+    """`engine` for a transaction that writes: on SQLite it starts with `BEGIN IMMEDIATE`
+    (the write lock taken before its reads, so a check and its write cannot interleave with
+    another writer's); reads start a plain `BEGIN` and run beside writers (WAL)."""
+    return engine.execution_options(**{_WRITE: True})
 
 
 def migrate(conn: Connection) -> None:
@@ -120,7 +136,7 @@ def open_helpdesk(settings: Settings, shop_url: str) -> Engine:
         stamp = shop_stamp(shop_conn)
     if _ready.get(url) == stamp:
         return engine
-    with _process_lock(url), engine.begin() as conn:
+    with _process_lock(url), writing(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
         migrate(conn)

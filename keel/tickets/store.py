@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.errors import ToolInputError
+from keel.tickets.db import writing
 from keel.tickets.tables import (
     STATUSES,
     TRANSITIONS,
@@ -326,7 +327,7 @@ def add_comment(
     """Add a comment once per `key` (the same key returns the comment already written)."""
     if not body.strip():
         raise ToolInputError("a comment needs a body (the text to write)")
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         _ticket_row(conn, ticket_id)
         _insert_once(
             conn,
@@ -348,7 +349,7 @@ def add_comment(
 
 def assign(engine: Engine, ticket_id: int, assignee: str) -> dict[str, Any]:
     """Give the ticket to a staff member (repeating it changes nothing)."""
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         ticket = _ticket_row(conn, ticket_id)
         names = list(conn.execute(select(staff.c.name).order_by(staff.c.name)).scalars())
         if assignee not in names:
@@ -367,7 +368,7 @@ def set_status(engine: Engine, ticket_id: int, status: str) -> dict[str, Any]:
     """Move the ticket to `status` along the allowed transitions (the same status: no-op)."""
     if status not in STATUSES:
         raise ToolInputError(f"unknown status '{status}'; statuses are {list(STATUSES)}")
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         ticket = _ticket_row(conn, ticket_id)
         if ticket.status == status:
             return {"ticket_id": ticket_id, "status": status, "previous": status}
@@ -433,7 +434,7 @@ def refund_order(
         )
     if order.status == "refunded":
         raise ToolInputError(f"order {order_id} was already refunded in full by the shop")
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         if conn.dialect.name == "postgresql":  # one refund decision per order at a time
             conn.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"),

@@ -299,3 +299,38 @@ async def test_backend_down_is_transient(tmp_path: Path) -> None:
 
 def test_url_takes_home(tmp_path: Path) -> None:
     assert helpdesk_url(load_settings(home=tmp_path)) == f"sqlite:///{tmp_path}/helpdesk.sqlite"
+
+
+def test_concurrent_refunds_of_one_order_never_exceed_its_total(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight refunds of the whole order at once, each under its own key: one goes through,
+    the others see it (the check and the write are one locked decision). The check is
+    slowed down so that, without the lock, every attempt would pass it."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    real = store._refunded_cents
+
+    def slow_check(*args: Any) -> dict[int, int]:
+        found = real(*args)
+        time.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(store, "_refunded_cents", slow_check)
+    engine, _, shop = opened
+    order = ticket_order(engine, sample.DOUBLE_CHARGE)
+    total = order_total(shop, order)
+
+    def attempt(i: int) -> str:
+        try:
+            _refund(opened, order, total, f"race:{i}")
+        except ToolInputError as exc:
+            return exc.message
+        return "refunded"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count("refunded") == 1, outcomes
+    assert all("already refunded in full" in o for o in outcomes if o != "refunded")
+    assert [cents for cents, _ in refunds_of(engine, order)] == [round(total * 100)]
