@@ -12,21 +12,17 @@ run, with the model's tokens priced at a hosted model's list price (`price_as`).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import sqlite3
-import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from keel.artifacts import open_artifact_store
-from keel.config import ModelPrice, Settings, load_settings
+from keel.config import Settings
+from keel.evals.workload_eval import WorkloadResult, priced_as, summarise, workload_main
 from keel.tools.sample_db import ensure_sample_db
 
 __all__ = [
@@ -50,19 +46,6 @@ class Figures:
     revenue: float
     change_pct: float | None
     top: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WorkloadResult:
-    workload: str
-    model: str
-    runs: int
-    success: float
-    p50_s: float
-    p99_s: float
-    cost_per_run_usd: float
-    price_as: str
-    failures: tuple[str, ...]
 
 
 def _shift(month: str, back: int) -> str:
@@ -117,12 +100,6 @@ def report_is_correct(markdown: str, expected: Figures) -> bool:
     return all(p >= 0 for p in positions) and positions == sorted(positions)
 
 
-def _percentile(values: Sequence[float], q: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 async def run_report_eval(
     settings: Settings,
     *,
@@ -135,8 +112,7 @@ async def run_report_eval(
     from keel.runtime import open_agent
 
     today = today or date.today()
-    price = settings.price_table()[price_as]
-    settings = settings.model_copy(update={"pricing": {**settings.pricing, **_priced(price)}})
+    settings = priced_as(settings, price_as, "scripted:report")
     cases = report_cases(today)
     chosen = [cases[i % len(cases)] for i in range(runs or len(cases))]
     db = ensure_sample_db(settings.home)
@@ -163,45 +139,19 @@ async def run_report_eval(
                 ok += 1
             else:
                 failures.append(f"{case.request!r}: {result.error or result.output[:200]}")
-    return WorkloadResult(
-        workload="report_writer",
-        model=settings.model,
-        runs=len(chosen),
-        success=ok / len(chosen),
-        p50_s=round(_percentile(seconds, 50), 3),
-        p99_s=round(_percentile(seconds, 99), 3),
-        cost_per_run_usd=round(sum(costs) / len(costs), 6),
+    return summarise(
+        "report_writer",
+        settings,
+        ok=ok,
+        seconds=seconds,
+        costs=costs,
+        failures=failures,
         price_as=price_as,
-        failures=tuple(failures),
     )
 
 
-def _priced(price: ModelPrice) -> dict[str, ModelPrice]:
-    """The hosted price for the model names runs report (scripted and local ones)."""
-    return {"scripted": price, "scripted:report": price, "qwen2.5-coder-0.5b": price}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", default="scripted:report")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--price-as", default="gpt-4o-mini")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(model=args.model, home=Path(tmp), checkpoint_url="memory://")
-        result = asyncio.run(run_report_eval(settings, runs=args.runs, price_as=args.price_as))
-    if args.json:
-        print(json.dumps(asdict(result)))
-    else:
-        print(
-            f"{result.workload} ({result.model}): success {result.success:.0%} of "
-            f"{result.runs} · P50 {result.p50_s}s · P99 {result.p99_s}s · "
-            f"${result.cost_per_run_usd:.6f}/run at {result.price_as} prices"
-        )
-        for failure in result.failures:
-            print(f"  failed: {failure}")
-    return 0 if result.success == 1 else 1
+    return workload_main(run_report_eval, default_model="scripted:report", doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,14 @@ priced at a hosted model's list price (`price_as`).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import sqlite3
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from keel.config import ModelPrice, Settings, load_settings
-from keel.evals.reports import WorkloadResult
+from keel.config import Settings
+from keel.evals.workload_eval import WorkloadResult, priced_as, summarise, workload_main
 from keel.tickets import sample
 from keel.tickets.db import helpdesk_url, open_helpdesk
 from keel.tools.sample_db import ensure_sample_db
@@ -130,8 +126,7 @@ async def run_ticket_eval(
     from keel.graphs.ticket_desk import agent as ticket_desk
     from keel.runtime import open_agent
 
-    price = settings.price_table()[price_as]
-    settings = settings.model_copy(update={"pricing": {**settings.pricing, **_priced(price)}})
+    settings = priced_as(settings, price_as, "scripted:tickets")
     shop = ensure_sample_db(settings.home)
     open_helpdesk(settings, f"sqlite:///{shop}")
     desk = Path(helpdesk_url(settings).removeprefix("sqlite:///"))
@@ -150,46 +145,19 @@ async def run_ticket_eval(
                 ok += 1
             else:
                 failures.append(f"{case.request!r}: {result.error or result.output[:200]}")
-    ordered = sorted(seconds)
-    return WorkloadResult(
-        workload="ticket_desk",
-        model=settings.model,
-        runs=len(cases),
-        success=ok / len(cases),
-        p50_s=round(ordered[len(ordered) // 2], 3),
-        p99_s=round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-        cost_per_run_usd=round(sum(costs) / len(costs), 6),
+    return summarise(
+        "ticket_desk",
+        settings,
+        ok=ok,
+        seconds=seconds,
+        costs=costs,
+        failures=failures,
         price_as=price_as,
-        failures=tuple(failures),
     )
 
 
-def _priced(price: ModelPrice) -> dict[str, ModelPrice]:
-    """The hosted price for the model names runs report (scripted and local ones)."""
-    return {"scripted": price, "scripted:tickets": price, "qwen2.5-coder-0.5b": price}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", default="scripted:tickets")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--price-as", default="gpt-4o-mini")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(model=args.model, home=Path(tmp), checkpoint_url="memory://")
-        result = asyncio.run(run_ticket_eval(settings, runs=args.runs, price_as=args.price_as))
-    if args.json:
-        print(json.dumps(asdict(result)))
-    else:
-        print(
-            f"{result.workload} ({result.model}): success {result.success:.0%} of "
-            f"{result.runs} · P50 {result.p50_s}s · P99 {result.p99_s}s · "
-            f"${result.cost_per_run_usd:.6f}/run at {result.price_as} prices"
-        )
-        for failure in result.failures:
-            print(f"  failed: {failure}")
-    return 0 if result.success == 1 else 1
+    return workload_main(run_ticket_eval, default_model="scripted:tickets", doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":
