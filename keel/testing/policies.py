@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage
 
 from keel.errors import ModelSpecError
+from keel.testing.replies import call as _call
+from keel.testing.replies import final as _final
+from keel.testing.replies import observations as _observations
+from keel.testing.replies import question as _question
 from keel.testing.report_script import report_policy
 from keel.testing.review_script import review_policy
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
@@ -34,37 +37,6 @@ TOP_PRODUCTS_SQL = (
     "AND o.order_date < date('now', 'localtime', 'start of month') "
     "GROUP BY p.id, p.name ORDER BY revenue DESC LIMIT 3"
 )
-
-
-def _observations(messages: list[BaseMessage]) -> list[str]:
-    """Tool results so far, in either protocol (tool messages or `Observation:` turns)."""
-    found = []
-    for m in messages:
-        if isinstance(m, ToolMessage):
-            found.append(str(m.content))
-        elif isinstance(m, HumanMessage) and str(m.content).startswith("Observation: "):
-            found.append(str(m.content).removeprefix("Observation: "))
-    return found
-
-
-def _question(messages: list[BaseMessage]) -> str:
-    return next((str(m.content) for m in messages if isinstance(m, HumanMessage)), "")
-
-
-def _call(info: CallInfo, tool: str, args: dict[str, Any], thought: str) -> AIMessage:
-    if info.tools:
-        return AIMessage(
-            content="", tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}]
-        )
-    return AIMessage(
-        content=f"Thought: {thought}\nAction: {tool}\nAction Input: {json.dumps(args)}"
-    )
-
-
-def _final(info: CallInfo, answer: str) -> AIMessage:
-    return AIMessage(
-        content=answer if info.tools else f"Thought: I know the answer.\nFinal Answer: {answer}"
-    )
 
 
 def _sales(messages: list[BaseMessage], info: CallInfo) -> Reply:

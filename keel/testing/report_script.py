@@ -13,8 +13,12 @@ import re
 from datetime import date
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage
 
+from keel.testing.replies import call as _call
+from keel.testing.replies import final as _final
+from keel.testing.replies import observations as _observations
+from keel.testing.replies import question as _question
 from keel.testing.scripted import CallInfo, Reply
 
 __all__ = ["report_policy", "wanted_month"]
@@ -31,32 +35,6 @@ def wanted_month(question: str, today: date) -> str:
         return f"{today:%Y-%m}"
     index = today.year * 12 + today.month - 2
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def _observations(messages: list[BaseMessage]) -> list[str]:
-    found = []
-    for m in messages:
-        if isinstance(m, ToolMessage):
-            found.append(str(m.content))
-        elif isinstance(m, HumanMessage) and str(m.content).startswith("Observation: "):
-            found.append(str(m.content).removeprefix("Observation: "))
-    return found
-
-
-def _call(info: CallInfo, tool: str, args: dict[str, Any], thought: str) -> AIMessage:
-    if info.tools:
-        return AIMessage(
-            content="", tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}]
-        )
-    return AIMessage(
-        content=f"Thought: {thought}\nAction: {tool}\nAction Input: {json.dumps(args)}"
-    )
-
-
-def _final(info: CallInfo, answer: str) -> AIMessage:
-    return AIMessage(
-        content=answer if info.tools else f"Thought: I know the answer.\nFinal Answer: {answer}"
-    )
 
 
 def _month_name(month: str) -> str:
@@ -82,7 +60,7 @@ def _summary(figures: dict[str, Any]) -> str:
 
 
 def report_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
-    question = next((str(m.content) for m in messages if isinstance(m, HumanMessage)), "")
+    question = _question(messages)
     if "report" not in question.lower():
         return _final(info, "I write monthly sales reports: ask for the report of a month.")
     seen = _observations(messages)

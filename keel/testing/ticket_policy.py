@@ -19,6 +19,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from keel.testing.replies import call
+from keel.testing.replies import final as _final
+from keel.testing.replies import question as _question
 from keel.testing.scripted import CallInfo, Reply
 
 __all__ = ["tickets_policy"]
@@ -84,24 +87,12 @@ def _steps(messages: list[BaseMessage]) -> list[_Step]:
 def _call(info: CallInfo, tool: str, args: dict[str, Any], turn: int) -> AIMessage:
     """A call whose id is unique in the conversation (`turn`: replies so far), so a tool
     called again later never reuses an idempotency key."""
-    if info.tools:
-        return AIMessage(
-            content="",
-            tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{turn}_{info.index}"}],
-        )
-    return AIMessage(
-        content=f"Thought: next, {tool}.\nAction: {tool}\nAction Input: {json.dumps(args)}"
-    )
-
-
-def _final(info: CallInfo, answer: str) -> AIMessage:
-    return AIMessage(
-        content=answer if info.tools else f"Thought: I know the answer.\nFinal Answer: {answer}"
-    )
+    call_id = f"call_{tool}_{turn}_{info.index}"
+    return call(info, tool, args, f"next, {tool}.", call_id=call_id)
 
 
 def tickets_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
-    question = next((str(m.content) for m in messages if isinstance(m, HumanMessage)), "")
+    question = _question(messages)
     ticket = _TICKET.search(question)
     if ticket is None:
         return _final(info, "Which ticket? Please give its number, e.g. 'Ticket 42: …'.")
