@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,6 +21,7 @@ from keel.config import Settings
 from keel.server.app import create_app
 from keel.testing.scripted import CallInfo, FunctionModel
 from keel.tools.registry import tool
+from tests.conftest import fresh_database
 
 
 @contextmanager
@@ -46,6 +48,21 @@ def running_server(settings: Settings, **app_kwargs: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def sales_server_on(
+    backend: str, settings_factory: Callable[..., Settings], tmp_path: Path, db_prefix: str
+) -> Iterator[str]:
+    """`keel serve` with in-process runs and the scripted sales model, its checkpoints and
+    tables on SQLite (`backend="sqlite"`) or a fresh Postgres database named `db_prefix_…`."""
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            checkpoint_url = f"sqlite:///{tmp_path / 'cp.sqlite'}"
+        else:
+            checkpoint_url, _ = stack.enter_context(fresh_database(db_prefix))
+        settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
+        yield stack.enter_context(running_server(settings))
 
 
 @tool(idempotent=True)

@@ -20,8 +20,7 @@ from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
 from keel.config import Settings
 from keel.server.admin import create_key
-from tests.conftest import fresh_database
-from tests.integration.service_server import running_server, workers
+from tests.integration.service_server import running_server, sales_server_on, workers
 from tests.sales_truth import SALES_QUESTION
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -32,17 +31,7 @@ def server(
     request: pytest.FixtureRequest, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> Iterator[str]:
     """`keel serve` with in-process runs, its checkpoints and tables on SQLite or Postgres."""
-    if request.param == "sqlite":
-        settings = settings_factory(
-            model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
-        )
-        with running_server(settings) as url:
-            yield url
-        return
-    with (
-        fresh_database("keel_conformance") as (db, _),
-        running_server(settings_factory(model="scripted:sales", checkpoint_url=db)) as url,
-    ):
+    with sales_server_on(request.param, settings_factory, tmp_path, "keel_conformance") as url:
         yield url
 
 

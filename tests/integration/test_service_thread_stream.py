@@ -21,8 +21,13 @@ from langgraph_sdk import get_client
 from keel.config import Settings
 from keel.tools import default_tools
 from keel.tools.registry import ToolRegistry
-from tests.conftest import fresh_database
-from tests.integration.service_server import ask_human, running_server, tool_once_model, workers
+from tests.integration.service_server import (
+    ask_human,
+    running_server,
+    sales_server_on,
+    tool_once_model,
+    workers,
+)
 from tests.sales_truth import SALES_QUESTION
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -33,17 +38,7 @@ CHANNELS = ["lifecycle", "input", "values", "updates", "checkpoints"]
 def server(
     request: pytest.FixtureRequest, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        settings = settings_factory(
-            model="scripted:sales", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
-        )
-        with running_server(settings) as url:
-            yield url
-        return
-    with (
-        fresh_database("keel_thread_stream") as (db, _),
-        running_server(settings_factory(model="scripted:sales", checkpoint_url=db)) as url,
-    ):
+    with sales_server_on(request.param, settings_factory, tmp_path, "keel_thread_stream") as url:
         yield url
 
 
