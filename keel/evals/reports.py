@@ -13,7 +13,6 @@ run, with the model's tokens priced at a hosted model's list price (`price_as`).
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from keel.artifacts import open_artifact_store
 from keel.config import Settings
-from keel.evals.workload_eval import WorkloadResult, priced_as, summarise, workload_main
+from keel.evals.workload_eval import Tally, WorkloadResult, priced_as, workload_main
 from keel.tools.sample_db import ensure_sample_db
 
 __all__ = [
@@ -117,37 +116,21 @@ async def run_report_eval(
     chosen = [cases[i % len(cases)] for i in range(runs or len(cases))]
     db = ensure_sample_db(settings.home)
     store = open_artifact_store(settings)
-    seconds: list[float] = []
-    costs: list[float] = []
-    failures: list[str] = []
-    ok = 0
+    tally = Tally()
     async with open_agent(report_writer, settings=settings) as agent:
         for i, case in enumerate(chosen):
             thread = f"report-eval-{i}"
-            started = time.perf_counter()
-            result = await agent.arun(case.request, thread_id=thread)
-            seconds.append(time.perf_counter() - started)
-            costs.append(result.metadata.total_cost)
+            result = await tally.run(agent, case.request, thread)
             stored = {a.name: a for a in await store.list("default", thread_id=thread)}
             report = stored.get(f"sales-{case.month}.md")
             got = await store.get("default", report.id) if report else None
-            if (
+            correct = (
                 result.success
                 and got is not None
                 and report_is_correct(got[1].decode(), expected_figures(db, case.month))
-            ):
-                ok += 1
-            else:
-                failures.append(f"{case.request!r}: {result.error or result.output[:200]}")
-    return summarise(
-        "report_writer",
-        settings,
-        ok=ok,
-        seconds=seconds,
-        costs=costs,
-        failures=failures,
-        price_as=price_as,
-    )
+            )
+            tally.judge(case.request, result, correct)
+    return tally.result("report_writer", settings, price_as)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

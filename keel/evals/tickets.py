@@ -15,13 +15,12 @@ priced at a hosted model's list price (`price_as`).
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from keel.config import Settings
-from keel.evals.workload_eval import WorkloadResult, priced_as, summarise, workload_main
+from keel.evals.workload_eval import Tally, WorkloadResult, priced_as, workload_main
 from keel.tickets import sample
 from keel.tickets.db import helpdesk_url, open_helpdesk
 from keel.tools.sample_db import ensure_sample_db
@@ -131,29 +130,13 @@ async def run_ticket_eval(
     open_helpdesk(settings, f"sqlite:///{shop}")
     desk = Path(helpdesk_url(settings).removeprefix("sqlite:///"))
     cases = ticket_cases(shop, desk)[: runs or None]
-    seconds: list[float] = []
-    costs: list[float] = []
-    failures: list[str] = []
-    ok = 0
+    tally = Tally()
     async with open_agent(ticket_desk, settings=settings) as agent:
         for i, case in enumerate(cases):
-            started = time.perf_counter()
-            result = await agent.arun(case.request, thread_id=f"ticket-eval-{i}")
-            seconds.append(time.perf_counter() - started)
-            costs.append(result.metadata.total_cost)
-            if case_is_correct(desk, case, result.output, result.success):
-                ok += 1
-            else:
-                failures.append(f"{case.request!r}: {result.error or result.output[:200]}")
-    return summarise(
-        "ticket_desk",
-        settings,
-        ok=ok,
-        seconds=seconds,
-        costs=costs,
-        failures=failures,
-        price_as=price_as,
-    )
+            result = await tally.run(agent, case.request, f"ticket-eval-{i}")
+            correct = case_is_correct(desk, case, result.output, result.success)
+            tally.judge(case.request, result, correct)
+    return tally.result("ticket_desk", settings, price_as)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,14 +11,19 @@ import asyncio
 import json
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.config import Settings, load_settings
 
-__all__ = ["WorkloadResult", "percentile", "priced_as", "summarise", "workload_main"]
+if TYPE_CHECKING:
+    from keel.runtime import Agent
+    from keel.types import RunResult
+
+__all__ = ["Tally", "WorkloadResult", "percentile", "priced_as", "summarise", "workload_main"]
 
 LOCAL_MODEL = "qwen2.5-coder-0.5b"
 
@@ -72,6 +77,42 @@ def summarise(
         price_as=price_as,
         failures=tuple(failures),
     )
+
+
+@dataclass
+class Tally:
+    """The runs of one eval so far: wall time and cost of each, how many passed, what failed."""
+
+    seconds: list[float] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    ok: int = 0
+
+    async def run(self, agent: Agent, request: str, thread_id: str) -> RunResult:
+        """Run `request` on `agent`, timing it and counting its cost."""
+        started = time.perf_counter()
+        result = await agent.arun(request, thread_id=thread_id)
+        self.seconds.append(time.perf_counter() - started)
+        self.costs.append(result.metadata.total_cost)
+        return result
+
+    def judge(self, request: str, result: RunResult, correct: bool) -> None:
+        """Count a correct run, or keep what went wrong."""
+        if correct:
+            self.ok += 1
+        else:
+            self.failures.append(f"{request!r}: {result.error or result.output[:200]}")
+
+    def result(self, workload: str, settings: Settings, price_as: str) -> WorkloadResult:
+        return summarise(
+            workload,
+            settings,
+            ok=self.ok,
+            seconds=self.seconds,
+            costs=self.costs,
+            failures=self.failures,
+            price_as=price_as,
+        )
 
 
 RunEval = Callable[..., Coroutine[Any, Any, WorkloadResult]]
