@@ -457,10 +457,11 @@ def post_review_comment(
 
 
 REVIEW_TOOLS: tuple[Tool, ...] = (
-    list_changed_files,
     read_diff,
-    read_file,
     run_linter,
     post_review_comment,
+    list_changed_files,
+    read_file,
 )
-"""Every code-review tool, in the order the model sees them."""
+"""Every code-review tool, in the order the model sees them: the order of the work first
+(the 0.5B local model calls the first tool it is shown)."""
