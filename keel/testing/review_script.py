@@ -20,6 +20,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from keel.testing.replies import call, final, question
 from keel.testing.scripted import CallInfo, Reply
 
 __all__ = ["find_problems", "review_policy"]
@@ -81,23 +82,6 @@ def _steps(messages: list[BaseMessage]) -> list[_Step]:
             name, args = pending.pop(0)
             steps.append(_Step(name, args, str(m.content).removeprefix("Observation: ")))
     return steps
-
-
-def _call(info: CallInfo, tool: str, args: dict[str, Any]) -> AIMessage:
-    if info.tools:
-        return AIMessage(
-            content="",
-            tool_calls=[{"name": tool, "args": args, "id": f"call_{tool}_{info.index}"}],
-        )
-    return AIMessage(
-        content=f"Thought: next, {tool}.\nAction: {tool}\nAction Input: {json.dumps(args)}"
-    )
-
-
-def _final(info: CallInfo, answer: str) -> AIMessage:
-    return AIMessage(
-        content=answer if info.tools else f"Thought: I know the answer.\nFinal Answer: {answer}"
-    )
 
 
 def _diff_problems(path: str, diff: str) -> list[Problem]:
@@ -178,38 +162,36 @@ def find_problems(diffs: dict[str, str], lint_result: str) -> list[Problem]:
 
 
 def review_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
-    question = next((str(m.content) for m in messages if isinstance(m, HumanMessage)), "")
-    task = _TASK.search(question)
+    task = _TASK.search(question(messages))
     if task is None:
-        return _final(
-            info, "Tell me what to review: 'Review the change in REPO from BASE to HEAD'."
-        )
+        return final(info, "Tell me what to review: 'Review the change in REPO from BASE to HEAD'.")
     repo, base, head = (g.rstrip(".,;:!?") for g in task.groups())
     where = {"repo": repo, "base": base, "head": head}
     steps = _steps(messages)
     if not steps:
-        return _call(info, "list_changed_files", where)
+        return call(info, "list_changed_files", where, "next, list_changed_files.")
     listing = steps[0]
     if listing.failed:
-        return _final(info, f"I could not read the change: {listing.result}")
+        return final(info, f"I could not read the change: {listing.result}")
     files = [f["path"] for f in json.loads(listing.result)["files"] if f["status"] != "D"]
     read = {s.args["path"]: s for s in steps if s.tool == "read_diff"}
     for path in files:
         if path not in read:
-            return _call(info, "read_diff", {**where, "path": path})
+            return call(info, "read_diff", {**where, "path": path}, "next, read_diff.")
     lint = next((s for s in steps if s.tool == "run_linter"), None)
     if lint is None:
-        return _call(info, "run_linter", where)
+        return call(info, "run_linter", where, "next, run_linter.")
     diffs = {p: s.result for p, s in read.items() if not s.failed}
     problems = find_problems(diffs, "" if lint.failed else lint.result)
     posts = [s for s in steps if s.tool == "post_review_comment"]
     tried = {(s.args["path"], s.args["line"]) for s in posts}
     for p in problems:
         if (p.path, p.line) not in tried:
-            return _call(
+            return call(
                 info,
                 "post_review_comment",
                 {**where, "path": p.path, "line": p.line, "severity": p.severity, "body": p.body()},
+                f"next, a comment on {p.path}:{p.line}.",
             )
     done = [s for s in posts if not s.failed]
     listed = "; ".join(
@@ -219,7 +201,7 @@ def review_policy(messages: list[BaseMessage], info: CallInfo) -> Reply:
     )
     failed = [s for s in posts if s.failed]
     lint_note = f" The linter failed: {lint.result}" if lint.failed else ""
-    return _final(
+    return final(
         info,
         f"Reviewed {len(files)} changed file(s) from {base} to {head} in {repo}: "
         + (f"posted {len(done)} comment(s): {listed}." if done else "no problems found.")
