@@ -19,7 +19,7 @@ from tests.integration.test_local_server import require_weights
 from tests.integration.test_report_writer import _check_html, _check_markdown, _check_png
 from tests.report_truth import HEADLINE, last_month, truth
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.local_workload]
 
 
 def test_the_local_model_writes_last_months_report(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from keel.tickets.db import open_helpdesk
 from keel.tools.sample_db import ensure_sample_db
 from tests.integration.test_local_server import require_weights
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.local_workload]
 
 
 def test_local_model_refunds_the_duplicate_charge(tmp_path: Path) -> None:
