@@ -21,7 +21,7 @@ from keel.tools.review_sample import CLEAN_FILES, build_sample_repo
 from tests.integration.test_code_reviewer import seeded_lines
 from tests.integration.test_local_server import require_weights
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.local_workload]
 
 
 def test_the_local_model_flags_the_seeded_defects(tmp_path: Path) -> None:
