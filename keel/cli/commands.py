@@ -145,9 +145,23 @@ def eval_(
     price_as: Annotated[
         str, typer.Option("--price-as", help="Hosted model whose list price is charged.")
     ] = "gpt-4o-mini",
+    workloads: Annotated[
+        bool,
+        typer.Option(
+            "--workloads",
+            help="Instead: each workload's eval (report_writer, ticket_desk, code_reviewer).",
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="With --workloads: the model (default: each scripted one)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Scorecard: Keel vs a plain LangGraph agent on the local chaos server (no network)."""
+    if workloads:
+        _eval_workloads(model, price_as, as_json)
+        return
     import importlib.util
 
     missing = [m for m in ("aiohttp", "langchain") if importlib.util.find_spec(m) is None]
@@ -163,6 +177,42 @@ def eval_(
         print_scorecard(tasks, rate, faults, seed, price_as, as_json, out)
     except KeelError as exc:
         raise fail(f"{exc.code}: {exc.message}", 2) from exc
+
+
+def _eval_workloads(model: str | None, price_as: str, as_json: bool) -> None:
+    """`keel eval --workloads`: a row per workload, checked against its own data."""
+    from dataclasses import asdict
+
+    from rich.text import Text
+
+    from keel.evals.workloads import run_workload_evals
+
+    try:
+        results = asyncio.run(run_workload_evals(model=model, price_as=price_as))
+    except KeelError as exc:
+        raise error_exit(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(r) for r in results]) + "\n")
+    else:
+        table = Table(title=f"workload evals (cost at {price_as} prices)", show_edge=False)
+        for column in ("workload", "model", "runs", "success", "P50 s", "P99 s", "$/run"):
+            table.add_column(column, justify="left" if column in ("workload", "model") else "right")
+        for r in results:
+            table.add_row(
+                Text(r.workload),
+                Text(r.model),
+                str(r.runs),
+                f"{r.success:.0%}",
+                f"{r.p50_s:.2f}",
+                f"{r.p99_s:.2f}",
+                f"{r.cost_per_run_usd:.5f}",
+            )
+        out.print(table)
+        for r in results:
+            for failure in r.failures:
+                err.print(Text(f"{r.workload} failed: {failure}"))
+    if any(r.success < 1 for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()
