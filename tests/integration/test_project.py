@@ -72,9 +72,11 @@ TOOLS_FILE = '''
 
 @pytest.fixture
 def isolated() -> Iterator[None]:
-    """load_project edits sys.path, os.environ and sys.modules: restore them."""
-    path, modules, env = list(sys.path), set(sys.modules), dict(os.environ)
+    """load_project edits sys.path, os.environ and sys.modules, the tests the working
+    directory: restore them (a later test running `keel` finds the repository's file)."""
+    path, modules, env, cwd = list(sys.path), set(sys.modules), dict(os.environ), os.getcwd()
     yield
+    os.chdir(cwd)
     sys.path[:] = path
     for name in set(sys.modules) - modules:
         del sys.modules[name]
