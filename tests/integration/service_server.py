@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from langgraph.types import interrupt
 
 from keel.config import Settings
 from keel.server.app import create_app
+from keel.server.handles import ASSISTANT_ID
+from keel.server.store import RunRecord, Store, now
 from keel.testing.scripted import CallInfo, FunctionModel
 from keel.tools.registry import tool
 from tests.conftest import fresh_database
@@ -120,3 +123,25 @@ def workers(
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+async def pending_run(store: Store, kwargs: dict[str, Any]) -> tuple[str, str]:
+    """A new thread with one pending run of the built-in assistant, as the API records it
+    before a worker takes the job: (thread id, run id)."""
+    thread_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.create_thread(thread_id, "default", {})
+    at = now()
+    record = RunRecord(
+        run_id=run_id,
+        thread_id=thread_id,
+        tenant_id="default",
+        assistant_id=ASSISTANT_ID,
+        status="pending",
+        multitask_strategy="reject",
+        metadata={},
+        kwargs={"assistant_id": ASSISTANT_ID, **kwargs},
+        created_at=at,
+        updated_at=at,
+    )
+    await store.create_run(record)
+    return thread_id, run_id

@@ -7,16 +7,15 @@ anyway (which ended such runs `success`, or back in `pending` once the abort arr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from keel.config import Settings
 from keel.runtime import open_agent
-from keel.server.handles import ASSISTANT_ID
 from keel.server.runs import RunManager
-from keel.server.store import RunRecord, Store, now
+from keel.server.store import Store
+from tests.integration.service_server import pending_run
 
 
 async def test_a_cancel_after_the_worker_read_the_run_wins(
@@ -27,23 +26,7 @@ async def test_a_cancel_after_the_worker_read_the_run_wins(
     await store.migrate()
     try:
         async with open_agent(settings) as agent:
-            thread_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
-            await store.create_thread(thread_id, "default", {})
-            at = now()
-            await store.create_run(
-                RunRecord(
-                    run_id=run_id,
-                    thread_id=thread_id,
-                    tenant_id="default",
-                    assistant_id=ASSISTANT_ID,
-                    status="pending",
-                    multitask_strategy="reject",
-                    metadata={},
-                    kwargs={"assistant_id": ASSISTANT_ID, "input": {"question": "hi"}},
-                    created_at=at,
-                    updated_at=at,
-                )
-            )
+            thread_id, run_id = await pending_run(store, {"input": {"question": "hi"}})
             read = store.get_run_any
 
             async def then_cancelled(wanted: str) -> Any:

@@ -7,7 +7,6 @@ step's checkpoint. LangGraph then shows no `next` (only `tasks`), which must not
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ import pytest
 
 from keel.config import Settings
 from keel.runtime import open_agent
-from keel.server.handles import ASSISTANT_ID
 from keel.server.runs import RunManager
-from keel.server.store import RunRecord, Store, now
+from keel.server.store import Store
+from tests.integration.service_server import pending_run
 from tests.sales_truth import SALES_QUESTION
 
 
@@ -34,26 +33,12 @@ async def test_a_run_cut_between_task_results_and_checkpoint_is_continued(
     await store.migrate()
     try:
         async with open_agent(settings) as agent:
-            thread_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
-            await store.create_thread(thread_id, "default", {})
-            at = now()
-            await store.create_run(
-                RunRecord(
-                    run_id=run_id,
-                    thread_id=thread_id,
-                    tenant_id="default",
-                    assistant_id=ASSISTANT_ID,
-                    status="pending",
-                    multitask_strategy="reject",
-                    metadata={},
-                    kwargs={
-                        "assistant_id": ASSISTANT_ID,
-                        "input": {"messages": [{"role": "user", "content": SALES_QUESTION}]},
-                        "role": "admin",
-                    },
-                    created_at=at,
-                    updated_at=at,
-                )
+            thread_id, run_id = await pending_run(
+                store,
+                {
+                    "input": {"messages": [{"role": "user", "content": SALES_QUESTION}]},
+                    "role": "admin",
+                },
             )
             saver: Any = agent.graph.checkpointer
             put, puts = saver.aput, 0
