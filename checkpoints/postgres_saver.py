@@ -24,9 +24,13 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from keel.checkpoints.compression import compressed
+from keel.checkpoints.versions import CompactVersions
 
 __all__ = ["BatchedPostgresSaver"]
 
@@ -61,8 +65,15 @@ UPSERT_WRITES_SQL = (
 )
 
 
-class BatchedPostgresSaver(AsyncPostgresSaver):
-    """The library's Postgres saver, writing a checkpoint or a task's writes in one statement."""
+class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
+    """The library's Postgres saver, writing a checkpoint or a task's writes in one statement,
+    compact channel versions (`keel.checkpoints.versions`) and compressed blobs and writes
+    (`keel.checkpoints.compression`)."""
+
+    def __init__(
+        self, conn: Any, pipe: Any = None, serde: SerializerProtocol | None = None
+    ) -> None:
+        super().__init__(conn, pipe, compressed(serde))
 
     async def aput(
         self,

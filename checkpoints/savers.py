@@ -6,6 +6,9 @@
   server-side prepared statements unless configured, so PgBouncer works), `setup()` once at
   start-up for both the saver's tables and the journal's.
 - `memory://` — tests and throwaway runs.
+
+Each saver writes compact channel versions (`keel.checkpoints.versions`): a store Keel's
+savers wrote is opened with them (`open_storage`), not with LangGraph's stock savers.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 
 from keel.checkpoints.health import PeriodicCheck
 from keel.checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
+from keel.checkpoints.versions import KeelMemorySaver
 from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError, StorageUnavailableError
 from keel.journal import ToolJournal
@@ -55,13 +58,13 @@ async def open_storage(
 ) -> AsyncIterator[Storage]:
     """Open the store a URL names, set up and ready; closed on exit."""
     if url.startswith("memory://"):
-        yield Storage("memory", InMemorySaver(), MemoryJournal())
+        yield Storage("memory", KeelMemorySaver(), MemoryJournal())
     elif url.startswith("sqlite://"):
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from keel.checkpoints.sqlite_saver import KeelSqliteSaver
 
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        async with KeelSqliteSaver.from_conn_string(str(path)) as saver:
             await saver.setup()
             journal = SqliteJournal(saver.conn, saver.lock)
             await journal.setup()
