@@ -3,7 +3,8 @@
 Keys are stored as SHA-256 digests and looked up by digest; a short in-memory cache keeps
 a hot key from costing a query per request. Without `KEEL_SERVICE__REQUIRE_API_KEY` a
 request without a key acts as tenant `default` with the `admin` role (embedded use).
-Every thread and run belongs to a tenant: another tenant's ids are simply not found (404).
+Every thread and run belongs to a tenant: another tenant's ids are simply not found (404),
+and a thread id is the tenant's own (another tenant may create one of the same id).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from typing import TYPE_CHECKING
 
 from keel.config import ServiceSettings
 from keel.server.errors import Unauthorized
-from keel.server.store import Store
+from keel.server.store import DEFAULT_TENANT, Store
 
 if TYPE_CHECKING:
     from keel.nodes import AgentContext
 
 __all__ = ["DEFAULT_TENANT", "Authenticator", "Principal", "context_for_role"]
 
-DEFAULT_TENANT = "default"
 _CACHE_TTL_S = 30.0
 _CACHE_MAX = 10_000
 

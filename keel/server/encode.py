@@ -82,12 +82,14 @@ def interrupt_json(interrupt: Any) -> dict[str, Any]:
     }
 
 
-def _checkpoint(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _checkpoint(config: Mapping[str, Any] | None, thread_id: str) -> dict[str, Any] | None:
+    """A checkpoint's reference as the client names it: by the thread's id (the saver knows
+    the thread by its key, see `keel.server.store`)."""
     if not config:
         return None
     c = config.get("configurable", {})
     return {
-        "thread_id": c.get("thread_id"),
+        "thread_id": thread_id,
         "checkpoint_ns": c.get("checkpoint_ns", ""),
         "checkpoint_id": c.get("checkpoint_id"),
         "checkpoint_map": c.get("checkpoint_map"),
@@ -95,7 +97,8 @@ def _checkpoint(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def snapshot_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
-    """A LangGraph `StateSnapshot` as the protocol's `ThreadState`."""
+    """A LangGraph `StateSnapshot` of thread `thread_id` (the client's id for it) as the
+    protocol's `ThreadState`."""
     tasks = [
         {
             "id": t.id,
@@ -115,11 +118,11 @@ def snapshot_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
         "values": jsonable(snapshot.values or {}),
         "next": list(snapshot.next),
         "tasks": tasks,
-        "checkpoint": _checkpoint(snapshot.config)
+        "checkpoint": _checkpoint(snapshot.config, thread_id)
         or {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
         "metadata": jsonable(snapshot.metadata or {}),
         "created_at": created,
-        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "parent_checkpoint": _checkpoint(snapshot.parent_config, thread_id),
         "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
     }
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.server.errors import NotFound, Unprocessable
-from keel.server.store import RunRecord
+from keel.server.store import RunRecord, public_thread_id
 
 __all__ = ["ASSISTANT_ID", "GRAPH_ID", "RunHandle", "question_from", "run_json"]
 
@@ -38,7 +38,7 @@ def run_json(record: RunRecord, handle: RunHandle | None = None) -> dict[str, An
     """A run as `GET /threads/{id}/runs/{run_id}` shows it (and its webhook sends it)."""
     return {
         "run_id": record.run_id,
-        "thread_id": record.thread_id,
+        "thread_id": public_thread_id(record.thread_id),
         "assistant_id": record.assistant_id,
         "created_at": _iso(record.created_at),
         "updated_at": _iso(record.updated_at),

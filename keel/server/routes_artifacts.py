@@ -50,12 +50,14 @@ async def list_thread_artifacts(
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
 ) -> list[ArtifactInfo]:
     """The thread's artifacts, newest first."""
-    await load_thread(svc, thread_id, principal)
+    thread = await load_thread(svc, thread_id, principal)
     try:
-        found = await _store(svc).list(principal.tenant_id, thread_id=thread_id, limit=limit)
+        # tools file them under the thread's key (what their run knows it by)
+        found = await _store(svc).list(principal.tenant_id, thread_id=thread.key, limit=limit)
     except ArtifactStoreError as exc:
         raise Unavailable(exc.message) from exc
-    return [ArtifactInfo(**{k: v for k, v in a.to_json().items() if k != "tenant"}) for a in found]
+    shown = [{k: v for k, v in a.to_json().items() if k != "tenant"} for a in found]
+    return [ArtifactInfo(**{**info, "thread_id": thread_id}) for info in shown]
 
 
 @router.get(

@@ -173,7 +173,7 @@ async def delete_assistant(
             principal.tenant_id, metadata={"assistant_id": assistant_id}, limit=1_000_000
         )
         for thread in threads:
-            await delete_thread_everything(svc, thread.thread_id, principal.tenant_id)
+            await delete_thread_everything(svc, thread)
     await svc.assistants.store.delete(assistant_id, principal.tenant_id)
     return Response(status_code=204)
 

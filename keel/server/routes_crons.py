@@ -295,7 +295,7 @@ def cron_starter(store: Store, manager: RunManager, assistants: Assistants) -> S
                 target=target,
             )
         except Exception:
-            await store.delete_thread(thread_id, cron.tenant_id)
+            await store.delete_thread(created.key, cron.tenant_id)
             raise
 
     return start

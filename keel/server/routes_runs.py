@@ -33,7 +33,7 @@ from keel.server.schemas import (
     StreamMode,
 )
 from keel.server.served import ServedGraph
-from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord
+from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord, public_thread_id
 from keel.server.targets import Target, claim_thread, resolve_target
 from keel.server.webhooks import check_webhook
 
@@ -73,15 +73,18 @@ def _streamed(*errors: int) -> dict[int | str, dict[str, Any]]:
     return {200: events, **failures}
 
 
-def _location(handle: RunHandle) -> dict[str, str]:
+def _run_path(handle: RunHandle) -> str:
     r = handle.record
-    return {"Content-Location": f"/threads/{r.thread_id}/runs/{r.run_id}"}
+    return f"/threads/{public_thread_id(r.thread_id)}/runs/{r.run_id}"
+
+
+def _location(handle: RunHandle) -> dict[str, str]:
+    return {"Content-Location": _run_path(handle)}
 
 
 def _join_location(handle: RunHandle) -> dict[str, str]:
     """`Location`: where the SDK re-joins a `runs/wait` whose answer was cut off."""
-    r = handle.record
-    return {**_location(handle), "Location": f"/threads/{r.thread_id}/runs/{r.run_id}/join"}
+    return {**_location(handle), "Location": f"{_run_path(handle)}/join"}
 
 
 async def _target(svc: Services, principal: Principal, body: RunCreate) -> Target:
@@ -129,7 +132,7 @@ async def _start(
         thread = await _thread_for(svc, principal, thread_id, body, graph_id)
         await claim_thread(svc.store, svc.graphs, thread, target)
         if body.command is not None:
-            await _check_thread_state(served, thread_id)
+            await _check_thread_state(served, thread)
     try:
         return await svc.runs.start(
             thread,
@@ -143,7 +146,7 @@ async def _start(
         )
     except Exception:
         if created:  # the run was refused: the thread made for it goes too
-            await svc.store.delete_thread(thread_id, principal.tenant_id)
+            await svc.store.delete_thread(thread.key, principal.tenant_id)
         raise
 
 
@@ -164,12 +167,12 @@ async def _check_command(served: ServedGraph, body: RunCreate, *, stateless: boo
         )
 
 
-async def _check_thread_state(served: ServedGraph, thread_id: str) -> None:
+async def _check_thread_state(served: ServedGraph, thread: ThreadRecord) -> None:
     """A command resumes, updates or redirects a thread's state: it needs one."""
-    snapshot = await served.snapshot(thread_id)
+    snapshot = await served.snapshot(thread.key)
     if snapshot.config is None or not snapshot.values:
         raise Unprocessable(
-            f"thread {thread_id} has no state yet for a 'command': start it with 'input'"
+            f"thread {thread.thread_id} has no state yet for a 'command': start it with 'input'"
         )
 
 
@@ -228,7 +231,7 @@ def _stream(svc: Services, handle: RunHandle, body: RunCreate) -> EventStream:
         headers={
             **_location(handle),
             # where the SDK reconnects (with Last-Event-ID) if the connection drops
-            "Location": f"/threads/{handle.record.thread_id}/runs/{handle.run_id}/stream",
+            "Location": f"{_run_path(handle)}/stream",
             "Cache-Control": "no-store",
         },
     )
@@ -295,9 +298,9 @@ async def list_runs(
         Query(),
     ] = None,
 ) -> list[dict[str, Any]]:
-    await load_thread(svc, thread_id, principal)
+    thread = await load_thread(svc, thread_id, principal)
     found = await svc.store.list_runs(
-        thread_id, principal.tenant_id, status=status, limit=limit, offset=offset
+        thread.key, principal.tenant_id, status=status, limit=limit, offset=offset
     )
     return [jsonable(run_json(r, svc.runs.handles.get(r.run_id))) for r in found]
 
@@ -368,7 +371,7 @@ async def cancel_run(
     if action == "rollback":
         raise Unprocessable("cancel action 'rollback' is not supported; use 'interrupt'")
     cancelled = await svc.runs.cancel_run(
-        run_id, thread_id, reason="cancelled by the client", wait=wait
+        run_id, record.thread_id, reason="cancelled by the client", wait=wait
     )
     if not cancelled:  # as the reference server: nothing to cancel is a 404
         raise NotFound(f"run {run_id} is not pending or running (status {record.status})")

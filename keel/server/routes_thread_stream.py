@@ -41,6 +41,7 @@ from langchain_core.messages import (
     ToolMessage,
     message_chunk_to_message,
 )
+from langchain_core.runnables import RunnableConfig
 
 from keel.server.deps import Caller, Services, Svc
 from keel.server.encode import jsonable, message_of, sse
@@ -48,6 +49,7 @@ from keel.server.errors import COMMON_ERRORS, ApiError, ErrorBody, NotFound
 from keel.server.handles import RunHandle
 from keel.server.routes_runs import EventStream, _start, _streamed
 from keel.server.schemas import ID_PATTERN, RunCreate
+from keel.server.served import ServedGraph
 from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord
 
 __all__ = ["router"]
@@ -198,8 +200,8 @@ async def _input_respond(
     thread = await svc.store.get_thread(thread_id, principal.tenant_id)
     if thread is None:
         raise NotFound(f"thread {thread_id} not found")
-    served = await svc.runs.runner.served_for(thread_id)
-    open_ids = {i.id for i in (await served.snapshot(thread_id)).interrupts}
+    served = await svc.runs.runner.served_for(thread.key)
+    open_ids = {i.id for i in (await served.snapshot(thread.key)).interrupts}
     resume: dict[str, Any] = {}
     for entry in entries:
         interrupt_id = entry.get("interrupt_id") if isinstance(entry, dict) else None
@@ -224,15 +226,17 @@ async def _input_respond(
 
 async def _thread_graph(
     svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
-) -> Any:
-    """The thread's served graph, once the thread is the caller's; only the root namespace."""
-    if await svc.store.get_thread(thread_id, principal.tenant_id) is None:
+) -> tuple[ServedGraph, str]:
+    """The thread's served graph and key, once the thread is the caller's; only the root
+    namespace."""
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is None:
         raise NotFound(f"thread {thread_id} not found")
     if params.get("namespace"):
         raise ProtocolError(
             404, "no_such_namespace", "Keel's threads have only the root namespace []"
         )
-    return await svc.runs.runner.served_for(thread_id)
+    return await svc.runs.runner.served_for(thread.key), thread.key
 
 
 def _checkpoint_id(snapshot: Any) -> str | None:
@@ -244,7 +248,8 @@ async def _state_get(
     svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """`{values, checkpoint: {id}}`; `keys` picks some of the values."""
-    snapshot = await (await _thread_graph(svc, principal, thread_id, params)).snapshot(thread_id)
+    served, key = await _thread_graph(svc, principal, thread_id, params)
+    snapshot = await served.snapshot(key)
     values: dict[str, Any] = jsonable(snapshot.values or {})
     keys = params.get("keys")
     if isinstance(keys, list):
@@ -259,16 +264,16 @@ async def _list_checkpoints(
     svc: Services, principal: Any, thread_id: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The thread's checkpoints, newest first: `limit` (10), `before` a checkpoint id."""
-    served = await _thread_graph(svc, principal, thread_id, params)
+    served, key = await _thread_graph(svc, principal, thread_id, params)
     limit, before = params.get("limit", 10), params.get("before")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
         raise ProtocolError(422, "invalid_argument", "limit: an integer from 1 to 1000")
     if before is not None and not isinstance(before, str):
         raise ProtocolError(422, "invalid_argument", "before: a checkpoint id")
-    cursor = {"configurable": {"checkpoint_id": before}} if before else None
+    cursor = RunnableConfig(configurable={"checkpoint_id": before}) if before else None
     found = []
-    async for snapshot in served.history(thread_id, filter=None, before=cursor, limit=limit):
-        created = snapshot.created_at
+    async for snapshot in served.history(key, filter=None, before=cursor, limit=limit):
+        created: Any = snapshot.created_at
         found.append(
             {
                 "id": _checkpoint_id(snapshot),
@@ -317,7 +322,7 @@ async def _agent_tree(
         if record is None:
             raise ProtocolError(404, "no_such_run", f"run {run_id} not found on thread {thread_id}")
     else:
-        latest = await svc.store.list_runs(thread_id, principal.tenant_id, limit=1)
+        latest = await svc.store.list_runs(thread.key, principal.tenant_id, limit=1)
         record = latest[0] if latest else None
     status = _TREE_STATUS.get(record.status, "running") if record else "started"
     graph = str(thread.metadata.get("graph_id") or "")
@@ -354,10 +359,11 @@ async def thread_events(
     flt = _Filter.of(request_body)
     if isinstance(flt, JSONResponse):
         return flt
-    if await svc.store.get_thread(thread_id, principal.tenant_id) is None:
+    thread = await svc.store.get_thread(thread_id, principal.tenant_id)
+    if thread is None:
         raise NotFound(f"thread {thread_id} not found")
     return EventStream(
-        _thread_stream(svc, principal.tenant_id, thread_id, flt),
+        _thread_stream(svc, principal.tenant_id, thread.key, flt),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )
@@ -411,10 +417,11 @@ class _Filter:
 
 
 async def _thread_stream(
-    svc: Services, tenant_id: str, thread_id: str, flt: _Filter
+    svc: Services, tenant_id: str, key: str, flt: _Filter
 ) -> AsyncIterator[bytes]:
-    """The thread's latest run, then every later run, as long as the client listens."""
-    runs = await _runs_oldest_first(svc, tenant_id, thread_id)
+    """The latest run of the thread keyed `key`, then every later run, as long as the
+    client listens."""
+    runs = await _runs_oldest_first(svc, tenant_id, key)
     followed = {r.run_id for r in runs[:-1]}
     while True:
         pending = [(n, r) for n, r in enumerate(runs, start=1) if r.run_id not in followed]
@@ -424,18 +431,18 @@ async def _thread_stream(
                 if flt.wants(event):
                     yield sse(event["method"], event, str(event["seq"]))
         while True:  # one cheap read per poll: has a newer run begun?
-            newest = await svc.store.list_runs(thread_id, tenant_id, limit=1)
+            newest = await svc.store.list_runs(key, tenant_id, limit=1)
             if newest and newest[0].run_id not in followed:
                 break
             await asyncio.sleep(POLL_S)
-        runs = await _runs_oldest_first(svc, tenant_id, thread_id)
+        runs = await _runs_oldest_first(svc, tenant_id, key)
 
 
-async def _runs_oldest_first(svc: Services, tenant_id: str, thread_id: str) -> list[RunRecord]:
-    """Every run of the thread (a run's place among them numbers its events)."""
+async def _runs_oldest_first(svc: Services, tenant_id: str, key: str) -> list[RunRecord]:
+    """Every run of the thread keyed `key` (a run's place among them numbers its events)."""
     found: list[RunRecord] = []
     while True:
-        page = await svc.store.list_runs(thread_id, tenant_id, limit=_PAGE, offset=len(found))
+        page = await svc.store.list_runs(key, tenant_id, limit=_PAGE, offset=len(found))
         found += page
         if len(page) < _PAGE:
             return sorted(found, key=lambda r: (r.created_at, r.run_id))

@@ -43,7 +43,7 @@ def served_for(svc: Services, thread: ThreadRecord) -> ServedGraph:
 
 
 async def thread_json(svc: Services, thread: ThreadRecord) -> dict[str, Any]:
-    snapshot = await served_for(svc, thread).snapshot(thread.thread_id)
+    snapshot = await served_for(svc, thread).snapshot(thread.key)
     interrupts = {
         t.id: [interrupt_json(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts
     }
@@ -60,6 +60,8 @@ async def thread_json(svc: Services, thread: ThreadRecord) -> dict[str, Any]:
 
 @router.post("/threads", responses=responses(409))
 async def create_thread(body: ThreadCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
+    """A thread of the caller's; 409 when the caller has one of this id (another tenant's
+    thread of the same id is another thread: it is neither seen nor touched)."""
     thread_id = body.thread_id or str(uuid.uuid4())
     thread = await svc.store.create_thread(
         thread_id, principal.tenant_id, {"graph_id": svc.graphs.default_id, **body.metadata}
@@ -117,24 +119,23 @@ async def update_thread(
     thread_id: ThreadId, body: ThreadUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
     thread = await load_thread(svc, thread_id, principal)
-    await svc.store.update_thread(thread_id, metadata={**thread.metadata, **body.metadata})
+    await svc.store.update_thread(thread.key, metadata={**thread.metadata, **body.metadata})
     return await thread_json(svc, await load_thread(svc, thread_id, principal))
 
 
-async def delete_thread_everything(svc: Services, thread_id: str, tenant_id: str) -> None:
+async def delete_thread_everything(svc: Services, thread: ThreadRecord) -> None:
     """Cancel the thread's runs, then delete its crons, checkpoints, journal rows and record.
 
     The crons go first: a tick meanwhile finds the thread still there or no cron at all.
     """
-    await svc.runs.delete_thread_data(thread_id)
-    await CronStore(svc.store.engine).delete_for_thread(thread_id, tenant_id)
-    await svc.store.delete_thread(thread_id, tenant_id)
+    await svc.runs.delete_thread_data(thread.key)
+    await CronStore(svc.store.engine).delete_for_thread(thread.thread_id, thread.tenant_id)
+    await svc.store.delete_thread(thread.key, thread.tenant_id)
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: ThreadId, svc: Svc, principal: Caller) -> Response:
-    await load_thread(svc, thread_id, principal)
-    await delete_thread_everything(svc, thread_id, principal.tenant_id)
+    await delete_thread_everything(svc, await load_thread(svc, thread_id, principal))
     return Response(status_code=204)
 
 
@@ -144,29 +145,31 @@ async def prune_threads(body: ThreadPrune, svc: Svc, principal: Caller) -> dict[
     thread and its latest checkpoint, delete its older ones. Ids that are not the caller's
     threads are skipped: `pruned_count` counts the caller's threads pruned."""
     mine = [
-        thread_id
+        thread
         for thread_id in dict.fromkeys(body.thread_ids)
-        if await svc.store.get_thread(thread_id, principal.tenant_id) is not None
+        if (thread := await svc.store.get_thread(thread_id, principal.tenant_id)) is not None
     ]
     if body.strategy == "keep_latest":
-        for thread_id in mine:  # all checked before any is pruned
-            if await svc.store.active_runs(thread_id):
-                raise Conflict(f"thread {thread_id} has a run in progress; prune it afterwards")
-    for thread_id in mine:
+        for thread in mine:  # all checked before any is pruned
+            if await svc.store.active_runs(thread.key):
+                raise Conflict(
+                    f"thread {thread.thread_id} has a run in progress; prune it afterwards"
+                )
+    for thread in mine:
         if body.strategy == "delete":
-            await delete_thread_everything(svc, thread_id, principal.tenant_id)
+            await delete_thread_everything(svc, thread)
         else:
-            await _keep_latest(svc, thread_id)
+            await _keep_latest(svc, thread.key)
     return {"pruned_count": len(mine)}
 
 
-async def _keep_latest(svc: Services, thread_id: str) -> None:
+async def _keep_latest(svc: Services, key: str) -> None:
     """Delete every checkpoint of the thread but the newest (its current state), as
     `keel checkpoints prune --keep-last 1` does: values kept as deltas are rebuilt into it
     first, so nothing of the current state goes with its ancestors."""
     if svc.graphs.storage is not None:
         # retention's per-thread step (private there): the same rules as `checkpoints prune`
-        await _keep_last(svc.graphs.storage, thread_id, 1)
+        await _keep_last(svc.graphs.storage, key, 1)
 
 
 @router.post("/threads/{thread_id}/copy", responses=responses(409))
@@ -174,7 +177,7 @@ async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, An
     """A new thread of the caller's with this one's metadata, status, checkpoints and
     idempotency journal records (so the copy never repeats an effect the source made)."""
     source = await load_thread(svc, thread_id, principal)
-    if await svc.store.active_runs(thread_id):
+    if await svc.store.active_runs(source.key):
         raise Conflict(f"thread {thread_id} has a run in progress; copy it afterwards")
     saver = svc.graphs.saver
     new_id = str(uuid.uuid4())
@@ -182,13 +185,13 @@ async def copy(thread_id: ThreadId, svc: Svc, principal: Caller) -> dict[str, An
     assert created is not None  # a fresh uuid4
     try:
         if source.status != created.status:
-            await svc.store.update_thread(new_id, status=source.status)
+            await svc.store.update_thread(created.key, status=source.status)
         if saver is not None and not isinstance(saver, bool):
             # the journal goes last, in one write: a failure leaves no journal rows behind
-            await copy_thread(saver, thread_id, new_id, journal=svc.graphs.journal)
+            await copy_thread(saver, source.key, created.key, journal=svc.graphs.journal)
     except Exception:
-        await svc.runs.delete_thread_data(new_id)
-        await svc.store.delete_thread(new_id, principal.tenant_id)
+        await svc.runs.delete_thread_data(created.key)
+        await svc.store.delete_thread(created.key, principal.tenant_id)
         raise
     return await thread_json(svc, await load_thread(svc, new_id, principal))
 
@@ -201,7 +204,7 @@ async def get_state(
     subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     thread = await load_thread(svc, thread_id, principal)
-    snapshot = await served_for(svc, thread).snapshot(thread_id)
+    snapshot = await served_for(svc, thread).snapshot(thread.key)
     return snapshot_json(snapshot, thread_id)
 
 
@@ -209,7 +212,7 @@ async def _state_at(
     svc: Services, thread: ThreadRecord, checkpoint: dict[str, Any]
 ) -> dict[str, Any]:
     thread_id = thread.thread_id
-    snapshot = await served_for(svc, thread).snapshot(thread_id, checkpoint)
+    snapshot = await served_for(svc, thread).snapshot(thread.key, checkpoint)
     if not snapshot.values and snapshot.config is None:
         ref = checkpoint.get("checkpoint_id")
         raise Unprocessable(f"checkpoint {ref} not found on thread {thread_id}")
@@ -243,7 +246,7 @@ async def update_state(
 ) -> dict[str, Any]:
     """Write values into the thread's state as if `as_node` had returned them."""
     thread = await load_thread(svc, thread_id, principal)
-    if await svc.store.active_runs(thread_id):
+    if await svc.store.active_runs(thread.key):
         raise Conflict(f"thread {thread_id} has a run in progress; update its state afterwards")
     checkpoint: dict[str, Any] = {}
     if body.checkpoint is not None:
@@ -252,7 +255,7 @@ async def update_state(
         checkpoint.update(checkpoint_id=body.checkpoint_id, checkpoint_ns="")
     try:
         done = await served_for(svc, thread).update_state(
-            thread_id, body.values, as_node=body.as_node, checkpoint=checkpoint
+            thread.key, body.values, as_node=body.as_node, checkpoint=checkpoint
         )
     except (InvalidUpdateError, ValueError, KeyError) as exc:
         raise Unprocessable(f"cannot apply this update: {exc}") from exc
@@ -279,7 +282,7 @@ async def history(
         before = {"configurable": {"checkpoint_id": body.before["checkpoint_id"]}}
     states: list[StateSnapshot] = []
     async for snapshot in served_for(svc, thread).history(
-        thread_id,
+        thread.key,
         filter=body.metadata,
         before=before,  # type: ignore[arg-type]
         limit=body.limit,

@@ -51,7 +51,10 @@ __all__ = [
 
 
 class RunManager:
-    """Admits runs and hands them to its executor; cancels, waits for and streams them."""
+    """Admits runs and hands them to its executor; cancels, waits for and streams them.
+
+    A thread is named by its key here (`ThreadRecord.key`): every `thread_id` below is one.
+    """
 
     def __init__(
         self,
@@ -139,7 +142,7 @@ class RunManager:
         `temporary`: a stateless run's thread, deleted when the run ends (`background`) or
         once its caller has the result.
         """
-        thread_id = thread.thread_id
+        thread_id = thread.key
         lock = self._admit_locks.get(thread_id)
         if lock is None:
             lock = self._admit_locks[thread_id] = asyncio.Lock()
@@ -149,7 +152,7 @@ class RunManager:
             )
             if active_ids and body.multitask_strategy == "reject":
                 raise Conflict(
-                    f"thread {thread_id} is busy with run {active_ids[0]} "
+                    f"thread {thread.thread_id} is busy with run {active_ids[0]} "
                     "(multitask_strategy 'reject')"
                 )
             if self.admission is not None:

@@ -4,6 +4,13 @@ One `Store` per process wraps an async engine: SQLite (aiosqlite) when embedded,
 Postgres (psycopg) in production. `migrate()` brings the schema to the latest Alembic
 revision at start-up; on Postgres it holds an advisory lock so several API processes
 starting together do not race.
+
+Thread ids are per tenant: two tenants may each have a thread `t1`. What the client sees
+is the thread's id; what keys its checkpoints, journal rows, runs, queue jobs and locks is
+its *key* (`ThreadRecord.key`, stored with the thread), unique across tenants:
+`<tenant>/<thread id>` (ids cannot hold a `/`, so the id is what follows the last one),
+and the bare id for the `default` tenant (a service without API keys) and for every
+thread made before keys existed, so their checkpoints are found where they were written.
 """
 
 from __future__ import annotations
@@ -33,17 +40,24 @@ from keel.server.tables import api_keys, runs, tenants, threads
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "DEFAULT_TENANT",
     "ApiKey",
     "RunRecord",
     "Store",
     "ThreadRecord",
     "hash_key",
     "metadata_matches",
+    "public_thread_id",
     "service_db_url",
+    "thread_key",
     "through_outage",
 ]
 
 ACTIVE_RUN_STATUSES = ("pending", "running")
+DEFAULT_TENANT = "default"
+"""The tenant of requests without an API key (a service that does not require them)."""
+KEY_SEPARATOR = "/"
+"""Between the tenant and the thread id in a thread's key; never in a thread id."""
 PING_IDLE_S = 1.0
 """A pooled connection idle for longer is pinged before use (a busy pool pings nothing)."""
 OUTAGE_FIRST_DELAY_S = 0.05
@@ -135,6 +149,19 @@ async def through_outage(
             delay = min(delay * 2, OUTAGE_MAX_DELAY_S)
 
 
+def thread_key(tenant_id: str, thread_id: str, *, bare: bool | None = None) -> str:
+    """The key of tenant `tenant_id`'s thread `thread_id` (see the module's docstring);
+    `bare`: the id alone (the default tenant's, when no other thread holds it)."""
+    if bare is None:
+        bare = tenant_id == DEFAULT_TENANT
+    return thread_id if bare else f"{tenant_id}{KEY_SEPARATOR}{thread_id}"
+
+
+def public_thread_id(key: str) -> str:
+    """The thread id a client knows for the thread keyed `key`."""
+    return key.rpartition(KEY_SEPARATOR)[2]
+
+
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """A search's metadata filter: every wanted key present with exactly that value."""
     return all(metadata.get(k) == v for k, v in wanted.items())
@@ -152,17 +179,21 @@ def hash_key(key: str) -> str:
 @dataclass(frozen=True)
 class ThreadRecord:
     thread_id: str
+    """The id its tenant knows it by."""
     tenant_id: str
     status: str
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    key: str
+    """What keys its checkpoints, journal rows and runs (unique across tenants)."""
 
 
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
     thread_id: str
+    """The key of the run's thread (`ThreadRecord.key`; `public_thread_id` gives its id)."""
     tenant_id: str
     assistant_id: str
     status: str
@@ -198,6 +229,7 @@ def _thread(row: Any) -> ThreadRecord:
         metadata=dict(m["metadata"] or {}),
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
+        key=m["thread_key"],
     )
 
 
@@ -265,23 +297,34 @@ class Store:
     async def create_thread(
         self, thread_id: str, tenant_id: str, metadata: dict[str, Any]
     ) -> ThreadRecord | None:
-        """Insert a thread; None when the id is already taken (by anyone)."""
-        at = now()
-        try:
-            async with self._auto.begin() as conn:
-                await conn.execute(
-                    threads.insert().values(
-                        thread_id=thread_id,
-                        tenant_id=tenant_id,
-                        status="idle",
-                        metadata=metadata,
-                        created_at=at,
-                        updated_at=at,
+        """Insert the tenant's thread; None when the tenant already has one of this id.
+
+        Another tenant's thread of the same id is no obstacle: the two have different keys.
+        Only a default-tenant thread whose bare id is the key of an older thread (one made
+        before thread ids were per tenant) is keyed `default/<id>` instead.
+        """
+        for bare in (True, False) if tenant_id == DEFAULT_TENANT else (False,):
+            key = thread_key(tenant_id, thread_id, bare=bare)
+            at = now()
+            try:
+                async with self._auto.begin() as conn:
+                    await conn.execute(
+                        threads.insert().values(
+                            thread_id=thread_id,
+                            tenant_id=tenant_id,
+                            thread_key=key,
+                            status="idle",
+                            metadata=metadata,
+                            created_at=at,
+                            updated_at=at,
+                        )
                     )
-                )
-        except IntegrityError:
-            return None
-        return ThreadRecord(thread_id, tenant_id, "idle", metadata, at, at)
+            except IntegrityError:
+                if await self.get_thread(thread_id, tenant_id) is not None:
+                    return None
+                continue  # the key is an older thread's: take the other one
+            return ThreadRecord(thread_id, tenant_id, "idle", metadata, at, at, key)
+        return None
 
     async def get_thread(self, thread_id: str, tenant_id: str) -> ThreadRecord | None:
         async with self._auto.connect() as conn:
@@ -294,9 +337,9 @@ class Store:
             ).first()
         return _thread(row) if row else None
 
-    async def thread_graph(self, thread_id: str) -> str | None:
-        """The graph id a thread's state belongs to (`metadata.graph_id`), whoever owns it."""
-        query = select(threads.c.metadata).where(threads.c.thread_id == thread_id)
+    async def thread_graph(self, key: str) -> str | None:
+        """The graph id the state of the thread keyed `key` belongs to (`metadata.graph_id`)."""
+        query = select(threads.c.metadata).where(threads.c.thread_key == key)
         async with self._auto.connect() as conn:
             found = (await conn.execute(query)).scalar_one_or_none()
         graph_id = found.get("graph_id") if isinstance(found, dict) else None
@@ -343,7 +386,7 @@ class Store:
 
     async def update_thread(
         self,
-        thread_id: str,
+        key: str,
         *,
         status: str | None = None,
         metadata: dict[str, Any] | None = None,
@@ -354,18 +397,16 @@ class Store:
         if metadata is not None:
             values["metadata"] = metadata
         async with self._auto.begin() as conn:
-            await conn.execute(
-                update(threads).where(threads.c.thread_id == thread_id).values(**values)
-            )
+            await conn.execute(update(threads).where(threads.c.thread_key == key).values(**values))
 
-    async def delete_thread(self, thread_id: str, tenant_id: str) -> bool:
+    async def delete_thread(self, key: str, tenant_id: str) -> bool:
+        """Delete the tenant's thread keyed `key` and its runs."""
         async with self.engine.begin() as conn:
             gone = await conn.execute(
-                delete(threads).where(
-                    threads.c.thread_id == thread_id, threads.c.tenant_id == tenant_id
-                )
+                delete(threads).where(threads.c.thread_key == key, threads.c.tenant_id == tenant_id)
             )
-            await conn.execute(delete(runs).where(runs.c.thread_id == thread_id))
+            if gone.rowcount:
+                await conn.execute(delete(runs).where(runs.c.thread_id == key))
         return bool(gone.rowcount)
 
     # runs ------------------------------------------------------------------------------
@@ -390,17 +431,18 @@ class Store:
             )
 
     async def get_run(self, run_id: str, thread_id: str, tenant_id: str) -> RunRecord | None:
+        """The tenant's run `run_id` of its thread `thread_id` (the thread's id, not its key:
+        a tenant has one thread of each id, and the run names that thread's key)."""
         async with self._auto.connect() as conn:
             row = (
                 await conn.execute(
-                    select(runs).where(
-                        runs.c.run_id == run_id,
-                        runs.c.thread_id == thread_id,
-                        runs.c.tenant_id == tenant_id,
-                    )
+                    select(runs).where(runs.c.run_id == run_id, runs.c.tenant_id == tenant_id)
                 )
             ).first()
-        return _run(row) if row else None
+        found = _run(row) if row else None
+        if found is None or public_thread_id(found.thread_id) != thread_id:
+            return None
+        return found
 
     async def get_run_any(self, run_id: str) -> RunRecord | None:
         """A run by id alone (for workers and the queue, which act for every tenant)."""
@@ -410,25 +452,26 @@ class Store:
 
     async def list_runs(
         self,
-        thread_id: str,
+        key: str,
         tenant_id: str,
         *,
         status: str | None = None,
         limit: int = 10,
         offset: int = 0,
     ) -> list[RunRecord]:
-        query = select(runs).where(runs.c.thread_id == thread_id, runs.c.tenant_id == tenant_id)
+        """The tenant's runs of the thread keyed `key`, newest first."""
+        query = select(runs).where(runs.c.thread_id == key, runs.c.tenant_id == tenant_id)
         if status:
             query = query.where(runs.c.status == status)
         query = query.order_by(runs.c.created_at.desc()).limit(limit).offset(offset)
         async with self._auto.connect() as conn:
             return [_run(r) for r in (await conn.execute(query)).all()]
 
-    async def active_runs(self, thread_id: str) -> list[RunRecord]:
-        """Pending and running runs of a thread, oldest first."""
+    async def active_runs(self, key: str) -> list[RunRecord]:
+        """Pending and running runs of the thread keyed `key`, oldest first."""
         query = (
             select(runs)
-            .where(runs.c.thread_id == thread_id, runs.c.status.in_(ACTIVE_RUN_STATUSES))
+            .where(runs.c.thread_id == key, runs.c.status.in_(ACTIVE_RUN_STATUSES))
             .order_by(runs.c.created_at)
         )
         async with self._auto.connect() as conn:
@@ -463,7 +506,7 @@ class Store:
         thread: tuple[str, str] | None = None,
         only_from: Sequence[str] | None = None,
     ) -> bool:
-        """Set a run's status; with `thread` (id, status), its thread's status too.
+        """Set a run's status; with `thread` (key, status), its thread's status too.
 
         `only_from`: change the run only while its status is one of these (a compare and
         set: a cancel and the run's own end cannot overwrite each other); the thread
@@ -483,7 +526,7 @@ class Store:
                 return bool((await conn.execute(run_update)).rowcount)
         thread_update = (
             update(threads)
-            .where(threads.c.thread_id == thread[0])
+            .where(threads.c.thread_key == thread[0])
             .values(status=thread[1], updated_at=at)
         )
         if self.engine.dialect.name == "postgresql" and only_from is None:

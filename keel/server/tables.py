@@ -53,23 +53,30 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+THREAD_KEY_LENGTH = 300
+"""A thread's key: its tenant's id (up to 128), a `/` and its own id (up to 128)."""
+
 threads = Table(
     "keel_threads",
     metadata,
     Column("thread_id", String(128), primary_key=True),
-    Column("tenant_id", String(128), nullable=False),
+    Column("tenant_id", String(128), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("metadata", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("thread_key", String(THREAD_KEY_LENGTH), nullable=False),
     Index("ix_keel_threads_tenant", "tenant_id", "created_at"),
+    Index("ux_keel_threads_key", "thread_key", unique=True),
 )
+"""A thread: its id is its tenant's (two tenants may use the same one); its key names it in
+the checkpoints, the journal and `keel_runs` (see `keel.server.store`)."""
 
 runs = Table(
     "keel_runs",
     metadata,
     Column("run_id", String(64), primary_key=True),
-    Column("thread_id", String(128), nullable=False),
+    Column("thread_id", String(THREAD_KEY_LENGTH), nullable=False),
     Column("tenant_id", String(128), nullable=False),
     Column("assistant_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),

@@ -46,10 +46,10 @@ async def claim_thread(
     if meta.get("graph_id") == graph_id and meta.get("assistant_id") == assistant_id:
         return
     current = graphs.for_thread(meta)
-    if current is not served and (await current.snapshot(thread.thread_id)).created_at:
+    if current is not served and (await current.snapshot(thread.key)).created_at:
         raise Conflict(
             f"thread {thread.thread_id} holds the state of graph {meta.get('graph_id')!r}; "
             f"run graph {graph_id!r} on a new thread"
         )
     metadata = {**meta, "graph_id": graph_id, "assistant_id": assistant_id}
-    await store.update_thread(thread.thread_id, metadata=metadata)
+    await store.update_thread(thread.key, metadata=metadata)

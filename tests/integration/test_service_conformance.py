@@ -233,14 +233,15 @@ async def test_on_workers_join_stream_and_messages(distributed: dict[str, Any]) 
                 assert (await http.get(answer.headers["location"])).json() == answer.json()
 
 
-# tenants: thread ids are one namespace ------------------------------------------------
+# tenants: thread ids are per tenant ---------------------------------------------------
 
 
 async def test_another_tenants_thread_id_tells_nothing_and_loses_nothing(
     secured: Settings,
 ) -> None:
-    """Creating a thread with an id another tenant holds answers exactly as re-creating one's
-    own (409, the same body); prune skips it; the owner's thread is untouched."""
+    """Creating a thread with an id another tenant holds answers exactly as creating a fresh
+    one (the caller's own thread); prune skips the other's; the owner's thread is untouched.
+    (More in test_service_thread_namespaces.)"""
     acme = (await create_key(secured, "acme", "member"))["api_key"]
     globex = (await create_key(secured, "globex", "member"))["api_key"]
     with running_server(secured) as url:
@@ -251,13 +252,18 @@ async def test_another_tenants_thread_id_tells_nothing_and_loses_nothing(
             body = {"thread_id": "taken", "metadata": {"owner": "acme"}}
             assert (await a.post("/threads", json=body)).status_code == 200
             own = await a.post("/threads", json={"thread_id": "taken"})
+            assert own.status_code == 409
+            fresh = await g.post("/threads", json={"thread_id": "free", "metadata": {"x": 1}})
             other = await g.post("/threads", json={"thread_id": "taken", "metadata": {"x": 1}})
-            assert own.status_code == other.status_code == 409
-            assert own.json() == other.json()
+            assert other.status_code == fresh.status_code == 200
+            assert other.json()["metadata"] == fresh.json()["metadata"]
             lenient = {"thread_id": "taken", "if_exists": "do_nothing"}
-            assert (await g.post("/threads", json=lenient)).json() == own.json()
-            pruned = await g.post("/threads/prune", json={"thread_ids": ["taken"]})
-            assert pruned.json() == {"pruned_count": 0}
-            assert (await g.post("/threads/search", json={})).json() == []
+            assert (await g.post("/threads", json=lenient)).json() == other.json()
+            assert (await g.post("/threads/prune", json={"thread_ids": ["taken"]})).json() == {
+                "pruned_count": 1
+            }
+            assert [t["thread_id"] for t in (await g.post("/threads/search", json={})).json()] == [
+                "free"
+            ]
             kept = await a.get("/threads/taken")
             assert kept.status_code == 200 and kept.json()["metadata"]["owner"] == "acme"

@@ -3,6 +3,9 @@
 `InProcessExecutor` runs them in this process (embedded `keel serve`, and each `keel
 worker`); `QueueExecutor` hands them to workers through the procrastinate queue. The
 `RunManager` admits runs and talks to whichever one it was given.
+
+Below the routes a thread is named by its key (`ThreadRecord.key`, what its checkpoints,
+journal rows and runs are keyed by): every `thread_id` here is one.
 """
 
 from __future__ import annotations

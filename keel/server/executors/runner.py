@@ -27,7 +27,13 @@ from keel.server.handles import RunHandle
 from keel.server.run_job import RunJob
 from keel.server.schemas import RunCreate
 from keel.server.served import Applied, BoundGraph, ServedGraph
-from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, Store, through_outage
+from keel.server.store import (
+    ACTIVE_RUN_STATUSES,
+    RunRecord,
+    Store,
+    public_thread_id,
+    through_outage,
+)
 from keel.server.webhooks import WebhookSender, check_webhook, webhook_payload
 
 __all__ = ["CONTROL_EVENTS", "END_VALUES", "RunRunner", "Superseded"]
@@ -105,7 +111,8 @@ class RunRunner:
         snapshot = await served.snapshot(thread_id)
         if not snapshot.next:
             raise Unprocessable(
-                f"thread {thread_id} has nothing to continue: give 'input' (or 'command')"
+                f"thread {public_thread_id(thread_id)} has nothing to continue: "
+                "give 'input' (or 'command')"
             )
         return None
 
@@ -189,8 +196,11 @@ class RunRunner:
             interrupt_after=body.interrupt_after,
         )
 
+        key, public = record.thread_id, public_thread_id(record.thread_id)
+
         async def send(mode: str, chunk: Any) -> None:
-            await self.emit(handle, mode, list(chunk) if mode == "messages" else chunk)
+            data = list(chunk) if mode == "messages" else chunk
+            await self.emit(handle, mode, data if key == public else _named(data, key, public))
 
         principal = Principal(record.tenant_id, _role(record.kwargs))
         snapshot = await bound.drive(segment, principal, send)
@@ -296,6 +306,19 @@ class RunRunner:
         with contextlib.suppress(Exception):
             await (await self.served_for(thread_id)).delete_thread(thread_id)
             await self.store.delete_thread(thread_id, tenant_id)
+
+
+def _named(value: Any, key: str, thread_id: str) -> Any:
+    """`value` (a stream chunk) with the thread named as its client knows it: LangGraph
+    puts the thread's key in configs and metadata (`thread_id`)."""
+    if isinstance(value, Mapping):
+        return {
+            k: thread_id if k == "thread_id" and v == key else _named(v, key, thread_id)
+            for k, v in value.items()
+        }
+    if type(value) in (list, tuple):
+        return type(value)(_named(v, key, thread_id) for v in value)
+    return value
 
 
 def _started(snapshot: Any, record: RunRecord) -> bool:
