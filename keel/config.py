@@ -38,6 +38,7 @@ __all__ = [
     "CostSettings",
     "DegradationSettings",
     "LimitSettings",
+    "LocalModelSettings",
     "ModelPrice",
     "ObservabilitySettings",
     "RateLimitSettings",
@@ -98,7 +99,8 @@ class LimitSettings(BaseModel):
     iteration_timeout_s: float = Field(120.0, gt=0)
     """One reason→act→observe cycle."""
     model_timeout_s: float = Field(120.0, gt=0)
-    """One model call."""
+    """One model call. Not for `local:` models: their calls fail when the server stops making
+    progress (`KEEL_LOCAL__STALL_TIMEOUT_S`) or at the iteration's or run's deadline."""
     run_timeout_s: float = Field(600.0, gt=0)
     """The whole run, as an absolute deadline stored in the state."""
 
@@ -345,6 +347,28 @@ class CompactionSettings(BaseModel):
     """Summarize the dropped middle with the cheapest tier (else an extractive digest)."""
 
 
+class LocalModelSettings(BaseModel):
+    """The embedded `local:` model server and how its calls are timed.
+
+    A local call is not cut off after a fixed time: on a busy machine it is slow, not stuck.
+    It streams, and fails only when the server shows no progress (no prompt batch, no token)
+    for `stall_timeout_s`, or at the iteration's or the run's deadline
+    (`KEEL_LIMITS__ITERATION_TIMEOUT_S`, `KEEL_LIMITS__RUN_TIMEOUT_S`);
+    `KEEL_LIMITS__MODEL_TIMEOUT_S` applies to hosted models only.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    stall_timeout_s: float = Field(60.0, gt=0)
+    """A local call fails when the server made no progress on any of this process's calls
+    for this long (a call queued behind another one waits while that one progresses)."""
+    threads: int | None = Field(None, ge=1, le=64)
+    """CPU threads of the server (unset: every core, at most 8)."""
+    batch_tokens: int = Field(512, ge=32, le=8192)
+    """Prompt tokens per batch: the server reports progress after each batch, so a long prompt
+    on a busy machine keeps showing progress."""
+
+
 DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("*",),
     "member": ("*",),
@@ -382,6 +406,11 @@ class ServiceSettings(BaseModel):
     max_queued: int = Field(256, ge=0)
     """Runs waiting to start; past it new runs get 429 with Retry-After. The per-tenant
     rate is `KEEL_RATE_LIMITS__TENANT_RUNS_PER_MINUTE`."""
+    admission_outage_wait_s: float = Field(10.0, ge=0, le=300)
+    """How long a request that starts a run (and any request's API-key check) waits out a
+    database outage, such as a Postgres restart, before it gets 503 with Retry-After: the run
+    is admitted once the database is back, and the client notices only the delay (0: answer
+    503 at once)."""
     stream_buffer_events: int = Field(10_000, ge=100, le=1_000_000)
     """Stream events an API process keeps per run it executes, for joins and `Last-Event-ID`
     reconnects: the last N (older ones are dropped; a reconnect behind them gets 410)."""
@@ -498,6 +527,8 @@ class Settings(BaseSettings):
     """Base URL of an OpenAI-compatible API."""
     openai_api_key: SecretStr | None = None
     """Key for that API (never logged)."""
+    local: LocalModelSettings = LocalModelSettings()
+    """The embedded `local:` model's server and the stall timeout of its calls."""
     temperature: float = Field(0.0, ge=0, le=2)
     """Sampling temperature of every model call (0: the most deterministic; the model-response
     cache is used only at 0)."""

@@ -13,7 +13,9 @@ final answer, the fallback's direct answer and the compaction summary. Each goes
 2. the model's breaker, rates and a concurrency slot (`Resilience.model_call`);
 3. the model-response cache, scoped to the run's tenant and the model; replies are held
    back until the step keeps them (`keep_replies`), so a rejected reply is never replayed;
-4. the call itself, cut off at the state's `model_timeout_s` or the deadline, if sooner;
+4. the call itself, cut off at the state's `model_timeout_s` or the deadline, if sooner (a
+   model with a `stall_timeout_s`, the `local:` one, ends a call that stops progressing
+   itself, so only the deadline cuts it off: slow because busy is not stuck);
 5. accounting: the reply's tokens and USD at the tier's price add up in `used` (a call
    that was sent and failed counts as a call without tokens; one refused before sending
    counts nothing), which the node writes into the state's `usage`; the USD is booked on
@@ -162,6 +164,9 @@ class ModelGate:
     async def _guarded(self, request: ModelRequest, estimate: CallEstimate) -> Any:
         ctx = request.ctx
         timeout_s = float(self._state["limits"]["model_timeout_s"])
+        if getattr(ctx.model, "stall_timeout_s", None) is not None:
+            # a `local:` model ends a call that stops progressing itself: only the deadline
+            timeout_s = max(request.deadline - ctx.clock(), 0.001)
         model = request.model if request.model is not None else ctx.model
         async with ctx.resilience.model_call(
             ctx.model_name,

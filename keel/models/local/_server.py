@@ -32,6 +32,7 @@ import structlog
 from keel.errors import ErrorCode, LocalModelError
 from keel.models.local import _worker
 from keel.models.local._catalog import LocalModelInfo, get_model_info
+from keel.models.local._progress import Activity
 from keel.models.local._template import CHAT_TEMPLATE
 from keel.models.local._weights import default_cache_dir, ensure_weights
 from keel.models.local._worker import READY_PREFIX, WorkerConfig
@@ -55,6 +56,8 @@ class ServerOptions:
     """Context tokens of the single slot; KV cache ≈ 100 MB (0.5B) / 230 MB (1.5B)."""
     n_threads: int = field(default_factory=_default_threads)
     """CPU threads for generation and prompt processing (all cores, at most 8)."""
+    batch_tokens: int = 512
+    """Prompt tokens per batch; the server reports progress after each (stall detection)."""
     start_timeout_s: float = 180.0
     """Loading the model and answering `/health` must finish within this."""
 
@@ -71,6 +74,8 @@ class LocalServer:
     """Random per start: other local users cannot use the server."""
     load_seconds: float
     log_path: Path
+    activity: Activity = field(default_factory=Activity)
+    """When any call of this process last saw the server progress (shared stall clock)."""
 
     @property
     def pid(self) -> int:
@@ -184,6 +189,7 @@ def start_local_server(
         "chat_template": CHAT_TEMPLATE,
         "n_ctx": min(opts.n_ctx, info.context_length),
         "n_threads": opts.n_threads,
+        "n_batch": opts.batch_tokens,
         "api_key": api_key,
         "parent_pid": os.getpid(),
     }

@@ -32,6 +32,7 @@ class WorkerConfig(TypedDict):
     chat_template: str
     n_ctx: int
     n_threads: int
+    n_batch: int
     api_key: str
     parent_pid: int
 
@@ -62,7 +63,9 @@ def _serve(config: WorkerConfig) -> str:
     params.chat_template = config["chat_template"]
     params.use_jinja = True
     params.n_ctx = config["n_ctx"]
-    params.n_parallel = 1
+    params.n_parallel = 1  # one call at a time; others queue (on 2 cores they would only split it)
+    params.n_batch = config["n_batch"]
+    params.n_ubatch = min(params.n_ubatch, config["n_batch"])
     params.cpuparams.n_threads = config["n_threads"]
     params.cpuparams_batch.n_threads = config["n_threads"]
     params.hostnames = ["127.0.0.1"]
