@@ -80,6 +80,47 @@ _INLINE = re.compile(
 """`api_key=…`, `Authorization: …` written inline, and `user:password@` in URLs."""
 
 
+_DEFAULT_TRIGGERS: dict[str, tuple[str, ...]] = dict(
+    zip(
+        DEFAULT_PATTERNS,
+        (
+            ("sk-",),
+            ("lsv2_",),
+            ("ghp_", "gho_", "ghs_", "github_pat_"),
+            ("xox",),
+            ("akia",),
+            ("bearer",),
+            ("basic",),
+        ),
+        strict=True,
+    )
+)
+"""Lower-cased text each default pattern's every match contains."""
+_TRIGGERS = tuple(t for triggers in _DEFAULT_TRIGGERS.values() for t in triggers)
+_INLINE_TRIGGERS = (
+    "authorization",
+    "api",
+    "passw",
+    "secret",
+    "access_token",
+    "refresh_token",
+    "://",
+)
+"""Lower-cased text every match of `_INLINE` contains (`MASK` contains none of them, nor
+of `_TRIGGERS`, so masking never creates one)."""
+
+
+@dataclass(frozen=True)
+class _Prefilter:
+    """Whether ASCII text may hold a match: a literal secret, or a default pattern's trigger."""
+
+    secrets: tuple[str, ...]
+    triggers: tuple[str, ...]
+
+    def __call__(self, value: str, lowered: str) -> bool:
+        return any(t in lowered for t in self.triggers) or any(s in value for s in self.secrets)
+
+
 def _inline_mask(match: re.Match[str]) -> str:
     if match.group("scheme"):
         return f"://{MASK}"
@@ -167,15 +208,18 @@ class Redactor:
     """Literal secret values (e.g. the configured API keys); masked wherever they appear."""
     max_depth: int = 8
     """Nesting followed by `value`; anything deeper is masked whole."""
-    _compiled: tuple[int, re.Pattern[str] | None] = field(
-        init=False, repr=False, compare=False, default=(-1, None)
+    _compiled: tuple[int, re.Pattern[str] | None, _Prefilter | None] = field(
+        init=False, repr=False, compare=False, default=(-1, None, None)
     )
 
     @property
     def _regex(self) -> re.Pattern[str] | None:
-        version, regex = self._compiled
+        return self._compile()[0]
+
+    def _compile(self) -> tuple[re.Pattern[str] | None, _Prefilter | None]:
+        version, regex, prefilter = self._compiled
         if version == _REMEMBERED.version:
-            return regex
+            return regex, prefilter
         with _REMEMBERED.lock:
             version = _REMEMBERED.version
             secrets = [*self.secrets, *_REMEMBERED.secrets]
@@ -185,8 +229,11 @@ class Redactor:
         parts = [re.escape(s) for s in literal]
         parts += [f"(?:{p})" for p in dict.fromkeys(patterns)]
         regex = re.compile("|".join(parts)) if parts else None
-        object.__setattr__(self, "_compiled", (version, regex))
-        return regex
+        # only the default patterns have known triggers: any other pattern always runs
+        known = all(p in _DEFAULT_TRIGGERS for p in patterns)
+        prefilter = _Prefilter(tuple(literal), _TRIGGERS) if known else None
+        object.__setattr__(self, "_compiled", (version, regex, prefilter))
+        return regex, prefilter
 
     @classmethod
     def build(cls, extra_patterns: Iterable[str] = (), secrets: Iterable[str] = ()) -> Redactor:
@@ -197,11 +244,20 @@ class Redactor:
         )
 
     def text(self, value: str) -> str:
-        """`value` with every secret in it masked."""
-        regex = self._regex
-        if regex is not None:
+        """`value` with every secret in it masked.
+
+        ASCII text none of whose known triggers appear in it (a configured secret, the
+        fixed part of a default pattern, an inline key name, `://`) cannot match, and is
+        returned without running the regular expressions: tool results and trace rows are
+        long, and the alternation tries every pattern at every character."""
+        regex, prefilter = self._compile()
+        lowered = value.lower() if value.isascii() else None
+        may_match = lowered is None or prefilter is None or prefilter(value, lowered)
+        if regex is not None and may_match:
             value = regex.sub(MASK, value)
-        return _INLINE.sub(_inline_mask, value)
+        if lowered is None or any(t in lowered for t in _INLINE_TRIGGERS):
+            value = _INLINE.sub(_inline_mask, value)
+        return value
 
     def value(self, value: Any, depth: int = 0) -> Any:
         """Any JSON-like value, masked recursively (bounded depth; unknown objects as text)."""

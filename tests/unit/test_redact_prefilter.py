@@ -1,0 +1,79 @@
+"""The redaction prefilter skips the regular expressions only for text they cannot match:
+whatever the text, `Redactor.text` masks exactly what the expressions alone mask."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from keel.observability.redact import _INLINE, MASK, Redactor, _inline_mask
+
+PIECES = [
+    "sk-proj-abcdefghijklmnop0123",
+    "SK-PROJ-ABCDEFGHIJKLMNOP0123",
+    "lsv2_pt_abcdef0123456789abcdef",
+    "ghp_abcdefghijklmnop0123",
+    "github_pat_abcdefghijklmnop0123",
+    "xoxb-1234567890-abc",
+    "AKIAABCDEFGHIJKLMNOP",
+    "akiaabcdefghijklmnop",
+    "Authorization: Bearer eyJhbGciOi.payload.sig",
+    "BEARER abc.def",
+    "basic dXNlcjpwYXNzd29yZA==",
+    "api_key=abc123XYZ",
+    "API-KEY: zzz",
+    "x-api-key: k-77-secret",
+    "PassWord = hunter2",
+    "client_secret=s",
+    "refresh_token: r",
+    "postgresql://keel:s3cr3t@db:5432/keel",
+    "correct-horse-battery",
+    "ünïcode",
+    "ſecret=1",
+    "baſic dXNlcjpwYXNzd29yZA==",
+    '{"rows": [["Laptop", 1200.5]], "row_count": 1}',
+    "SELECT name FROM products",
+    " ",
+    "-",
+    "_",
+    ":",
+    "=",
+    "\n",
+]
+
+
+def reference(redactor: Redactor, text: str) -> str:
+    """What the two expressions alone make of `text` (no prefilter)."""
+    regex = redactor._regex
+    if regex is not None:
+        text = regex.sub(MASK, text)
+    return _INLINE.sub(_inline_mask, text)
+
+
+@pytest.mark.parametrize(
+    "redactor",
+    [
+        Redactor(),
+        Redactor.build(secrets=["correct-horse-battery"]),
+        Redactor.build([r"ACME-\d{6}"]),
+    ],
+    ids=["defaults", "with a secret", "with a pattern"],
+)
+def test_masks_exactly_what_the_expressions_mask(redactor: Redactor) -> None:
+    rng = random.Random(19)
+    texts = [*PIECES]
+    for _ in range(3000):
+        parts = rng.choices(PIECES, k=rng.randint(1, 5))
+        text = "".join(parts)
+        cut = rng.randint(0, len(text))  # a trigger split across the cut still counts
+        texts.append(text[cut:] + text[:cut])
+    for text in texts:
+        assert redactor.text(text) == reference(redactor, text), text
+
+
+def test_a_secret_after_long_plain_text_is_masked() -> None:
+    redactor = Redactor()
+    plain = '{"columns": ["name", "revenue"], "rows": [["Laptop", 1200.5]]} ' * 50
+    assert redactor.text(plain) == plain
+    assert redactor.text(plain + " Bearer abc.def") == plain + f" {MASK}"
