@@ -19,9 +19,11 @@ a loaded machine makes every time longer. Tune prompts on the tuning half only.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -90,6 +92,10 @@ class Run:
     """Error codes of the run and of its trace steps (a degraded answer keeps its cause)."""
     load1: float = 0.0
     output: str = ""
+    verifier: str | None = None
+    """The planned flow's verifier, when it replaced the model's answer with the rows: what
+    that did to this question — `fixed` (the model's answer was wrong, the rows right),
+    `broke`, `both wrong` or `both right` (None: it kept the model's answer, or no plan)."""
 
 
 def classify(asked: Asked, result: RunResult) -> str | None:
@@ -110,6 +116,25 @@ def classify(asked: Asked, result: RunResult) -> str | None:
         if code in codes:
             return RUN_FAILURES[code]
     return failure
+
+
+_REJECTED = re.compile(r"^plan: verifier rejected (?P<answer>'.*'|\".*\") \(")
+
+
+def verifier_effect(asked: Asked, result: RunResult) -> str | None:
+    """What the verifier's replacement of the model's answer did (see `Run.verifier`)."""
+    for step in result.metadata.trace:
+        found = _REJECTED.match(str(step.get("thought") or ""))
+        if step.get("node") == "reason" and found:
+            model_right = asked.judge(ast.literal_eval(found["answer"])) is None
+            rows_right = result.success and asked.judge(result.output) is None
+            return {
+                (False, True): "fixed",
+                (True, False): "broke",
+                (False, False): "both wrong",
+                (True, True): "both right",
+            }[(model_right, rows_right)]
+    return None
 
 
 def _codes(result: RunResult) -> list[str]:
@@ -203,6 +228,7 @@ async def eval_model(
                     error_codes=_codes(result),
                     load1=load1,
                     output=result.output,
+                    verifier=verifier_effect(question, result),
                 )
             runs.append(run)
             if echo:
@@ -228,6 +254,7 @@ def summary(runs: Sequence[Run]) -> dict[str, Any]:
         "mean_iterations": statistics.fmean(r.iterations for r in runs),
         "repairs": sum(r.repairs for r in runs),
         "failures": dict(Counter(r.failure for r in runs if r.failure).most_common()),
+        "verifier": dict(Counter(r.verifier for r in runs if r.verifier).most_common()),
         "by_kind": {
             kind: f"{sum(r.correct for r in rs)}/{len(rs)}"
             for kind, rs in sorted(_group(runs, lambda r: r.kind).items())
@@ -267,6 +294,9 @@ def report(runs: Sequence[Run], load_before: Sequence[float], load_after: Sequen
         lines += ["", f"{model} · {half}: by kind {kinds}"]
         if s["failures"]:
             lines.append("  misses: " + ", ".join(f"{k} ×{v}" for k, v in s["failures"].items()))
+        if s["verifier"]:
+            effects = ", ".join(f"{k} ×{v}" for k, v in s["verifier"].items())
+            lines.append(f"  verifier answered from the rows: {effects}")
         for r in rs:
             if not r.correct:
                 said = " ".join(r.output.split())[:110]

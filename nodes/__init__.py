@@ -18,6 +18,9 @@ from keel.nodes._cost_gate import cost_controlled
 from keel.nodes._degrade import DIRECT_ANSWER_PROMPT
 from keel.nodes._durable import Decision, ReviewRequest
 from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
+from keel.nodes._planned import QUERY_GRAMMAR, YES_NO_GRAMMAR
+from keel.nodes._planned_sql import check_query, date_hints, schema_from_prompt
+from keel.nodes._planned_verify import answer_from_rows, read_table, verify_answer
 from keel.nodes._prompt import bound_model, reason_estimate, reason_request
 from keel.nodes._records import text_of
 from keel.nodes._tokens import estimate_tokens
@@ -31,32 +34,40 @@ from keel.nodes.reason import reason
 __all__ = [
     "COMPOSE_SYSTEM",
     "DIRECT_ANSWER_PROMPT",
+    "QUERY_GRAMMAR",
     "SUMMARY_INSTRUCTIONS",
     "SUMMARY_MAX_CHARS",
     "SUMMARY_PREFIX",
+    "YES_NO_GRAMMAR",
     "AgentContext",
     "Decision",
     "ReasoningMode",
     "ReviewRequest",
     "act",
+    "answer_from_rows",
     "bound_model",
     "check_grounded",
     "check_no_unrun_query",
+    "check_query",
     "column_sums",
     "compact_history",
     "compose_prompt",
     "cost_controlled",
     "cut",
+    "date_hints",
     "estimate_tokens",
     "fallback",
     "finish",
     "observe",
+    "read_table",
     "reason",
     "reason_estimate",
     "reason_request",
+    "schema_from_prompt",
     "should_compose",
     "summarize_middle",
     "summary_needed",
     "text_of",
     "ungrounded_numbers",
+    "verify_answer",
 ]

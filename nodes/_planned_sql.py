@@ -1,0 +1,189 @@
+"""The planned flow's query check: one SELECT over tables and columns that exist.
+
+The 0.5B local model writes plausible SQL over columns that are not where it puts them
+(`customers.order_date`), or over ambiguous ones (`id` in a join). The database then refuses
+the query at run time and the model loops on it. Here the query is checked before it runs,
+against the schema the model was shown (the `- table(col, …)` lines of the system prompt,
+which `keel.tools.sql_context` writes from the database itself), and a refusal says what to
+change in words the model can act on ("`order_date` is a column of orders, not of
+customers: join orders"). The model gets one repair turn with that message.
+
+Division is made real division: in SQLite `SUM(x) / COUNT(*)` of integers truncates (an
+average of 2.97 reads 2), and no business question asks for a truncated quotient.
+
+Dates named in the question ("April 2026", "the last 30 days", "2026-12-04") are turned into
+the bounds a query compares with, computed here rather than left to the model's arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+
+from keel.errors import ErrorCode, MalformedOutputError
+
+__all__ = ["Schema", "check_query", "date_hints", "schema_from_prompt"]
+
+_TABLE_LINE = re.compile(r"^- (\w+)\(([\w, ]*)\)\s*$", re.MULTILINE)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
+_UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Tables and their columns, as the model was shown them (lower case)."""
+
+    tables: dict[str, tuple[str, ...]]
+
+    def owners(self, column: str) -> list[str]:
+        """The tables that have `column`."""
+        return [t for t, cols in self.tables.items() if column.lower() in cols]
+
+
+def schema_from_prompt(system_prompt: str) -> Schema:
+    """The `- table(col, …)` lines of the prompt's database section (empty if none)."""
+    tables = {
+        m.group(1).lower(): tuple(c.strip().lower() for c in m.group(2).split(",") if c.strip())
+        for m in _TABLE_LINE.finditer(system_prompt)
+    }
+    return Schema(tables)
+
+
+def _refuse(message: str) -> MalformedOutputError:
+    return MalformedOutputError(message, code=ErrorCode.MALFORMED_OUTPUT)
+
+
+def strip_query(text: str) -> str:
+    """The query in a reply: without a code fence, surrounding space or a final `;`."""
+    text = text.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    return text.rstrip("; \n\t")
+
+
+def check_query(text: str, schema: Schema, dialect: str = "sqlite") -> str:
+    """The query to run (real division), or `MalformedOutputError` saying what to fix."""
+    query = strip_query(text)
+    if not query:
+        raise _refuse("the reply holds no query. Write one SELECT statement.")
+    try:
+        statements = [s for s in sqlglot.parse(query, read=dialect) if s is not None]
+    except SqlglotError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise _refuse(f"the query is not valid SQL ({first}). Write one SELECT statement.") from exc
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise _refuse("write exactly one SELECT statement (no other statements).")
+    tree = statements[0]
+    if schema.tables:
+        _check_names(tree, schema, dialect)
+    return _real_division(tree).sql(dialect=dialect)
+
+
+_INTEGER_TYPES = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT}
+
+
+def _real_division(tree: exp.Expr) -> exp.Expr:
+    """Every `/` divides as real numbers, and a quotient is not cast back to an integer."""
+    for cast in list(tree.find_all(exp.Cast)):
+        target = cast.args.get("to")
+        is_int = isinstance(target, exp.DataType) and target.this in _INTEGER_TYPES
+        if is_int and cast.this.find(exp.Div) is not None:
+            cast.replace(cast.this)
+    for division in tree.find_all(exp.Div):
+        division.set("typed", False)
+    return tree
+
+
+def _check_names(tree: exp.Expr, schema: Schema, dialect: str) -> None:
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    used: list[str] = []
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if not name or name in ctes:
+            continue
+        if name not in schema.tables:
+            known = ", ".join(sorted(schema.tables))
+            raise _refuse(f"there is no table {table.name!r}. The tables are: {known}.")
+        used.append(name)
+    mapping: dict[str, object] = {
+        t: dict.fromkeys(cols, "TEXT") for t, cols in schema.tables.items()
+    }
+    try:
+        qualify(tree.copy(), schema=mapping, dialect=dialect, validate_qualify_columns=True)
+    except OptimizeError as exc:
+        raise _refuse(_column_problem(str(exc), schema, used)) from exc
+    except SqlglotError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise _refuse(f"the query cannot be read against the schema ({first}).") from exc
+
+
+def _column_problem(error: str, schema: Schema, used: list[str]) -> str:
+    found = _UNRESOLVED.search(error)
+    if found is None:
+        return f"the query does not fit the schema ({error.splitlines()[0][:200]})."
+    column = found.group(1).split(".")[-1]
+    owners = schema.owners(column)
+    in_query = [t for t in owners if t in used]
+    if len(in_query) > 1:
+        return (
+            f"the column {column!r} is in several tables of the query ({', '.join(in_query)}):"
+            f" write it with its table's alias, e.g. {in_query[0]}.{column}."
+        )
+    if in_query:
+        return (
+            f"the column {column!r} could not be matched to a table of the query: write it "
+            f"with the alias of table {in_query[0]}."
+        )
+    if owners:
+        return (
+            f"{column!r} is a column of {' and '.join(owners)}, not of "
+            f"{', '.join(dict.fromkeys(used)) or 'the tables in FROM'}: join {owners[0]} "
+            f"to use it."
+        )
+    listed = "; ".join(f"{t}({', '.join(schema.tables[t])})" for t in dict.fromkeys(used))
+    return f"no table has a column {column!r}. The columns are: {listed or 'see the schema'}."
+
+
+_MONTHS = [date(2000, m, 1).strftime("%B").lower() for m in range(1, 13)]
+_MONTH_YEAR = re.compile(rf"\b({'|'.join(_MONTHS)})\s+(\d{{4}})\b", re.IGNORECASE)
+_DAY = re.compile(r"\b(\d{4})-(\d\d)-(\d\d)\b")
+_LAST_DAYS = re.compile(r"\blast\s+(\d{1,4})\s+days\b", re.IGNORECASE)
+_LAST_MONTHS = re.compile(r"\blast\s+(\d{1,2})\s+(?:full\s+)?(?:calendar\s+)?months\b", re.I)
+_TODAY = re.compile(r"\btoday\b", re.IGNORECASE)
+
+
+def _month_start(year: int, month: int) -> date:
+    return date(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+
+
+def date_hints(question: str, today: date) -> list[str]:
+    """The date bounds of the periods `question` names, as comparisons on a date column."""
+    hints: list[str] = []
+    for name, year in _MONTH_YEAR.findall(question):
+        month = _MONTHS.index(name.lower()) + 1
+        start, end = _month_start(int(year), month), _month_start(int(year), month + 1)
+        hints.append(f"{name.title()} {year}: <date> >= '{start}' AND <date> < '{end}'")
+    for y, m, d in _DAY.findall(question):
+        hints.append(f"{y}-{m}-{d}: <date> = '{y}-{m}-{d}'")
+    for days in _LAST_DAYS.findall(question):
+        start = today - timedelta(days=int(days) - 1)
+        hints.append(
+            f"the last {days} days, today included: <date> >= '{start}' AND <date> <= '{today}'"
+        )
+    for months in _LAST_MONTHS.findall(question):
+        this = today.replace(day=1)
+        start = _month_start(this.year, this.month - int(months))
+        hints.append(
+            f"the last {months} full months: <date> >= '{start}' AND <date> < '{this}'"
+            " (group by substr(<date>, 1, 7) for each month)"
+        )
+    if _TODAY.search(question) and not _LAST_DAYS.search(question):
+        hints.append(f"today: <date> = '{today}'")
+    return hints

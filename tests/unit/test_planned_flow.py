@@ -1,0 +1,304 @@
+"""The planned flow for data questions: one checked query, then an answer checked against it.
+
+Unit tests of the query check and the verifier, and runs of the built-in data assistant (the
+sample database, `sql_query` + calculator) with scripted models in place of the local one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from keel import load_settings
+from keel.errors import MalformedOutputError
+from keel.nodes import (
+    QUERY_GRAMMAR,
+    YES_NO_GRAMMAR,
+    answer_from_rows,
+    check_query,
+    date_hints,
+    read_table,
+    schema_from_prompt,
+    verify_answer,
+)
+from keel.testing.scripted import CallInfo, FunctionModel
+from keel.tools.sql_context import describe_database
+
+SCHEMA = schema_from_prompt(
+    "The sql_query tool reads a SQLite database. Tables:\n"
+    "- customers(id, name, email, country, created_at)\n"
+    "- orders(id, customer_id, order_date, status)\n"
+    "- products(id, name, category, unit_price)\n"
+    "Order dates are 'YYYY-MM-DD' text."
+)
+
+
+def test_the_schema_is_read_from_the_prompt_the_model_sees(tmp_path: Path) -> None:
+    prompt = describe_database(load_settings(home=tmp_path))
+    schema = schema_from_prompt(prompt)
+    assert schema.tables["orders"] == ("id", "customer_id", "order_date", "status")
+    assert set(schema.tables) == {"customers", "orders", "order_items", "products"}
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        (
+            "SELECT COUNT(*) FROM customers WHERE country = 'CA' AND order_date >= '2026-07-01'",
+            "'order_date' is a column of orders, not of customers: join orders",
+        ),
+        (
+            "SELECT id FROM customers c JOIN orders o ON o.customer_id = c.id",
+            "'id' is in several tables of the query (customers, orders)",
+        ),
+        ("SELECT name FROM clients", "there is no table 'clients'"),
+        ("SELECT colour FROM products", "no table has a column 'colour'"),
+        ("SELECT 1; SELECT 2", "exactly one SELECT"),
+        ("DELETE FROM orders", "exactly one SELECT"),
+        ("SELECT FROM WHERE (", "not valid SQL"),
+        ("", "no query"),
+    ],
+)
+def test_a_query_that_does_not_fit_the_schema_is_refused(query: str, says: str) -> None:
+    with pytest.raises(MalformedOutputError) as info:
+        check_query(query, SCHEMA)
+    assert says in info.value.message
+
+
+def test_an_accepted_query_divides_as_real_numbers() -> None:
+    checked = check_query("```sql\nSELECT COUNT(*) / 4 FROM orders o;\n```", SCHEMA)
+    assert checked == "SELECT CAST(COUNT(*) AS REAL) / 4 FROM orders AS o"
+    assert check_query("SELECT CAST(68945 / 4 AS INT)", SCHEMA) == "SELECT CAST(68945 AS REAL) / 4"
+    with_cte = "WITH x AS (SELECT status FROM orders) SELECT status FROM x"
+    assert check_query(with_cte, SCHEMA).startswith("WITH x AS")
+
+
+def test_dates_the_question_names_become_bounds() -> None:
+    hints = date_hints(
+        "Orders in April 2026, on 2026-12-04, in the last 30 days?", date(2026, 12, 6)
+    )
+    assert hints == [
+        "April 2026: <date> >= '2026-04-01' AND <date> < '2026-05-01'",
+        "2026-12-04: <date> = '2026-12-04'",
+        "the last 30 days, today included: <date> >= '2026-11-07' AND <date> <= '2026-12-06'",
+    ]
+    assert date_hints("December 2025 and the last 3 full months", date(2026, 1, 15)) == [
+        "December 2025: <date> >= '2025-12-01' AND <date> < '2026-01-01'",
+        "the last 3 full months: <date> >= '2025-10-01' AND <date> < '2026-01-01'"
+        " (group by substr(<date>, 1, 7) for each month)",
+    ]
+
+
+TOP = read_table(
+    '{"columns": ["name", "revenue"], "rows": [["Laptop", 1200.456], ["Tablet 2", 800.0]],'
+    ' "row_count": 2, "truncated": false}'
+)
+COUNT = read_table('{"columns": ["n"], "rows": [[3]], "row_count": 1, "truncated": false}')
+NONE = read_table('{"columns": ["n"], "rows": [[0]], "row_count": 1, "truncated": false}')
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "table", "problem"),
+    [
+        ("Laptop (1,200.46) and Tablet 2 (800).", "Which 2 products sold most?", TOP, None),
+        ("Laptop and Tablet 2: 2,000.46 in total.", "Which 2, and their total?", TOP, None),
+        ("There are 3.", "How many orders?", COUNT, None),
+        ("Yes, 3 of them.", "Did any order fail?", COUNT, None),
+        ("No, there were none.", "Did any order fail?", NONE, None),
+        ("There are 4.", "How many orders?", COUNT, "states 4, which is not in the result"),
+        ("There are several.", "How many orders?", COUNT, "leaves out the result's 3"),
+        ("Laptop sold most.", "Which 2 products sold most?", TOP, "leaves out 'Tablet 2'"),
+        ("Laptop and Tablet 2.", "Which 2, and their total?", TOP, "asks for a total"),
+        ("No, none failed.", "Did any order fail?", COUNT, "says no, the result says otherwise"),
+        ("There were 3.", "Did any order fail?", COUNT, "does not start with yes or no"),
+        ("Laptop 1200.46, Tablet 2 800, total 2200", "Which 2, and their total?", TOP, "2200"),
+    ],
+)
+def test_the_verifier_holds_an_answer_to_the_rows(
+    answer: str, question: str, table: Any, problem: str | None
+) -> None:
+    found = verify_answer(answer, question, table)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+@pytest.mark.parametrize(
+    ("question", "table", "answer"),
+    [
+        ("Which 2 products sold most?", TOP, "Laptop (1200.46); Tablet 2 (800)."),
+        ("Which 2, and their total?", TOP,
+         "Laptop (1200.46); Tablet 2 (800). Total: 2000.46 (revenue)."),
+        ("How many orders?", COUNT, "3."),
+        ("Did any order fail?", COUNT, "Yes (the query counts 3)."),
+        ("Was any order refunded?", NONE, "No (the query counts 0)."),
+    ],
+)  # fmt: skip
+def test_the_answer_from_the_rows_states_them(question: str, table: Any, answer: str) -> None:
+    assert answer_from_rows(question, table) == answer
+    assert verify_answer(answer, question, table) is None
+
+
+QUESTION = "How many customers are from the country CA?"
+
+
+def _planned_model(queries: list[str], answer: str) -> tuple[FunctionModel, list[CallInfo]]:
+    """Writes `queries` in turn for query prompts, `answer` for the answer prompt."""
+    seen: list[CallInfo] = []
+    written = iter(queries)
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        seen.append(info)
+        assert not info.tools  # the plan binds no tools: its replies are a query or an answer
+        assert isinstance(messages[0], SystemMessage)  # the same opening for both calls
+        assert "Tables:" in str(messages[0].content)
+        if "The query returned:" in str(messages[-1].content):
+            return AIMessage(answer)
+        return AIMessage(next(written))
+
+    return FunctionModel(fn=reply), seen
+
+
+def _reason_rows(result: Any) -> list[dict[str, Any]]:
+    return [s for s in result.metadata.trace if s["node"] == "reason"]
+
+
+@pytest.mark.asyncio
+async def test_a_single_value_is_answered_from_the_rows(agent_factory: Any) -> None:
+    query = "SELECT COUNT(*) AS customers FROM customers WHERE country = 'CA';"
+    model, seen = _planned_model([query], "There are 1000 customers from CA.")
+    async with agent_factory(model, compose_answers="always") as agent:
+        result = await agent.arun(QUESTION)
+    assert result.success
+    rows = _reason_rows(result)
+    assert [s["signal"] for s in rows] == ["tools", "answer"]
+    assert rows[0]["action"] == "sql_query"
+    assert rows[0]["action_input"] == {
+        "query": "SELECT COUNT(*) AS customers FROM customers WHERE country = 'CA'"
+    }
+    observed = next(s for s in result.metadata.trace if s["node"] == "act")["observation"]
+    count = json.loads(observed)["rows"][0][0]
+    assert result.output == f"{count}."
+    assert "no model call" in rows[1]["thought"] and len(seen) == 1
+    steps = [s["node"] for s in result.metadata.trace if s["node"] != "observe"]
+    assert steps == ["reason", "act", "reason", "finish"]
+
+
+@pytest.mark.asyncio
+async def test_a_yes_no_count_is_answered_from_the_rows(agent_factory: Any) -> None:
+    query = "SELECT COUNT(*) FROM orders WHERE status = 'cancelled'"
+    model, seen = _planned_model([query], "No, there are no cancelled orders.")
+    async with agent_factory(model, compose_answers="always") as agent:
+        result = await agent.arun("Are there any cancelled orders?")
+    assert result.success and len(seen) == 1
+    assert result.output.startswith("Yes (the query counts ")
+
+
+CHEAPEST = "SELECT name, unit_price FROM products ORDER BY unit_price LIMIT 2"
+
+
+def _listed(messages: list[BaseMessage]) -> list[str]:
+    """The product names of the rows the answer prompt shows ('1. name | price')."""
+    shown = str(messages[-1].content).splitlines()
+    return [line.split(". ", 1)[1].split(" | ")[0] for line in shown if line[:1].isdigit()]
+
+
+@pytest.mark.asyncio
+async def test_an_answer_that_states_the_rows_is_kept(agent_factory: Any) -> None:
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        if "The query returned:" in str(messages[-1].content):
+            return AIMessage(f"The cheapest are {' and '.join(_listed(messages))}.")
+        return AIMessage(CHEAPEST)
+
+    async with agent_factory(FunctionModel(fn=reply), compose_answers="always") as agent:
+        result = await agent.arun("Which 2 products are the cheapest?")
+    assert result.success and result.output.startswith("The cheapest are ")
+    assert "verified against the 2 result rows" in _reason_rows(result)[1]["thought"]
+
+
+@pytest.mark.asyncio
+async def test_a_contradicting_answer_is_replaced_by_the_rows(agent_factory: Any) -> None:
+    names: list[str] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        if "The query returned:" in str(messages[-1].content):
+            names.extend(_listed(messages))
+            return AIMessage(f"Only {names[0]} is cheap; it costs 123456.78.")
+        return AIMessage(CHEAPEST)
+
+    async with agent_factory(FunctionModel(fn=reply), compose_answers="always") as agent:
+        result = await agent.arun("Which 2 products are the cheapest?")
+    assert result.success
+    assert result.output.startswith(f"{names[0]} (") and f"; {names[1]} (" in result.output
+    thought = _reason_rows(result)[1]["thought"]
+    assert "verifier rejected" in thought and "123456.78" in thought
+
+
+@pytest.mark.asyncio
+async def test_a_query_off_the_schema_gets_one_repair_turn(agent_factory: Any) -> None:
+    bad = "SELECT COUNT(*) FROM customers WHERE order_date >= '2026-01-01'"
+    good = "SELECT COUNT(*) FROM orders WHERE order_date >= '2026-01-01'"
+    prompts: list[list[BaseMessage]] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        prompts.append(messages)
+        if "The query returned:" in str(messages[-1].content):
+            return AIMessage("Yes.")
+        return AIMessage(bad if len(prompts) == 1 else good)
+
+    async with agent_factory(FunctionModel(fn=reply), compose_answers="always") as agent:
+        result = await agent.arun("Were there orders this year?")
+    assert result.success and result.output.startswith("Yes")
+    signals = [s["signal"] for s in _reason_rows(result)]
+    assert signals == ["repair", "tools", "answer"]
+    repair = prompts[1]
+    assert isinstance(repair[-1], HumanMessage)
+    assert "'order_date' is a column of orders" in str(repair[-1].content)
+    assert str(repair[-2].content) == bad
+    act = [s for s in result.metadata.trace if s["node"] == "act"]
+    assert [s["action_input"]["query"] for s in act] == [good]  # the bad one never ran
+
+
+@pytest.mark.asyncio
+async def test_a_refused_query_goes_back_with_the_error(agent_factory: Any) -> None:
+    broken = "SELECT COUNT(*) FROM orders WHERE COUNT(*) > 0"  # SQLite: misuse of aggregate
+    model, _ = _planned_model([broken, "SELECT COUNT(*) FROM orders"], "Yes.")
+    async with agent_factory(model, compose_answers="always") as agent:
+        result = await agent.arun("Do we have orders?")
+    act = [s for s in result.metadata.trace if s["node"] == "act"]
+    assert act[0]["error_code"] is not None
+    assert len(act) == 2 and act[1]["error_code"] is None
+    assert result.success and result.output.startswith("Yes")
+
+
+@pytest.mark.asyncio
+async def test_the_local_server_gets_grammars(settings_factory: Any) -> None:
+    from keel.runtime import open_agent
+
+    query = "SELECT id FROM orders WHERE status = 'refunded' LIMIT 3"
+    model, seen = _planned_model([query], "Yes, some were.")
+    settings = settings_factory(model="local:qwen2.5-coder-0.5b")  # compose auto: on
+    async with open_agent(settings, model=model) as agent:
+        result = await agent.arun("Were any orders refunded?")
+    assert result.success
+    grammars = [info.kwargs.get("extra_body", {}).get("grammar") for info in seen]
+    assert grammars == [QUERY_GRAMMAR, YES_NO_GRAMMAR]
+
+
+@pytest.mark.asyncio
+async def test_other_agents_and_hosted_models_keep_the_free_loop(agent_factory: Any) -> None:
+    calls: list[CallInfo] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        calls.append(info)
+        return AIMessage("Hello.")
+
+    async with agent_factory(FunctionModel(fn=reply)) as agent:  # compose auto, scripted:
+        result = await agent.arun("Hi")
+    assert result.output == "Hello." and calls[0].tools == ["sql_query", "calculator"]
