@@ -125,13 +125,16 @@ async def _postgres_storage(url: str, settings: CheckpointPoolSettings) -> Async
 
     pool = make_pool(url, settings)
     await pool.open(wait=True, timeout=settings.timeout_s)
+    saver = BatchedPostgresSaver(pool)
     try:
-        saver = BatchedPostgresSaver(pool)
         journal = PostgresJournal(pool)
         await set_up(saver.setup, journal.setup)
         yield Storage("postgres", saver, journal, pool)
     finally:
-        await pool.close()
+        try:
+            await saver.aflush()  # writes still waiting for a checkpoint
+        finally:
+            await pool.close()
 
 
 SETUP_ATTEMPTS = 8

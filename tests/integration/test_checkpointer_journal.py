@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from keel.errors import ConfigError
 from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
 from keel.tools.registry import ToolContext, ToolRegistry, tool
+from tests.conftest import fresh_database
 
 SaverFactory = Callable[[], AbstractAsyncContextManager[BaseCheckpointSaver[Any]]]
 
@@ -32,9 +33,21 @@ class Crash(BaseException):
 
 @pytest.fixture(params=["memory", "sqlite", "postgres-pool", "postgres-connection"])
 def open_saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SaverFactory]:
-    """Opens the saver the way a caller would, outside Keel (Postgres: tuple rows)."""
+    """Opens the saver the way a caller would, outside Keel (Postgres: tuple rows), on a
+    store of its own: the test prunes every thread in it, and a stock saver does not read
+    the threads Keel's own savers write (compressed values, short versions)."""
     kind = request.param
     memory = InMemorySaver()
+    with ExitStack() as stack:
+        url = (
+            stack.enter_context(fresh_database("keel_callers"))[0]
+            if kind.startswith("postgres")
+            else ""
+        )
+        yield _opener(kind, memory, url, tmp_path)
+
+
+def _opener(kind: str, memory: InMemorySaver, url: str, tmp_path: Path) -> SaverFactory:
 
     @asynccontextmanager
     async def make() -> AsyncIterator[BaseCheckpointSaver[Any]]:
@@ -50,7 +63,6 @@ def open_saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Saver
             from psycopg import AsyncConnection
             from psycopg_pool import AsyncConnectionPool
 
-            url = request.getfixturevalue("postgres_url")
             if kind == "postgres-pool":
                 async with AsyncConnectionPool(url, kwargs={"autocommit": True}) as pool:
                     pooled = AsyncPostgresSaver(cast(Any, pool))  # tuple rows, on purpose
@@ -62,7 +74,7 @@ def open_saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Saver
                     await single.setup()
                     yield single
 
-    yield make
+    return make
 
 
 def calls(*items: tuple[str, dict[str, Any], str]) -> AIMessage:
