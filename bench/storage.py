@@ -3,6 +3,7 @@
 ```bash
 .venv/bin/python -m bench.storage                       # SQLite and Postgres, 50 turns; ~2 min
 .venv/bin/python -m bench.storage --turns 16 --at 2 8 16 --savers sqlite
+.venv/bin/python -m bench.storage --exit                # also Keel under durability "exit"
 ```
 One thread, the sales question every turn, no pruning: the scripted model calls
 `sql_query` for last month's top products, `calculator` for their total, then answers
@@ -12,6 +13,8 @@ long enough for Keel to compact it, Keel also asks the model for a short summary
 (Postgres) blobs. Sides, each on its own SQLite file or Postgres database:
 
 - `keel`: Keel's agent (`durability="sync"`, its own savers);
+- `keel exit` (with `--exit`): the same with `durability="exit"` (a checkpoint when the run
+  ends, not after every step);
 - `raw delta`: LangGraph's textbook loop with `messages` in a `DeltaChannel`, stock saver;
 - `raw whole`: the same loop with `MessagesState` (`add_messages`: the list stored whole).
 
@@ -30,6 +33,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -107,9 +111,11 @@ def sales_turn(messages: list[BaseMessage], info: CallInfo) -> AIMessage | str:
 
 
 @asynccontextmanager
-async def keel_side(url: str, home: Path, thread_id: str) -> AsyncIterator[tuple[Turn, Any]]:
+async def keel_side(
+    url: str, home: Path, thread_id: str, durability: str = "sync"
+) -> AsyncIterator[tuple[Turn, Any]]:
     tools = ToolRegistry.of([sql_query, calculator])
-    settings = keel_settings(url, home)
+    settings = keel_settings(url, home).model_copy(update={"durability": durability})
     async with open_agent(settings, model=FunctionModel(fn=sales_turn), tools=tools) as agent:
         assert agent.storage is not None
 
@@ -168,8 +174,8 @@ async def measure(saver: str, side: str, turns: int, tmp: Path) -> tuple[list[in
     """The thread's bytes after each turn, and the CPU ms of one state read at the end."""
     thread_id = "storage-bench"
     async with side_store(saver, side, tmp) as url:
-        if side == "keel":
-            opened = keel_side(url, tmp / "home", thread_id)
+        if side.startswith("keel"):
+            opened = keel_side(url, tmp / "home", thread_id, side.removeprefix("keel ") or "sync")
         else:
             opened = raw_side(url, tmp / "home", thread_id, delta=side == "raw delta")
         async with opened as (turn, (storage, read)):
@@ -191,7 +197,7 @@ def added(sizes: list[int]) -> list[int]:
     return [0, sizes[0], *(b - a for a, b in itertools.pairwise(sizes))]
 
 
-async def main(turns: int, at: list[int], savers: list[str]) -> int:
+async def main(turns: int, at: list[int], savers: list[str], exit_side: bool = False) -> int:
     configure_logging(ObservabilitySettings(log_level="warning"))
     at = [n for n in at if 2 <= n <= turns]
     head = " ".join(f"{f'turn {n}':>9}" for n in at)
@@ -201,7 +207,7 @@ async def main(turns: int, at: list[int], savers: list[str]) -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for saver in savers:
-            for side in SIDES:
+            for side in ("keel", "keel exit", *SIDES[1:]) if exit_side else SIDES:
                 sizes, read_ms = await measure(saver, side, turns, Path(tmp) / saver)
                 per_turn = added(sizes)
                 mean = (sizes[-1] - sizes[0]) / max(turns - 1, 1)
@@ -212,6 +218,7 @@ async def main(turns: int, at: list[int], savers: list[str]) -> int:
                     f"{sizes[-1]:>11,} {read_ms:>8.1f}",
                     flush=True,
                 )
+    print(f"\nload average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 
@@ -222,5 +229,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--savers", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
     )
+    parser.add_argument("--exit", action="store_true", help='also Keel under durability "exit"')
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.turns, args.at, args.savers)))
+    sys.exit(asyncio.run(main(args.turns, args.at, args.savers, args.exit)))
