@@ -97,10 +97,11 @@ class LimitSettings(BaseModel):
     tool_timeout_s: float = Field(30.0, gt=0)
     """One tool call."""
     iteration_timeout_s: float = Field(120.0, gt=0)
-    """One reason→act→observe cycle."""
+    """One reason→act→observe cycle. Not for `local:` models: their calls are timed by
+    progress (`KEEL_LOCAL__STALL_TIMEOUT_S`), their tools by `tool_timeout_s`."""
     model_timeout_s: float = Field(120.0, gt=0)
     """One model call. Not for `local:` models: their calls fail when the server stops making
-    progress (`KEEL_LOCAL__STALL_TIMEOUT_S`) or at the iteration's or run's deadline."""
+    progress (`KEEL_LOCAL__STALL_TIMEOUT_S`) or at the run's deadline."""
     run_timeout_s: float = Field(600.0, gt=0)
     """The whole run, as an absolute deadline stored in the state."""
 
@@ -352,9 +353,9 @@ class LocalModelSettings(BaseModel):
 
     A local call is not cut off after a fixed time: on a busy machine it is slow, not stuck.
     It streams, and fails only when the server shows no progress (no prompt batch, no token)
-    for `stall_timeout_s`, or at the iteration's or the run's deadline
-    (`KEEL_LIMITS__ITERATION_TIMEOUT_S`, `KEEL_LIMITS__RUN_TIMEOUT_S`);
-    `KEEL_LIMITS__MODEL_TIMEOUT_S` applies to hosted models only.
+    for `stall_timeout_s`, or at the run's deadline (`KEEL_LIMITS__RUN_TIMEOUT_S`); the model
+    and iteration timeouts (`KEEL_LIMITS__MODEL_TIMEOUT_S`, `…__ITERATION_TIMEOUT_S`) apply to
+    hosted models only.
     """
 
     model_config = ConfigDict(frozen=True)

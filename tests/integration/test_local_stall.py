@@ -153,11 +153,11 @@ def run_settings(settings_factory: Callable[..., Settings], **limits: Any) -> Se
 async def test_a_slow_but_steady_local_call_outlives_the_model_timeout(
     settings_factory: Callable[..., Settings], slow_server: Callable[..., SlowServer]
 ) -> None:
-    """A reply streamed over ~3 s, with a token every 0.2 s, under a 1 s model timeout: the
-    run succeeds (it failed on `model_timeout` while the gate cut every call at 1 s), and
-    its usage is the stream's."""
+    """A reply streamed over ~3 s, with a token every 0.2 s, under a 1 s model timeout and a
+    1 s iteration timeout: the run succeeds (it failed on `model_timeout` while either cut
+    every call at 1 s), and its usage is the stream's."""
     server = slow_server("steady", gap_s=0.2, tokens=15)
-    settings = run_settings(settings_factory, model_timeout_s=1.0)
+    settings = run_settings(settings_factory, model_timeout_s=1.0, iteration_timeout_s=1.0)
     model = local_model(server, stall_s=1.0)
     async with open_agent(settings, model=model, tools=ToolRegistry.of([])) as agent:
         started = time.perf_counter()
