@@ -19,6 +19,13 @@ from keel.nodes._compose import compose_prompt, should_compose
 from keel.nodes._grounding import check_grounded, check_no_unrun_query
 from keel.nodes._interpret import Decision, interpret
 from keel.nodes._model_gate import ModelGate, ModelRequest
+from keel.nodes._planned import (
+    answers_from_rows,
+    planned_decision,
+    planned_request,
+    planned_stage,
+    rows_reply,
+)
 from keel.nodes._prompt import reason_request, repair_exchange
 from keel.nodes._records import error_record, text_of, trace_step
 from keel.nodes._resilience import plan_retry, retry_wait
@@ -97,9 +104,16 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         await ctx.sleep(retry_wait(state, ctx, attempt))
     gate = ModelGate(state, ctx)
     deadline = min(state["deadline"], iteration_deadline)
-    request = reason_request(state, ctx, deadline)
+    stage = planned_stage(state, ctx)  # data questions: the planned flow (nodes._planned)
+    if stage is None:
+        request = reason_request(state, ctx, deadline)
+    else:
+        request = planned_request(stage, state, ctx, deadline)
     try:
-        first = await gate.call(request)
+        if stage is not None and answers_from_rows(stage):  # one value: no model call
+            first = await rows_reply(stage)
+        else:
+            first = await gate.call(request)
     except BudgetExceededError as exc:
         return _degrade(state, ctx, started, exc.code, exc.message, **keep)
     except Exception as exc:
@@ -110,9 +124,13 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     ms = (ctx.timer() - started) * 1000
     draft_rows: list[TraceStep] = []
     try:
-        decision = interpret(reply, ctx.mode, state.get("iteration", 0))
-        _check_answer(decision, state, ctx, request.prompt)
-        if decision.answer is not None:
+        if stage is None:
+            decision = interpret(reply, ctx.mode, state.get("iteration", 0))
+        else:
+            decision = planned_decision(stage, reply, ctx, state.get("iteration", 0))
+        shown = "" if stage is None else text_of(request.prompt[-1].content)  # a plan's rows
+        _check_answer(decision, state, ctx, request.prompt, shown)
+        if decision.answer is not None and stage is None:
             composed = await _compose(state, ctx, gate, decision, deadline)
             if composed is not None:
                 draft_rows = [composed.draft_row(state, ms, _trace_cost(first.usage))]
