@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from keel.config import ServiceSettings
 from keel.server.errors import Unauthorized
-from keel.server.store import DEFAULT_TENANT, Store
+from keel.server.store import DEFAULT_TENANT, Store, through_outage
 
 if TYPE_CHECKING:
     from keel.nodes import AgentContext
@@ -56,7 +56,11 @@ class Authenticator:
         hit = self._cache.get(api_key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        key = await self.store.find_key(api_key)
+        # a Postgres restart delays the check instead of failing it (the wait is bounded)
+        key = await through_outage(
+            lambda: self.store.find_key(api_key),
+            within_s=self.settings.admission_outage_wait_s,
+        )
         found = Principal(key.tenant_id, key.role) if key else None
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()

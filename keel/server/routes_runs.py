@@ -19,6 +19,7 @@ from keel.server.errors import (
     ApiError,
     Conflict,
     NotFound,
+    Unavailable,
     Unprocessable,
     responses,
 )
@@ -33,7 +34,14 @@ from keel.server.schemas import (
     StreamMode,
 )
 from keel.server.served import ServedGraph
-from keel.server.store import ACTIVE_RUN_STATUSES, RunRecord, ThreadRecord, public_thread_id
+from keel.server.store import (
+    ACTIVE_RUN_STATUSES,
+    RunRecord,
+    ThreadRecord,
+    is_db_outage,
+    public_thread_id,
+    through_outage,
+)
 from keel.server.targets import Target, claim_thread, resolve_target
 from keel.server.webhooks import check_webhook
 
@@ -115,16 +123,58 @@ async def _start(
     background: bool = False,
     streamed: bool = False,
 ) -> RunHandle:
+    """Admit the run, waiting out a database outage (a Postgres restart) for up to
+    `KEEL_SERVICE__ADMISSION_OUTAGE_WAIT_S` before answering 503 with Retry-After.
+
+    What admission reads and writes before the run is recorded may be done again; the run
+    is recorded once (`RunManager.start`), so a retry never makes two. A stateless run's
+    thread keeps its id across tries."""
+    stateless_id = str(uuid.uuid4()) if thread_id is None else None
+    try:
+        return await through_outage(
+            lambda: _admit(
+                svc,
+                principal,
+                thread_id,
+                body,
+                stateless_id=stateless_id,
+                background=background,
+                streamed=streamed,
+            ),
+            within_s=svc.runs.settings.admission_outage_wait_s,
+        )
+    except Exception as exc:
+        if is_db_outage(exc):
+            raise Unavailable(
+                "the database is not reachable; retry shortly", headers={"Retry-After": "2"}
+            ) from exc
+        raise
+
+
+async def _admit(
+    svc: Services,
+    principal: Principal,
+    thread_id: str | None,
+    body: RunCreate,
+    *,
+    stateless_id: str | None,
+    background: bool,
+    streamed: bool,
+) -> RunHandle:
     target = await _target(svc, principal, body)
     assistant_id, served, _, graph_id = target
     check_webhook(body.webhook, svc.runs.webhooks.policy)
     await _check_command(served, body, stateless=thread_id is None)
     temporary = created = False
     if thread_id is None:
-        thread_id = str(uuid.uuid4())
-        thread = await svc.store.create_thread(
-            thread_id, principal.tenant_id, {"graph_id": graph_id, "assistant_id": assistant_id}
+        assert stateless_id is not None
+        made = await svc.store.create_thread(
+            stateless_id,
+            principal.tenant_id,
+            {"graph_id": graph_id, "assistant_id": assistant_id},
         )
+        # None: an earlier try made it before the database went away
+        thread = made or await svc.store.get_thread(stateless_id, principal.tenant_id)
         assert thread is not None
         temporary = (body.on_completion or "delete") == "delete"
         created = True
@@ -146,7 +196,9 @@ async def _start(
         )
     except Exception:
         if created:  # the run was refused: the thread made for it goes too
-            await svc.store.delete_thread(thread.key, principal.tenant_id)
+            # (in an outage this may fail: the next try then takes the thread up again)
+            with contextlib.suppress(Exception):
+                await svc.store.delete_thread(thread.key, principal.tenant_id)
         raise
 
 

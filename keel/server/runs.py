@@ -36,7 +36,14 @@ from keel.server.queue import RunQueue
 from keel.server.run_job import RunJob, stored_kwargs
 from keel.server.schemas import RunCreate
 from keel.server.served import Applied, ServedGraph
-from keel.server.store import RunRecord, Store, ThreadRecord, now
+from keel.server.store import (
+    RunRecord,
+    Store,
+    ThreadRecord,
+    is_db_outage,
+    now,
+    through_outage,
+)
 from keel.server.webhooks import WebhookPolicy, WebhookSender
 
 __all__ = [
@@ -193,7 +200,18 @@ class RunManager:
                 created_at=at,
                 updated_at=at,
             )
-            await self.store.create_run(record)
+            try:  # the one write: from here the run exists, and is never admitted twice
+                await through_outage(
+                    lambda: self.store.create_run(record),
+                    within_s=self.settings.admission_outage_wait_s,
+                )
+            except Exception as exc:
+                if is_db_outage(exc):
+                    raise Unavailable(
+                        "the database is not reachable; retry shortly",
+                        headers={"Retry-After": "2"},
+                    ) from exc
+                raise
             job = RunJob(
                 record,
                 body,

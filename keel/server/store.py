@@ -46,6 +46,7 @@ __all__ = [
     "Store",
     "ThreadRecord",
     "hash_key",
+    "is_db_outage",
     "metadata_matches",
     "public_thread_id",
     "service_db_url",
@@ -412,6 +413,15 @@ class Store:
     # runs ------------------------------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
+        """Insert the run; again with the same run id is a no-op (a retry after an outage
+        that cut the connection off after the insert committed)."""
+        try:
+            await self._insert_run(record)
+        except IntegrityError:
+            if await self.get_run_any(record.run_id) is None:
+                raise
+
+    async def _insert_run(self, record: RunRecord) -> None:
         async with self._auto.begin() as conn:
             await conn.execute(
                 runs.insert().values(
