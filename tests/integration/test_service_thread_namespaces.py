@@ -24,7 +24,7 @@ from keel.runtime import open_agent
 from keel.server.admin import create_key
 from keel.server.store import service_db_url
 from tests.conftest import fresh_database
-from tests.integration.service_server import running_server
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -61,90 +61,114 @@ def _ids(items: list[dict[str, Any]], key: str) -> list[str]:
 async def test_two_tenants_each_have_their_own_thread_of_one_id(secured_on: Settings) -> None:
     acme = (await create_key(secured_on, "acme", "member"))["api_key"]
     globex = (await create_key(secured_on, "globex", "member"))["api_key"]
-    tid = f"shared-{uuid.uuid4().hex[:6]}"
     with running_server(secured_on) as url:
-        async with (
-            _client(url, acme) as a,
-            _client(url, globex) as g,
-            httpx.AsyncClient(base_url=url, headers={"x-api-key": globex}) as g_http,
-        ):
-            mine = await a.threads.create(thread_id=tid, metadata={"owner": "acme"})
-            a_run = await a.runs.create(tid, "agent", input=USER)
-            await a.runs.join(tid, a_run["run_id"])
-            a_state = await a.threads.get_state(tid)
-            a_history = await a.threads.get_history(tid, limit=100)
-            assert a_state["values"]["tenant"] == "acme"
+        await _two_tenants_on_one_id(url, acme, globex)
 
-            # globex creates the id as it would any fresh one: same status, its own thread
-            fresh = await g_http.post("/threads", json={"thread_id": f"fresh-{tid}"})
-            taken = await g_http.post("/threads", json={"thread_id": tid, "metadata": {"x": 1}})
-            assert taken.status_code == fresh.status_code == 200
-            theirs = taken.json()
-            assert theirs["thread_id"] == tid and theirs["values"] == {}
-            assert theirs["metadata"]["x"] == 1 and "owner" not in theirs["metadata"]
-            assert theirs["created_at"] != mine["created_at"]
-            assert (await g.threads.get_state(tid))["values"] == {}
-            assert await g.threads.get_history(tid) == []
-            assert await g.runs.list(tid) == []
-            # …and creating it again is its own 409, as for any thread of its own
-            again = await g_http.post("/threads", json={"thread_id": tid})
-            own_again = await g_http.post("/threads", json={"thread_id": f"fresh-{tid}"})
-            assert again.status_code == own_again.status_code == 409
 
-            # globex's run on the id runs on globex's thread only
-            g_run = await g.runs.create(tid, "agent", input=USER)
-            await g.runs.join(tid, g_run["run_id"])
-            g_state = await g.threads.get_state(tid)
-            assert g_state["values"]["tenant"] == "globex"
-            assert g_state["checkpoint"]["thread_id"] == tid
-            assert g_state["checkpoint"]["checkpoint_id"] != a_state["checkpoint"]["checkpoint_id"]
-            assert _ids(await g.runs.list(tid), "run_id")[-1] == g_run["run_id"]
-            assert (await g.runs.get(tid, g_run["run_id"]))["thread_id"] == tid
-            g_history = await g.threads.get_history(tid, limit=100)
-            assert {h["checkpoint"]["checkpoint_id"] for h in g_history}.isdisjoint(
-                h["checkpoint"]["checkpoint_id"] for h in a_history
+async def test_two_tenants_on_one_id_on_workers(
+    settings_factory: Callable[..., Settings],
+    distributed: dict[str, Any],
+    queue_db: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    """The same on `keel worker`s: the queue's locks, the fence and the Redis stream events
+    go by the thread's key."""
+    settings = settings_factory(
+        model="scripted:sales",
+        checkpoint_url=queue_db,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        service={"queue": "procrastinate", "require_api_key": True},
+    )
+    acme = (await create_key(settings, "acme", "member"))["api_key"]
+    globex = (await create_key(settings, "globex", "member"))["api_key"]
+    with running_server(settings) as url, workers(distributed, 1, 2):
+        await _two_tenants_on_one_id(url, acme, globex)
+
+
+async def _two_tenants_on_one_id(url: str, acme: str, globex: str) -> None:
+    tid = f"shared-{uuid.uuid4().hex[:6]}"
+    async with (
+        _client(url, acme) as a,
+        _client(url, globex) as g,
+        httpx.AsyncClient(base_url=url, headers={"x-api-key": globex}) as g_http,
+    ):
+        mine = await a.threads.create(thread_id=tid, metadata={"owner": "acme"})
+        a_run = await a.runs.create(tid, "agent", input=USER)
+        await a.runs.join(tid, a_run["run_id"])
+        a_state = await a.threads.get_state(tid)
+        a_history = await a.threads.get_history(tid, limit=100)
+        assert a_state["values"]["tenant"] == "acme"
+
+        # globex creates the id as it would any fresh one: same status, its own thread
+        fresh = await g_http.post("/threads", json={"thread_id": f"fresh-{tid}"})
+        taken = await g_http.post("/threads", json={"thread_id": tid, "metadata": {"x": 1}})
+        assert taken.status_code == fresh.status_code == 200
+        theirs = taken.json()
+        assert theirs["thread_id"] == tid and theirs["values"] == {}
+        assert theirs["metadata"]["x"] == 1 and "owner" not in theirs["metadata"]
+        assert theirs["created_at"] != mine["created_at"]
+        assert (await g.threads.get_state(tid))["values"] == {}
+        assert await g.threads.get_history(tid) == []
+        assert await g.runs.list(tid) == []
+        # …and creating it again is its own 409, as for any thread of its own
+        again = await g_http.post("/threads", json={"thread_id": tid})
+        own_again = await g_http.post("/threads", json={"thread_id": f"fresh-{tid}"})
+        assert again.status_code == own_again.status_code == 409
+
+        # globex's run on the id runs on globex's thread only
+        g_run = await g.runs.create(tid, "agent", input=USER)
+        await g.runs.join(tid, g_run["run_id"])
+        g_state = await g.threads.get_state(tid)
+        assert g_state["values"]["tenant"] == "globex"
+        assert g_state["checkpoint"]["thread_id"] == tid
+        assert g_state["checkpoint"]["checkpoint_id"] != a_state["checkpoint"]["checkpoint_id"]
+        assert _ids(await g.runs.list(tid), "run_id")[-1] == g_run["run_id"]
+        assert (await g.runs.get(tid, g_run["run_id"]))["thread_id"] == tid
+        g_history = await g.threads.get_history(tid, limit=100)
+        assert {h["checkpoint"]["checkpoint_id"] for h in g_history}.isdisjoint(
+            h["checkpoint"]["checkpoint_id"] for h in a_history
+        )
+        # what globex is shown names the thread by its id, never by how it is stored
+        streamed = [
+            part.data
+            async for part in g.runs.stream(
+                tid,
+                "agent",
+                input=USER,
+                stream_mode=[
+                    "values",
+                    "updates",
+                    "messages-tuple",
+                    "checkpoints",
+                    "tasks",
+                    "debug",
+                    "custom",
+                ],
             )
-            # what globex is shown names the thread by its id, never by how it is stored
-            streamed = [
-                part.data
-                async for part in g.runs.stream(
-                    tid,
-                    "agent",
-                    input=USER,
-                    stream_mode=[
-                        "values",
-                        "updates",
-                        "messages-tuple",
-                        "checkpoints",
-                        "tasks",
-                        "debug",
-                        "custom",
-                    ],
-                )
-            ]
-            shown = orjson.dumps([streamed, g_history, await g.threads.get_state(tid)]).decode()
-            assert f'"{tid}"' in shown and f"globex/{tid}" not in shown
+        ]
+        shown = orjson.dumps([streamed, g_history, await g.threads.get_state(tid)]).decode()
+        assert f'"{tid}"' in shown and f"globex/{tid}" not in shown
 
-            # acme's thread is as it was: same state, same checkpoints, its one run
-            assert await a.threads.get_state(tid) == a_state
-            assert await a.threads.get_history(tid, limit=100) == a_history
-            assert _ids(await a.runs.list(tid), "run_id") == [a_run["run_id"]]
-            got = await a.threads.get(tid)
-            assert got["metadata"]["owner"] == "acme" and got["values"]["tenant"] == "acme"
-            searched = await a.threads.search()
-            assert [(t["thread_id"], t["metadata"].get("owner")) for t in searched] == [
-                (tid, "acme")
-            ]
+        # acme's thread is as it was: same state, same checkpoints, its one run
+        assert await a.threads.get_state(tid) == a_state
+        assert await a.threads.get_history(tid, limit=100) == a_history
+        assert _ids(await a.runs.list(tid), "run_id") == [a_run["run_id"]]
+        got = await a.threads.get(tid)
+        assert got["metadata"]["owner"] == "acme" and got["values"]["tenant"] == "acme"
+        searched = await a.threads.search()
+        assert [(t["thread_id"], t["metadata"].get("owner")) for t in searched] == [(tid, "acme")]
 
-            # a run id of the other tenant's thread of the same id is not found
-            async with httpx.AsyncClient(base_url=url, headers={"x-api-key": globex}) as http:
-                crossed = await http.get(f"/threads/{tid}/runs/{a_run['run_id']}")
-            assert crossed.status_code == 404
+        # a run id of the other tenant's thread of the same id is not found
+        async with httpx.AsyncClient(base_url=url, headers={"x-api-key": globex}) as http:
+            crossed = await http.get(f"/threads/{tid}/runs/{a_run['run_id']}")
+        assert crossed.status_code == 404
 
-            # globex deletes its thread: acme's stays
-            await g.threads.delete(tid)
-            assert (await a.threads.get_state(tid)) == a_state
-            assert _ids(await a.runs.list(tid), "run_id") == [a_run["run_id"]]
+        # globex deletes its thread: acme's stays
+        await g.threads.delete(tid)
+        assert (await a.threads.get_state(tid)) == a_state
+        assert _ids(await a.runs.list(tid), "run_id") == [a_run["run_id"]]
 
 
 def _routes(tid: str, run_id: str, checkpoint_id: str) -> list[tuple[str, str, Any]]:
