@@ -5,9 +5,11 @@ API waits out an outage of up to `KEEL_SERVICE__ADMISSION_OUTAGE_WAIT_S` instead
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from langgraph_sdk.errors import APIStatusError
 
 from keel.config import Settings
 from tests.integration.private_servers import PrivatePostgres, private_postgres
-from tests.integration.service_server import running_server
+from tests.integration.service_server import running_server, workers
 from tests.sales_truth import SALES_QUESTION
 
 pytestmark = pytest.mark.postgres
@@ -90,3 +92,37 @@ async def test_an_outage_longer_than_the_wait_is_a_503_with_retry_after(
         assert took < DOWN_S, "it waited past its bound"
         async with get_client(url=url, api_key=None) as client:
             assert await client.runs.list(tid) == []
+
+
+async def test_on_workers_a_run_sent_during_a_restart_is_queued_and_succeeds(
+    cluster: PrivatePostgres, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """With `keel worker`s the run is also deferred to the queue (procrastinate, on the same
+    cluster) once the database is back, and a worker runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_MODEL="scripted:sales",
+        KEEL_CHECKPOINT_URL=cluster.url,
+        KEEL_SERVICE__QUEUE="procrastinate",
+        KEEL_RETRY__INITIAL_S="0",
+    )
+    settings = settings_factory(
+        model="scripted:sales",
+        checkpoint_url=cluster.url,
+        service={"queue": "procrastinate", "admission_outage_wait_s": 10.0},
+    )
+    setup = {"env": env, "settings": settings, "logs": tmp_path}
+    with running_server(settings) as url, workers(setup, 1, 2):
+        run, tid, took = await _create_during_restart(url, cluster)
+        assert not isinstance(run, Exception), f"refused: {run}"
+        assert took >= DOWN_S * 0.5, "the request came before the outage, not during it"
+        async with get_client(url=url, api_key=None) as client:
+            deadline = time.monotonic() + 60
+            while (status := (await client.runs.get(tid, run["run_id"]))["status"]) in (
+                "pending",
+                "running",
+            ):
+                assert time.monotonic() < deadline, "the run never ended"
+                await asyncio.sleep(0.3)
+            assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
