@@ -3,6 +3,7 @@
 from keel.graphs.agent import (
     AgentState,
     build_agent_graph,
+    route_after_act,
     route_after_fallback,
     route_after_observe,
     route_after_reason,
@@ -11,6 +12,7 @@ from keel.graphs.agent import (
 __all__ = [
     "AgentState",
     "build_agent_graph",
+    "route_after_act",
     "route_after_fallback",
     "route_after_observe",
     "route_after_reason",

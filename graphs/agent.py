@@ -1,7 +1,8 @@
 """The agent graph: five nodes, and conditional edges that carry retry and degradation.
 
 ```
-START → reason ─tools──▶ act ──▶ observe ─continue─▶ reason
+START → reason ─tools──▶ act ─continue─────────────▶ reason
+          │ │               └─anything else─▶ observe ─continue─▶ reason
           │ ├─answer──────────────────────────────▶ finish → END
           │ ├─repair / retry ─▶ reason (same node, counters in the state)
           │ └─degrade ─▶ fallback ─▶ finish
@@ -9,6 +10,10 @@ observe ─degrade (tool failure, iteration limit, deadline)─▶ fallback
 observe ─retry (transient failure of an idempotent tool, attempts left)─▶ act
 fallback ─downgrade (a model failure, another tier left)─▶ reason
 ```
+`act` closes the cycle itself when its results leave nothing to decide (no retry, no
+failure beyond repair, limit and deadline not reached: `keel.nodes.observe.goes_on`), so
+the usual path is two steps per tool call, as in LangGraph's own tool loop; `observe`
+decides everything else.
 Edge functions are pure functions of the state: nodes write a `signal`, edges route on it.
 Node names are persisted in checkpoints: renaming one needs a migration note.
 
@@ -38,12 +43,14 @@ __all__ = [
     "AgentState",
     "ContextProvider",
     "build_agent_graph",
+    "route_after_act",
     "route_after_fallback",
     "route_after_observe",
     "route_after_reason",
 ]
 
 ReasonRoute = Literal["act", "reason", "finish", "fallback"]
+ActRoute = Literal["reason", "observe"]
 FallbackRoute = Literal["reason", "finish"]
 ObserveRoute = Literal["reason", "act", "fallback"]
 
@@ -58,6 +65,11 @@ def route_after_reason(state: AgentState) -> ReasonRoute:
     if signal in ("repair", "retry"):
         return "reason"
     return "fallback"
+
+
+def route_after_act(state: AgentState) -> ActRoute:
+    """continue (act closed the cycle) → reason; anything else → observe, which decides."""
+    return "reason" if state.get("signal") == "continue" else "observe"
 
 
 def route_after_observe(state: AgentState) -> ObserveRoute:
@@ -152,7 +164,9 @@ def build_agent_graph(
         _inline(route_after_reason),
         {"act": "act", "reason": "reason", "finish": "finish", "fallback": "fallback"},
     )
-    graph.add_edge("act", "observe")
+    graph.add_conditional_edges(
+        "act", _inline(route_after_act), {"reason": "reason", "observe": "observe"}
+    )
     graph.add_conditional_edges(
         "observe",
         _inline(route_after_observe),

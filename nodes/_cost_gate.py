@@ -33,7 +33,7 @@ from keel.errors import is_control_flow
 from keel.nodes._compaction import summarize_middle, summary_needed, system_tokens
 from keel.nodes._model_gate import GatedReply, ModelGate, ModelRequest
 from keel.nodes._prompt import reason_estimate
-from keel.nodes._records import trace_step
+from keel.nodes._records import changes, trace_step
 from keel.nodes.context import AgentContext
 from keel.observability import events
 from keel.tools.registry import Tool
@@ -205,7 +205,7 @@ def cost_controlled(node: ReasonNode) -> ReasonNode:
             down = RouteDecision("downgrade", chosen, tier, why)
             before = _merge(before, {"tier": chosen, "trace": [_route_row(state, down)]})
             view = cast(AgentState, {**view, "tier": chosen})
-        return _merge(before, await node(view, runtime))
+        return changes(state, _merge(before, await node(view, runtime)))
 
     return cast(ReasonNode, reason)
 

@@ -156,6 +156,8 @@ async def settle_all(runs: Sequence[Awaitable[T]]) -> list[T]:
     as orphans: they journal *started* or even call their tool after the step has failed,
     racing the resumed run (which then asks about a different set of calls, or runs one
     twice)."""
+    if len(runs) == 1:  # nothing to wait for beside it (and no task to make)
+        return [await runs[0]]
     settled = await asyncio.gather(*runs, return_exceptions=True)
     failure = next((r for r in settled if isinstance(r, BaseException)), None)
     if failure is not None:

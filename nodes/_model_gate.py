@@ -182,9 +182,8 @@ class ModelGate:
                 if scope is not None:
                     self._scopes.append(scope)
                 left = min(timeout_s, request.deadline - ctx.clock())
-                return await asyncio.wait_for(
-                    model.ainvoke(request.prompt), timeout=max(left, 0.001)
-                )
+                async with asyncio.timeout(max(left, 0.001)):  # no task of its own
+                    return await model.ainvoke(request.prompt)
 
     def _add(self, usage: UsageTotals) -> None:
         self.used = add_usage(self.used, usage)

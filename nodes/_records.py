@@ -7,6 +7,7 @@ reply or a connection string, and what is written here reaches the checkpoints, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from keel.errors import ErrorCode
@@ -58,6 +59,46 @@ def trace_step(state: AgentState, node: str, ms: float, **fields: Any) -> TraceS
         if step[key] is not None:
             step[key] = redact(step[key])
     return TraceStep(**step)  # type: ignore[typeddict-item]
+
+
+_LAST_VALUE = frozenset(
+    {
+        "answer",
+        "iteration",
+        "iteration_deadline",
+        "model_attempt",
+        "rejected_output",
+        "repair_attempt",
+        "repair_hint",
+        "retry_delay_s",
+        "signal",
+        "tier",
+        "tool_attempt",
+        "tool_retry",
+    }
+)
+"""Plain last-value keys a node step writes: writing the value a key already holds
+changes nothing."""
+_APPENDED = frozenset({"errors", "messages", "trace"})
+"""List keys whose writes are appended: writing an empty list changes nothing."""
+
+
+def changes(state: Mapping[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` without the writes that would leave the state as it is.
+
+    Every write costs a step of LangGraph's: the channel's update and new version, the
+    pending write saved (with `durability="sync"`, a serialized row per write) and the
+    channel's value stored again in the step's checkpoint. A reason step of the usual path
+    wrote eleven keys of which six kept their value; readers see the same state either way
+    (a key the state does not hold yet is always written)."""
+    out: dict[str, Any] = {}
+    for key, value in update.items():
+        if key in _LAST_VALUE and key in state and state[key] == value:
+            continue
+        if key in _APPENDED and isinstance(value, list) and not value:
+            continue
+        out[key] = value
+    return out
 
 
 def text_of(content: Any) -> str:

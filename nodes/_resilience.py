@@ -99,8 +99,8 @@ async def run_tool_guarded(
 ) -> str:
     """One tool call under its breaker and its timeout (async: cancelled; sync: the worker
     thread is abandoned; `isolation="process"`: the child process is killed)."""
-    async with guard_tool_call(ctx, tool.name, tool.transient):
-        return await asyncio.wait_for(tool.invoke(arguments, tool_ctx), timeout=limit_s)
+    async with guard_tool_call(ctx, tool.name, tool.transient), asyncio.timeout(limit_s):
+        return await tool.invoke(arguments, tool_ctx)
 
 
 async def calls_to_run(state: AgentState, ctx: AgentContext) -> list[ToolCall]:

@@ -1,5 +1,9 @@
 """`act`: run the tool calls of the last model reply and record their observations.
 
+When the results leave nothing to decide, `act` also closes the cycle (`signal=continue`,
+see `observe.goes_on`) and the graph goes straight back to `reason`; otherwise `observe`
+decides (retry, degrade).
+
 What the model got wrong (unknown tool, invalid arguments, a refused query, a timeout) and
 what the tool itself reported (any exception it raised that is not a bug, e.g.
 `ValueError("city not found")`) become error observations the model can react to, perhaps
@@ -20,9 +24,10 @@ from langgraph.runtime import Runtime
 from keel.errors import ErrorCode, ToolInputError, is_control_flow
 from keel.nodes._cost_gate import cached_tool_call
 from keel.nodes._durable import Plan, plan_calls, settle_all
-from keel.nodes._records import error_record, trace_step
+from keel.nodes._records import changes, error_record, trace_step
 from keel.nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
 from keel.nodes.context import AgentContext
+from keel.nodes.observe import goes_on
 from keel.observability.redact import redact
 from keel.resilience import classify_tool_error
 from keel.tools.registry import ToolContext
@@ -46,7 +51,7 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
         approval=policy["approval"] if policy else (),
     )
     moved = _deadlines_after_wait(state, ctx, runtime) if plan.answered else {}
-    state = cast(AgentState, {**state, **moved})
+    saved, state = state, cast(AgentState, {**state, **moved})
     outcomes = await settle_all(  # a crash or interrupt in one call waits for the others
         [_run_call(state, ctx, c, plan) for c in plan.calls]
     )
@@ -64,7 +69,20 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
     update.update(tool_retry_update(state, ctx, plan.calls, outcomes))
     if fatal is not None:
         update["fatal_error"] = fatal
-    return update
+    view = cast(AgentState, {**state, **{k: v for k, v in update.items() if k not in _LISTS}})
+    closed = goes_on(view, ctx)  # nothing for `observe` to decide: the cycle ends here
+    if closed is not None:
+        update.update(closed)
+        rows = update["trace"]
+        if rows:  # the step's last row shows the decision, as observe's row did
+            rows[-1] = {**rows[-1], "signal": "continue"}
+    else:  # a retry is scheduled (`signal=retry`), or `observe` degrades the run
+        update.setdefault("signal", "degrade")
+    return changes(saved, update)
+
+
+_LISTS = frozenset({"messages", "errors", "trace"})
+"""Appended keys: `goes_on` reads none of them."""
 
 
 _MODEL_FIXABLE = {

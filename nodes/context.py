@@ -73,6 +73,10 @@ class AgentContext:
     """Per-tenant daily spend, for `KEEL_COST__TENANT_DAILY_USD`."""
     journal: ToolJournal | None = None
     """The idempotency journal beside the checkpoints; None runs side effects unjournaled."""
+    _tier_views: dict[str, AgentContext] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """`with_tier`'s results, made once per tier (nodes ask on every step)."""
 
     def tier_names(self) -> list[str]:
         """The available tiers, cheapest first."""
@@ -81,13 +85,16 @@ class AgentContext:
     def with_tier(self, name: str | None) -> AgentContext:
         """This context with `model`, `mode` and `price` of tier `name` (unknown: unchanged)."""
         binding = self.tiers.get(name) if name else None
-        if binding is None:
+        if binding is None or name is None:
             return self
-        return replace(
-            self,
-            model=binding.model,
-            model_name=binding.spec,
-            mode=binding.mode,
-            price=binding.price,
-            tier=binding.tier,
-        )
+        view = self._tier_views.get(name)
+        if view is None:
+            view = self._tier_views[name] = replace(
+                self,
+                model=binding.model,
+                model_name=binding.spec,
+                mode=binding.mode,
+                price=binding.price,
+                tier=binding.tier,
+            )
+        return view

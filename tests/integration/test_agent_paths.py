@@ -84,7 +84,7 @@ async def test_tool_call_then_answer(
         state = (await agent.graph.aget_state(agent.config(result.thread_id))).values
     assert result.success and result.output == "2 + 3 = 5"
     assert counter.calls == [("add", (2, 3))]
-    assert nodes(result) == ["reason", "act", "observe", "reason", "finish"]
+    assert nodes(result) == ["reason", "act", "reason", "finish"]  # act closed the cycle
     act_step = result.metadata.trace[1]
     assert act_step["action"] == "add" and act_step["observation"] == "5"
     tool_messages = [m for m in state["messages"] if isinstance(m, ToolMessage)]

@@ -98,7 +98,7 @@ async def test_pruning_rewrites_the_oldest_kept_checkpoint_whole(
             assert len(await agent.ahistory("long")) == 2
         final = await agent.astate("long")
         assert final["messages"][:24] == before["messages"] and len(final["messages"]) == 36
-        assert len(final["trace"]) == 45
+        assert len(final["trace"]) == 36  # four rows a turn: reason, act, reason, finish
 
 
 async def test_time_travel_over_delta_channels(
@@ -117,12 +117,12 @@ async def test_time_travel_over_delta_channels(
         first_answer = next(h for h in reversed(history) if h.messages == 4)
         assert len((await agent.astate("tt", first_answer.checkpoint_id))["messages"]) == 4
         steps = await load_trace(agent.graph, "tt")
-        assert len(steps) == 15 and all(s.at for s in steps)
-        assert [s.node for s in steps[:5]] == ["reason", "act", "observe", "reason", "finish"]
+        assert len(steps) == 12 and all(s.at for s in steps)
+        assert [s.node for s in steps[:4]] == ["reason", "act", "reason", "finish"]
         forked = await agent.afork("tt", first_answer.checkpoint_id, values={})
         assert forked.success
         assert len((await agent.astate("tt"))["messages"]) == 4
-        assert len(await load_trace(agent.graph, "tt")) == 5
+        assert len(await load_trace(agent.graph, "tt")) == 4
 
 
 @pytest.fixture
@@ -163,7 +163,8 @@ async def test_checkpoints_written_before_delta_channels_resume(
         assert result.success and "Their total revenue was" in result.output
         resumed = await agent.astate("approval-pending")
         assert resumed["messages"][:2] == waiting["messages"]
-        assert len(resumed["messages"]) == 6 and len(resumed["trace"]) == 8
+        # resumed today: act closes the cycles itself (no observe rows)
+        assert len(resumed["messages"]) == 6 and len(resumed["trace"]) == 6
 
         again = await agent.arun(SALES, thread_id="finished-run")
         assert again.success

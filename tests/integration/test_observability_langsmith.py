@@ -83,7 +83,7 @@ async def test_a_run_is_one_tree_with_its_metadata(
 
     nodes = children(runs, root)
     names = [n["name"] for n in sorted(nodes, key=lambda r: r["dotted_order"])]
-    assert names == ["reason", "act", "observe", "reason", "act", "observe", "reason", "finish"]
+    assert names == ["reason", "act", "reason", "act", "reason", "finish"]
     for node in nodes:
         assert metadata(node)["run_id"] == result.metadata.run_id
         if node["name"] == "reason":

@@ -138,7 +138,7 @@ async def test_stream_sends_metadata_values_updates_and_end(sales_server: str) -
     run_id = parts[0].data["run_id"]
     assert parts[-1].data == {"run_id": run_id, "status": "success"}
     nodes = [next(iter(p.data)) for p in parts if p.event == "updates"]
-    assert nodes == ["reason", "act", "observe", "reason", "act", "observe", "reason", "finish"]
+    assert nodes == ["reason", "act", "reason", "act", "reason", "finish"]
     final = [p.data for p in parts if p.event == "values"][-1]
     assert final["outcome"]["success"] is True and final["run_id"] == run_id
     assert any(p.event == "messages" for p in parts)

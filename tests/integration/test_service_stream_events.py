@@ -27,7 +27,7 @@ from tests.integration.service_server import running_server, sales_server_on, wo
 from tests.sales_truth import SALES_QUESTION
 
 USER: dict[str, Any] = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
-AGENT_NODES = {"reason", "act", "observe", "finish"}
+AGENT_NODES = {"reason", "act", "finish"}  # act closes a cycle that needs no decision
 EVENT_KEYS = {"event", "name", "run_id", "parent_ids", "tags", "metadata", "data"}
 
 

@@ -67,11 +67,11 @@ async def test_light_payloads_send_no_edge_runs_and_name_the_tools(
 ) -> None:
     light = await _trace(settings_factory, langsmith_env, "light")
     full = await _trace(settings_factory, langsmith_env, "full")
-    edges = {"route_after_reason", "route_after_observe"}
+    edges = {"route_after_reason", "route_after_act"}
     assert edges <= {r["name"] for r in full}  # they exist, and full payloads keep them
     assert not edges & {r["name"] for r in light}
     assert {r["run_type"] for r in _under_nodes(light)} == {"llm", "tool"}
-    assert len(light) == 14  # root, 8 nodes, 3 model calls, 2 tool calls
+    assert len(light) == 12  # root, 6 nodes, 3 model calls, 2 tool calls
     models = [r for r in light if r["run_type"] == "llm"]
     assert [m["extra"]["invocation_params"]["tools"] for m in models] == [
         ["sql_query", "calculator"]

@@ -8,6 +8,7 @@ import pytest
 
 from keel.graphs import (
     build_agent_graph,
+    route_after_act,
     route_after_fallback,
     route_after_observe,
     route_after_reason,
@@ -40,7 +41,8 @@ def test_exactly_five_nodes_and_these_edges() -> None:
         ("reason", "reason", True),
         ("reason", "finish", True),
         ("reason", "fallback", True),
-        ("act", "observe", False),
+        ("act", "reason", True),
+        ("act", "observe", True),
         ("observe", "reason", True),
         ("observe", "act", True),
         ("observe", "fallback", True),
@@ -64,6 +66,14 @@ def test_exactly_five_nodes_and_these_edges() -> None:
 )
 def test_route_after_reason(signal: str | None, route: str) -> None:
     assert route_after_reason(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("signal", "route"),
+    [("continue", "reason"), ("retry", "observe"), ("degrade", "observe"), ("tools", "observe")],
+)
+def test_route_after_act(signal: str | None, route: str) -> None:
+    assert route_after_act(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]
 
 
 @pytest.mark.parametrize(
