@@ -90,7 +90,8 @@ def script(messages: list[BaseMessage], info: CallInfo) -> AIMessage | str:
     )
 
 
-def keel_settings(url: str, home: Path) -> Settings:
+def keel_settings(url: str, home: Path, limits: dict[str, Any] | None = None) -> Settings:
+    """Keel's settings for the workload; `limits` overrides some of the run limits."""
     return load_settings(
         model="scripted:sales",
         checkpoint_url=url,
@@ -98,6 +99,7 @@ def keel_settings(url: str, home: Path) -> Settings:
         home=home,
         observability={"log_level": "warning"},
         cache={"tool_results": False},
+        **({"limits": limits} if limits else {}),
     )
 
 
@@ -170,10 +172,19 @@ def _check(answer: Any) -> None:
 
 
 @asynccontextmanager
-async def runner(side: Side, url: str, home: Path) -> AsyncIterator[Run]:
-    """A coroutine that runs the workload once on a new thread, on `side`."""
-    settings = keel_settings(url, home)
-    model = FunctionModel(fn=script)
+async def runner(
+    side: Side,
+    url: str,
+    home: Path,
+    *,
+    latency_s: float = 0.0,
+    limits: dict[str, Any] | None = None,
+) -> AsyncIterator[Run]:
+    """A coroutine that runs the workload once on a new thread, on `side`; every model
+    call waits `latency_s` first (a provider's latency); `limits` overrides Keel's run
+    limits (the raw sides have none)."""
+    settings = keel_settings(url, home, limits)
+    model = FunctionModel(fn=script, latency_s=latency_s)
     async with AsyncExitStack() as stack:
         if side == "keel":
             agent = await stack.enter_async_context(

@@ -1,0 +1,232 @@
+"""Many runs at once: Keel's throughput and memory per run against raw LangGraph's.
+
+```bash
+nice -n 10 .venv/bin/python -m bench.concurrency                     # memory and Postgres
+nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --runs 200 --repeat 1
+```
+Both sides run `bench.workload` (six scripted model calls, five tool calls on the sample
+database, `durability="sync"`), Keel with its default safeguards and raw LangGraph's
+textbook loop (model node, `ToolNode`, `tools_condition`) on the stock saver; every model
+call first waits `--latency-ms` (200 ms: a provider's latency), so a run is mostly waiting
+and the process's CPU decides how many runs fit in a second.
+
+Each measurement is a fresh process (`--child`), so one side's memory never counts for the
+other: it opens its side on its own database, warms up with a few runs, then starts
+`--runs` runs at once and reports
+
+- throughput: runs finished per second of wall time, from the first start to the last end;
+- RSS per run: the process's peak resident memory during the batch (`VmHWM`, reset before
+  it) minus its resident memory before it, divided by the runs. With the memory saver this
+  includes the checkpoints the runs leave in memory, on both sides.
+
+A child fails when any run did not end with the scripted answer after six model calls.
+Keel's timeouts are set to an hour (`LIMITS`): still checked before every call, but long
+enough for a thousand runs sharing a busy machine's CPU.
+The sides alternate (Keel, raw, Keel, raw, …), `--repeat` times (default 3); the ratios
+are printed per repeat and as their range, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.workload import Side, new_thread, runner
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SAVERS = ("memory", "postgres")
+SIDES: tuple[Side, ...] = ("keel", "textbook")
+WARM_UP = 10
+LIMITS = {"iteration_timeout_s": 3600.0, "model_timeout_s": 3600.0, "run_timeout_s": 3600.0}
+"""Keel's timeouts stay on, an hour each: a thousand runs on a busy two-core machine take
+minutes per iteration, and a run that hit its default 120 s iteration timeout would
+degrade (fewer calls, not the same work as the raw side, which has no timeouts)."""
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------ child: one side, one batch
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def peak_bytes() -> int:
+    """`VmHWM`: the peak resident memory since the last reset."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak() -> bool:
+    """Reset `VmHWM` to the current RSS (Linux 4.0+); False if not allowed here."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+async def sample_peak(stop: asyncio.Event, found: list[int]) -> None:
+    """The fallback when `VmHWM` cannot be reset: RSS sampled every 20 ms."""
+    while not stop.is_set():
+        found.append(resident_bytes())
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.02)
+
+
+async def child(side: Side, url: str, runs: int, latency_s: float, home: Path) -> dict[str, Any]:
+    from keel.config import ObservabilitySettings
+    from keel.observability.logs import configure_logging
+
+    configure_logging(ObservabilitySettings(log_level="warning"))
+    async with runner(side, url, home, latency_s=latency_s, limits=LIMITS) as run:
+        await asyncio.gather(*(run(new_thread()) for _ in range(WARM_UP)))
+        gc.collect()
+        before = resident_bytes()
+        hwm = reset_peak()
+        stop, samples = asyncio.Event(), [before]
+        sampler = None if hwm else asyncio.create_task(sample_peak(stop, samples))
+        cpu, started = time.process_time(), time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(run(new_thread()) for _ in range(runs)), return_exceptions=True
+        )
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        stop.set()
+        if sampler is not None:
+            await sampler
+        peak = peak_bytes() if hwm else max(samples)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    return {
+        "side": side,
+        "runs": runs,
+        "failed": len(failed),
+        "first_failure": repr(failed[0])[:300] if failed else None,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "throughput": runs / wall,
+        "rss_per_run_kb": (peak - before) / runs / 1024,
+        "peak_from": "VmHWM" if hwm else "sampled",
+    }
+
+
+# ------------------------------------------------------------------ parent
+
+
+@asynccontextmanager
+async def scratch_database(label: str) -> AsyncIterator[str]:
+    import psycopg
+
+    name = f"keel_conc_{label}_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as conn:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rpartition("/")[0] + "/" + name
+    finally:
+        async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as conn:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def measure(side: Side, saver: str, runs: int, latency_s: float, tmp: Path) -> dict[str, Any]:
+    """One batch of `side` in a fresh process, on a store of its own."""
+    home = tmp / f"{side}-{uuid.uuid4().hex[:6]}"
+    if saver == "memory":
+        return spawn(side, "memory://", runs, latency_s, home)
+    async with scratch_database(side) as url:
+        return await asyncio.to_thread(spawn, side, url, runs, latency_s, home)
+
+
+def spawn(side: Side, url: str, runs: int, latency_s: float, home: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.concurrency", "--child", side, url, str(runs)]
+    cmd += [str(latency_s), str(home)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{side} child failed:\n{done.stderr[-3000:]}")
+    return check(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def check(found: dict[str, Any]) -> dict[str, Any]:
+    """A child's report, refused if any of its runs missed the scripted work."""
+    if found["failed"]:
+        side, failed = found["side"], found["failed"]
+        raise RuntimeError(f"{side}: {failed} runs failed: {found['first_failure']}")
+    return found
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if len(values) == 1 else f"{lo}–{hi}"
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def main(savers: list[str], runs: int, latency_ms: float, repeat: int) -> int:
+    print(
+        f"{runs} concurrent runs, {latency_ms:g} ms a model call; same work each side "
+        f"(6 model calls, 5 tool calls, durability sync); Keel against the textbook loop"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for saver in savers:
+            print(f"\n{saver}:", flush=True)
+            ratios, extra = [], []
+            for i in range(1, repeat + 1):
+                got = {
+                    side: await measure(side, saver, runs, latency_ms / 1000, Path(tmp))
+                    for side in SIDES
+                }
+                keel, raw = got["keel"], got["textbook"]
+                ratios.append(keel["throughput"] / raw["throughput"])
+                extra.append(keel["rss_per_run_kb"] - raw["rss_per_run_kb"])
+                print(
+                    f"  repeat {i}: runs/s keel {keel['throughput']:6.1f} raw "
+                    f"{raw['throughput']:6.1f} (ratio {ratios[-1]:.2f}); RSS KB/run keel "
+                    f"{keel['rss_per_run_kb']:6.1f} raw {raw['rss_per_run_kb']:6.1f} "
+                    f"({extra[-1]:+.1f}); CPU s keel {keel['cpu_s']:.1f} raw {raw['cpu_s']:.1f}; "
+                    f"load {load()}",
+                    flush=True,
+                )
+            print(
+                f"  throughput Keel / raw   {spread(ratios)} "
+                f"(median {statistics.median(ratios):.2f})"
+            )
+            print(f"  RSS per run above raw   {spread(extra, '{:+.0f}')} KB")
+            print(f"  load average {load()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        side, url, n, latency, home = sys.argv[2:7]
+        out = asyncio.run(child(side, url, int(n), float(latency), Path(home)))  # type: ignore[arg-type]
+        print(json.dumps(out))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--savers", nargs="+", choices=SAVERS, default=list(SAVERS))
+    parser.add_argument("--runs", type=int, default=1000, help="runs started at once")
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.savers, args.runs, args.latency_ms, args.repeat)))
