@@ -92,6 +92,8 @@ class Run:
     """Error codes of the run and of its trace steps (a degraded answer keeps its cause)."""
     load1: float = 0.0
     output: str = ""
+    queries: list[str] = field(default_factory=list)
+    """The SQL the run executed, in order (what to read when a miss is a wrong query)."""
     verifier: str | None = None
     """The planned flow's verifier, when it replaced the model's answer with the rows: what
     that did to this question — `fixed` (the model's answer was wrong, the rows right),
@@ -135,6 +137,15 @@ def verifier_effect(asked: Asked, result: RunResult) -> str | None:
                 (True, True): "both right",
             }[(model_right, rows_right)]
     return None
+
+
+def _queries(result: RunResult) -> list[str]:
+    found = []
+    for step in result.metadata.trace:
+        args = step.get("action_input")
+        if step.get("node") == "act" and step.get("action") == "sql_query":
+            found.append(str(args.get("query", "")) if isinstance(args, dict) else str(args))
+    return found
 
 
 def _codes(result: RunResult) -> list[str]:
@@ -228,6 +239,7 @@ async def eval_model(
                     error_codes=_codes(result),
                     load1=load1,
                     output=result.output,
+                    queries=_queries(result),
                     verifier=verifier_effect(question, result),
                 )
             runs.append(run)

@@ -70,8 +70,8 @@ SHOWN_ROWS = 20
 
 QUERY_REQUEST = (
     "Write one SQL SELECT query whose result answers the question. Select only what the "
-    "question asks for, with readable column names. Keep the question's own conditions "
-    "(a status, a country, a period, 'whatever their status'). For a yes/no question, "
+    "question asks for, with readable column names, and only the conditions the question "
+    "states. For a yes/no question, "
     "select one number that is above 0 for yes and 0 for no (a COUNT, or a comparison)."
 )
 QUERY_GRAMMAR = r'root ::= ("SELECT " | "WITH ") [^;`]+ ";"?'
@@ -271,7 +271,7 @@ def planned_decision(stage: Stage, reply: AIMessage, ctx: AgentContext, iteratio
     text = text_of(reply.content)
     if stage.kind == "query":
         schema = schema_from_prompt(ctx.system_prompt)
-        query = check_query(text, schema)
+        query = check_query(text, schema, stage.question)
         call = tool_call(name="sql_query", args={"query": query}, id=call_id(iteration, 0, None))
         written = strip_query(text)
         thought = "plan: one query, checked against the schema"

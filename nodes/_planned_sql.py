@@ -40,6 +40,8 @@ class Schema:
     """Tables and their columns, as the model was shown them (lower case)."""
 
     tables: dict[str, tuple[str, ...]]
+    notes: str = ""
+    """The business rules shown after the tables ("Revenue counts only completed orders…")."""
 
     def owners(self, column: str) -> list[str]:
         """The tables that have `column`."""
@@ -48,11 +50,13 @@ class Schema:
 
 def schema_from_prompt(system_prompt: str) -> Schema:
     """The `- table(col, …)` lines of the prompt's database section (empty if none)."""
+    lines = list(_TABLE_LINE.finditer(system_prompt))
     tables = {
         m.group(1).lower(): tuple(c.strip().lower() for c in m.group(2).split(",") if c.strip())
-        for m in _TABLE_LINE.finditer(system_prompt)
+        for m in lines
     }
-    return Schema(tables)
+    notes = system_prompt[lines[-1].end() :].strip() if lines else ""
+    return Schema(tables, notes)
 
 
 def _refuse(message: str) -> MalformedOutputError:
@@ -68,8 +72,11 @@ def strip_query(text: str) -> str:
     return text.rstrip("; \n\t")
 
 
-def check_query(text: str, schema: Schema, dialect: str = "sqlite") -> str:
-    """The query to run (real division), or `MalformedOutputError` saying what to fix."""
+def check_query(text: str, schema: Schema, question: str = "", dialect: str = "sqlite") -> str:
+    """The query to run (real division), or `MalformedOutputError` saying what to fix.
+
+    With `question`, every text value the query compares with must come from it (or from a
+    business rule of the notes about a term the question uses, see `_ruled`)."""
     query = strip_query(text)
     if not query:
         raise _refuse("the reply holds no query. Write one SELECT statement.")
@@ -81,9 +88,53 @@ def check_query(text: str, schema: Schema, dialect: str = "sqlite") -> str:
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise _refuse("write exactly one SELECT statement (no other statements).")
     tree = statements[0]
+    if question:
+        _check_values(tree, question, schema.notes)
     if schema.tables:
         _check_names(tree, schema, dialect)
     return _real_division(tree).sql(dialect=dialect)
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.In, exp.Like, exp.ILike, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_DATE_VALUE = re.compile(r"^\d{4}-\d\d(-\d\d)?")
+_SENTENCE = re.compile(r"(?<=[.;])\s+|\n")
+_ILLUSTRATION = {"for", "e.g.", "example", "such"}
+
+
+def _mentions(text: str, value: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def _ruled(value: str, question: str, notes: str) -> bool:
+    """Whether a business rule of `notes` brings `value` in: a sentence that quotes it
+    ('completed') and opens with a term the question uses ("Revenue counts only …")."""
+    for sentence in _SENTENCE.split(notes):
+        words = sentence.split()
+        if f"'{value.lower()}'" not in sentence.lower() or not words:
+            continue
+        subject = words[0].strip(",:").lower()
+        if subject not in _ILLUSTRATION and len(subject) > 2 and _mentions(question, subject):
+            return True
+    return False
+
+
+def _check_values(tree: exp.Expr, question: str, notes: str) -> None:
+    """The query compares only with values the question names (a small model adds the
+    sample's `status = 'completed'` to questions about customers, or "whatever their
+    status")."""
+    for comparison in tree.find_all(*_COMPARISONS):
+        for literal in comparison.find_all(exp.Literal):
+            if not literal.is_string:
+                continue
+            value = literal.this.strip("%_ ")
+            if not value or _DATE_VALUE.match(value) or _mentions(question, value):
+                continue
+            if _ruled(value, question, notes):
+                continue
+            raise _refuse(
+                f"the query compares with {literal.this!r}, which the question does not name:"
+                " drop that condition, or use the question's own words."
+            )
 
 
 _INTEGER_TYPES = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT}

@@ -70,6 +70,34 @@ def test_a_query_that_does_not_fit_the_schema_is_refused(query: str, says: str) 
     assert says in info.value.message
 
 
+NOTES = schema_from_prompt(
+    "Tables:\n- orders(id, customer_id, order_date, status)\n"
+    "Revenue counts only completed orders: the items of orders with status = 'completed'."
+    " For example, units in March: SELECT … WHERE status = 'completed'"
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "accepted"),
+    [
+        ("How many orders were placed last month, whatever their status?", False),
+        ("How many customers ordered in May 2026?", False),  # "For example" is no rule
+        ("What was the revenue in May 2026?", True),  # the rule's subject: revenue
+        ("How many completed orders were there?", True),  # named by the question
+        ("How many orders were not Completed?", True),
+    ],
+)
+def test_the_query_compares_only_with_values_the_question_brings(
+    question: str, accepted: bool
+) -> None:
+    query = "SELECT COUNT(*) FROM orders WHERE status = 'completed' AND order_date >= '2026-05-01'"
+    if accepted:
+        assert check_query(query, NOTES, question).startswith("SELECT COUNT(*)")
+    else:
+        with pytest.raises(MalformedOutputError, match="'completed', which the question does"):
+            check_query(query, NOTES, question)
+
+
 def test_an_accepted_query_divides_as_real_numbers() -> None:
     checked = check_query("```sql\nSELECT COUNT(*) / 4 FROM orders o;\n```", SCHEMA)
     assert checked == "SELECT CAST(COUNT(*) AS REAL) / 4 FROM orders AS o"
