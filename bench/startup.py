@@ -10,12 +10,20 @@ side alike), and takes the child's CPU (user + system, from `wait4`) and its wal
 - `langgraph`: `python -c "import langgraph.graph"`, the baseline every ratio divides by;
 - `import keel.cli`: `python -c "import keel.cli"`;
 - `keel --help`: the CLI's help, through its entry point;
+- `keel run echo`: `keel run --model scripted:echo` (one model call, no tool), to the answer:
+  start-up and the smallest run, on the default tools and settings;
 - `keel run`: `keel run --model scripted:sales` on the sales question, to the answer (the
-  run itself included: a floor, not start-up alone).
+  run itself included, two tools and three model calls: a floor, not start-up alone).
+
+Every child may cache its compiled bytecode (in a private `PYTHONPYCACHEPREFIX`, filled by a
+warm-up round), as an installed package does: with `PYTHONDONTWRITEBYTECODE` inherited,
+Keel's own ~100 modules would be compiled from source in every child while LangGraph's come
+precompiled from site-packages.
 
 Then, once, the modules `keel run` loads that `import langgraph.graph` does not
 (`python -X importtime`), by top-level package with their cumulative import time, and the
-packages a run of the sales question does not use that were imported anyway (`UNUSED`).
+packages each run does not use that were imported anyway (`UNUSED`, plus `sqlglot` for the
+run without a SQL query).
 The measurement is repeated `--repeat` times; each ratio is printed as its range, with the
 load average.
 """
@@ -41,11 +49,14 @@ SIDES: dict[str, list[str]] = {
     "langgraph": [PYTHON, "-c", "import langgraph.graph"],
     "import keel.cli": [PYTHON, "-c", "import keel.cli"],
     "keel --help": [*KEEL, "--help"],
+    "keel run echo": [*KEEL, "run", "--model", "scripted:echo", "Hello"],
     "keel run": [*KEEL, "run", "--model", "scripted:sales", QUESTION],
 }
 UNUSED = ("redis", "limits", "sqlalchemy", "psycopg", "fastapi", "uvicorn", "procrastinate")
-"""Packages the sales run on the default settings (memory caches, no rate limits, no Redis,
-SQLite checkpoints, tracing off) has no use for."""
+"""Packages a run on the default settings (memory caches, no rate limits, no Redis, SQLite
+checkpoints, tracing off) has no use for."""
+UNUSED_WITHOUT_SQL = ("sqlglot",)
+"""And those the echo run has no use for: it sends no SQL query."""
 
 
 def child_cost(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -87,23 +98,23 @@ def imported(argv: list[str], env: dict[str, str]) -> dict[str, int]:
     return modules
 
 
-def report_imports(env: dict[str, str]) -> list[str]:
+def report_imports(env: dict[str, str], side: str, unused_too: tuple[str, ...] = ()) -> list[str]:
     base = imported(SIDES["langgraph"], env)
-    run = imported(SIDES["keel run"], env)
+    run = imported(SIDES[side], env)
     extra = {m: us for m, us in run.items() if m not in base}
     packages = Counter(m.split(".")[0] for m in extra)
     tops = sorted(
         ((us, m) for m, us in extra.items() if "." not in m), reverse=True
     )  # a package's top module holds its whole import time
     lines = [
-        f"`keel run` imports {len(run)} modules, {len(extra)} more than `import langgraph.graph`"
+        f"`{side}` imports {len(run)} modules, {len(extra)} more than `import langgraph.graph`"
         f" ({len(base)}); by package (modules, cumulative ms):"
     ]
     lines += [
         f"  {pkg:<22}{n:>5}{(extra.get(pkg, 0) / 1000):>9.1f}"
         for pkg, n in packages.most_common(20)
     ]
-    unused = [p for p in UNUSED if p in packages]
+    unused = [p for p in (*UNUSED, *unused_too) if p in packages]
     lines.append(f"imported but unused by this run: {', '.join(unused) or 'none'}")
     lines.append(
         "slowest top-level imports: " + ", ".join(f"{m} {us / 1000:.0f} ms" for us, m in tops[:8])
@@ -120,8 +131,14 @@ def main() -> None:
     # Children run in an empty directory (a `langgraph.json` in the working directory would
     # make `keel run` load that project), importing this checkout's keel.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "KEEL_HOME": str(home), "PYTHONPATH": path}
+    env = {
+        **os.environ,
+        "KEEL_HOME": str(home),
+        "PYTHONPATH": path,
+        "PYTHONPYCACHEPREFIX": str(home / "pycache"),
+    }
     env.pop("LANGSMITH_TRACING", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for argv in SIDES.values():  # warm the file cache and the sample database
         child_cost(argv, env)
     ratios: dict[str, list[float]] = {s: [] for s in SIDES if s != "langgraph"}
@@ -141,12 +158,14 @@ def main() -> None:
     print("ratio to `import langgraph.graph` (CPU; wall):")
     for s in ratios:
         print(
-            f"  {s:<16}{min(ratios[s]):.2f}–{max(ratios[s]):.2f}; "
+            f"  {s:<18}{min(ratios[s]):.2f}–{max(ratios[s]):.2f}; "
             f"{min(walls[s]):.2f}–{max(walls[s]):.2f}"
         )
     print("load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print()
-    print("\n".join(report_imports(env)))
+    print("\n".join(report_imports(env, "keel run echo", UNUSED_WITHOUT_SQL)))
+    print()
+    print("\n".join(report_imports(env, "keel run")))
 
 
 if __name__ == "__main__":

@@ -8,22 +8,18 @@ sqlglot knows are allowed by expression type; the ones it parses as `exp.Anonymo
 per dialect. A qualified call (`pg_catalog.upper(x)`) is refused: it could reach a function
 of that name in another schema.
 
-Names are compared as the database compares them: Postgres folds unquoted names to lower
-case and keeps quoted ones exactly (`"Products"` is not `products`); SQLite compares names
-case-insensitively, quoted or not. Both fold ASCII letters only.
+Names are compared as the database compares them (`_sql_names.fold`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from sqlglot import exp
 
-__all__ = ["Dialect", "check_function", "fold", "fold_identifier"]
+from keel.tools._sql_names import Dialect, fold
 
-Dialect = Literal["sqlite", "postgres"]
-"""The SQL dialects the tool speaks."""
+__all__ = ["Dialect", "check_function", "fold", "fold_identifier"]
 
 _TYPED: frozenset[type[exp.Func]] = frozenset({
     # aggregates
@@ -98,15 +94,6 @@ _FORMAT_SPEC = re.compile(r"%([^a-zA-Z%]*)")
 MAX_FORMAT_WIDTH = 100
 """Largest width or precision in a printf/format spec: `printf('%.*c', 2e9, 'x')` spends
 seconds in one C call that no progress handler can interrupt."""
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def fold(name: str, *, quoted: bool, dialect: Dialect) -> str:
-    """`name` as the database stores it: unquoted (and all SQLite) names fold ASCII case."""
-    if quoted and dialect == "postgres":
-        return name
-    return name.translate(_ASCII_LOWER)
 
 
 def fold_identifier(node: exp.Expr | str | None, dialect: Dialect) -> str:

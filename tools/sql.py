@@ -2,11 +2,12 @@
 
 Three independent layers keep the database (and this process) safe:
 
-1. `validate_select` parses the query with sqlglot and refuses anything but a single SELECT
-   (CTEs and set operations allowed) over allow-listed tables, calling allow-listed
-   functions only (`_sql_functions`: no `query_to_xml`, `pg_read_file`, `dblink`, …), with
-   names compared as the database compares them. What runs is sqlglot's regenerated SQL
-   without comments, checked again, so the statement that was checked is the one executed.
+1. `validate_select` parses the query with sqlglot (`_sql_check`, imported with sqlglot by
+   the first query) and refuses anything but a single SELECT (CTEs and set operations
+   allowed) over allow-listed tables, calling allow-listed functions only
+   (`_sql_functions`: no `query_to_xml`, `pg_read_file`, `dblink`, …), with names compared
+   as the database compares them. What runs is sqlglot's regenerated SQL without comments,
+   checked again, so the statement that was checked is the one executed.
    Deep nesting and text sqlglot cannot read are refused, never a `RecursionError`.
 2. `execute_readonly` opens the connection read-only (SQLite `mode=ro`, a Postgres
    `READ ONLY` transaction), enforces the statement timeout, and bounds the result in rows
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
 import re
 import sqlite3
@@ -36,15 +36,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-import sqlglot
 from pydantic import Field
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.tokens import TokenType
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import ErrorCode, ToolFatalError, ToolInputError
-from keel.tools._sql_functions import Dialect, check_function, fold, fold_identifier
+from keel.tools._sql_names import Dialect, fold
 from keel.tools.registry import ToolContext, tool
 from keel.tools.sample_db import ensure_sample_db
 
@@ -57,24 +53,8 @@ __all__ = [
     "validate_select",
 ]
 
-_FORBIDDEN: tuple[type[exp.Expr], ...] = (
-    exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter,
-    exp.TruncateTable, exp.Command, exp.Pragma, exp.Attach, exp.Detach, exp.Into, exp.Set,
-    exp.Use, exp.Copy, exp.Grant, exp.Revoke, exp.Transaction, exp.Commit, exp.Rollback,
-    exp.LoadData, exp.Analyze, exp.Cache, exp.Uncache, exp.Refresh, exp.Comment, exp.Lock,
-    exp.Operator,
-)  # fmt: skip
-_DEFAULT_SCHEMAS: dict[Dialect, frozenset[str]] = {
-    "sqlite": frozenset({"main"}),
-    "postgres": frozenset({"public"}),
-}
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TABLE_FUNCTIONS = frozenset({"generate_series", "json_each", "json_tree", "unnest"})
-"""Set-returning functions allowed in FROM (they read no table)."""
 MAX_QUERY_CHARS = 20_000
 """Longer queries are refused before parsing (a data question is a few hundred characters)."""
-MAX_NESTING = 32
-"""Deepest parenthesis nesting accepted; sqlglot's recursive parser overflows near 50."""
 DEFAULT_MAX_BYTES = SqlToolSettings.model_fields["max_result_bytes"].default
 _BATCH_ROWS = 50
 """Rows fetched per round trip: the byte cap is checked between batches of this size."""
@@ -108,160 +88,9 @@ def validate_select(query: str, *, dialect: str, allowed_tables: Iterable[str]) 
         raise ValueError(f"unsupported dialect {dialect!r}")
     dialect_: Dialect = "sqlite" if dialect == "sqlite" else "postgres"
     allowed = frozenset(fold(t, quoted=True, dialect=dialect_) for t in allowed_tables)
-    return _validated(query, dialect_, allowed)
+    from keel.tools._sql_check import validated  # sqlglot: loaded by the first query only
 
-
-@functools.lru_cache(maxsize=512)
-def _validated(query: str, dialect: Dialect, allowed: frozenset[str]) -> str:
-    if len(query) > MAX_QUERY_CHARS:
-        raise _refuse(f"the query is {len(query)} characters, over {MAX_QUERY_CHARS}")
-    try:
-        _check_nesting(query, dialect)
-        tree = _one_statement(query, dialect)
-        _check_tree(tree, allowed, dialect)
-        normalized = tree.sql(dialect=dialect, comments=False)
-        # What runs is the regenerated text: it must pass the same checks.
-        _check_tree(_one_statement(normalized, dialect), allowed, dialect)
-    except ToolInputError:
-        raise
-    except RecursionError as exc:
-        raise _too_deep() from exc
-    except SqlglotError as exc:
-        detail = _ANSI.sub("", str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _refuse(f"could not parse the SQL ({dialect} dialect): {detail}") from exc
-    except Exception as exc:  # sqlglot on hostile text: re.error, IndexError, ...
-        raise _refuse(
-            f"could not parse the SQL ({dialect} dialect): {type(exc).__name__}: {exc}; "
-            "write plain SQL without unusual escapes"
-        ) from exc
-    return normalized
-
-
-def _too_deep() -> ToolInputError:
-    return _refuse(
-        f"the query is nested too deeply (at most {MAX_NESTING} levels of parentheses); "
-        "flatten it with a WITH clause"
-    )
-
-
-def _check_nesting(query: str, dialect: Dialect) -> None:
-    depth = deepest = 0
-    for token in sqlglot.tokenize(query, read=dialect):
-        if token.token_type is TokenType.L_PAREN:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token.token_type is TokenType.R_PAREN:
-            depth -= 1
-    if deepest > MAX_NESTING:
-        raise _too_deep()
-
-
-def _one_statement(query: str, dialect: Dialect) -> exp.Expr:
-    statements = [
-        s for s in sqlglot.parse(query, read=dialect) if s is not None and not _is_empty(s)
-    ]
-    if not statements:
-        raise _refuse("the query is empty: send one SELECT statement")
-    if len(statements) > 1:
-        raise _refuse(
-            f"send exactly one statement; found {len(statements)} "
-            "(remove the ';' and everything after it)"
-        )
-    tree = statements[0]
-    if not isinstance(tree, exp.Select | exp.SetOperation | exp.Subquery):
-        raise _refuse(f"only SELECT queries are allowed; got {_kind(tree)}")
-    return tree
-
-
-def _check_tree(tree: exp.Expr, allowed: frozenset[str], dialect: Dialect) -> None:
-    for node in tree.walk():
-        if isinstance(node, _FORBIDDEN):
-            raise _refuse(f"only read-only SELECT queries are allowed; found {_kind(node)}")
-    for table in tree.find_all(exp.Table):
-        _check_table(table, allowed, dialect)
-    for func in tree.find_all(exp.Func):
-        if problem := check_function(func, dialect):
-            raise _refuse(problem)
-
-
-def _is_empty(node: exp.Expr) -> bool:
-    """A bare `;` carrying only a comment (e.g. `SELECT 1; -- done`)."""
-    return isinstance(node, exp.Semicolon)
-
-
-def _kind(node: exp.Expr) -> str:
-    if isinstance(node, exp.Command):
-        return str(node.this).upper()
-    if isinstance(node, exp.Into):
-        return "SELECT ... INTO (it creates a table)"
-    if isinstance(node, exp.Lock):
-        return "a locking read (FOR UPDATE/SHARE)"
-    if isinstance(node, exp.Operator):
-        return "OPERATOR(...) syntax (not allowed: write plain operators such as +)"
-    return node.key.upper()
-
-
-def _check_table(table: exp.Table, allowed: frozenset[str], dialect: Dialect) -> None:
-    if table.this is None:
-        if table.args.get("rows_from"):  # ROWS FROM (f(), g()): each f is a Table checked alone
-            return
-        raise _refuse(f"this FROM item is not allowed: {table.sql(dialect=dialect)}")
-    if not isinstance(table.this, exp.Identifier):
-        func = table.this
-        name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
-        if isinstance(func, exp.GenerateSeries | exp.ExplodingGenerateSeries):
-            name = "generate_series"
-        if name not in _TABLE_FUNCTIONS:
-            raise _refuse(
-                f"table function {name or func.sql(dialect=dialect)}() is not allowed in FROM; "
-                f"query these tables instead: {', '.join(sorted(allowed))}"
-            )
-        return
-    name = fold_identifier(table.this, dialect)
-    qualifiers = [
-        fold_identifier(part, dialect)
-        for part in (table.args.get("catalog"), table.args.get("db"))
-        if part is not None
-    ]
-    if not qualifiers and name in _visible_ctes(table, dialect):
-        return
-    full = ".".join([*qualifiers, name])
-    in_default_schema = len(qualifiers) == 1 and qualifiers[0] in _DEFAULT_SCHEMAS[dialect]
-    if full in allowed or ((not qualifiers or in_default_schema) and name in allowed):
-        return
-    shown = table.sql(dialect=dialect) if dialect == "postgres" else full
-    raise _refuse(
-        f"table '{shown}' is not allowed; the tables you may query are: "
-        f"{', '.join(sorted(allowed))}"
-    )
-
-
-def _cte_name(cte: exp.CTE, dialect: Dialect) -> str:
-    alias = cte.args.get("alias")
-    return fold_identifier(alias.this if isinstance(alias, exp.TableAlias) else None, dialect)
-
-
-def _visible_ctes(node: exp.Expr, dialect: Dialect) -> set[str]:
-    """CTE names that `node` can see, honouring each dialect's scoping and name folding.
-
-    Inside CTE number i, Postgres sees only CTEs 0..i-1 unless the WITH is RECURSIVE; SQLite
-    sees the whole list. Being strict here matters: a name wrongly taken for a CTE would let
-    a query read a real table of that name past the allow-list.
-    """
-    names: set[str] = set()
-    child, parent = node, node.parent
-    while parent is not None:
-        with_ = parent.args.get("with_") or parent.args.get("with")
-        if isinstance(with_, exp.With) and child is not with_:
-            names |= {_cte_name(cte, dialect) for cte in with_.expressions}
-        elif isinstance(parent, exp.With) and isinstance(child, exp.CTE):
-            ctes = list(parent.expressions)
-            visible = ctes if parent.args.get("recursive") or dialect == "sqlite" else []
-            if not visible:
-                visible = ctes[: ctes.index(child)]
-            names |= {_cte_name(cte, dialect) for cte in visible}
-        child, parent = parent, parent.parent
-    return names
+    return validated(query, dialect_, allowed)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import KeelError
-from keel.tools._sql_functions import fold
+from keel.tools._sql_names import fold
 from keel.tools.sample_db import SAMPLE_DB_NOTES
 from keel.tools.sql import SqlTarget, execute_readonly, resolve_target
 

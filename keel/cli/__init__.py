@@ -13,7 +13,6 @@ from keel.cli import durable as _durable  # noqa: F401  (registers approve, hist
 from keel.cli import new as _new  # noqa: F401  (registers new)
 from keel.cli import project as _project  # noqa: F401  (registers agents)
 from keel.cli._common import app
-from keel.config import Settings, load_settings
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -23,7 +22,7 @@ def _logs_to_stderr() -> None:
     """Log lines go to stderr (JSON unless a terminal) so stdout stays the answer or JSON."""
     import os
 
-    from keel.config import ObservabilitySettings
+    from keel.config import ObservabilitySettings, Settings, load_settings
     from keel.observability.logs import configure_logging
 
     langsmith_key = os.environ.get("LANGSMITH_API_KEY") or os.environ.get("LANGCHAIN_API_KEY")
@@ -36,5 +35,8 @@ def _logs_to_stderr() -> None:
 
 
 def main() -> None:
-    _logs_to_stderr()
+    import sys
+
+    if len(sys.argv) > 1 and "--help" not in sys.argv[1:]:  # help runs no command: no logs
+        _logs_to_stderr()
     app()

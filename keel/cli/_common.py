@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from keel.cli.progress import Job, run_with_spinner
-from keel.config import Settings, load_settings
 from keel.errors import KeelError, ThreadNotFoundError, UsageError
 from keel.observability.redact import redact
-from keel.types import RunResult
+
+if TYPE_CHECKING:  # the settings (pydantic-settings) and the run load when a command runs
+    from keel.cli.progress import Job
+    from keel.config import Settings
+    from keel.types import RunResult
 
 app = typer.Typer(
     add_completion=False,
@@ -66,6 +68,8 @@ def error_exit(exc: KeelError) -> typer.Exit:
 
 
 def settings_from(**overrides: Any) -> Settings:
+    from keel.config import load_settings
+
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except KeelError as exc:
@@ -77,6 +81,8 @@ def execute(job: Job, as_json: bool) -> None:
 
     On a terminal the spinner names the current step (`keel.cli.progress`).
     """
+    from keel.cli.progress import run_with_spinner
+
     try:
         if as_json or not err.is_terminal:
             result = asyncio.run(job(lambda message: None))

@@ -15,7 +15,6 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from keel.observability.logs import listen
 from keel.types import RunResult
 
 __all__ = ["Job", "run_with_spinner", "step_of"]
@@ -47,6 +46,8 @@ def step_of(event: Mapping[str, Any]) -> str | None:
 
 def run_with_spinner(job: Job, console: Console) -> RunResult:
     """Run `job` under a spinner on `console` that follows the run's steps."""
+    from keel.observability.logs import listen
+
     with console.status("working…", spinner="dots") as status:
 
         def show(message: str) -> None:

@@ -18,7 +18,6 @@ import typer
 from rich.table import Table
 
 from keel.cli._common import JsonFlag, app, err, error_exit, fail, literal, out
-from keel.config import Settings
 from keel.errors import KeelError
 
 __all__ = [
@@ -50,6 +49,7 @@ AgentOpt = Annotated[
 
 if TYPE_CHECKING:  # the project package imports langgraph: loaded only by the commands
     from keel.agents import Agent
+    from keel.config import Settings
     from keel.project import GraphEntry, Project
 
 

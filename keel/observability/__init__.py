@@ -7,15 +7,32 @@
 - `exporter`: a standalone `/metrics` endpoint for worker processes.
 - `tracing`: LangSmith tracing with tail sampling and light payloads (`TracePolicy`).
 - `run_trace`: a run's steps from the checkpoint history (`keel trace`).
+
+Names load lazily: `keel.observability.redact` (which the CLI needs for one error line)
+does not bring in structlog, Prometheus or LangChain's tracer with it.
 """
 
 from __future__ import annotations
 
-from keel.observability._tracer import TracePolicy
-from keel.observability.logs import bind_run, configure_logging, get_logger
-from keel.observability.observer import RunObserver, observe_run
-from keel.observability.redact import Redactor
-from keel.observability.tracing import Tracing
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.observability.logs import bind_run, configure_logging, get_logger
+    from keel.observability.observer import RunObserver, observe_run
+    from keel.observability.redact import Redactor
+    from keel.observability.tracing import TracePolicy, Tracing
+
+_WHERE = {
+    "Redactor": "keel.observability.redact",
+    "RunObserver": "keel.observability.observer",
+    "TracePolicy": "keel.observability.tracing",
+    "Tracing": "keel.observability.tracing",
+    "bind_run": "keel.observability.logs",
+    "configure_logging": "keel.observability.logs",
+    "get_logger": "keel.observability.logs",
+    "observe_run": "keel.observability.observer",
+}
 
 __all__ = [
     "Redactor",
@@ -27,3 +44,13 @@ __all__ = [
     "get_logger",
     "observe_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'keel.observability' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,11 +19,9 @@ This one keeps the tree in memory until the graph run ends, then:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, cast
 from uuid import UUID
 
 from langchain_core.env import get_runtime_environment
@@ -39,8 +37,9 @@ from pydantic import BaseModel
 
 from keel.observability.events import RUN_MARKS
 from keel.observability.redact import MASK, redact
+from keel.observability.tracing import TracePolicy
 
-__all__ = ["KeelTracer", "TracePolicy"]
+__all__ = ["KeelTracer"]
 
 HIDDEN = "langsmith:hidden"
 _RAW = "__keel_raw_messages"
@@ -50,22 +49,6 @@ _ROOT_LIGHT_OUTPUTS = ("outcome", "usage", "answer", "tier", "errors")
 _NODE_LIGHT_INPUTS = ("iteration", "signal", "model_attempt", "repair_attempt", "tier")
 _MAX_DEPTH = 32
 """Nesting followed when masking (as `redact`); anything deeper is masked whole."""
-
-
-@dataclass
-class TracePolicy:
-    """What is sent, and how much of it."""
-
-    sample_rate: float = 1.0
-    """Share of successful, undisturbed runs sent; every other run is always sent."""
-    payloads: Literal["full", "light"] = "light"
-    """`light` drops whole-state inputs of node runs, and edge runs whole."""
-    rng: random.Random = field(default_factory=random.Random)
-
-    def keep(self, reasons: set[str]) -> bool:
-        if reasons:
-            return True
-        return self.sample_rate >= 1.0 or self.rng.random() < self.sample_rate
 
 
 def _steps(run: Run) -> list[Mapping[str, Any]]:

@@ -18,10 +18,11 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from keel.config import Settings
+if TYPE_CHECKING:
+    from keel.config import Settings
 
 __all__ = [
     "DEFAULT_PATTERNS",

@@ -17,14 +17,29 @@ import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from keel.config import Settings
-from keel.observability._tracer import KeelTracer, TracePolicy
 from keel.observability.logs import ensure_logging
 from keel.observability.redact import remember_secrets
 
-__all__ = ["Tracing", "pin_sender"]
+__all__ = ["TracePolicy", "Tracing", "pin_sender"]
+
+
+@dataclass
+class TracePolicy:
+    """What is sent, and how much of it."""
+
+    sample_rate: float = 1.0
+    """Share of successful, undisturbed runs sent; every other run is always sent."""
+    payloads: Literal["full", "light"] = "light"
+    """`light` drops whole-state inputs of node runs, and edge runs whole."""
+    rng: random.Random = field(default_factory=random.Random)
+
+    def keep(self, reasons: set[str]) -> bool:
+        if reasons:
+            return True
+        return self.sample_rate >= 1.0 or self.rng.random() < self.sample_rate
 
 
 def _daemon_client() -> Any:
@@ -128,6 +143,8 @@ class Tracing:
         """The callback handlers for one run: a fresh `KeelTracer`, or none."""
         if not self.enabled or self._closed:
             return []
+        from keel.observability._tracer import KeelTracer  # LangChain's tracer: traced runs only
+
         return [
             KeelTracer(
                 project_name=self.project,

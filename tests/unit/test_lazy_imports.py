@@ -1,14 +1,20 @@
-"""Start-up (issue 19): a run imports nothing it does not use. Redis only when a Redis URL
-is configured, `limits` only when a rate is; checked in a fresh interpreter."""
+"""Start-up (issue 19): a run imports nothing it does not use, checked in a fresh interpreter.
+
+Redis only when a Redis URL is configured, `limits` only when a rate is, sqlglot only when
+the SQL tool checks a query, LangChain's tracer (`keel.observability._tracer`) only when a
+run is traced; `keel --help` and `import keel.cli` load no logging, metrics or run machinery.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-WATCHED = ("redis", "limits")
+ROOT = Path(__file__).resolve().parents[2]
+WATCHED = ("redis", "limits", "sqlglot", "keel.observability._tracer")
 
 RUN = """
 import asyncio, json, sys
@@ -17,7 +23,7 @@ from keel.runtime import open_agent
 
 async def main():
     settings = load_settings(
-        model="scripted:sales",
+        model=sys.argv[3],
         checkpoint_url="memory://",
         home=sys.argv[1],
         **json.loads(sys.argv[2]),
@@ -30,10 +36,20 @@ asyncio.run(main())
 print(json.dumps([m for m in WATCHED if m in sys.modules]))
 """.replace("WATCHED", repr(WATCHED))
 
+CLI = """
+import contextlib, io, json, sys
+from keel.cli import main
+argv, watched = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.argv = ["keel", *argv]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main()
+print(json.dumps([m for m in watched if m in sys.modules]))
+"""
 
-def _loaded(tmp_path: Path, **settings: object) -> list[str]:
+
+def _loaded(tmp_path: Path, model: str = "scripted:sales", **settings: object) -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-c", RUN, str(tmp_path), json.dumps(settings)],
+        [sys.executable, "-c", RUN, str(tmp_path), json.dumps(settings), model],
         capture_output=True,
         text=True,
         timeout=120,
@@ -43,18 +59,46 @@ def _loaded(tmp_path: Path, **settings: object) -> list[str]:
     return loaded
 
 
-def test_importing_the_cli_and_runtime_loads_neither_redis_nor_limits() -> None:
-    code = (
-        f"import keel.cli, keel.runtime, sys; print([m for m in {WATCHED!r} if m in sys.modules])"
+def _cli_loaded(tmp_path: Path, argv: list[str], watched: tuple[str, ...]) -> list[str]:
+    """The `watched` modules loaded by `keel <argv>` in a fresh interpreter in `tmp_path`."""
+    out = subprocess.run(
+        [sys.executable, "-c", CLI, json.dumps(argv), json.dumps(watched)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,  # no langgraph.json here: the built-in agent
+        env={**os.environ, "KEEL_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
+    loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_cli_and_runtime_loads_none_of_them() -> None:
+    code = f"import keel.cli, keel.runtime, sys; print([m for m in {WATCHED} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_a_run_on_the_defaults_imports_neither(tmp_path: Path) -> None:
-    assert _loaded(tmp_path) == []
+def test_a_run_on_the_defaults_without_sql_imports_none(tmp_path: Path) -> None:
+    assert _loaded(tmp_path, model="scripted:echo") == []
+
+
+def test_the_sql_tool_imports_sqlglot_when_it_checks_a_query(tmp_path: Path) -> None:
+    assert _loaded(tmp_path) == ["sqlglot"]
 
 
 def test_a_configured_rate_imports_limits(tmp_path: Path) -> None:
     rates = {"rate_limits": {"model_requests_per_minute": 600}}
-    assert _loaded(tmp_path, **rates) == ["limits"]
+    assert _loaded(tmp_path, model="scripted:echo", **rates) == ["limits"]
+
+
+def test_keel_run_without_sql_imports_none(tmp_path: Path) -> None:
+    run = ["run", "--model", "scripted:echo", "Hello"]
+    assert _cli_loaded(tmp_path, run, WATCHED) == []
+
+
+def test_keel_help_loads_no_logging_metrics_settings_or_runtime(tmp_path: Path) -> None:
+    heavy = ("structlog", "prometheus_client", "keel.runtime", "keel.observability.logs")
+    assert _cli_loaded(tmp_path, ["--help"], heavy) == []
+    assert _cli_loaded(tmp_path, ["run", "--help"], heavy) == []
