@@ -235,6 +235,26 @@ async def test_breaker_probe_failure_reopens_and_old_failures_expire(breakers: B
     assert await breakers.record("y", False, t + 12) == "closed"
 
 
+async def test_expired_and_cleared_failures_stop_counting(breakers: Breakers) -> None:
+    """The failed share is of the calls still in the window: failures that left it (or
+    were cleared when a probe closed the breaker) count no more."""
+    t = 9_000.0
+    for i in range(30):  # 30 failures, spread so the breaker never sees 4 calls at once
+        await breakers.record("z", False, t + i * 11)
+    t += 30 * 11
+    for ok in (True, True, True, False):  # the window: 3 successes, 1 failure (25 %)
+        assert await breakers.record("z", ok, t) == "closed"
+    for ok in (False, False, False, True):  # 4 failures of 8 (50 %): opens
+        state = await breakers.record("z", ok, t + 1)
+    assert state == "open"
+    await breakers.check("z", t + 7)
+    await breakers.check("z", t + 7)
+    await breakers.record("z", True, t + 7)
+    assert await breakers.record("z", True, t + 7) == "closed"  # the probes cleared the window
+    for ok in (True, True, True, False):
+        assert await breakers.record("z", ok, t + 8) == "closed"
+
+
 def test_chaos_draws_are_seeded_and_near_the_rate() -> None:
     def draws(seed: int) -> list[Any]:
         server = ChaosServer(solve_task, faults=FaultPlan(rate=0.3, seed=seed))
