@@ -49,6 +49,8 @@ _ROOT_LIGHT_OUTPUTS = ("outcome", "usage", "answer", "tier", "errors")
 _NODE_LIGHT_INPUTS = ("iteration", "signal", "model_attempt", "repair_attempt", "tier")
 _MAX_DEPTH = 32
 """Nesting followed when masking (as `redact`); anything deeper is masked whole."""
+_MESSAGE_DEPTH = 3
+"""A message's depth in a model run's inputs: `{"messages": [[message, …]]}`."""
 
 
 def _steps(run: Run) -> list[Mapping[str, Any]]:
@@ -108,22 +110,25 @@ class _Masker:
             return [self(v, depth + 1) for v in value]
         return self.text(str(value))
 
-    def run(self, run: Run) -> None:
+    def run(self, run: Run, *, inputs_masked: bool = False) -> None:
         """Secrets out of everything sent: inputs (tool arguments), outputs and the error."""
-        run.inputs = self(run.inputs or {})
+        if not inputs_masked:
+            run.inputs = self(run.inputs or {})
         if run.outputs is not None:
             run.outputs = self(run.outputs)
         if run.error:
             run.error = self.text(run.error)
 
 
-def _dumped(message: BaseMessage, dumped: dict[int, Any]) -> Any:
-    """`dumpd(message)`, once per message of a trace (the messages live as long as the
-    trace, so their ids stay theirs; the result is not changed, only read by the mask)."""
+def _dumped(message: BaseMessage, dumped: dict[int, Any], mask: _Masker) -> Any:
+    """`dumpd(message)` masked, once per message of a trace: every later model run's prompt
+    repeats it (the messages live as long as the trace, so their ids stay theirs). Masked at
+    the depth a message has in a model run's inputs (`{"messages": [[message]]}`), so the
+    result is what masking those inputs whole would give."""
     key = id(message)
     found = dumped.get(key)
     if found is None:
-        found = dumped[key] = dumpd(message)
+        found = dumped[key] = mask(dumpd(message), _MESSAGE_DEPTH)
     return found
 
 
@@ -299,12 +304,13 @@ class KeelTracer(LangChainTracer):
         for run in _walk(root):
             raw = run.inputs.get(_RAW) if isinstance(run.inputs, Mapping) else None
             if raw is not None:
-                run.inputs = {"messages": [[_dumped(m, dumped) for m in batch] for batch in raw]}
+                batches = [[_dumped(m, dumped, mask) for m in batch] for batch in raw]
+                run.inputs = {"messages": batches}
             _patch_missing_metadata(self, run)
             run.tags = sorted(set(run.tags or ()) | set(self.tags or ()))
             if light:
                 self._lighten(run, root)
-            mask.run(run)
+            mask.run(run, inputs_masked=raw is not None)
             if run.ls_client is not self.client:
                 run.ls_client = self.client
             run.post(exclude_child_runs=True)
