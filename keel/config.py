@@ -364,7 +364,9 @@ class LocalModelSettings(BaseModel):
     """A local call fails when the server made no progress on any of this process's calls
     for this long (a call queued behind another one waits while that one progresses)."""
     threads: int | None = Field(None, ge=1, le=64)
-    """CPU threads of the server (unset: every core, at most 8)."""
+    """CPU threads of the server. Unset: every core (at most 8), or 1 when the load average is
+    already at the core count as the server starts (with the load at ~20 on 2 cores, one
+    thread was 4x faster than two: its threads wait for each other at every step)."""
     batch_tokens: int = Field(512, ge=32, le=8192)
     """Prompt tokens per batch: the server reports progress after each batch, so a long prompt
     on a busy machine keeps showing progress."""
