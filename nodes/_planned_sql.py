@@ -20,13 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import OptimizeError, SqlglotError
-from sqlglot.optimizer.qualify import qualify
+from typing import TYPE_CHECKING
 
 from keel.errors import ErrorCode, MalformedOutputError
+
+if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
+    from sqlglot import exp
 
 __all__ = ["Schema", "check_query", "date_hints", "schema_from_prompt"]
 
@@ -77,6 +76,10 @@ def check_query(text: str, schema: Schema, question: str = "", dialect: str = "s
 
     With `question`, every text value the query compares with must come from it (or from a
     business rule of the notes about a term the question uses, see `_ruled`)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
     query = strip_query(text)
     if not query:
         raise _refuse("the reply holds no query. Write one SELECT statement.")
@@ -95,7 +98,6 @@ def check_query(text: str, schema: Schema, question: str = "", dialect: str = "s
     return _real_division(tree).sql(dialect=dialect)
 
 
-_COMPARISONS = (exp.EQ, exp.NEQ, exp.In, exp.Like, exp.ILike, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _DATE_VALUE = re.compile(r"^\d{4}-\d\d(-\d\d)?")
 _SENTENCE = re.compile(r"(?<=[.;])\s+|\n")
 _ILLUSTRATION = {"for", "e.g.", "example", "such"}
@@ -122,7 +124,10 @@ def _check_values(tree: exp.Expr, question: str, notes: str) -> None:
     """The query compares only with values the question names (a small model adds the
     sample's `status = 'completed'` to questions about customers, or "whatever their
     status")."""
-    for comparison in tree.find_all(*_COMPARISONS):
+    from sqlglot import exp
+
+    comparisons = (exp.EQ, exp.NEQ, exp.In, exp.Like, exp.ILike, exp.GT, exp.GTE, exp.LT, exp.LTE)
+    for comparison in tree.find_all(*comparisons):
         for literal in comparison.find_all(exp.Literal):
             if not literal.is_string:
                 continue
@@ -137,14 +142,14 @@ def _check_values(tree: exp.Expr, question: str, notes: str) -> None:
             )
 
 
-_INTEGER_TYPES = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT}
-
-
 def _real_division(tree: exp.Expr) -> exp.Expr:
     """Every `/` divides as real numbers, and a quotient is not cast back to an integer."""
+    from sqlglot import exp
+
+    integer_types = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT}
     for cast in list(tree.find_all(exp.Cast)):
         target = cast.args.get("to")
-        is_int = isinstance(target, exp.DataType) and target.this in _INTEGER_TYPES
+        is_int = isinstance(target, exp.DataType) and target.this in integer_types
         if is_int and cast.this.find(exp.Div) is not None:
             cast.replace(cast.this)
     for division in tree.find_all(exp.Div):
@@ -153,6 +158,10 @@ def _real_division(tree: exp.Expr) -> exp.Expr:
 
 
 def _check_names(tree: exp.Expr, schema: Schema, dialect: str) -> None:
+    from sqlglot import exp
+    from sqlglot.errors import OptimizeError, SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     used: list[str] = []
     for table in tree.find_all(exp.Table):
