@@ -22,7 +22,7 @@ from keel.nodes._planned import QUERY_GRAMMAR, YES_NO_GRAMMAR
 from keel.nodes._planned_sql import check_query, date_hints, schema_from_prompt
 from keel.nodes._planned_verify import answer_from_rows, read_table, verify_answer
 from keel.nodes._prompt import bound_model, reason_estimate, reason_request
-from keel.nodes._records import text_of
+from keel.nodes._records import changes, text_of
 from keel.nodes._tokens import estimate_tokens
 from keel.nodes.act import act
 from keel.nodes.context import AgentContext, ReasoningMode
@@ -46,6 +46,7 @@ __all__ = [
     "act",
     "answer_from_rows",
     "bound_model",
+    "changes",
     "check_grounded",
     "check_no_unrun_query",
     "check_query",

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 
 from keel.config import load_settings
-from keel.nodes._records import changes
+from keel.nodes import changes
 from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
 from keel.tools.registry import ToolRegistry, tool
