@@ -526,6 +526,10 @@ class Settings(BaseSettings):
     compose_answers: Literal["auto", "always", "never"] = "auto"
     """Write the final answer in a separate tool-free call from the question and the tool
     results (`auto`: for `local:` models only)."""
+    planned_queries: Literal["auto", "never"] = "auto"
+    """Answer data questions by the planned flow (one checked SQL query, then an answer verified
+    against its rows) where answers are composed and the agent's tools are `sql_query` and the
+    calculator (`auto`), or always by the free tool loop (`never`)."""
     openai_base_url: str | None = None
     """Base URL of an OpenAI-compatible API."""
     openai_api_key: SecretStr | None = None

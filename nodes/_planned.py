@@ -103,6 +103,8 @@ class Stage:
 
 def uses_plan(ctx: AgentContext) -> bool:
     """Whether `ctx`'s agent answers data questions by the plan."""
+    if ctx.settings.planned_queries == "never":
+        return False
     names = set(ctx.tools.names())
     return (
         "sql_query" in names

@@ -330,3 +330,19 @@ async def test_other_agents_and_hosted_models_keep_the_free_loop(agent_factory: 
     async with agent_factory(FunctionModel(fn=reply)) as agent:  # compose auto, scripted:
         result = await agent.arun("Hi")
     assert result.output == "Hello." and calls[0].tools == ["sql_query", "calculator"]
+
+
+@pytest.mark.asyncio
+async def test_planned_queries_never_keeps_the_free_loop(agent_factory: Any) -> None:
+    calls: list[CallInfo] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> AIMessage:
+        calls.append(info)
+        return AIMessage("Hello.")
+
+    async with agent_factory(
+        FunctionModel(fn=reply), compose_answers="always", planned_queries="never"
+    ) as agent:
+        result = await agent.arun("Do we have orders?")
+    assert result.output == "Hello." and calls[0].tools == ["sql_query", "calculator"]
+    assert not calls[0].kwargs.get("extra_body")
