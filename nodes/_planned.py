@@ -260,10 +260,15 @@ async def rows_reply(stage: Stage) -> GatedReply:
     return GatedReply(AIMessage(answer_from_rows(stage.question, stage.table)), {**NO_USAGE})
 
 
-def planned_decision(stage: Stage, reply: AIMessage, ctx: AgentContext, iteration: int) -> Decision:
+def planned_decision(
+    stage: Stage, reply: AIMessage, ctx: AgentContext, iteration: int, *, last_try: bool = False
+) -> Decision:
     """The step the reply makes: a checked `sql_query` call, or a verified answer.
 
     Raises `MalformedOutputError` (the repair edge) for a query that does not fit the schema.
+    On the `last_try` (no repair left) the schema and value checks only advise: a valid
+    SELECT runs and the database decides, instead of the run degrading to an answer that no
+    query backs.
     """
     meta: dict[str, Any] = {
         "id": reply.id,
@@ -273,10 +278,12 @@ def planned_decision(stage: Stage, reply: AIMessage, ctx: AgentContext, iteratio
     text = text_of(reply.content)
     if stage.kind == "query":
         schema = schema_from_prompt(ctx.system_prompt)
-        query = check_query(text, schema, stage.question)
+        query = check_query(text, schema, stage.question, strict=not last_try)
         call = tool_call(name="sql_query", args={"query": query}, id=call_id(iteration, 0, None))
         written = strip_query(text)
         thought = "plan: one query, checked against the schema"
+        if last_try:
+            thought = "plan: one query, last try: run as valid SQL, the database decides"
         if written != query:
             thought += f"; as written: {written}"
         return Decision(AIMessage(content="", tool_calls=[call], **meta), thought, calls=[call])

@@ -127,7 +127,10 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         if stage is None:
             decision = interpret(reply, ctx.mode, state.get("iteration", 0))
         else:
-            decision = planned_decision(stage, reply, ctx, state.get("iteration", 0))
+            last_try = state.get("repair_attempt", 0) >= limits["max_repairs"]
+            decision = planned_decision(
+                stage, reply, ctx, state.get("iteration", 0), last_try=last_try
+            )
         shown = "" if stage is None else text_of(request.prompt[-1].content)  # a plan's rows
         _check_answer(decision, state, ctx, request.prompt, shown)
         if decision.answer is not None and stage is None:

@@ -346,3 +346,18 @@ async def test_planned_queries_never_keeps_the_free_loop(agent_factory: Any) -> 
         result = await agent.arun("Do we have orders?")
     assert result.output == "Hello." and calls[0].tools == ["sql_query", "calculator"]
     assert not calls[0].kwargs.get("extra_body")
+
+
+@pytest.mark.asyncio
+async def test_the_last_try_runs_a_valid_query_the_checks_refused(agent_factory: Any) -> None:
+    # 'shipped' is not in the question: the value check refuses it, twice; with no repair
+    # left the query runs (the database decides) instead of the run degrading.
+    query = "SELECT COUNT(*) AS orders FROM orders WHERE status = 'shipped'"
+    model, _ = _planned_model([query] * 3, "unused")
+    async with agent_factory(model, compose_answers="always", max_repairs=2) as agent:
+        result = await agent.arun("How many orders are there?")
+    signals = [s["signal"] for s in _reason_rows(result)]
+    assert signals[:3] == ["repair", "repair", "tools"]
+    act = [s for s in result.metadata.trace if s["node"] == "act"]
+    assert [s["action_input"]["query"] for s in act] == [query]
+    assert result.success and not result.degraded
