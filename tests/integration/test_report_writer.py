@@ -460,7 +460,8 @@ async def test_http_lists_and_fetches_a_threads_artifacts_per_tenant(
                 assert (await g.get(f"/artifacts/{item['id']}")).status_code == 404
             assert (await a.get("/artifacts/art_" + "0" * 32)).status_code == 404
             assert (await a.get("/artifacts/not-an-id")).status_code == 422
-    assert await open_artifact_store(settings).list("acme", thread_id=tid)
+    # the store files them under the thread's key: per tenant, `<tenant>/<id>` (docs/service.md)
+    assert await open_artifact_store(settings).list("acme", thread_id=f"acme/{tid}")
 
 
 # ---------------------------------------------------------------------- the eval
