@@ -34,7 +34,13 @@ from keel.server.queue import (
 )
 from keel.server.routes_store import open_item_store
 from keel.server.runs import RunManager
-from keel.server.store import Store, service_db_url
+from keel.server.store import (
+    OUTAGE_FIRST_DELAY_S,
+    OUTAGE_MAX_DELAY_S,
+    Store,
+    is_db_outage,
+    service_db_url,
+)
 from keel.tools.registry import ToolRegistry
 
 __all__ = ["queue_db_url", "redis_events", "run_worker"]
@@ -83,7 +89,32 @@ async def run_worker(
 ) -> None:
     """Execute queued runs until SIGINT/SIGTERM (then finish the runs in hand).
 
-    `project`: the graphs to serve, the same the API serves (None: the built-in agent)."""
+    `project`: the graphs to serve, the same the API serves (None: the built-in agent).
+    A worker started while Postgres is down (a restart, an outage) waits for it with backoff
+    instead of exiting: everything it opened is closed and its start-up begins again."""
+    started = asyncio.Event()
+    delay = OUTAGE_FIRST_DELAY_S
+    while True:
+        try:
+            await _serve(settings, started, concurrency, model, tools, project)
+            return
+        except Exception as exc:
+            if started.is_set() or not is_db_outage(exc):
+                raise
+            log.warning("worker.database_unavailable", retry_in_s=delay, error=str(exc)[:300])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, OUTAGE_MAX_DELAY_S)
+
+
+async def _serve(
+    settings: Settings,
+    started: asyncio.Event,
+    concurrency: int,
+    model: BaseChatModel | None,
+    tools: ToolRegistry | None,
+    project: Any,
+) -> None:
+    """One start of the worker: open everything, then execute runs (`started` once it does)."""
     db_url = queue_db_url(settings)
     service = settings.service
     store = Store.open(db_url, pool_size=settings.service.db_pool_size)
@@ -129,6 +160,7 @@ async def run_worker(
                     )
                 )
                 log.info("worker.started", concurrency=concurrency)
+                started.set()
                 try:
                     await app.run_worker_async(
                         queues=[QUEUE],

@@ -126,3 +126,38 @@ async def test_on_workers_a_run_sent_during_a_restart_is_queued_and_succeeds(
                 assert time.monotonic() < deadline, "the run never ended"
                 await asyncio.sleep(0.3)
             assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
+
+
+async def test_a_worker_started_during_an_outage_waits_for_the_database(
+    cluster: PrivatePostgres, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`keel worker` started while Postgres is down does not exit: it waits, starts when the
+    database is back, and runs what is queued (before: it died in its start-up migration)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_MODEL="scripted:sales",
+        KEEL_CHECKPOINT_URL=cluster.url,
+        KEEL_SERVICE__QUEUE="procrastinate",
+    )
+    settings = settings_factory(
+        model="scripted:sales", checkpoint_url=cluster.url, service={"queue": "procrastinate"}
+    )
+    setup = {"env": env, "settings": settings, "logs": tmp_path}
+    with running_server(settings) as url:
+        await asyncio.to_thread(cluster.stop)
+        with workers(setup, 1, 2) as procs:
+            await asyncio.sleep(DOWN_S * 2)  # the worker reaches its first connection
+            assert procs[0].poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
+            await asyncio.to_thread(cluster.start)
+            async with get_client(url=url, api_key=None) as client:
+                tid = (await client.threads.create())["thread_id"]
+                run = await client.runs.create(tid, "agent", input=USER)
+                deadline = time.monotonic() + 60
+                while (status := (await client.runs.get(tid, run["run_id"]))["status"]) in (
+                    "pending",
+                    "running",
+                ):
+                    assert time.monotonic() < deadline, "the run never ended"
+                    await asyncio.sleep(0.3)
+            assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
