@@ -39,13 +39,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.graph_cpu import scratch_database
 from bench.workload import Side, new_thread, runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,20 +132,6 @@ async def child(side: Side, url: str, runs: int, latency_s: float, home: Path) -
 
 
 # ------------------------------------------------------------------ parent
-
-
-@asynccontextmanager
-async def scratch_database(label: str) -> AsyncIterator[str]:
-    import psycopg
-
-    name = f"keel_conc_{label}_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as conn:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rpartition("/")[0] + "/" + name
-    finally:
-        async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def measure(side: Side, saver: str, runs: int, latency_s: float, tmp: Path) -> dict[str, Any]:

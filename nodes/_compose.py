@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from keel.nodes._records import text_of
+from keel.nodes._records import question_start, text_of
 from keel.tools.calculator import format_number
 
 __all__ = ["COMPOSE_SYSTEM", "ComposeMode", "compose_prompt", "should_compose"]
@@ -85,12 +85,7 @@ def _steps(messages: list[BaseMessage], question: str) -> list[str]:
     When the question asks for a total, a table result is followed by its column sums: the
     0.5B model, given three revenues and asked for their total, wrote one of the three.
     """
-    start = 0
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if isinstance(message, HumanMessage) and text_of(message.content) == question:
-            start = index
-            break
+    start = question_start(messages, question)
     calls: dict[str, str] = {}
     lines: list[str] = []
     step = 0

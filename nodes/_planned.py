@@ -46,7 +46,7 @@ from keel.nodes._planned_verify import (
     read_table,
     verify_answer,
 )
-from keel.nodes._records import NO_USAGE, text_of
+from keel.nodes._records import NO_USAGE, question_start, text_of
 from keel.nodes.context import AgentContext
 from keel.tools.sql_context import date_context
 from keel.types import AgentState
@@ -119,12 +119,7 @@ def planned_stage(state: AgentState, ctx: AgentContext) -> Stage | None:
         return None
     question = state.get("question", "")
     messages = list(state.get("messages", []))
-    start = 0
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if isinstance(message, HumanMessage) and text_of(message.content) == question:
-            start = index
-            break
+    start = question_start(messages, question)
     queries: dict[str, str] = {}
     refused: list[tuple[str, str]] = []
     answer: Stage | None = None

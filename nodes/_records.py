@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.messages import HumanMessage
+
 from keel.errors import ErrorCode
 from keel.observability.redact import redact
 from keel.types import AgentState, ErrorKind, ErrorRecord, TraceStep, UsageTotals
@@ -109,3 +111,12 @@ def text_of(content: Any) -> str:
         parts = [p if isinstance(p, str) else p.get("text", "") for p in content]
         return "".join(str(p) for p in parts)
     return str(content)
+
+
+def question_start(messages: list[Any], question: str) -> int:
+    """Index of the last human message asking `question` (0 when none): where its turn starts."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, HumanMessage) and text_of(message.content) == question:
+            return index
+    return 0

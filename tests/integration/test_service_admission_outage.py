@@ -45,6 +45,16 @@ def _settings(
     )
 
 
+async def _final_status(url: str, tid: str, run_id: str, within_s: float = 60) -> str:
+    """The run's status once it has ended (fails if it is still pending or running)."""
+    async with get_client(url=url, api_key=None) as client:
+        deadline = time.monotonic() + within_s
+        while (status := (await client.runs.get(tid, run_id))["status"]) in ("pending", "running"):
+            assert time.monotonic() < deadline, "the run never ended"
+            await asyncio.sleep(0.3)
+    return str(status)
+
+
 async def _create_during_restart(url: str, cluster: PrivatePostgres) -> tuple[Any, str, float]:
     """Postgres goes down, `runs.create` is sent, Postgres comes back `DOWN_S` later: the
     answer (or the error), the thread id and how long the call took."""
@@ -117,15 +127,8 @@ async def test_on_workers_a_run_sent_during_a_restart_is_queued_and_succeeds(
         run, tid, took = await _create_during_restart(url, cluster)
         assert not isinstance(run, Exception), f"refused: {run}"
         assert took >= DOWN_S * 0.5, "the request came before the outage, not during it"
-        async with get_client(url=url, api_key=None) as client:
-            deadline = time.monotonic() + 60
-            while (status := (await client.runs.get(tid, run["run_id"]))["status"]) in (
-                "pending",
-                "running",
-            ):
-                assert time.monotonic() < deadline, "the run never ended"
-                await asyncio.sleep(0.3)
-            assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
+        status = await _final_status(url, tid, run["run_id"])
+        assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
 
 
 async def test_a_worker_started_during_an_outage_waits_for_the_database(
@@ -153,11 +156,5 @@ async def test_a_worker_started_during_an_outage_waits_for_the_database(
             async with get_client(url=url, api_key=None) as client:
                 tid = (await client.threads.create())["thread_id"]
                 run = await client.runs.create(tid, "agent", input=USER)
-                deadline = time.monotonic() + 60
-                while (status := (await client.runs.get(tid, run["run_id"]))["status"]) in (
-                    "pending",
-                    "running",
-                ):
-                    assert time.monotonic() < deadline, "the run never ended"
-                    await asyncio.sleep(0.3)
+            status = await _final_status(url, tid, run["run_id"])
             assert status == "success", (tmp_path / "worker0.log").read_text()[-2000:]
