@@ -8,7 +8,6 @@ Slow (a real model on the CPU), but part of the default run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from keel.config import load_settings
 from keel.reviews.store import list_comments, open_reviews
 from keel.tools.review_sample import CLEAN_FILES, build_sample_repo
 from tests.integration.test_code_reviewer import seeded_lines
-from tests.integration.test_local_server import require_weights
+from tests.integration.test_local_server import local_cli_env, require_weights
 
 pytestmark = [pytest.mark.slow, pytest.mark.local_workload]
 
@@ -33,16 +32,8 @@ def test_the_local_model_flags_the_seeded_defects(tmp_path: Path) -> None:
     (folder / "langgraph.json").write_text(
         json.dumps({"dependencies": ["."], "graphs": {"code_reviewer": "./graph.py:agent"}})
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
+    env = local_cli_env(tmp_path, run_timeout_s=3000)
     home = tmp_path / "home"
-    env.update(
-        KEEL_HOME=str(home),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        # A shared CI machine can be slow; the review, not the speed, is under test here.
-        KEEL_LIMITS__MODEL_TIMEOUT_S="600",
-        KEEL_LIMITS__ITERATION_TIMEOUT_S="900",
-        KEEL_LIMITS__RUN_TIMEOUT_S="3000",
-    )
     done = subprocess.run(
         [sys.executable, "-m", "keel", "run", "--agent", "code_reviewer", "--json",
          "--thread", "local", sample.task()],

@@ -8,7 +8,6 @@ Slow (a real model on the CPU), but part of the default run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import date
@@ -18,7 +17,7 @@ import pytest
 
 from bench.eval_questions import is_correct, questions
 from keel.tools.sample_db import ensure_sample_db
-from tests.integration.test_local_server import require_weights
+from tests.integration.test_local_server import local_cli_env, require_weights
 from tests.sales_truth import SALES_QUESTION
 
 pytestmark = [pytest.mark.slow]
@@ -32,16 +31,8 @@ def test_keel_run_answers_a_data_question_with_the_local_model(
     tmp_path: Path, question: str
 ) -> None:
     require_weights()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
+    env = local_cli_env(tmp_path, run_timeout_s=1500)
     home = tmp_path / "home"
-    env.update(
-        KEEL_HOME=str(home),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        # A shared CI machine can be slow; the answer, not the speed, is under test here.
-        KEEL_LIMITS__MODEL_TIMEOUT_S="600",
-        KEEL_LIMITS__ITERATION_TIMEOUT_S="900",
-        KEEL_LIMITS__RUN_TIMEOUT_S="1500",
-    )
     done = subprocess.run(
         [sys.executable, "-m", "keel", "run", "--json", question],
         capture_output=True,

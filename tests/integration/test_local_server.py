@@ -40,6 +40,22 @@ def require_weights() -> None:
         pytest.skip(message)
 
 
+def local_cli_env(tmp_path: Path, run_timeout_s: int) -> dict[str, str]:
+    """The environment of a `keel` subprocess on the local model: no inherited `KEEL_*` or
+    `OPENAI_*`, its home and checkpoints under `tmp_path`, and model/iteration/run timeouts
+    generous enough for a slow shared CI machine (what such a test checks is the answer, not
+    the speed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
+    env.update(
+        KEEL_HOME=str(tmp_path / "home"),
+        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
+        KEEL_LIMITS__MODEL_TIMEOUT_S="600",
+        KEEL_LIMITS__ITERATION_TIMEOUT_S="900",
+        KEEL_LIMITS__RUN_TIMEOUT_S=str(run_timeout_s),
+    )
+    return env
+
+
 def gone(pid: int, within_s: float) -> bool:
     """True once `pid` has exited (a zombie awaiting its reaper counts as exited)."""
     deadline = time.monotonic() + within_s

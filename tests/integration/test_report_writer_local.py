@@ -7,7 +7,6 @@ Slow (a real model on the CPU), but part of the default run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import date
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_local_server import require_weights
+from tests.integration.test_local_server import local_cli_env, require_weights
 from tests.integration.test_report_writer import _check_html, _check_markdown, _check_png
 from tests.report_truth import HEADLINE, last_month, truth
 
@@ -30,16 +29,8 @@ def test_the_local_model_writes_last_months_report(tmp_path: Path) -> None:
     (folder / "langgraph.json").write_text(
         json.dumps({"dependencies": ["."], "graphs": {"report_writer": "./graph.py:agent"}})
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
+    env = local_cli_env(tmp_path, run_timeout_s=1500)
     home = tmp_path / "home"
-    env.update(
-        KEEL_HOME=str(home),
-        KEEL_CHECKPOINT_URL=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        # A shared CI machine can be slow; the report, not the speed, is under test here.
-        KEEL_LIMITS__MODEL_TIMEOUT_S="600",
-        KEEL_LIMITS__ITERATION_TIMEOUT_S="900",
-        KEEL_LIMITS__RUN_TIMEOUT_S="1500",
-    )
 
     def keel(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
