@@ -190,6 +190,11 @@ class SqlToolSettings(BaseModel):
     production connects as the least-privilege role `keel sql-role` creates."""
     notes: str | None = Field(None, max_length=4000)
     """Business rules the schema does not show, told to the model with the schema."""
+    examples: str | None = None
+    """Verified question → SQL examples, a JSON file (`keel.tools.sql_examples`): the planned
+    flow shows the 3 most like the question where the model writes its query. Unset: the
+    bundled sample database's examples when the tool reads that sample, none otherwise;
+    `off`: none."""
 
 
 class ArtifactSettings(BaseModel):

@@ -7,7 +7,9 @@ on a model whose answers are composed (`compose_answers`: `auto` means `local:` 
 trace:
 
 1. `reason` (stage `query`): the model writes ONE SQL query from a short prompt (schema,
-   today's date, the bounds of the dates the question names). On a `local:` model the
+   today's date, the bounds of the dates the question names, and the verified question →
+   SQL examples most like the question, `keel.tools.sql_examples`, which the trace row
+   names). On a `local:` model the
    server's grammar constrains the reply to a single `SELECT …;`/`WITH …;` statement, so
    the call cannot be malformed. The query is checked against the schema
    (`_planned_sql.check_query`); a refusal is a malformed reply, so the graph's repair edge
@@ -49,6 +51,7 @@ from keel.nodes._planned_verify import (
 from keel.nodes._records import NO_USAGE, question_start, text_of
 from keel.nodes.context import AgentContext
 from keel.tools.sql_context import date_context
+from keel.tools.sql_examples import SqlExample, examples_for, similar
 from keel.types import AgentState
 
 __all__ = [
@@ -74,6 +77,7 @@ QUERY_REQUEST = (
     "states. For a yes/no question, "
     "select one number that is above 0 for yes and 0 for no (a COUNT, or a comparison)."
 )
+EXAMPLES_INTRO = "Checked examples of questions and their SQL on this database:"
 QUERY_GRAMMAR = r'root ::= ("SELECT " | "WITH ") [^;`]+ ";"?'
 """GBNF for the `local:` server: one statement, no prose, no code fence."""
 QUERY_MAX_TOKENS = 300
@@ -157,11 +161,33 @@ def _bound(ctx: AgentContext, grammar: str, max_tokens: int) -> Runnable[Languag
     return ctx.model
 
 
+def retrieved(question: str, ctx: AgentContext) -> list[SqlExample]:
+    """The verified examples most like `question` (`keel.tools.sql_examples`), none when the
+    agent has none."""
+    return similar(question, examples_for(ctx.settings).examples)
+
+
+def _example_lines(question: str, ctx: AgentContext, today: date) -> list[str]:
+    """The examples as the question itself is shown: question, its date bounds, then the SQL
+    (bounds of the day the examples were written, so relative periods stay consistent)."""
+    chosen = retrieved(question, ctx)
+    if not chosen:
+        return []
+    written_on = examples_for(ctx.settings).written_on or today
+    lines = [EXAMPLES_INTRO]
+    for example in chosen:
+        lines += ["", f"Question: {example.question}"]
+        lines += [f"- {hint}" for hint in date_hints(example.question, written_on)]
+        lines.append(f"SQL: {example.sql}")
+    return [*lines, "", "Now the question to answer."]
+
+
 def query_prompt(
     stage: Stage, state: AgentState | dict[str, Any], ctx: AgentContext
 ) -> list[BaseMessage]:
     today = _today(ctx)
-    lines = [f"Question: {stage.question}"]
+    lines = _example_lines(stage.question, ctx, today)
+    lines.append(f"Question: {stage.question}")
     hints = date_hints(stage.question, today)
     if hints:
         lines.append("Dates in the question (<date> is the date column to compare):")
@@ -279,6 +305,9 @@ def planned_decision(
         thought = "plan: one query, checked against the schema"
         if last_try:
             thought = "plan: one query, last try: run as valid SQL, the database decides"
+        used = retrieved(stage.question, ctx)
+        if used:
+            thought += f"; examples: {', '.join(e.label for e in used)}"
         if written != query:
             thought += f"; as written: {written}"
         return Decision(AIMessage(content="", tool_calls=[call], **meta), thought, calls=[call])
