@@ -19,6 +19,9 @@ and its step's checkpoint loses that task's writes, so the task runs again on re
 stock saver would have kept them, in a window of a few milliseconds): side effects are
 not repeated, since the idempotency journal commits on its own. A run of the agent graph
 is ~20 statements.
+
+A task's ordinary writes are one row (`keel.checkpoints.packed_writes`); the reads that
+return writes (`_load_writes`, the delta-channel history's second stage) unpack it.
 """
 
 from __future__ import annotations
@@ -38,15 +41,28 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
+    get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import (
+    _DELTA_PAGE_SIZE,
+    _build_delta_stage1_sql,
+    _build_delta_stage2_sql,
+    _DeltaStage2Row,
+)
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from keel.checkpoints.compression import compressed
+from keel.checkpoints.packed_writes import (
+    PACKED_CHANNEL,
+    pack_writes,
+    unpack_pending_writes,
+    unpack_rows,
+)
 from keel.checkpoints.versions import CompactVersions
 
 __all__ = ["BatchedPostgresSaver"]
@@ -107,10 +123,17 @@ UPSERT_WRITES_SQL = (
 )
 
 
+_STAGE2_WRITES_SQL = """
+SELECT checkpoint_id, task_id, task_path, channel, idx, type, blob FROM checkpoint_writes
+WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s) AND channel = ANY(%s)
+"""
+
+
 class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
     """The library's Postgres saver, writing a checkpoint or a task's writes in one statement,
-    compact channel versions (`keel.checkpoints.versions`) and compressed blobs and writes
-    (`keel.checkpoints.compression`)."""
+    compact channel versions (`keel.checkpoints.versions`), compressed blobs and writes
+    (`keel.checkpoints.compression`), and a task's ordinary writes in one row
+    (`keel.checkpoints.packed_writes`)."""
 
     def __init__(
         self, conn: Any, pipe: Any = None, serde: SerializerProtocol | None = None
@@ -181,10 +204,7 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         wins)."""
         if not writes:
             return
-        rows: dict[int, tuple[str, str, bytes]] = {}
-        for idx, (channel, value) in enumerate(writes):
-            type_, blob = self.serde.dumps_typed(value)
-            rows[WRITES_IDX_MAP.get(channel, idx)] = (channel, type_, blob)
+        rows = pack_writes(self.serde, writes)
         configurable = config["configurable"]
         key = (
             configurable["thread_id"],
@@ -258,12 +278,130 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         async for found in super().alist(config, filter=filter, before=before, limit=limit):
             yield found
 
+    async def _stage2(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        chain_by_ch: Mapping[str, list[str]],
+        seed_ver_by_ch: Mapping[str, str | None],
+    ) -> list[dict[str, Any]]:
+        """Stage 2 of the delta history: the writes of every chain checkpoint to the
+        channels or packed (unpacked, kept per channel), and the library's seed blobs."""
+        channels = list(chain_by_ch)
+        cids = sorted({cid for chain in chain_by_ch.values() for cid in chain})
+        with_seed = [ch for ch in channels if seed_ver_by_ch.get(ch) is not None]
+        rows: list[dict[str, Any]] = []
+        async with self._cursor() as cur:
+            if cids:
+                await cur.execute(
+                    _STAGE2_WRITES_SQL,
+                    (thread_id, checkpoint_ns, cids, [*channels, PACKED_CHANNEL]),
+                )
+                found = await cur.fetchall()
+                rows.extend(
+                    {
+                        "_kind": "w",
+                        "checkpoint_id": cid,
+                        "task_id": task_id,
+                        "task_path": path,
+                        "channel": ch,
+                        "idx": idx,
+                        "type": type_,
+                        "blob": blob,
+                    }
+                    for cid, task_id, path, ch, idx, type_, blob in unpack_rows(
+                        (tuple(r.values()) for r in found), channels, self.serde
+                    )
+                )
+            if with_seed:
+                sql = _build_delta_stage2_sql(channels_with_chain=[], channels_with_seed=with_seed)
+                params: list[Any] = []
+                for ch in with_seed:
+                    params.extend([thread_id, checkpoint_ns, ch, seed_ver_by_ch[ch]])
+                await cur.execute(sql, params)
+                rows.extend(await cur.fetchall())
+        return rows
+
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """The library's delta history (its stage 1 walk, unchanged), with stage 2 reading
+        packed writes beside plain ones (`_stage2`). Held writes are stored first."""
         if self._held:
             await self.aflush(config["configurable"]["thread_id"])
-        return await super().aget_delta_channel_history(config=config, channels=channels)
+        if not channels:
+            return {}
+        channels = list(channels)
+        thread_id = config["configurable"]["thread_id"]
+        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            target = await self.aget_tuple(config)
+            if target is None:
+                return {ch: {"writes": []} for ch in channels}
+            checkpoint_id = target.config["configurable"]["checkpoint_id"]
+
+        stage1_sql = _build_delta_stage1_sql(channels, paged=True, include_cursor=True)
+        parent_of: dict[str, str | None] = {}
+        ver_by_i_by_cid: list[dict[str, str | None]] = [{} for _ in channels]
+        hb_by_i_by_cid: list[dict[str, bool]] = [{} for _ in channels]
+        inline_by_i_by_cid: list[dict[str, Any]] = [{} for _ in channels]
+        chain_by_ch: dict[str, list[str]] = {ch: [] for ch in channels}
+        seed_ver_by_ch: dict[str, str | None] = {ch: None for ch in channels}
+        seed_inline_by_ch: dict[str, Any] = {}
+        walk_cursor_by_ch: dict[str, str | None] = {}
+        seeded: set[str] = set()
+        cursor: str | None = checkpoint_id
+        async with self._cursor() as cur:
+            while True:
+                stage1_params: list[Any] = []
+                for ch in channels:
+                    stage1_params.extend([ch, ch, ch, ch])
+                stage1_params.extend([thread_id, checkpoint_ns, cursor, _DELTA_PAGE_SIZE])
+                await cur.execute(stage1_sql, stage1_params)
+                page = await cur.fetchall()
+                if not page:
+                    break
+                oldest = self._ingest_stage1_page(
+                    cast("list[Mapping[str, Any]]", page),
+                    channels,
+                    parent_of,
+                    ver_by_i_by_cid,
+                    hb_by_i_by_cid,
+                    inline_by_i_by_cid,
+                )
+                self._try_advance_walks(
+                    checkpoint_id,
+                    channels,
+                    parent_of,
+                    ver_by_i_by_cid,
+                    hb_by_i_by_cid,
+                    inline_by_i_by_cid,
+                    chain_by_ch,
+                    seed_ver_by_ch,
+                    seed_inline_by_ch,
+                    walk_cursor_by_ch,
+                    seeded,
+                )
+                if len(seeded) == len(channels) or len(page) < _DELTA_PAGE_SIZE:
+                    break
+                cursor = oldest
+                stage1_sql = _build_delta_stage1_sql(channels, paged=True)
+
+        stage2 = await self._stage2(thread_id, checkpoint_ns, chain_by_ch, seed_ver_by_ch)
+        return self._build_delta_channels_writes_history(
+            channels=channels,
+            chain_by_ch=chain_by_ch,
+            seed_ver_by_ch=seed_ver_by_ch,
+            seed_inline_by_ch=seed_inline_by_ch,
+            stage2_rows=cast("list[_DeltaStage2Row]", stage2),
+        )
+
+    def _load_writes(
+        self, writes: list[tuple[bytes, bytes, bytes, bytes, bytes, bytes]] | None
+    ) -> list[tuple[str, str, Any]]:
+        """The library's pending writes, each packed row replaced by its writes."""
+        return unpack_pending_writes(super()._load_writes(writes), self.serde)
 
     async def adelete_thread(self, thread_id: str) -> None:
         for key in [k for k in self._held if k[0] == thread_id]:
