@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
+import orjson
 from langchain_core.env import get_runtime_environment
 from langchain_core.load import dumpd
 from langchain_core.messages import BaseMessage
@@ -36,7 +37,7 @@ from langchain_core.tracers.schemas import Run
 from pydantic import BaseModel
 
 from keel.observability.events import RUN_MARKS
-from keel.observability.redact import MASK, redact
+from keel.observability.redact import MASK, json_may_hold_secret, redact
 from keel.observability.tracing import TracePolicy
 
 __all__ = ["KeelTracer"]
@@ -110,12 +111,22 @@ class _Masker:
             return [self(v, depth + 1) for v in value]
         return self.text(str(value))
 
+    def payload(self, value: Any) -> Any:
+        """`value` masked, or `value` itself when its JSON shows nothing `redact` could mask
+        (`json_may_hold_secret`): one serialisation in C instead of a walk in Python over
+        every key and string. Anything orjson does not serialise natively is walked."""
+        try:
+            text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            return self(value)
+        return self(value) if json_may_hold_secret(text.decode()) else value
+
     def run(self, run: Run, *, inputs_masked: bool = False) -> None:
         """Secrets out of everything sent: inputs (tool arguments), outputs and the error."""
         if not inputs_masked:
-            run.inputs = self(run.inputs or {})
+            run.inputs = self.payload(run.inputs or {})
         if run.outputs is not None:
-            run.outputs = self(run.outputs)
+            run.outputs = self.payload(run.outputs)
         if run.error:
             run.error = self.text(run.error)
 

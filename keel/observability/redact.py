@@ -14,6 +14,7 @@ tool observations and LangSmith payloads. `redact(value)` is that process-wide m
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -29,6 +30,7 @@ __all__ = [
     "MASK",
     "SECRET_KEYS",
     "Redactor",
+    "json_may_hold_secret",
     "redact",
     "remember",
     "remember_secrets",
@@ -288,6 +290,42 @@ class Redactor:
 
 
 _PROCESS = Redactor(max_depth=32)
+
+
+def json_may_hold_secret(text: str) -> bool:
+    """Whether `redact` could mask anything in the value whose JSON is `text` (as orjson
+    writes it: ASCII kept, `"`, `\\` and control characters escaped).
+
+    False only when the text is ASCII, every pattern is a default one, and none of their
+    triggers, the inline key names, the secret key names (`SECRET_KEYS`; the suffixes are
+    among them) or the remembered secrets (as JSON escapes them) appear in it: then masking
+    the value would change nothing, and a caller may skip walking it."""
+    if not text.isascii():
+        return True
+    _, prefilter = _PROCESS._compile()
+    if prefilter is None:  # a configured pattern has no known trigger
+        return True
+    lowered = text.lower()
+    return (
+        any(t in lowered for t in _JSON_TRIGGERS)
+        or _JSON_SPACED.search(lowered) is not None
+        or any(t in lowered for t in _INLINE_TRIGGERS)
+        or any(k in lowered for k in SECRET_KEYS)
+        or any(_json_escaped(s) in text for s in prefilter.secrets)
+    )
+
+
+_SPACED = ("bearer", "basic")
+_JSON_TRIGGERS = tuple(t for t in _TRIGGERS if t not in _SPACED)
+_JSON_SPACED = re.compile(r"(?:bearer|basic)(?:\s|\\[nrtf]|\\u00[01][0-9a-f])+[a-z0-9+/._~\-]")
+"""`Bearer <token>` and `Basic <base64>` need whitespace, then a token character: in JSON
+the whitespace may be escaped (`\\n`, `\\u000b`). `Laptop Basic ($95…`, `Basic\\"` cannot
+match."""
+
+
+def _json_escaped(secret: str) -> str:
+    """`secret` as it appears inside a JSON string."""
+    return json.dumps(secret, ensure_ascii=False)[1:-1]
 
 
 def redact(value: Any) -> Any:

@@ -77,3 +77,48 @@ def test_a_secret_after_long_plain_text_is_masked() -> None:
     plain = '{"columns": ["name", "revenue"], "rows": [["Laptop", 1200.5]]} ' * 50
     assert redactor.text(plain) == plain
     assert redactor.text(plain + " Bearer abc.def") == plain + f" {MASK}"
+
+
+JSON_PIECES = [
+    *PIECES,
+    "Laptop Basic ($95,293.70)",
+    'Laptop Basic\\", 95293.7',
+    "Basic\tdXNlcjpwYXNzd29yZA==",
+    "bearer\x0btok.en",
+    "Bearer\n\neyJhbGciOi",
+    'quo"te\\hidden-77',
+    "sk-",
+    "Cookie",
+]
+JSON_KEYS = ["name", "rows", "OPENAI_API_KEY", "Set-Cookie", "db_password", "note", "x", "token"]
+
+
+def _payload(rng: random.Random, depth: int = 0) -> object:
+    """A JSON-like value of random shape, its strings and keys drawn from the pieces."""
+    roll = rng.random()
+    if depth > 3 or roll < 0.4:
+        text = "".join(rng.choices(JSON_PIECES, k=rng.randint(1, 3)))
+        return rng.choice([text, 7, 1.5, None, True])
+    if roll < 0.7:
+        return [_payload(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(JSON_KEYS): _payload(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+
+
+def test_json_said_clean_needs_no_masking() -> None:
+    """Whenever `json_may_hold_secret` says a value's JSON holds nothing to mask, masking the
+    value changes nothing (so a tracer may send it unwalked), escaped JSON included."""
+    import orjson
+
+    from keel.observability.redact import json_may_hold_secret, redact, remember_secrets
+
+    remember_secrets(['quo"te\\hidden-77'])
+    rng = random.Random(23)
+    clean = 0
+    for _ in range(4000):
+        value = _payload(rng)
+        if not json_may_hold_secret(orjson.dumps(value).decode()):
+            clean += 1
+            assert redact(value) == value, value
+    assert clean > 400  # the fast path is taken, not only the walk
+    product = {"rows": [["Laptop Basic", 95293.7]], "text": "Laptop Basic ($95,293.70)"}
+    assert not json_may_hold_secret(orjson.dumps(product).decode())
