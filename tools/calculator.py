@@ -9,7 +9,9 @@ act on.
 Every operand and result is bounded *before* the operation runs, because one big-integer
 C call (`round(5, -10**8)` builds 10**100000000) holds the GIL and freezes the whole
 process, event loop included; no timeout can stop it. Bounded: the expression's length and
-nesting depth, integer sizes in digits, exponents, and `round`'s ndigits.
+nesting depth, integer sizes in digits, exponents, and `round`'s ndigits. Bounded so,
+every call is brief, and the tool runs inline on the event loop (`isolation="inline"`): a
+worker thread would cost a GIL hand-over each way per call and protect against nothing.
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def format_number(value: Number) -> str:
     return repr(float(f"{value:.{SIGNIFICANT_DIGITS}g}"))
 
 
-@tool(idempotent=True, cacheable=True)
+@tool(idempotent=True, cacheable=True, isolation="inline")
 def calculator(
     expression: Annotated[str, Field(description="Arithmetic on plain numbers (never SQL).")],
 ) -> str:

@@ -79,6 +79,8 @@ class Reconciled:
         return cls(None)
 
 
+Isolation = Literal["thread", "process", "inline"]
+"""Where a sync tool runs (see `Tool.isolation`)."""
 Reconcile = Callable[[str], "Reconciled | Awaitable[Reconciled]"]
 """`reconcile(idempotency_key)`: ask the external system whether the effect happened."""
 
@@ -129,11 +131,15 @@ class Tool:
     """Overrides the run's tool timeout for this tool."""
     cacheable: bool = False
     """Results may be cached (pure functions of their arguments)."""
-    isolation: Literal["thread", "process"] = "thread"
-    """Where a sync tool runs: a daemon thread (abandoned on timeout; it never delays exit)
-    or a separate process (killed on timeout; arguments and result must pickle). A tool that
-    can spend long in one C call holding the GIL (big-integer maths, a C library) freezes
-    every thread, the event loop included, until the call returns: give it `"process"`."""
+    isolation: Isolation = "thread"
+    """Where a sync tool runs: a daemon thread (abandoned on timeout; it never delays exit),
+    a separate process (killed on timeout; arguments and result must pickle), or `"inline"`
+    on the event loop itself. A tool that can spend long in one C call holding the GIL
+    (big-integer maths, a C library) freezes every thread, the event loop included, until
+    the call returns: give it `"process"`. `"inline"` saves the hand-over to a thread and
+    back (with many runs at once, a GIL hand-over each way) but nothing can time it out:
+    only for a tool whose every call is brief and bounded by its own checks, with no I/O
+    (`calculator`)."""
 
     @property
     def is_async(self) -> bool:
@@ -170,6 +176,8 @@ class Tool:
             kwargs[self.context_param] = ctx
         if self.is_async:
             result = await self.func(**kwargs)
+        elif self.isolation == "inline":
+            result = self.func(**kwargs)
         else:
             result = await run_in_thread(self.func, kwargs, name=self.name)
         return result if isinstance(result, str) else json.dumps(result, default=str)
@@ -257,7 +265,7 @@ def tool(
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
-    isolation: Literal["thread", "process"] = "thread",
+    isolation: Isolation = "thread",
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     func: Callable[..., Any] | None = None,
@@ -271,7 +279,7 @@ def tool(
     transient: tuple[type[BaseException], ...] = (),
     timeout_s: float | None = None,
     cacheable: bool = False,
-    isolation: Literal["thread", "process"] = "thread",
+    isolation: Isolation = "thread",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function into a `Tool` (use bare or with options)."""
 

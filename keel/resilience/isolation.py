@@ -1,10 +1,11 @@
 """Where a sync tool function runs: a daemon thread, or a separate process a timeout can kill.
 
 A thread cannot be stopped: a sync tool that hangs in a worker thread is abandoned, and
-keeps its thread (and whatever it holds). `run_in_thread` makes that abandonment cheap: each
-call gets its own daemon thread, outside the event loop's default executor, so a stuck call
-neither takes one of the executor's few workers nor makes `asyncio.run` (and so `keel.run`)
-wait for it at exit. `run_in_process` runs the function in a fresh
+keeps its thread (and whatever it holds). `run_in_thread` makes that abandonment cheap: a
+call runs on an idle daemon thread of Keel's own, or on a new one when none is idle, outside
+the event loop's default executor, so a stuck call neither takes one of the executor's few
+workers (nor waits for one) nor makes `asyncio.run` (and so `keel.run`) wait for it at exit.
+`run_in_process` runs the function in a fresh
 `spawn`ed child instead; when the awaiting task is cancelled (the tool timeout fires, the
 run is cancelled) the child is killed. Arguments and results cross a pipe, so both must
 pickle, and the function must be importable by module and qualified name (a module-level
@@ -19,6 +20,8 @@ import contextvars
 import importlib
 import inspect
 import multiprocessing
+import os
+import queue
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -32,8 +35,75 @@ _SPAWN = multiprocessing.get_context("spawn")
 KILL_WAIT_S = 5.0
 
 
+Call = Callable[[], Callable[[], None]]
+"""A call to run on a tool thread; it returns what reports its outcome."""
+IDLE_S = 30.0
+"""How long an idle tool thread waits for another call before it exits."""
+
+
+class _Threads:
+    """Daemon threads reused from one sync tool call to the next.
+
+    A call goes to an idle thread if there is one, else to a new thread: it never waits for
+    another call, so a stuck call delays nothing but itself, as with a thread per call. What
+    reuse saves is `Thread.start()`, which blocks the event loop until the new thread runs:
+    with many runs at once, a GIL hand-over and back per tool call (issue 19). Not a
+    `ThreadPoolExecutor`: its threads are joined at interpreter exit (an abandoned call
+    would hold the exit up) and it queues calls once `max_workers` are busy.
+
+    A call returns what reports its outcome, run once the thread counts as idle: the caller
+    woken by the report finds the thread free for its next call. `_idle` counts the threads
+    waiting for a call, less the calls already handed to them through `_calls`; both change
+    under `_lock`.
+    """
+
+    def __init__(self, idle_s: float = IDLE_S) -> None:
+        self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._idle_s = idle_s
+
+    def submit(self, call: Call) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._calls.put(call)
+                return
+        threading.Thread(target=self._work, args=(call,), name="keel-tool", daemon=True).start()
+
+    def _work(self, call: Call) -> None:
+        while True:
+            report = call()
+            del call  # nothing of a finished call stays alive while the thread waits
+            with self._lock:
+                self._idle += 1
+            report()
+            del report
+            while True:
+                try:
+                    call = self._calls.get(timeout=self._idle_s)
+                    break
+                except queue.Empty:
+                    with self._lock:
+                        if self._calls.empty():  # no call was handed over meanwhile
+                            self._idle -= 1
+                            return
+
+
+_THREADS = _Threads()
+
+
+def _forget_threads() -> None:
+    """A forked child has none of its parent's threads: start it with no idle ones."""
+    global _THREADS
+    _THREADS = _Threads()
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
 async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str) -> Any:
-    """`func(**kwargs)` in a new daemon thread, with the caller's context variables.
+    """`func(**kwargs)` in a daemon tool thread, with the caller's context variables.
 
     Cancelling the await (a tool timeout) abandons the thread at once; its late result or
     error is dropped, and the thread never delays the loop's or the interpreter's shutdown.
@@ -50,15 +120,22 @@ async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, nam
         else:
             future.set_result(value)
 
-    def target() -> None:
+    def target() -> Callable[[], None]:
+        thread = threading.current_thread()
+        thread.name = f"keel-tool-{name}"
         try:
             value, error = context.run(func, **kwargs), None
         except BaseException as exc:
             value, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            loop.call_soon_threadsafe(settle, value, error)
+        thread.name = "keel-tool"
 
-    threading.Thread(target=target, name=f"keel-tool-{name}", daemon=True).start()
+        def report() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(settle, value, error)
+
+        return report
+
+    _THREADS.submit(target)
     return await future
 
 

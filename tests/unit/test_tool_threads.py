@@ -13,6 +13,7 @@ import contextvars
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,75 @@ def test_an_abandoned_tool_thread_does_not_delay_exit() -> None:
     )
     assert float(done.stdout.strip().splitlines()[-1]) < 2.0
     assert time.monotonic() - started < 25  # nor the interpreter's exit (the tool sleeps 30 s)
+
+
+async def test_sync_tool_calls_reuse_an_idle_thread() -> None:
+    """Starting a thread per call blocked the event loop in `Thread.start()` until the new
+    thread ran: a GIL hand-over and back per tool call with many runs at once (issue 19)."""
+    seen: list[threading.Thread] = []
+
+    @tool
+    def where() -> str:
+        """Note the thread the call runs on."""
+        seen.append(threading.current_thread())
+        return "ok"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    idle = [t for t in threading.enumerate() if t.name.startswith("keel-tool")]
+    for _ in range(10):
+        assert await where.invoke(where.validate({}), ctx) == "ok"
+    assert len(set(seen)) <= len(idle) + 1  # a thread per call: 10
+    assert all(t.daemon and t is not threading.main_thread() for t in seen)
+
+
+async def test_a_stuck_sync_tool_does_not_hold_up_other_calls() -> None:
+    """A call never waits for a busy tool thread: the abandoned one keeps its thread and
+    the next call gets another."""
+    release = threading.Event()
+
+    @tool
+    def stuck() -> str:
+        """Block until released."""
+        release.wait(10)
+        return "late"
+
+    @tool
+    def quick() -> str:
+        """Return at once."""
+        return "quick"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stuck.invoke(stuck.validate({}), ctx), 0.1)
+        started = time.monotonic()
+        assert await asyncio.wait_for(quick.invoke(quick.validate({}), ctx), 2.0) == "quick"
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+
+
+async def test_calculator_runs_inline_and_other_sync_tools_in_a_thread() -> None:
+    """The calculator bounds every operation before it runs, so it needs no thread: the
+    hand-over each way cost a GIL switch per call with many runs at once (issue 19)."""
+    seen: list[threading.Thread] = []
+
+    @tool(isolation="inline")
+    def here() -> str:
+        """Note the thread the call runs on."""
+        seen.append(threading.current_thread())
+        return "ok"
+
+    @tool
+    def elsewhere() -> str:
+        """Note the thread the call runs on."""
+        seen.append(threading.current_thread())
+        return "ok"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    assert calculator.isolation == "inline"
+    assert await calculator.invoke(calculator.validate({"expression": "2 + 3"}), ctx) == "5"
+    await here.invoke(here.validate({}), ctx)
+    await elsewhere.invoke(elsewhere.validate({}), ctx)
+    assert seen[0] is threading.current_thread()
+    assert seen[1] is not threading.current_thread()
