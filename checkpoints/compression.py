@@ -16,13 +16,14 @@ digest). A new dictionary gets a new name (`z2`); reading keeps every old one.
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 
 import ormsgpack
 from langgraph.checkpoint.serde.base import CipherProtocol, SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-__all__ = ["ZlibCipher", "compressed", "dictionary"]
+__all__ = ["MissingBaseError", "ZlibCipher", "compressed", "dictionary"]
 
 MIN_SIZE = 48
 """Values shorter than this are stored as they are (`+z0`): compressing them saves nothing."""
@@ -192,8 +193,27 @@ def dictionary() -> bytes:
 _Z1 = dictionary()
 
 
+class MissingBaseError(LookupError):
+    """A value compressed against a base (`zb:<id>`) was read before its base was loaded."""
+
+    def __init__(self, base_id: str) -> None:
+        super().__init__(f"checkpoint base '{base_id}' is not loaded")
+        self.base_id = base_id
+
+
+BASES_KEPT = 256
+"""Bases a saver keeps decompressed in memory (each ~1.5 KB)."""
+
+
 class ZlibCipher(CipherProtocol):
-    """The compressing "cipher": `z1` (zlib, the `z1` dictionary) or `z0` (as it was)."""
+    """The compressing "cipher": `z1` (zlib, the `z1` dictionary) or `z0` (as it was), and
+    `zb:<id>` (zlib, the `z1` dictionary then the plaintext of base `<id>`: a value that
+    shares most of its bytes with the base, as a checkpoint does with one a few steps
+    before it, stores little more than what differs). A base is read before the values
+    compressed against it (`add_base`); the last `BASES_KEPT` stay in memory."""
+
+    def __init__(self) -> None:
+        self.bases: OrderedDict[str, bytes] = OrderedDict()
 
     def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
         if len(plaintext) < MIN_SIZE:
@@ -208,7 +228,32 @@ class ZlibCipher(CipherProtocol):
         if ciphername == "z1":
             unpacker = zlib.decompressobj(-15, zdict=_Z1)
             return unpacker.decompress(ciphertext) + unpacker.flush()
+        if ciphername.startswith("zb:"):
+            unpacker = zlib.decompressobj(-15, zdict=_Z1 + self.base(ciphername[3:]))
+            return unpacker.decompress(ciphertext) + unpacker.flush()
         raise ValueError(f"unknown checkpoint compression '{ciphername}'")
+
+    def base(self, base_id: str) -> bytes:
+        """The plaintext of a loaded base (`MissingBaseError` if it is not loaded)."""
+        try:
+            self.bases.move_to_end(base_id)
+        except KeyError:
+            raise MissingBaseError(base_id) from None
+        return self.bases[base_id]
+
+    def add_base(self, base_id: str, plaintext: bytes, *, evict: bool = True) -> None:
+        """Keep a base in memory; with `evict`, forget the least recently used beyond
+        `BASES_KEPT` (a read loading a thread's bases keeps them all until the next
+        write)."""
+        self.bases[base_id] = plaintext
+        self.bases.move_to_end(base_id)
+        while evict and len(self.bases) > BASES_KEPT:
+            self.bases.popitem(last=False)
+
+    def encrypt_against(self, plaintext: bytes, base_id: str) -> tuple[str, bytes]:
+        """`plaintext` compressed against loaded base `base_id`: (`zb:<id>`, bytes)."""
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_Z1 + self.base(base_id))
+        return f"zb:{base_id}", packer.compress(plaintext) + packer.flush()
 
 
 def compressed(serde: SerializerProtocol | None = None) -> EncryptedSerializer:

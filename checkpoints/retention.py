@@ -234,6 +234,8 @@ async def _delete_postgres(pool: Any, thread_id: str, doomed: list[str]) -> None
 
 
 async def _delete_sqlite(saver: Any, thread_id: str, doomed: list[str]) -> None:
+    from keel.checkpoints.sqlite_saver import UNUSED_BASES_SQL, KeelSqliteSaver
+
     marks = ",".join("?" * len(doomed))
     async with saver.lock:
         for table in ("writes", "checkpoints"):
@@ -242,6 +244,8 @@ async def _delete_sqlite(saver: Any, thread_id: str, doomed: list[str]) -> None:
                 f"AND checkpoint_id IN ({marks})",
                 (thread_id, *doomed),
             )
+        if isinstance(saver, KeelSqliteSaver):  # the bases only deleted checkpoints used
+            await saver.conn.execute(UNUSED_BASES_SQL, (thread_id,))
         await saver.conn.commit()
 
 
@@ -261,7 +265,8 @@ def _delete_memory(saver: Any, thread_id: str, doomed: set[str]) -> None:
 
 
 async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
-    """Bytes the checkpoints (and their writes and blobs) take, for one thread or all."""
+    """Bytes the checkpoints (and their writes, blobs and bases) take, for one thread or
+    all: the stored values (checkpoint, metadata, writes, blobs), not keys or indexes."""
     if storage.backend == "postgres":
         from psycopg.rows import tuple_row
 
@@ -284,11 +289,17 @@ async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
     if storage.backend == "sqlite":
         where, sparams = ("WHERE thread_id = ?", (thread_id,)) if thread_id else ("", ())
         total = 0
+        from keel.checkpoints.sqlite_saver import KeelSqliteSaver
+
+        tables = [
+            ("checkpoints", "length(checkpoint) + length(metadata)"),
+            ("writes", "length(value)"),
+        ]
+        if isinstance(storage.saver, KeelSqliteSaver):  # checkpoints are compressed against these
+            await storage.saver.setup()
+            tables.append(("keel_checkpoint_bases", "length(value)"))
         async with storage.saver.lock:  # type: ignore[attr-defined]
-            for table, column in (
-                ("checkpoints", "length(checkpoint) + length(metadata)"),
-                ("writes", "length(value)"),
-            ):
+            for table, column in tables:
                 cur = await storage.saver.conn.execute(  # type: ignore[attr-defined]
                     f"SELECT coalesce(sum({column}), 0) FROM {table} {where}", sparams
                 )

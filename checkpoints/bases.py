@@ -1,0 +1,102 @@
+"""Checkpoints compressed against a base: which base a saver compresses a checkpoint against.
+
+A checkpoint repeats most of the one before it (the same channels, versions and per-run
+values, a step's changes apart), and a run writes one per graph step. Keel's SQLite and
+Postgres savers compress each checkpoint against a *base*: the plaintext of an earlier
+checkpoint of its branch, stored once in the table `keel_checkpoint_bases` (thread,
+namespace, random id, value) and never changed (`ZlibCipher`'s `zb:<id>`). A checkpoint
+starts a new base (its own plaintext) when its parent was not written by the same saver
+object (a new process, a fork of an old checkpoint), when the base has served `BASE_USES`
+checkpoints, and never when it is large (`BASE_MAX`: stored `+z1` on its own).
+
+Since bases never change, rewriting a checkpoint in place (retention does) or deleting its
+ancestors leaves every other checkpoint readable; a base is deleted with the last checkpoint
+that uses it. A read loads the thread's bases the first time one is missing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, cast
+
+from keel.checkpoints.compression import ZlibCipher
+
+__all__ = ["BASE_MAX", "BASE_USES", "BaseChooser", "Encoded", "base_of"]
+
+BASE_USES = 8
+"""Checkpoints compressed against one base before the next checkpoint starts a new one."""
+BASE_MAX = 16_384
+"""A checkpoint larger than this (serialised) is stored on its own, and is no base."""
+_LAST_KEPT = 1024
+"""Threads whose last checkpoint (and its base) a saver remembers."""
+BASE_MARK = "+zb:"
+"""What a stored type holds before the base id (`msgpack+zb:<id>`)."""
+
+
+def base_of(stored_type: str | None) -> str | None:
+    """The base id a stored type names, if any."""
+    if not stored_type or BASE_MARK not in stored_type:
+        return None
+    return stored_type.split(BASE_MARK, 1)[1]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A checkpoint as stored: its type and bytes, and the base to store with it if new
+    (id, type, bytes)."""
+
+    type: str
+    blob: bytes
+    new_base: tuple[str, str, bytes] | None
+
+
+class BaseChooser:
+    """Picks the base of each checkpoint a saver writes, and compresses it."""
+
+    def __init__(self, serde: Any) -> None:
+        self.serde = serde
+        self.cipher = cast(ZlibCipher, serde.cipher)
+        self._last: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict()
+        """(thread, ns) -> (the last checkpoint id written, its base id, the base's uses)."""
+
+    def encode(
+        self, thread_id: str, ns: str, parent_id: str | None, checkpoint_id: str, value: Any
+    ) -> Encoded:
+        type_, plain = self.serde.serde.dumps_typed(value)
+        last = self._last.pop((thread_id, ns), None)
+        if len(plain) > BASE_MAX:
+            name, blob = self.cipher.encrypt(plain)
+            return Encoded(f"{type_}+{name}", blob, None)
+        new_base = None
+        if (
+            last is not None
+            and last[0] == parent_id
+            and last[2] < BASE_USES
+            and last[1] in self.cipher.bases
+        ):
+            base_id, uses = last[1], last[2] + 1
+        else:
+            base_id, uses = secrets.token_urlsafe(9), 1
+            self.cipher.add_base(base_id, plain)
+            base_cipher, base_blob = self.cipher.encrypt(plain)
+            new_base = (base_id, f"{type_}+{base_cipher}", base_blob)
+        name, blob = self.cipher.encrypt_against(plain, base_id)
+        self._last[(thread_id, ns)] = (checkpoint_id, base_id, uses)
+        while len(self._last) > _LAST_KEPT:
+            self._last.popitem(last=False)
+        return Encoded(f"{type_}+{name}", blob, new_base)
+
+    def add(self, base_id: str, stored_type: str, value: bytes) -> None:
+        """A base read from storage."""
+        if base_id not in self.cipher.bases:
+            plain = self.cipher.decrypt(stored_type.split("+", 1)[1], value)
+            self.cipher.add_base(base_id, plain, evict=False)
+
+    def loaded(self) -> list[str]:
+        return list(self.cipher.bases)
+
+    def forget(self, thread_id: str) -> None:
+        for key in [k for k in self._last if k[0] == thread_id]:
+            del self._last[key]

@@ -1,0 +1,114 @@
+"""Keel's SQLite saver compresses each checkpoint against a base (an earlier checkpoint's
+plaintext, stored once apart and never changed): a checkpoint takes half the bytes, and
+everything that reads checkpoints keeps working from a new process, after pruning (which
+deletes ancestors and rewrites the oldest kept checkpoint in place), after a fork, a copy
+and a thread's deletion."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keel.checkpoints.bases import BASE_USES
+from keel.checkpoints.retention import RetentionPolicy, storage_bytes
+from keel.checkpoints.thread_copy import copy_thread
+from keel.config import Settings
+from keel.observability.run_trace import load_trace
+from keel.runtime import open_agent
+from tests.sales_truth import SALES_QUESTION
+
+
+def _rows(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _bases(path: Path, thread_id: str) -> set[str]:
+    sql = "SELECT base_id FROM keel_checkpoint_bases WHERE thread_id = ?"
+    return {b for (b,) in _rows(path, sql, thread_id)}
+
+
+def _used_bases(path: Path, thread_id: str) -> set[str]:
+    types = _rows(path, "SELECT type FROM checkpoints WHERE thread_id = ?", thread_id)
+    return {t.removeprefix("msgpack+zb:") for (t,) in types if t.startswith("msgpack+zb:")}
+
+
+async def _snapshot(agent: Any, thread_id: str) -> dict[str, Any]:
+    """Everything a user can read of a thread: state, history (with each checkpoint's
+    state), the trace."""
+    history = await agent.ahistory(thread_id)
+    return {
+        "state": await agent.astate(thread_id),
+        "history": [(h.checkpoint_id, h.messages) for h in history],
+        "states": [await agent.astate(thread_id, h.checkpoint_id) for h in history],
+        "trace": [(s.node, s.run_id) for s in await load_trace(agent.graph, thread_id)],
+    }
+
+
+async def test_checkpoints_are_compressed_against_bases_and_read_from_a_new_process(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.sqlite"
+    settings = settings_factory(model="scripted:sales", checkpoint_url=f"sqlite:///{path}")
+    async with open_agent(settings) as agent:
+        for _ in range(4):
+            assert (await agent.arun(SALES_QUESTION, thread_id="t")).success
+        before = await _snapshot(agent, "t")
+        assert agent.storage is not None
+        stored = await storage_bytes(agent.storage, "t")
+
+    types = [t for (t,) in _rows(path, "SELECT type FROM checkpoints WHERE thread_id = 't'")]
+    assert len(types) >= 20 and all(t.startswith("msgpack+zb:") for t in types)
+    bases = {t.removeprefix("msgpack+zb:") for t in types}
+    assert len(bases) <= len(types) // BASE_USES + 2  # one run's checkpoints share a base
+    assert {b for (b,) in _rows(path, "SELECT base_id FROM keel_checkpoint_bases")} == bases
+    checkpoint_bytes = _rows(path, "SELECT sum(length(checkpoint)) FROM checkpoints")[0][0]
+    base_bytes = _rows(path, "SELECT sum(length(value)) FROM keel_checkpoint_bases")[0][0]
+    assert (checkpoint_bytes + base_bytes) / len(types) < 400  # each alone: ~620 bytes
+    assert stored > checkpoint_bytes + base_bytes  # storage_bytes counts the bases
+
+    async with open_agent(settings) as agent:  # a new saver: no base in memory
+        assert await _snapshot(agent, "t") == before
+        assert (await agent.arun(SALES_QUESTION, thread_id="t")).success
+        assert len((await agent.astate("t"))["messages"]) == len(before["state"]["messages"]) + 2
+
+
+async def test_pruning_forking_copying_and_deleting_keep_every_kept_checkpoint_readable(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.sqlite"
+    settings = settings_factory(model="scripted:sales", checkpoint_url=f"sqlite:///{path}")
+    async with open_agent(settings) as agent:
+        for _ in range(3):
+            assert (await agent.arun(SALES_QUESTION, thread_id="t")).success
+        history = await agent.ahistory("t")
+        first_answer = next(h for h in reversed(history) if h.messages == 6)
+        forked = await agent.afork("t", first_answer.checkpoint_id, values={})
+        assert forked.success
+        assert agent.storage is not None
+        copied = await copy_thread(agent.storage.saver, "t", "copy")
+        assert copied == len(await agent.ahistory("t"))
+        kept = await _snapshot(agent, "t")
+        bases_before = _bases(path, "t")
+
+        report = await agent.aprune(RetentionPolicy(keep_last=3))
+        assert report.checkpoints_deleted > 0
+        pruned = await _snapshot(agent, "t")
+        assert pruned["state"] == kept["state"] and len(pruned["history"]) == 3
+        assert pruned["states"] == kept["states"][:3]
+        bases_after = _bases(path, "t")
+        assert bases_before - bases_after  # the bases only deleted checkpoints used: gone
+        assert bases_after == _used_bases(path, "t")
+
+    async with open_agent(settings) as agent:  # and from a new process
+        assert (await _snapshot(agent, "t"))["states"] == pruned["states"]
+        assert (await agent.astate("copy"))["messages"] == kept["state"]["messages"]
+        assert (await agent.arun(SALES_QUESTION, thread_id="t")).success
+        assert agent.storage is not None
+        await agent.storage.saver.adelete_thread("copy")
+    assert _rows(path, "SELECT count(*) FROM keel_checkpoint_bases WHERE thread_id = 'copy'") == [
+        (0,)
+    ]
+    assert _used_bases(path, "t") <= _bases(path, "t")
