@@ -26,9 +26,16 @@ _Stamp = tuple[int, int, int, int]
 _SIZES: dict[int, tuple[weakref.ref[BaseMessage], _Stamp, int]] = {}
 
 
+def _tool_calls(message: BaseMessage) -> Any:
+    """The message's `tool_calls` field, if it has one. Not `getattr(message, "tool_calls",
+    None)`: on a message without the field that goes through pydantic's `__getattr__`,
+    which builds and raises an `AttributeError` (about 1 % of a run's CPU, issue 19)."""
+    return message.__dict__.get("tool_calls")
+
+
 def _stamp(message: BaseMessage) -> _Stamp:
     content = message.content
-    calls = getattr(message, "tool_calls", None)
+    calls = _tool_calls(message)
     return (id(content), len(content), id(calls), len(calls) if calls else 0)
 
 
@@ -36,7 +43,7 @@ def _measure(message: BaseMessage) -> int:
     """`len(accounting._text(message))`: the content, then the tool calls, as JSON."""
     content = message.content
     chars = len(content) if isinstance(content, str) else len(json.dumps(content, default=str))
-    calls = getattr(message, "tool_calls", None)
+    calls = _tool_calls(message)
     return chars + (len(json.dumps(calls, default=str)) if calls else 0)
 
 
@@ -47,7 +54,7 @@ def _forget(key: int) -> Any:
 def message_chars(message: BaseMessage) -> int:
     """The characters `message` adds to a prompt estimate (remembered while it lives)."""
     content = message.content
-    if isinstance(content, str) and not getattr(message, "tool_calls", None):
+    if isinstance(content, str) and not _tool_calls(message):
         return len(content)  # cheaper than remembering
     key = id(message)
     stamp = _stamp(message)
@@ -64,7 +71,7 @@ def estimate_tokens(messages: Sequence[BaseMessage], tool_chars: int = 0) -> int
     chars = tool_chars
     for m in messages:  # inlined fast path: most messages are plain text
         content = m.content
-        if content.__class__ is str and not getattr(m, "tool_calls", None):
+        if content.__class__ is str and not _tool_calls(m):
             chars += len(content)
         else:
             chars += message_chars(m)
