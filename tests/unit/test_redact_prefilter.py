@@ -104,13 +104,17 @@ def _payload(rng: random.Random, depth: int = 0) -> object:
     return {rng.choice(JSON_KEYS): _payload(rng, depth + 1) for _ in range(rng.randint(0, 3))}
 
 
-def test_json_said_clean_needs_no_masking() -> None:
+def test_json_said_clean_needs_no_masking(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whenever `json_may_hold_secret` says a value's JSON holds nothing to mask, masking the
     value changes nothing (so a tracer may send it unwalked), escaped JSON included."""
     import orjson
 
+    from keel.observability import redact as module
     from keel.observability.redact import json_may_hold_secret, redact, remember_secrets
 
+    # what other tests remembered stays out (a remembered pattern turns the fast path off)
+    monkeypatch.setattr(module, "_REMEMBERED", module._Remembered())
+    monkeypatch.setattr(module, "_PROCESS", Redactor(max_depth=32))
     remember_secrets(['quo"te\\hidden-77'])
     rng = random.Random(23)
     clean = 0
@@ -122,3 +126,15 @@ def test_json_said_clean_needs_no_masking() -> None:
     assert clean > 400  # the fast path is taken, not only the walk
     product = {"rows": [["Laptop Basic", 95293.7]], "text": "Laptop Basic ($95,293.70)"}
     assert not json_may_hold_secret(orjson.dumps(product).decode())
+
+
+def test_a_remembered_pattern_turns_the_json_fast_path_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keel.observability import redact as module
+
+    monkeypatch.setattr(module, "_REMEMBERED", module._Remembered())
+    monkeypatch.setattr(module, "_PROCESS", Redactor(max_depth=32))
+    assert not module.json_may_hold_secret('{"note": "ticket ACME-123456"}')
+    module.remember_secrets([], [r"ACME-\d{6}"])
+    assert module.json_may_hold_secret('{"note": "ticket ACME-123456"}')
