@@ -24,6 +24,12 @@ Keel's timeouts are set to an hour (`LIMITS`): still checked before every call, 
 enough for a thousand runs sharing a busy machine's CPU.
 The sides alternate (Keel, raw, Keel, raw, …), `--repeat` times (default 3); the ratios
 are printed per repeat and as their range, with the load average.
+
+`--gc service` gives both sides the collector settings `keel serve` and `keel worker` use
+(`keel.server.gc_tuning`: first-generation threshold 50,000, start-up objects frozen once
+the side is open and warm): with a thousand runs alive, full collections are a large part
+of either side's CPU, and this shows the ratio without most of them. The default is
+Python's own settings on both sides (a library user's process).
 """
 
 from __future__ import annotations
@@ -95,13 +101,19 @@ async def sample_peak(stop: asyncio.Event, found: list[int]) -> None:
             await asyncio.wait_for(stop.wait(), 0.02)
 
 
-async def child(side: Side, url: str, runs: int, latency_s: float, home: Path) -> dict[str, Any]:
-    from keel.config import ObservabilitySettings
+async def child(
+    side: Side, url: str, runs: int, latency_s: float, home: Path, gc_mode: str = "default"
+) -> dict[str, Any]:
+    from keel.config import ObservabilitySettings, ServiceSettings
     from keel.observability.logs import configure_logging
+    from keel.server.gc_tuning import freeze_startup_objects, tune_gc
 
     configure_logging(ObservabilitySettings(log_level="warning"))
     async with runner(side, url, home, latency_s=latency_s, limits=LIMITS) as run:
         await asyncio.gather(*(run(new_thread()) for _ in range(WARM_UP)))
+        if gc_mode == "service":  # as `keel serve` / `keel worker` do after start-up
+            tune_gc(ServiceSettings().gc_gen0_threshold)
+            freeze_startup_objects()
         gc.collect()
         before = resident_bytes()
         hwm = reset_peak()
@@ -134,18 +146,22 @@ async def child(side: Side, url: str, runs: int, latency_s: float, home: Path) -
 # ------------------------------------------------------------------ parent
 
 
-async def measure(side: Side, saver: str, runs: int, latency_s: float, tmp: Path) -> dict[str, Any]:
+async def measure(
+    side: Side, saver: str, runs: int, latency_s: float, tmp: Path, gc_mode: str
+) -> dict[str, Any]:
     """One batch of `side` in a fresh process, on a store of its own."""
     home = tmp / f"{side}-{uuid.uuid4().hex[:6]}"
     if saver == "memory":
-        return spawn(side, "memory://", runs, latency_s, home)
+        return spawn(side, "memory://", runs, latency_s, home, gc_mode)
     async with scratch_database(side) as url:
-        return await asyncio.to_thread(spawn, side, url, runs, latency_s, home)
+        return await asyncio.to_thread(spawn, side, url, runs, latency_s, home, gc_mode)
 
 
-def spawn(side: Side, url: str, runs: int, latency_s: float, home: Path) -> dict[str, Any]:
+def spawn(
+    side: Side, url: str, runs: int, latency_s: float, home: Path, gc_mode: str
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.concurrency", "--child", side, url, str(runs)]
-    cmd += [str(latency_s), str(home)]
+    cmd += [str(latency_s), str(home), gc_mode]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{side} child failed:\n{done.stderr[-3000:]}")
@@ -169,10 +185,13 @@ def load() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-async def main(savers: list[str], runs: int, latency_ms: float, repeat: int) -> int:
+async def main(
+    savers: list[str], runs: int, latency_ms: float, repeat: int, gc_mode: str = "default"
+) -> int:
     print(
         f"{runs} concurrent runs, {latency_ms:g} ms a model call; same work each side "
-        f"(6 model calls, 5 tool calls, durability sync); Keel against the textbook loop"
+        f"(6 model calls, 5 tool calls, durability sync); Keel against the textbook loop; "
+        f"collector settings: {gc_mode} on both sides"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for saver in savers:
@@ -180,7 +199,7 @@ async def main(savers: list[str], runs: int, latency_ms: float, repeat: int) -> 
             ratios, extra = [], []
             for i in range(1, repeat + 1):
                 got = {
-                    side: await measure(side, saver, runs, latency_ms / 1000, Path(tmp))
+                    side: await measure(side, saver, runs, latency_ms / 1000, Path(tmp), gc_mode)
                     for side in SIDES
                 }
                 keel, raw = got["keel"], got["textbook"]
@@ -205,8 +224,8 @@ async def main(savers: list[str], runs: int, latency_ms: float, repeat: int) -> 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        side, url, n, latency, home = sys.argv[2:7]
-        out = asyncio.run(child(side, url, int(n), float(latency), Path(home)))  # type: ignore[arg-type]
+        side, url, n, latency, home, gc_mode = sys.argv[2:8]
+        out = asyncio.run(child(side, url, int(n), float(latency), Path(home), gc_mode))  # type: ignore[arg-type]
         print(json.dumps(out))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -214,5 +233,11 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=1000, help="runs started at once")
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gc",
+        choices=("default", "service"),
+        default="default",
+        help="collector settings of both sides: Python's, or keel serve/worker's",
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.savers, args.runs, args.latency_ms, args.repeat)))
+    sys.exit(asyncio.run(main(args.savers, args.runs, args.latency_ms, args.repeat, args.gc)))
