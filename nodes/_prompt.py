@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -32,20 +32,41 @@ REPAIR_TEMPLATE = (
 
 
 def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
+    """The messages of `reason`'s call: system prompt, (compacted) history, repair exchange.
+
+    The cost gate estimates this prompt right before `reason` builds it for the call, so the
+    last one made with `ctx` is reused when nothing it is made from has changed (the same
+    history list, still holding the same number of messages, and the same keys)."""
+    messages = state.get("messages", [])
+    today = date.fromtimestamp(ctx.clock())
+    key = (
+        len(messages),
+        today,
+        state.get("context_summary"),
+        state.get("summary_upto", 0),
+        state.get("signal"),
+        state.get("repair_hint"),
+        state.get("rejected_output"),
+    )
+    memo = ctx.prompt_memo
+    if memo and memo[0][0] is messages and memo[0][1] == key:
+        return cast(list[BaseMessage], list(memo[0][2]))
     history: list[BaseMessage] = compact_history(
-        list(state.get("messages", [])),
+        list(messages),
         ctx.settings.compaction,
         system_tokens=system_tokens(ctx.system_prompt),
         summary=state.get("context_summary"),
         summary_upto=state.get("summary_upto", 0),
     ).messages
-    system = f"{ctx.system_prompt}\n{date_context(date.fromtimestamp(ctx.clock()))}"
+    system = f"{ctx.system_prompt}\n{date_context(today)}"
     if ctx.mode == "react":
         tools = ctx.tools
         instructions = tools.memo("react_instructions", lambda: react_instructions(tools))
         system = f"{system}\n\n{instructions}"
         history = [_as_react_text(m) for m in history]
-    return [SystemMessage(system), *history, *repair_exchange(state)]
+    prompt = [SystemMessage(system), *history, *repair_exchange(state)]
+    memo[:] = [(messages, key, list(prompt))]  # holds `messages`: its id stays its own
+    return prompt
 
 
 def bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:

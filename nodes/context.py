@@ -77,6 +77,11 @@ class AgentContext:
         default_factory=dict, init=False, repr=False, compare=False
     )
     """`with_tier`'s results, made once per tier (nodes ask on every step)."""
+    prompt_memo: list[tuple[object, tuple[object, ...], list[object]]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    """The last prompt `build_prompt` made with this context (the cost gate's estimate and
+    `reason`'s call build the same one)."""
 
     def tier_names(self) -> list[str]:
         """The available tiers, cheapest first."""

@@ -9,6 +9,7 @@ Business rules that no schema shows ("revenue counts completed orders only") com
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from datetime import date, timedelta
 
@@ -70,6 +71,7 @@ def describe_database(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=4)
 def date_context(today: date) -> str:
     """Today's date and the bounds of this and last month, as ISO dates a query can use."""
     this_month = today.replace(day=1)

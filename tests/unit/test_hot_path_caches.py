@@ -97,6 +97,7 @@ def _context(model: FunctionModel, registry: ToolRegistry) -> Any:
             self.system_prompt = "You answer questions."
             self.clock = lambda: 1_700_000_000.0
             self.price = ModelPrice(input=1.0, output=2.0)
+            self.prompt_memo: list[Any] = []
 
     return Ctx()
 
@@ -119,6 +120,38 @@ def test_the_model_is_bound_once_per_model_and_tool_set() -> None:
     schemas = [copy.deepcopy(s) for s in registry.openai_schemas()]
     expected = reference_estimate(first.prompt, schemas) + ctx.settings.max_tokens
     assert reason_estimate(state, ctx).tokens == expected
+
+
+def test_the_estimate_and_the_call_share_one_prompt_until_the_state_changes() -> None:
+    """The cost gate's estimate and `reason`'s call build the prompt once; a longer history,
+    a repair pass or a new day builds it again, so a reused prompt is never stale."""
+    registry = ToolRegistry.of([sql_query, calculator])
+    ctx = _context(CountingModel(fn=lambda messages, info: "ok"), registry)
+    messages: list[BaseMessage] = [HumanMessage("hi")]
+    state: Any = {"messages": messages}
+    estimate = reason_estimate(state, ctx)
+    request = reason_request({**state, "tier": "default"}, ctx, 0.0)
+    assert ctx.prompt_memo[0][2] == request.prompt
+    assert reason_request(state, ctx, 0.0).prompt[0] is request.prompt[0]  # reused, not rebuilt
+    messages.append(HumanMessage("appended in place"))
+    assert reason_request(state, ctx, 0.0).prompt[-1].content == "appended in place"
+    assert (
+        estimate.tokens
+        == reference_estimate(request.prompt, [copy.deepcopy(s) for s in registry.openai_schemas()])
+        + ctx.settings.max_tokens
+    )
+    grown = [*messages, AIMessage("hello"), HumanMessage("and now?")]
+    assert [m.content for m in reason_request({"messages": grown}, ctx, 0.0).prompt[1:]] == [
+        "hi",
+        "appended in place",
+        "hello",
+        "and now?",
+    ]
+    repair = {**state, "signal": "repair", "repair_hint": "say it as JSON", "rejected_output": "x"}
+    assert "say it as JSON" in str(reason_request(repair, ctx, 0.0).prompt[-1].content)
+    system = reason_request(state, ctx, 0.0).prompt[0].content
+    ctx.clock = lambda: 1_700_000_000.0 + 86_400 * 40
+    assert reason_request(state, ctx, 0.0).prompt[0].content != system  # today's dates
 
 
 async def test_a_summary_the_model_leaves_empty_stays_bounded() -> None:
