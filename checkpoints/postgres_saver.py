@@ -22,11 +22,20 @@ is ~20 statements.
 
 A task's ordinary writes are one row (`keel.checkpoints.packed_writes`); the reads that
 return writes (`_load_writes`, the delta-channel history's second stage) unpack it.
+
+A checkpoint is stored in two new columns of `checkpoints`, compressed against a base
+(`keel.checkpoints.bases`): `keel_type` (`msgpack+zb:<id>`) and `keel_checkpoint`, every
+channel value inside, one row a step. The `checkpoint` JSONB keeps what the library's SQL
+reads: `v`, `id`, `ts`, the versions of the delta channels, and for a delta channel's
+snapshot (its whole value, stored once every 100 updates) the stock layout (a `true`
+marker, a `checkpoint_blobs` row), which reads and the delta-channel history find by
+version. A row without `keel_checkpoint` (written before) reads as the library reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,10 +62,13 @@ from langgraph.checkpoint.postgres.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from psycopg import errors as pg_errors
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from keel.checkpoints.compression import compressed
+from keel.checkpoints.bases import BaseChooser
+from keel.checkpoints.compression import MissingBaseError, compressed
 from keel.checkpoints.packed_writes import (
     PACKED_CHANNEL,
     pack_writes,
@@ -65,7 +77,7 @@ from keel.checkpoints.packed_writes import (
 )
 from keel.checkpoints.versions import CompactVersions
 
-__all__ = ["BatchedPostgresSaver"]
+__all__ = ["UNUSED_BASES_SQL", "BatchedPostgresSaver"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +104,12 @@ PUT_CHECKPOINT_SQL = (
 WITH"""
     + _HELD_WRITES_CTE
     + """,
+bases AS (
+    INSERT INTO keel_checkpoint_bases (thread_id, checkpoint_ns, base_id, type, value)
+    SELECT %(thread_id)s, %(ns)s, %(base_id)s::text, %(base_type)s::text, %(base_value)s::bytea
+     WHERE %(base_id)s::text IS NOT NULL
+    ON CONFLICT (thread_id, checkpoint_ns, base_id) DO NOTHING
+),
 blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
@@ -100,12 +118,42 @@ blobs AS (
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-                         checkpoint, metadata)
-VALUES (%(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s, %(checkpoint)s, %(metadata)s)
+                         checkpoint, metadata, keel_type, keel_checkpoint)
+VALUES (%(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s, %(checkpoint)s, %(metadata)s,
+        %(keel_type)s, %(keel_checkpoint)s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
-DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata,
+              keel_type = EXCLUDED.keel_type, keel_checkpoint = EXCLUDED.keel_checkpoint
 """
 )
+
+SETUP_SQL = (
+    """
+CREATE TABLE IF NOT EXISTS keel_checkpoint_bases (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    base_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value BYTEA NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, base_id)
+)""",
+    "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS keel_type TEXT",
+    "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS keel_checkpoint BYTEA",
+)
+"""Keel's additions to the library's tables (run by `setup` after its migrations)."""
+
+UNUSED_BASES_SQL = """
+DELETE FROM keel_checkpoint_bases b WHERE b.thread_id = %s AND NOT EXISTS (
+    SELECT 1 FROM checkpoints c
+     WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
+       AND split_part(c.keel_type, '+zb:', 2) = b.base_id
+)"""
+"""Deletes a thread's bases no checkpoint uses any more (after checkpoints are deleted)."""
+
+_SELECT_SQL = AsyncPostgresSaver.SELECT_SQL.replace(
+    "select\n    thread_id,", "select\n    thread_id,\n    keel_type,\n    keel_checkpoint,", 1
+)
+assert _SELECT_SQL != AsyncPostgresSaver.SELECT_SQL
 
 _PUT_WRITES_SQL = """
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
@@ -135,12 +183,34 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
     (`keel.checkpoints.compression`), and a task's ordinary writes in one row
     (`keel.checkpoints.packed_writes`)."""
 
+    SELECT_SQL = _SELECT_SQL
+
     def __init__(
         self, conn: Any, pipe: Any = None, serde: SerializerProtocol | None = None
     ) -> None:
         super().__init__(conn, pipe, compressed(serde))
         self._held: dict[_Key, _Held] = {}
         self._flushes: set[asyncio.Task[None]] = set()
+        self._bases = BaseChooser(self.serde)
+
+    async def setup(self) -> None:
+        """The library's tables and migrations, then Keel's base table and columns (the
+        columns only when missing: `ALTER TABLE` locks the table even when it changes
+        nothing)."""
+        await super().setup()
+        async with self._cursor() as cur:
+            await cur.execute(SETUP_SQL[0])
+            await cur.execute(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_name ="
+                " 'checkpoints' AND column_name IN ('keel_type', 'keel_checkpoint')"
+                " AND table_schema = current_schema()"
+            )
+            row = await cur.fetchone()
+            if not row or row["n"] < 2:
+                for sql in SETUP_SQL[1:]:
+                    # another process may add it meanwhile
+                    with contextlib.suppress(pg_errors.DuplicateColumn):
+                        await cur.execute(sql)
 
     async def aput(
         self,
@@ -156,26 +226,50 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         checkpoint_ns = configurable["checkpoint_ns"]
         parent_id = configurable.get("checkpoint_id")
         held = self._held.pop((thread_id, checkpoint_ns, parent_id or ""), _Held())
-        inline, blob_values = _split_channel_values(checkpoint["channel_values"])
+        values = checkpoint["channel_values"]
+        snapshots = {k: v for k, v in values.items() if isinstance(v, _DeltaSnapshot)}
+        # the delta channels: their versions stay in the JSONB, so that a read finds a
+        # snapshot stored at the version a channel still has (as the library's does)
+        delta = {*snapshots, *(metadata.get("counters_since_delta_snapshot") or {})}
+        body = {
+            **checkpoint,
+            "channel_values": {k: v for k, v in values.items() if k not in snapshots},
+        }
+        encoded = self._bases.encode(thread_id, checkpoint_ns, parent_id, checkpoint["id"], body)
+        stub = {
+            "v": checkpoint["v"],
+            "id": checkpoint["id"],
+            "ts": checkpoint["ts"],
+            "channel_values": dict.fromkeys(snapshots, True),
+            "channel_versions": {
+                k: v for k, v in checkpoint["channel_versions"].items() if k in delta
+            },
+        }
         channels: list[str] = []
         versions: list[str] = []
         types: list[str] = []
         blobs: list[bytes | None] = []
         for channel, version in new_versions.items():
-            if channel not in blob_values:
+            if channel not in snapshots:
                 continue
-            type_, blob = self.serde.dumps_typed(blob_values[channel])
+            type_, blob = self.serde.dumps_typed(snapshots[channel])
             channels.append(channel)
             versions.append(cast(str, version))
             types.append(type_)
             blobs.append(blob)
+        base_id, base_type, base_value = encoded.new_base or (None, None, None)
         params = {
             "thread_id": thread_id,
             "ns": checkpoint_ns,
             "checkpoint_id": checkpoint["id"],
             "parent_id": parent_id,
-            "checkpoint": Jsonb({**checkpoint, "channel_values": inline}, dumps=_json),
+            "checkpoint": Jsonb(stub, dumps=_json),
             "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata), dumps=_json),
+            "keel_type": encoded.type,
+            "keel_checkpoint": encoded.blob,
+            "base_id": base_id,
+            "base_type": base_type,
+            "base_value": base_value,
             "channels": channels,
             "versions": versions,
             "types": types,
@@ -261,9 +355,37 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             await asyncio.gather(*self._flushes, return_exceptions=True)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id = config["configurable"]["thread_id"]
         if self._held:
-            await self.aflush(config["configurable"]["thread_id"])
-        return await super().aget_tuple(config)
+            await self.aflush(thread_id)
+        try:
+            return await super().aget_tuple(config)
+        except MissingBaseError:
+            await self._load_bases(thread_id)
+            return await super().aget_tuple(config)
+
+    async def _load_bases(self, thread_id: str | None) -> None:
+        """Load the bases of a thread (of every thread when None) not in memory yet."""
+        where = "WHERE base_id <> ALL(%s)" + (" AND thread_id = %s" if thread_id else "")
+        params: list[Any] = [self._bases.loaded()]
+        if thread_id:
+            params.append(thread_id)
+        async with self._cursor() as cur:
+            await cur.execute(
+                f"SELECT base_id, type, value FROM keel_checkpoint_bases {where}", params
+            )
+            for row in await cur.fetchall():
+                self._bases.add(row["base_id"], row["type"], row["value"])
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        """The library's tuple; a checkpoint stored whole in `keel_checkpoint` is read from
+        there (the delta snapshots the library loaded from blobs put back in)."""
+        found = await super()._load_checkpoint_tuple(value)
+        if value.get("keel_checkpoint") is None:
+            return found
+        body = self.serde.loads_typed((value["keel_type"], value["keel_checkpoint"]))
+        values = {**body["channel_values"], **found.checkpoint["channel_values"]}
+        return found._replace(checkpoint=cast(Checkpoint, {**body, "channel_values": values}))
 
     async def alist(
         self,
@@ -273,8 +395,10 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        thread_id = config["configurable"]["thread_id"] if config else None
         if self._held:
-            await self.aflush(config["configurable"]["thread_id"] if config else None)
+            await self.aflush(thread_id)
+        await self._load_bases(thread_id)
         async for found in super().alist(config, filter=filter, before=before, limit=limit):
             yield found
 
@@ -409,6 +533,11 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             if held.timer is not None:
                 held.timer.cancel()
         await super().adelete_thread(thread_id)
+        async with self._cursor() as cur:
+            await cur.execute(
+                "DELETE FROM keel_checkpoint_bases WHERE thread_id = %s", (str(thread_id),)
+            )
+        self._bases.forget(str(thread_id))
 
     async def _execute(self, sql: str, params: dict[str, Any]) -> None:
         if isinstance(self.conn, AsyncConnectionPool):  # no process-wide lock on a pool
@@ -463,19 +592,3 @@ def _json(value: Any) -> bytes:
     """JSON for the checkpoint and metadata columns (orjson; non-str keys as strings, as
     the stdlib encoder writes them)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-
-
-def _split_channel_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Primitive channel values stay inline in the checkpoint row; the rest go to blobs
-    (a delta snapshot leaves `True` behind as its marker), as the library stores them."""
-    inline: dict[str, Any] = {}
-    blobs: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, _DeltaSnapshot):
-            blobs[key] = value
-            inline[key] = True
-        elif value is None or isinstance(value, (str, int, float, bool)):
-            inline[key] = value
-        else:
-            blobs[key] = value
-    return inline, blobs

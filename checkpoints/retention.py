@@ -192,7 +192,10 @@ async def delete_checkpoints(storage: Storage, thread_id: str, doomed: list[str]
     if not doomed:
         return
     if storage.backend == "postgres":
-        await _delete_postgres(storage.pool, thread_id, doomed)
+        from keel.checkpoints.postgres_saver import BatchedPostgresSaver
+
+        keel = isinstance(storage.saver, BatchedPostgresSaver)
+        await _delete_postgres(storage.pool, thread_id, doomed, bases=keel)
     elif storage.backend == "sqlite":
         await _delete_sqlite(storage.saver, thread_id, doomed)
     else:
@@ -212,7 +215,11 @@ async def delete_run_checkpoints(storage: Storage, thread_id: str, run_ids: list
     return len(doomed)
 
 
-async def _delete_postgres(pool: Any, thread_id: str, doomed: list[str]) -> None:
+async def _delete_postgres(
+    pool: Any, thread_id: str, doomed: list[str], *, bases: bool = False
+) -> None:
+    from keel.checkpoints.postgres_saver import UNUSED_BASES_SQL
+
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = '' "
@@ -231,6 +238,8 @@ async def _delete_postgres(pool: Any, thread_id: str, doomed: list[str]) -> None
             "AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
             (thread_id,),
         )
+        if bases:  # the bases only deleted checkpoints used
+            await conn.execute(UNUSED_BASES_SQL, (thread_id,))
 
 
 async def _delete_sqlite(saver: Any, thread_id: str, doomed: list[str]) -> None:
@@ -270,18 +279,26 @@ async def storage_bytes(storage: Storage, thread_id: str | None = None) -> int:
     if storage.backend == "postgres":
         from psycopg.rows import tuple_row
 
+        from keel.checkpoints.postgres_saver import BatchedPostgresSaver
+
         where, params = ("WHERE thread_id = %s", (thread_id,)) if thread_id else ("", ())
+        measured = [
+            ("checkpoints", "octet_length(checkpoint::text || metadata::text)"),
+            ("checkpoint_blobs", "octet_length(coalesce(blob, ''::bytea))"),
+            ("checkpoint_writes", "octet_length(blob)"),
+        ]
+        if isinstance(storage.saver, BatchedPostgresSaver):  # a checkpoint and its base
+            measured[0] = (
+                "checkpoints",
+                measured[0][1] + " + coalesce(octet_length(keel_checkpoint), 0)",
+            )
+            measured.append(("keel_checkpoint_bases", "octet_length(value)"))
         total = 0
         async with storage.pool.connection() as conn:
-            for table, column in (
-                ("checkpoints", "checkpoint::text || metadata::text"),
-                ("checkpoint_blobs", "coalesce(blob, ''::bytea)"),
-                ("checkpoint_writes", "blob"),
-            ):
+            for table, column in measured:
                 async with conn.cursor(row_factory=tuple_row) as cur:
                     await cur.execute(
-                        f"SELECT coalesce(sum(octet_length({column})), 0) FROM {table} {where}",
-                        params,
+                        f"SELECT coalesce(sum({column}), 0) FROM {table} {where}", params
                     )
                     row = await cur.fetchone()
                 total += int(row[0]) if row else 0

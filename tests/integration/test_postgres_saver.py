@@ -1,10 +1,11 @@
 """`BatchedPostgresSaver` stores what the library's `AsyncPostgresSaver` stores.
 
 One real agent run's checkpoint calls are recorded, then replayed through both savers into
-two threads; the rows and what LangGraph reads back must be the same. (Keel's saver
-compresses blobs and writes, so a row's type and bytes are compared as the value they
-decode to; and it packs a task's ordinary writes in one row, so writes are compared as the
-rows they unpack to.)
+two threads; what LangGraph reads back must be the same. (Keel's saver compresses blobs and
+writes, so a row's type and bytes are compared as the value they decode to; it packs a
+task's ordinary writes in one row, so writes are compared as the rows they unpack to; and
+it stores a checkpoint whole in its own row, compressed, so checkpoints are compared as
+read back, and its blobs are the delta snapshots only.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.base import ERROR, INTERRUPT
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
 from keel.checkpoints.packed_writes import PACKED_CHANNEL
 from keel.checkpoints.postgres_saver import HOLD_S, BatchedPostgresSaver
@@ -118,10 +120,19 @@ async def test_a_run_is_stored_row_for_row_as_the_library_stores_it(
 
         expected = _rows(postgres_url, theirs, batched.serde)
         got = _rows(postgres_url, ours, batched.serde)
-        assert len(got["blobs"]) >= 8 and len(expected["writes"]) > 40  # a meaningful run
+        assert len(expected["blobs"]) >= 8 and len(expected["writes"]) > 40  # a meaningful run
         assert len(got["writes"]) <= len(expected["writes"]) // 4  # a task's writes: one row
-        assert _unpacked(got.pop("writes"), batched.serde) == expected.pop("writes")
-        assert got == expected
+        assert _unpacked(got["writes"], batched.serde) == expected["writes"]
+        # a checkpoint is stored whole in its row; blobs only hold delta snapshots
+        assert got["blobs"] and all(b in expected["blobs"] for b in got["blobs"])
+        assert all(isinstance(b[-1], _DeltaSnapshot) for b in got["blobs"])
+        ids = [row[:3] for row in got["checkpoints"]]
+        assert ids == [row[:3] for row in expected["checkpoints"]]
+        assert [row[4] for row in got["checkpoints"]] == [row[4] for row in expected["checkpoints"]]
+        listed = [t async for t in batched.alist({"configurable": {"thread_id": ours}})]
+        stock = [t async for t in library.alist({"configurable": {"thread_id": theirs}})]
+        assert [t.checkpoint for t in listed] == [t.checkpoint for t in stock]
+        assert [t.pending_writes for t in listed] == [t.pending_writes for t in stock]
 
         config = {"configurable": {"checkpoint_ns": ""}}
         read_theirs = await library.aget_tuple(
