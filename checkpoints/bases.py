@@ -29,7 +29,7 @@ BASE_USES = 8
 """Checkpoints compressed against one base before the next checkpoint starts a new one."""
 BASE_MAX = 16_384
 """A checkpoint larger than this (serialised) is stored on its own, and is no base."""
-_LAST_KEPT = 1024
+_LAST_KEPT = 2048
 """Threads whose last checkpoint (and its base) a saver remembers."""
 BASE_MARK = "+zb:"
 """What a stored type holds before the base id (`msgpack+zb:<id>`)."""

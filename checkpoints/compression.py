@@ -201,8 +201,9 @@ class MissingBaseError(LookupError):
         self.base_id = base_id
 
 
-BASES_KEPT = 256
-"""Bases a saver keeps decompressed in memory (each ~1.5 KB)."""
+BASES_KEPT = 2048
+"""Bases a saver keeps decompressed in memory (each ~1.5 KB): one per thread being run, so
+a thousand concurrent runs still find their base."""
 
 
 class ZlibCipher(CipherProtocol):

@@ -26,7 +26,7 @@ return writes (`_load_writes`, the delta-channel history's second stage) unpack 
 A checkpoint is stored in two new columns of `checkpoints`, compressed against a base
 (`keel.checkpoints.bases`): `keel_type` (`msgpack+zb:<id>`) and `keel_checkpoint`, every
 channel value inside, one row a step. The `checkpoint` JSONB keeps what the library's SQL
-reads: `v`, `id`, `ts`, the versions of the delta channels, and for a delta channel's
+reads: `v`, the versions of the delta channels, and for a delta channel's
 snapshot (its whole value, stored once every 100 updates) the stock layout (a `true`
 marker, a `checkpoint_blobs` row), which reads and the delta-channel history find by
 version. A row without `keel_checkpoint` (written before) reads as the library reads it.
@@ -236,10 +236,8 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             "channel_values": {k: v for k, v in values.items() if k not in snapshots},
         }
         encoded = self._bases.encode(thread_id, checkpoint_ns, parent_id, checkpoint["id"], body)
-        stub = {
+        stub: dict[str, Any] = {
             "v": checkpoint["v"],
-            "id": checkpoint["id"],
-            "ts": checkpoint["ts"],
             "channel_values": dict.fromkeys(snapshots, True),
             "channel_versions": {
                 k: v for k, v in checkpoint["channel_versions"].items() if k in delta
