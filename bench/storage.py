@@ -9,8 +9,9 @@ One thread, the sales question every turn, no pruning: the scripted model calls
 `sql_query` for last month's top products, `calculator` for their total, then answers
 (three model calls, two tool calls; the same replies on every side; once the history is
 long enough for Keel to compact it, Keel also asks the model for a short summary). After each turn
-`checkpoints.retention.storage_bytes` sums the bytes of the thread's checkpoints, writes and
-(Postgres) blobs. Sides, each on its own SQLite file or Postgres database:
+`checkpoints.retention.storage_bytes` sums the bytes of the thread's checkpoints, writes,
+(Postgres) blobs and the bases Keel's checkpoints are compressed against. Sides, each on
+its own SQLite file or Postgres database:
 
 - `keel`: Keel's agent (`durability="sync"`, its own savers);
 - `keel exit` (with `--exit`): the same with `durability="exit"` (a checkpoint when the run
