@@ -44,50 +44,69 @@ IDLE_S = 30.0
 class _Threads:
     """Daemon threads reused from one sync tool call to the next.
 
-    A call goes to an idle thread if there is one, else to a new thread: it never waits for
-    another call, so a stuck call delays nothing but itself, as with a thread per call. What
-    reuse saves is `Thread.start()`, which blocks the event loop until the new thread runs:
-    with many runs at once, a GIL hand-over and back per tool call (issue 19). Not a
-    `ThreadPoolExecutor`: its threads are joined at interpreter exit (an abandoned call
-    would hold the exit up) and it queues calls once `max_workers` are busy.
+    A call goes to an idle thread if there is one, else a new thread is started for it: it
+    never waits for another call, so a stuck call delays nothing but itself, as with a
+    thread per call. Not a `ThreadPoolExecutor`: its threads are joined at interpreter exit
+    (an abandoned call would hold the exit up) and it queues calls once `max_workers` are
+    busy.
+
+    The event loop never starts a thread itself: `Thread.start()` blocks until the new
+    thread runs, with many runs at once a GIL hand-over and back that stalled every run
+    (issue 19: 5,000 starts cost 8.7 s of a 1,000-run batch). A starter thread starts them;
+    meanwhile the call waits in `_calls`, and whichever thread comes free first takes it.
 
     A call returns what reports its outcome, run once the thread counts as idle: the caller
-    woken by the report finds the thread free for its next call. `_idle` counts the threads
-    waiting for a call, less the calls already handed to them through `_calls`; both change
-    under `_lock`.
+    woken by the report finds the thread free for its next call. Under `_lock`, `_idle`
+    counts the threads waiting in `_calls` plus those being started, less the calls queued.
     """
 
     def __init__(self, idle_s: float = IDLE_S) -> None:
         self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+        self._wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
         self._idle_s = idle_s
+        self._starter: threading.Thread | None = None
 
     def submit(self, call: Call) -> None:
         with self._lock:
+            self._calls.put(call)
             if self._idle:
                 self._idle -= 1
-                self._calls.put(call)
                 return
-        threading.Thread(target=self._work, args=(call,), name="keel-tool", daemon=True).start()
+            starter, first = self._starter, self._starter is None
+            if starter is None:
+                starter = self._starter = threading.Thread(
+                    target=self._start_threads, name="keel-tool-starter", daemon=True
+                )
+        self._wanted.put(None)
+        if first:
+            starter.start()  # once per process
 
-    def _work(self, call: Call) -> None:
+    def _start_threads(self) -> None:
         while True:
+            self._wanted.get()
+            try:
+                threading.Thread(target=self._work, name="keel-tool", daemon=True).start()
+            except RuntimeError:  # no thread to be had: the call waits for one to come free
+                continue
+
+    def _work(self) -> None:
+        while True:
+            try:
+                call = self._calls.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._calls.empty():  # no call was handed over meanwhile
+                        self._idle -= 1
+                        return
+                continue
             report = call()
             del call  # nothing of a finished call stays alive while the thread waits
             with self._lock:
                 self._idle += 1
             report()
             del report
-            while True:
-                try:
-                    call = self._calls.get(timeout=self._idle_s)
-                    break
-                except queue.Empty:
-                    with self._lock:
-                        if self._calls.empty():  # no call was handed over meanwhile
-                            self._idle -= 1
-                            return
 
 
 _THREADS = _Threads()

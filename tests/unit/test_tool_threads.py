@@ -240,3 +240,33 @@ async def test_calculator_runs_inline_and_other_sync_tools_in_a_thread() -> None
     await elsewhere.invoke(elsewhere.validate({}), ctx)
     assert seen[0] is threading.current_thread()
     assert seen[1] is not threading.current_thread()
+
+
+async def test_the_event_loop_never_waits_to_start_a_tool_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Thread.start()` blocks until the new thread runs; on the event loop's thread, with
+    many runs at once, every run waited for each start (issue 19). A starter thread starts
+    them (the loop starts that one once per process)."""
+    release = threading.Event()
+    starts: list[threading.Thread] = []
+    start = threading.Thread.start
+
+    def counted(self: threading.Thread) -> None:
+        starts.append(threading.current_thread())
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+
+    @tool
+    def wait() -> str:
+        """Block until released."""
+        release.wait(10)
+        return "done"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    calls = [asyncio.ensure_future(wait.invoke(wait.validate({}), ctx)) for _ in range(8)]
+    await asyncio.sleep(0.2)  # all eight running: no idle thread was left for the last ones
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*calls), 5) == ["done"] * 8
+    assert sum(t is threading.main_thread() for t in starts) <= 1  # the starter, if new
