@@ -14,7 +14,10 @@ trace:
    the call cannot be malformed. The query is checked against the schema
    (`_planned_sql.check_query`); a refusal is a malformed reply, so the graph's repair edge
    gives the model one more turn with the refusal.
-2. `act` runs it as a `sql_query` call; `observe` closes the cycle. A query the database
+2. `act` runs it as a `sql_query` call; `observe` closes the cycle. A query that reads no
+   table (`SELECT (593 + 8114) * 15`) is arithmetic: `act` runs its expression as a
+   `calculator` call instead, which also reads what SQL does not (`2 ** 14`, `2^14`), and its
+   result is the answer. A query the database
    refuses goes back to stage `query` with the error; after `MAX_FAILED_RUNS` refusals the
    plan steps aside and the ordinary tool loop takes over.
 3. `reason` (stage `answer`): the model writes the answer from the rows alone (no tools; on
@@ -37,7 +40,13 @@ from langchain_core.runnables import Runnable
 from keel.nodes._compose import should_compose
 from keel.nodes._interpret import Decision, call_id
 from keel.nodes._model_gate import GatedReply, ModelRequest
-from keel.nodes._planned_sql import check_query, date_hints, schema_from_prompt, strip_query
+from keel.nodes._planned_sql import (
+    arithmetic_of,
+    check_query,
+    date_hints,
+    schema_from_prompt,
+    strip_query,
+)
 from keel.nodes._planned_verify import (
     Table,
     answer_from_rows,
@@ -130,11 +139,19 @@ def planned_stage(state: AgentState, ctx: AgentContext) -> Stage | None:
     for message in messages[start:]:
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
-                queries[call.get("id") or ""] = str(call["args"].get("query", ""))
+                args = call["args"]
+                queries[call.get("id") or ""] = str(args.get("query", args.get("expression", "")))
         elif isinstance(message, ToolMessage):
-            if message.name not in (None, "sql_query"):
+            arithmetic = message.name == "calculator" and len(refused) < MAX_FAILED_RUNS
+            if message.name not in (None, "sql_query") and not arithmetic:
                 return None  # the free loop used another tool: it stays in charge
             query = queries.get(message.tool_call_id, "")
+            if arithmetic and message.status != "error":
+                value = _number(text_of(message.content))
+                if value is None:
+                    return None
+                answer = Stage("answer", question, query=query, table=Table(["result"], [[value]]))
+                continue
             if message.status == "error":
                 refused.append((query, text_of(message.content)))
                 answer = None
@@ -148,6 +165,15 @@ def planned_stage(state: AgentState, ctx: AgentContext) -> Stage | None:
     if len(refused) >= MAX_FAILED_RUNS:
         return None
     return Stage("query", question, refused=refused)
+
+
+def _number(text: str) -> int | float | None:
+    """The calculator's result as a number (None: not one)."""
+    try:
+        value = float(text.strip().replace(",", ""))
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _today(ctx: AgentContext) -> date:
@@ -297,6 +323,17 @@ def planned_decision(
         "response_metadata": reply.response_metadata,
     }
     text = text_of(reply.content)
+    if stage.kind == "query" and "calculator" in ctx.tools.names():
+        expression = arithmetic_of(text)
+        if expression is not None:  # reads no table: arithmetic, for the calculator
+            call = tool_call(
+                name="calculator", args={"expression": expression}, id=call_id(iteration, 0, None)
+            )
+            thought = "plan: the query reads no table: arithmetic, computed by the calculator"
+            used = retrieved(stage.question, ctx)
+            if used:
+                thought += f"; examples: {', '.join(e.label for e in used)}"
+            return Decision(AIMessage(content="", tool_calls=[call], **meta), thought, calls=[call])
     if stage.kind == "query":
         schema = schema_from_prompt(ctx.system_prompt)
         query = check_query(text, schema, stage.question, strict=not last_try)

@@ -27,7 +27,7 @@ from keel.errors import ErrorCode, MalformedOutputError
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
 
-__all__ = ["Schema", "check_query", "date_hints", "schema_from_prompt"]
+__all__ = ["Schema", "arithmetic_of", "check_query", "date_hints", "schema_from_prompt"]
 
 _TABLE_LINE = re.compile(r"^- (\w+)\(([\w, ]*)\)\s*$", re.MULTILINE)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
@@ -69,6 +69,28 @@ def strip_query(text: str) -> str:
     if fenced:
         text = fenced.group(1).strip()
     return text.rstrip("; \n\t")
+
+
+_ARITHMETIC_SELECT = re.compile(
+    r"^select\s+(?P<expression>[\d\s.,+\-*/%^()a-z]+?)(?:\s+as\s+\w+)?$", re.IGNORECASE
+)
+_CALCULATOR_WORDS = frozenset({"sqrt", "round", "abs", "min", "max"})
+
+
+def arithmetic_of(text: str) -> str | None:
+    """The expression of a query that reads no table (`SELECT (593 + 8114) * 15 AS result`),
+    when it is plain arithmetic the calculator reads; None for anything else.
+
+    The model writes arithmetic as a SELECT too, in whatever notation it knows (`2 ** 14`,
+    `2^14`, `SQRT(1764)`); the database refuses half of those, the calculator reads them."""
+    found = _ARITHMETIC_SELECT.match(strip_query(text))
+    if found is None:
+        return None
+    expression = found["expression"].strip()
+    words = {w.lower() for w in re.findall(r"[a-z]+", expression, re.IGNORECASE)}
+    if not re.search(r"\d", expression) or not words <= _CALCULATOR_WORDS:
+        return None
+    return re.sub(r"[a-z]+", lambda m: m[0].lower(), expression, flags=re.IGNORECASE)
 
 
 def check_query(

@@ -361,3 +361,25 @@ async def test_the_last_try_runs_a_valid_query_the_checks_refused(agent_factory:
     act = [s for s in result.metadata.trace if s["node"] == "act"]
     assert [s["action_input"]["query"] for s in act] == [query]
     assert result.success and not result.degraded
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("written", "answer"),
+    [
+        ("SELECT 2 ** 14 AS result;", "16384."),  # not SQL: the database would refuse it
+        ("SELECT 2^14", "16384."),
+        ("SELECT ROUND(SQRT(1764), 2) AS root", "42."),
+        ("SELECT 9423 * 17.5 / 100 AS result", "1649.03."),
+    ],
+)
+async def test_a_query_that_reads_no_table_is_computed_by_the_calculator(
+    agent_factory: Any, written: str, answer: str
+) -> None:
+    model, seen = _planned_model([written], "unused")
+    async with agent_factory(model, compose_answers="always") as agent:
+        result = await agent.arun("What is the answer to this sum?")
+    assert result.success and result.output == answer and len(seen) == 1
+    act = [s for s in result.metadata.trace if s["node"] == "act"]
+    assert [s["action"] for s in act] == ["calculator"]
+    assert "computed by the calculator" in _reason_rows(result)[0]["thought"]
