@@ -25,11 +25,11 @@ import queue
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 from keel.errors import ToolDefinitionError, ToolError
 
-__all__ = ["check_importable", "run_in_process", "run_in_thread"]
+__all__ = ["MAX_RUNNING", "check_importable", "run_in_process", "run_in_thread"]
 
 _SPAWN = multiprocessing.get_context("spawn")
 KILL_WAIT_S = 5.0
@@ -39,49 +39,84 @@ Call = Callable[[], Callable[[], None]]
 """A call to run on a tool thread; it returns what reports its outcome."""
 IDLE_S = 30.0
 """How long an idle tool thread waits for another call before it exits."""
+MAX_RUNNING = 32
+"""Tool threads running calls at once, not counting calls their callers gave up on."""
+
+
+class _Job:
+    """One call's place in `_Threads`: queued, running, done; `abandoned` once its caller
+    gave up on it while it ran."""
+
+    __slots__ = ("abandoned", "state")
+
+    def __init__(self) -> None:
+        self.state: Literal["queued", "running", "done", "skipped"] = "queued"
+        self.abandoned = False
 
 
 class _Threads:
-    """Daemon threads reused from one sync tool call to the next.
+    """Daemon threads reused from one sync tool call to the next, at most `most` running
+    calls at once besides the calls their callers gave up on.
 
-    A call goes to an idle thread if there is one, else a new thread is started for it: it
-    never waits for another call, so a stuck call delays nothing but itself, as with a
-    thread per call. Not a `ThreadPoolExecutor`: its threads are joined at interpreter exit
-    (an abandoned call would hold the exit up) and it queues calls once `max_workers` are
-    busy.
+    Not a `ThreadPoolExecutor`: its threads are joined at interpreter exit (an abandoned
+    call would hold the exit up), and a stuck call would keep one of its workers for good.
+    Here a call whose caller gave up (its timeout fired) no longer counts against `most`:
+    the next call gets another thread, so stuck calls never use up the capacity. A call
+    waits in `_calls` only while `most` others run (its timeout runs meanwhile).
 
     The event loop never starts a thread itself: `Thread.start()` blocks until the new
     thread runs, with many runs at once a GIL hand-over and back that stalled every run
-    (issue 19: 5,000 starts cost 8.7 s of a 1,000-run batch). A starter thread starts them;
-    meanwhile the call waits in `_calls`, and whichever thread comes free first takes it.
+    (issue 19: 5,052 starts cost 7.4-9.6 s of a 1,000-run batch's wall time). A starter
+    thread starts them; the call waits in `_calls` for whichever thread comes free first.
+    Threads, not one per call, because a thousand runs started ~900 at once then (a GIL
+    queue, and each thread's memory).
 
-    A call returns what reports its outcome, run once the thread counts as idle: the caller
-    woken by the report finds the thread free for its next call. Under `_lock`, `_idle`
-    counts the threads waiting in `_calls` plus those being started, less the calls queued.
+    Under `_lock`: `_idle` is the threads waiting in `_calls` plus those being started,
+    less the calls queued (negative: calls waiting for a thread); `_threads` counts the
+    threads alive or being started, `_abandoned` those running an abandoned call.
     """
 
-    def __init__(self, idle_s: float = IDLE_S) -> None:
-        self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+    def __init__(self, idle_s: float = IDLE_S, most: int = MAX_RUNNING) -> None:
+        self._calls: queue.SimpleQueue[tuple[_Job, Call]] = queue.SimpleQueue()
         self._wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
+        self._threads = 0
+        self._abandoned = 0
         self._idle_s = idle_s
+        self._most = most
         self._starter: threading.Thread | None = None
 
-    def submit(self, call: Call) -> None:
+    def submit(self, call: Call) -> _Job:
+        job = _Job()
         with self._lock:
-            self._calls.put(call)
-            if self._idle:
-                self._idle -= 1
-                return
-            starter, first = self._starter, self._starter is None
-            if starter is None:
-                starter = self._starter = threading.Thread(
+            self._calls.put((job, call))
+            self._idle -= 1
+            self._more_if_needed()
+        return job
+
+    def give_up(self, job: _Job) -> None:
+        """The caller no longer waits: a queued call is skipped; a running one stops
+        counting against `most` (another thread may start for the calls waiting)."""
+        with self._lock:
+            if job.state == "queued":
+                job.state = "skipped"
+            elif job.state == "running" and not job.abandoned:
+                job.abandoned = True
+                self._abandoned += 1
+                self._more_if_needed()
+
+    def _more_if_needed(self) -> None:
+        """With `_lock` held: ask for a thread if a call waits and there is room."""
+        if self._idle < 0 and self._threads - self._abandoned < self._most:
+            self._idle += 1
+            self._threads += 1
+            if self._starter is None:
+                self._starter = threading.Thread(
                     target=self._start_threads, name="keel-tool-starter", daemon=True
                 )
-        self._wanted.put(None)
-        if first:
-            starter.start()  # once per process
+                self._starter.start()  # once per process
+            self._wanted.put(None)
 
     def _start_threads(self) -> None:
         while True:
@@ -89,24 +124,34 @@ class _Threads:
             try:
                 threading.Thread(target=self._work, name="keel-tool", daemon=True).start()
             except RuntimeError:  # no thread to be had: the call waits for one to come free
-                continue
+                with self._lock:
+                    self._idle -= 1
+                    self._threads -= 1
 
     def _work(self) -> None:
         while True:
             try:
-                call = self._calls.get(timeout=self._idle_s)
+                job, call = self._calls.get(timeout=self._idle_s)
             except queue.Empty:
                 with self._lock:
                     if self._calls.empty():  # no call was handed over meanwhile
                         self._idle -= 1
+                        self._threads -= 1
                         return
                 continue
-            report = call()
-            del call  # nothing of a finished call stays alive while the thread waits
             with self._lock:
+                run = job.state == "queued"
+                job.state = "running" if run else job.state
+            report = call() if run else None
+            with self._lock:
+                job.state = "done" if run else job.state
+                if job.abandoned:
+                    self._abandoned -= 1
                 self._idle += 1
-            report()
-            del report
+            del job, call  # nothing of a finished call stays alive while the thread waits
+            if report is not None:
+                report()
+                del report
 
 
 _THREADS = _Threads()
@@ -124,8 +169,10 @@ os.register_at_fork(after_in_child=_forget_threads)
 async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str) -> Any:
     """`func(**kwargs)` in a daemon tool thread, with the caller's context variables.
 
-    Cancelling the await (a tool timeout) abandons the thread at once; its late result or
-    error is dropped, and the thread never delays the loop's or the interpreter's shutdown.
+    Cancelling the await (a tool timeout) abandons the call at once: a queued call never
+    runs; a running one keeps its thread, but another thread may start in its place; its
+    late result or error is dropped, and the thread never delays the loop's or the
+    interpreter's shutdown.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -154,8 +201,13 @@ async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, nam
 
         return report
 
-    _THREADS.submit(target)
-    return await future
+    threads = _THREADS
+    job = threads.submit(target)
+    try:
+        return await future
+    except BaseException:
+        threads.give_up(job)
+        raise
 
 
 def check_importable(func: Callable[..., Any], name: str) -> None:

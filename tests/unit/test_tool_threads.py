@@ -22,6 +22,7 @@ import pytest
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import ToolInputError
+from keel.resilience.isolation import MAX_RUNNING
 from keel.tools import ToolContext, calculator, sql_query, tool
 
 HOSTILE = [
@@ -270,3 +271,54 @@ async def test_the_event_loop_never_waits_to_start_a_tool_thread(
     release.set()
     assert await asyncio.wait_for(asyncio.gather(*calls), 5) == ["done"] * 8
     assert sum(t is threading.main_thread() for t in starts) <= 1  # the starter, if new
+
+
+async def test_at_most_max_running_tool_threads_run_calls_at_once() -> None:
+    """A thread per waiting call started ~900 threads for 1,000 runs (issue 19): a GIL
+    queue, and each thread's memory. The rest wait for a thread to come free."""
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    @tool
+    def busy() -> str:
+        """Hold a thread for a moment."""
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    calls = [busy.invoke(busy.validate({}), ctx) for _ in range(MAX_RUNNING + 16)]
+    assert await asyncio.wait_for(asyncio.gather(*calls), 20) == ["ok"] * (MAX_RUNNING + 16)
+    assert most[0] <= MAX_RUNNING, most[0]
+
+
+async def test_abandoned_calls_do_not_use_up_the_tool_threads() -> None:
+    """Calls whose timeout fired keep their threads, but no longer count: with every
+    thread stuck, the next call still gets one."""
+    release = threading.Event()
+
+    @tool
+    def stuck() -> str:
+        """Block until released."""
+        release.wait(20)
+        return "late"
+
+    @tool
+    def quick() -> str:
+        """Return at once."""
+        return "quick"
+
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    try:
+        stuck_calls = [
+            asyncio.wait_for(stuck.invoke(stuck.validate({}), ctx), 0.5) for _ in range(MAX_RUNNING)
+        ]
+        outcomes = await asyncio.gather(*stuck_calls, return_exceptions=True)
+        assert all(isinstance(o, TimeoutError) for o in outcomes)
+        assert await asyncio.wait_for(quick.invoke(quick.validate({}), ctx), 2.0) == "quick"
+    finally:
+        release.set()
