@@ -9,9 +9,11 @@ starts a new base (its own plaintext) when its parent was not written by the sam
 object (a new process, a fork of an old checkpoint), when the base has served `BASE_USES`
 checkpoints, and never when it is large (`BASE_MAX`: stored `+z1` on its own).
 
-Since bases never change, rewriting a checkpoint in place (retention does) or deleting its
-ancestors leaves every other checkpoint readable; a base is deleted with the last checkpoint
-that uses it. A read loads the thread's bases the first time one is missing.
+A task's packed writes are compressed against the base of the checkpoint they belong to,
+when the same saver object wrote it (`keel.checkpoints.packed_writes`). Since bases never
+change, rewriting a checkpoint in place (retention does) or deleting its ancestors leaves
+every other checkpoint and write readable; a base is deleted with the last checkpoint or
+write that uses it. A read loads the thread's bases the first time one is missing.
 """
 
 from __future__ import annotations
@@ -87,6 +89,14 @@ class BaseChooser:
         while len(self._last) > _LAST_KEPT:
             self._last.popitem(last=False)
         return Encoded(f"{type_}+{name}", blob, new_base)
+
+    def base_for(self, thread_id: str, ns: str, checkpoint_id: str) -> str | None:
+        """The base of a checkpoint this saver wrote last on its thread, if still loaded
+        (a task's writes to it are compressed against it too)."""
+        last = self._last.get((thread_id, ns))
+        if last is None or last[0] != checkpoint_id or last[1] not in self.cipher.bases:
+            return None
+        return last[1]
 
     def add(self, base_id: str, stored_type: str, value: bytes) -> None:
         """A base read from storage."""

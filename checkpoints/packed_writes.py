@@ -10,7 +10,8 @@ Keel's savers store the ordinary writes of one `aput_writes` call (two or more, 
 special channel) as one row: channel `__keel_writes__`, `idx` 0, and as its value the list
 of each write's index, channel and serialised value (the type and bytes a row of its own
 would hold, before compression), serialised and compressed together like any value
-(`msgpack+z1`), so any serializer reads it back as a list.
+(`msgpack+z1`, or against the base of its checkpoint, `msgpack+zb:<id>`: a task's writes
+repeat much of the state before it), so Keel's serializer reads it back as a list.
 Writes to a special channel (`WRITES_IDX_MAP`: an error, an interrupt, a resume value, a
 scheduled task) and to `__pregel_tasks` keep their own rows (SQL reads them by channel),
 and so does a task's only write.
@@ -45,11 +46,15 @@ def packable(writes: Sequence[tuple[str, Any]]) -> bool:
     )
 
 
-def pack_writes(serde: Any, writes: Sequence[tuple[str, Any]]) -> dict[int, tuple[str, str, bytes]]:
+def pack_writes(
+    serde: Any, writes: Sequence[tuple[str, Any]], base_id: str | None = None
+) -> dict[int, tuple[str, str, bytes]]:
     """The rows one `aput_writes` call stores, by `idx`: (channel, type, blob) each. One
     packed row when `packable`, else a row per write as the library stores them. `serde` is
     Keel's compressing serializer (an `EncryptedSerializer`: its `.serde` serialises each
-    value as a row of its own would, then the whole list is compressed once)."""
+    value as a row of its own would, then the whole list is compressed once); with
+    `base_id` (the base of the checkpoint the writes belong to, loaded), the packed row is
+    compressed against that base (`keel.checkpoints.bases`)."""
     if not packable(writes):
         rows: dict[int, tuple[str, str, bytes]] = {}
         for idx, (channel, value) in enumerate(writes):
@@ -60,7 +65,11 @@ def pack_writes(serde: Any, writes: Sequence[tuple[str, Any]]) -> dict[int, tupl
     packed = [
         [idx, channel, *inner.dumps_typed(value)] for idx, (channel, value) in enumerate(writes)
     ]
-    return {0: (PACKED_CHANNEL, *serde.dumps_typed(packed))}
+    if base_id is None:
+        return {0: (PACKED_CHANNEL, *serde.dumps_typed(packed))}
+    type_, plain = inner.dumps_typed(packed)
+    name, blob = serde.cipher.encrypt_against(plain, base_id)
+    return {0: (PACKED_CHANNEL, f"{type_}+{name}", blob)}
 
 
 def _unpacked(packed: Any, serde: SerializerProtocol) -> list[tuple[int, str, Any]]:

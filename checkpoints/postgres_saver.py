@@ -26,10 +26,12 @@ return writes (`_load_writes`, the delta-channel history's second stage) unpack 
 A checkpoint is stored in two new columns of `checkpoints`, compressed against a base
 (`keel.checkpoints.bases`): `keel_type` (`msgpack+zb:<id>`) and `keel_checkpoint`, every
 channel value inside, one row a step. The `checkpoint` JSONB keeps what the library's SQL
-reads: `v`, the versions of the delta channels, and for a delta channel's
-snapshot (its whole value, stored once every 100 updates) the stock layout (a `true`
-marker, a `checkpoint_blobs` row), which reads and the delta-channel history find by
-version. A row without `keel_checkpoint` (written before) reads as the library reads it.
+reads: `v`, and for a delta channel's snapshot (its whole value, stored once every 100
+updates) the stock layout (a `true` marker, a `checkpoint_blobs` row), which reads and the
+delta-channel history find by version: the version of each delta channel whose snapshot is
+stored at the version it has (every delta channel's, when this saver object did not write
+the thread from its start and so does not know where its snapshots are). A row without
+`keel_checkpoint` (written before) reads as the library reads it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -80,6 +83,9 @@ from keel.checkpoints.versions import CompactVersions
 __all__ = ["UNUSED_BASES_SQL", "BatchedPostgresSaver"]
 
 log = logging.getLogger(__name__)
+
+_SNAPSHOTS_KEPT = 2048
+"""Threads whose delta snapshots' versions a saver remembers."""
 
 HOLD_S = 0.5
 """How long a task's writes wait for the checkpoint that follows them before they are
@@ -147,8 +153,13 @@ DELETE FROM keel_checkpoint_bases b WHERE b.thread_id = %s AND NOT EXISTS (
     SELECT 1 FROM checkpoints c
      WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
        AND split_part(c.keel_type, '+zb:', 2) = b.base_id
+) AND NOT EXISTS (
+    SELECT 1 FROM checkpoint_writes w
+     WHERE w.thread_id = b.thread_id AND w.checkpoint_ns = b.checkpoint_ns
+       AND split_part(w.type, '+zb:', 2) = b.base_id
 )"""
-"""Deletes a thread's bases no checkpoint uses any more (after checkpoints are deleted)."""
+"""Deletes a thread's bases no checkpoint or write uses any more (after checkpoints are
+deleted)."""
 
 _SELECT_SQL = AsyncPostgresSaver.SELECT_SQL.replace(
     "select\n    thread_id,", "select\n    thread_id,\n    keel_type,\n    keel_checkpoint,", 1
@@ -192,6 +203,9 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         self._held: dict[_Key, _Held] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._bases = BaseChooser(self.serde)
+        self._snapshots: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        """(thread, ns) -> (the last checkpoint written, each delta channel's snapshot
+        version), for threads this saver object wrote from their first checkpoint."""
 
     async def setup(self) -> None:
         """The library's tables and migrations, then Keel's base table and columns (the
@@ -231,18 +245,21 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         # the delta channels: their versions stay in the JSONB, so that a read finds a
         # snapshot stored at the version a channel still has (as the library's does)
         delta = {*snapshots, *(metadata.get("counters_since_delta_snapshot") or {})}
+        current = checkpoint["channel_versions"]
+        known = self._snapshot_versions(thread_id, checkpoint_ns, parent_id, checkpoint["id"])
+        if known is not None:  # a channel's version matters only where a snapshot is stored
+            known.update({k: current[k] for k in snapshots if k in current})
+            delta = {k for k in delta if k in snapshots or known.get(k) == current.get(k)}
         body = {
             **checkpoint,
             "channel_values": {k: v for k, v in values.items() if k not in snapshots},
         }
         encoded = self._bases.encode(thread_id, checkpoint_ns, parent_id, checkpoint["id"], body)
-        stub: dict[str, Any] = {
-            "v": checkpoint["v"],
-            "channel_values": dict.fromkeys(snapshots, True),
-            "channel_versions": {
-                k: v for k, v in checkpoint["channel_versions"].items() if k in delta
-            },
-        }
+        stub: dict[str, Any] = {"v": checkpoint["v"]}
+        if snapshots:
+            stub["channel_values"] = dict.fromkeys(snapshots, True)
+        if delta_versions := {k: v for k, v in current.items() if k in delta}:
+            stub["channel_versions"] = delta_versions
         channels: list[str] = []
         versions: list[str] = []
         types: list[str] = []
@@ -283,6 +300,25 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             }
         }
 
+    def _snapshot_versions(
+        self, thread_id: str, ns: str, parent_id: str | None, checkpoint_id: str
+    ) -> dict[str, Any] | None:
+        """The version at which each delta channel's last snapshot is stored on this
+        branch, when this saver object wrote the whole branch (else None: unknown); from
+        now on, the versions as of `checkpoint_id` (the caller adds its snapshots)."""
+        previous = self._snapshots.pop((thread_id, ns), None)
+        if parent_id is None:
+            known: dict[str, Any] | None = {}
+        elif previous is not None and previous[0] == parent_id:
+            known = previous[1]
+        else:
+            known = None
+        if known is not None:
+            self._snapshots[(thread_id, ns)] = (checkpoint_id, known)
+            while len(self._snapshots) > _SNAPSHOTS_KEPT:
+                self._snapshots.popitem(last=False)
+        return known
+
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -296,8 +332,11 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         wins)."""
         if not writes:
             return
-        rows = pack_writes(self.serde, writes)
         configurable = config["configurable"]
+        base_id = self._bases.base_for(
+            configurable["thread_id"], configurable["checkpoint_ns"], configurable["checkpoint_id"]
+        )
+        rows = pack_writes(self.serde, writes, base_id)
         key = (
             configurable["thread_id"],
             configurable["checkpoint_ns"],
@@ -448,9 +487,20 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         """The library's delta history (its stage 1 walk, unchanged), with stage 2 reading
-        packed writes beside plain ones (`_stage2`). Held writes are stored first."""
+        packed writes beside plain ones (`_stage2`). Held writes are stored first; the
+        thread's bases are loaded if a packed row needs one that is not."""
+        thread_id = config["configurable"]["thread_id"]
         if self._held:
-            await self.aflush(config["configurable"]["thread_id"])
+            await self.aflush(thread_id)
+        try:
+            return await self._delta_history(config=config, channels=channels)
+        except MissingBaseError:
+            await self._load_bases(thread_id)
+            return await self._delta_history(config=config, channels=channels)
+
+    async def _delta_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
         if not channels:
             return {}
         channels = list(channels)

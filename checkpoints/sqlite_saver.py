@@ -64,8 +64,15 @@ DELETE FROM keel_checkpoint_bases WHERE thread_id = ? AND NOT EXISTS (
       AND c.checkpoint_ns = keel_checkpoint_bases.checkpoint_ns
       AND instr(c.type, '+zb:') > 0
       AND substr(c.type, instr(c.type, '+zb:') + 4) = keel_checkpoint_bases.base_id
+) AND NOT EXISTS (
+    SELECT 1 FROM writes w
+    WHERE w.thread_id = keel_checkpoint_bases.thread_id
+      AND w.checkpoint_ns = keel_checkpoint_bases.checkpoint_ns
+      AND instr(w.type, '+zb:') > 0
+      AND substr(w.type, instr(w.type, '+zb:') + 4) = keel_checkpoint_bases.base_id
 )"""
-"""Deletes a thread's bases no checkpoint uses any more (after checkpoints are deleted)."""
+"""Deletes a thread's bases no checkpoint or write uses any more (after checkpoints are
+deleted)."""
 
 T = TypeVar("T")
 
@@ -213,7 +220,9 @@ class KeelSqliteSaver(CompactVersions, AsyncSqliteSaver):
         )
         rows = [
             (*key, idx, channel, type_, blob)
-            for idx, (channel, type_, blob) in pack_writes(self.serde, writes).items()
+            for idx, (channel, type_, blob) in pack_writes(
+                self.serde, writes, self._bases.base_for(*key[:3])
+            ).items()
         ]
         await self.setup()
         async with self.lock, self.conn.cursor() as cur:

@@ -50,6 +50,16 @@ class Store:
         return {b for (b,) in self.rows(sql, thread_id)}
 
     def used_bases(self, thread_id: str) -> set[str]:
+        """The bases the thread's checkpoints and writes are compressed against."""
+        writes = "checkpoint_writes" if self.postgres else "writes"
+        found = self.rows(f"SELECT type FROM {writes} WHERE thread_id = ?", thread_id)
+        return {
+            t.removeprefix("msgpack+zb:")
+            for t in [*self.types(thread_id), *(t for (t,) in found)]
+            if t and t.startswith("msgpack+zb:")
+        }
+
+    def checkpoint_bases(self, thread_id: str) -> set[str]:
         return {
             t.removeprefix("msgpack+zb:")
             for t in self.types(thread_id)
@@ -92,9 +102,14 @@ async def test_checkpoints_are_compressed_against_bases_and_read_from_a_new_proc
 
     types = store.types("t")
     assert len(types) >= 20 and all(t.startswith("msgpack+zb:") for t in types)
-    bases = store.used_bases("t")
+    bases = store.checkpoint_bases("t")
     assert len(bases) <= len(types) // BASE_USES + 2  # one run's checkpoints share a base
-    assert store.bases("t") == bases
+    assert store.bases("t") == bases == store.used_bases("t")  # writes use them too
+    packed = store.rows(
+        f"SELECT type FROM {'checkpoint_writes' if store.postgres else 'writes'}"
+        " WHERE channel = '__keel_writes__'"
+    )
+    assert packed and all(t.startswith("msgpack+zb:") for (t,) in packed)
     column = store.checkpoint_column
     checkpoint_bytes = store.rows(f"SELECT sum(length({column})) FROM checkpoints")[0][0]
     base_bytes = store.rows("SELECT sum(length(value)) FROM keel_checkpoint_bases")[0][0]

@@ -338,7 +338,9 @@ async def test_storage_per_turn_is_flat_and_less_with_retention(
             return
         unpruned = await added_per_turn(agent, tid("t-all"), None)
         pruned = {k: await added_per_turn(agent, tid(f"t-keep{k}"), k) for k in (5, 1)}
-    assert max(unpruned) <= 1.1 * min(unpruned), unpruned
+    # a turn adds the same bytes, give or take a base: Keel's savers store one every 8
+    # checkpoints (~0.6 KB, `keel.checkpoints.bases`), every other turn here
+    assert max(unpruned) <= 1.1 * min(unpruned) + 1024, unpruned
     assert 0.95 < drift(unpruned) < 1.05, unpruned
     for keep, added in pruned.items():
         # The kept checkpoint's whole conversation is stored compressed, and compresses
