@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.eval_local --model local:qwen2.5-coder-0.5b --half held-back
     .venv/bin/python -m bench.eval_local --limit 6 --json runs.json       # 6 a half
     .venv/bin/python -m bench.eval_local --set original                   # the 22 tuned-on ones
+    KEEL_SQL__EXAMPLES=off .venv/bin/python -m bench.eval_local --limit 26  # no SQL examples
 
 Asks each question of `keel.evals.generalisation` (≥ 150 generated over the sample database,
 truths computed in Python) once per model through the real agent (fresh thread, in-memory
@@ -13,7 +14,9 @@ failure kind of every miss — the checker's (wrong number, wrong row/name, stat
 opposite, a trap such as "applied the completed-only rule", …) or the run's (loop/iteration
 limit, model timeout, malformed, …). `--limit N` takes the first N of each half, kinds taken
 in turn so a small run still spans the kinds. The load average is printed with the figures:
-a loaded machine makes every time longer. Tune prompts on the tuning half only.
+a loaded machine makes every time longer. Tune prompts on the tuning half only; the sample
+database's SQL examples (`keel.tools.sample_db_examples`) are written from it, so with them
+on the tuning half's score says little (its questions are the examples' own).
 """
 
 from __future__ import annotations
