@@ -30,8 +30,10 @@ reads: `v`, and for a delta channel's snapshot (its whole value, stored once eve
 updates) the stock layout (a `true` marker, a `checkpoint_blobs` row), which reads and the
 delta-channel history find by version: the version of each delta channel whose snapshot is
 stored at the version it has (every delta channel's, when this saver object did not write
-the thread from its start and so does not know where its snapshots are). A row without
-`keel_checkpoint` (written before) reads as the library reads it.
+the thread from its start and so does not know where its snapshots are). The metadata stays
+JSONB (filters search it), but for LangGraph's `counters_since_delta_snapshot`, kept in the
+compressed checkpoint (the JSONB keeps the key, empty). A row without `keel_checkpoint`
+(written before) reads as the library reads it.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ from keel.checkpoints.versions import CompactVersions
 __all__ = ["UNUSED_BASES_SQL", "BatchedPostgresSaver"]
 
 log = logging.getLogger(__name__)
+
+_COUNTERS = "counters_since_delta_snapshot"
+_BODY_COUNTERS = "keel_delta_counters"
+"""Where a checkpoint's `counters_since_delta_snapshot` metadata is kept, in its body."""
 
 _SNAPSHOTS_KEPT = 2048
 """Threads whose delta snapshots' versions a saver remembers."""
@@ -250,10 +256,18 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         if known is not None:  # a channel's version matters only where a snapshot is stored
             known.update({k: current[k] for k in snapshots if k in current})
             delta = {k for k in delta if k in snapshots or known.get(k) == current.get(k)}
-        body = {
+        body: dict[str, Any] = {
             **checkpoint,
             "channel_values": {k: v for k, v in values.items() if k not in snapshots},
         }
+        stored_metadata: dict[str, Any] = dict(
+            get_serializable_checkpoint_metadata(config, metadata)
+        )
+        if counters := stored_metadata.get(_COUNTERS):
+            # LangGraph's per-step counters: read back with the checkpoint, never searched
+            # by; the key stays (empty), as the library's SQL looks for it
+            body[_BODY_COUNTERS] = counters
+            stored_metadata = {**stored_metadata, _COUNTERS: {}}
         encoded = self._bases.encode(thread_id, checkpoint_ns, parent_id, checkpoint["id"], body)
         stub: dict[str, Any] = {"v": checkpoint["v"]}
         if snapshots:
@@ -279,7 +293,7 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             "checkpoint_id": checkpoint["id"],
             "parent_id": parent_id,
             "checkpoint": Jsonb(stub, dumps=_json),
-            "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata), dumps=_json),
+            "metadata": Jsonb(stored_metadata, dumps=_json),
             "keel_type": encoded.type,
             "keel_checkpoint": encoded.blob,
             "base_id": base_id,
@@ -422,7 +436,12 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             return found
         body = self.serde.loads_typed((value["keel_type"], value["keel_checkpoint"]))
         values = {**body["channel_values"], **found.checkpoint["channel_values"]}
-        return found._replace(checkpoint=cast(Checkpoint, {**body, "channel_values": values}))
+        metadata = found.metadata
+        if (counters := body.pop(_BODY_COUNTERS, None)) is not None:
+            metadata = cast(CheckpointMetadata, {**(metadata or {}), _COUNTERS: counters})
+        return found._replace(
+            checkpoint=cast(Checkpoint, {**body, "channel_values": values}), metadata=metadata
+        )
 
     async def alist(
         self,

@@ -152,6 +152,7 @@ async def test_packed_writes_read_back_as_the_stock_rows_do(
         for mine, stocks in zip(got, expected, strict=True):
             assert mine.pending_writes == stocks.pending_writes
             assert mine.checkpoint == stocks.checkpoint
+            assert mine.metadata == stocks.metadata
             for saver, found in ((keel, mine), (stock, stocks)):
                 assert (await saver.aget_tuple(found.config)) == found
             channels = ["messages", "trace", "context_summary"]
