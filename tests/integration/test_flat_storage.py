@@ -35,18 +35,24 @@ async def test_bytes_per_turn_stay_flat_for_fifty_turns(
     saver: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The sales question 50 times on one thread. A turn adds what its steps wrote, the same
-    at turn 50 as at turn 2 (when the lists were stored whole at every checkpoint, turn 50
-    added 15× what turn 2 did). The exception is a turn in which a list reaches its
-    snapshot cadence and is stored whole once; those turns stay rare, and they spread
-    over all turns raise the mean by less than half."""
+    at turn 50 as at turn 20 (when the lists were stored whole at every checkpoint, turn 50
+    added 15× what turn 2 did). Two steps are allowed: from about turn 19 the history is
+    long enough for compaction, and every turn makes one more model call (the summary),
+    ~0.5–0.9 KB more than the first turns; and a turn in which a list reaches its snapshot
+    cadence stores it whole once (rare: they raise the mean by less than half). Turns vary
+    by a few hundred bytes with where a compression base is written, so medians of ten
+    turns are compared, not single turns."""
     if saver == "postgres":
         request.getfixturevalue("postgres_url")  # fails under CI, skips elsewhere, when down
     sizes, _ = await measure(saver, "keel", 50, tmp_path)
     per_turn = added(sizes)[2:]  # turns 2..50
-    second = per_turn[0]
-    assert statistics.median(per_turn[-10:]) <= 1.1 * second, per_turn
-    assert sum(b > 1.1 * second for b in per_turn) <= 8, per_turn
-    assert statistics.mean(per_turn) <= 1.5 * second, per_turn
+    early = statistics.median(per_turn[:10])  # turns 2..11
+    middle = statistics.median(per_turn[20:30])  # turns 22..31, compaction running
+    late = statistics.median(per_turn[-10:])  # turns 41..50
+    assert late <= 1.05 * middle, per_turn  # no growth
+    assert late <= 1.15 * early, per_turn  # the summary call's step, no more
+    assert sum(b > 1.15 * early for b in per_turn) <= 8, per_turn
+    assert statistics.mean(per_turn) <= 1.5 * early, per_turn
 
 
 @tool(idempotent=True)
