@@ -190,15 +190,14 @@ async def test_sync_tool_calls_reuse_an_idle_thread() -> None:
     assert all(t.daemon and t is not threading.main_thread() for t in seen)
 
 
-async def test_a_stuck_sync_tool_does_not_hold_up_other_calls() -> None:
-    """A call never waits for a busy tool thread: the abandoned one keeps its thread and
-    the next call gets another."""
-    release = threading.Event()
+def _stuck_and_quick(release: threading.Event, most_s: float) -> tuple[Any, Any]:
+    """A sync tool that blocks until `release` is set (at most `most_s`) and one that
+    returns at once."""
 
     @tool
     def stuck() -> str:
         """Block until released."""
-        release.wait(10)
+        release.wait(most_s)
         return "late"
 
     @tool
@@ -206,6 +205,14 @@ async def test_a_stuck_sync_tool_does_not_hold_up_other_calls() -> None:
         """Return at once."""
         return "quick"
 
+    return stuck, quick
+
+
+async def test_a_stuck_sync_tool_does_not_hold_up_other_calls() -> None:
+    """A call never waits for a busy tool thread: the abandoned one keeps its thread and
+    the next call gets another."""
+    release = threading.Event()
+    stuck, quick = _stuck_and_quick(release, 10)
     ctx = ToolContext(Settings(), tool_call_id="c1")
     try:
         with pytest.raises(TimeoutError):
@@ -300,18 +307,7 @@ async def test_abandoned_calls_do_not_use_up_the_tool_threads() -> None:
     """Calls whose timeout fired keep their threads, but no longer count: with every
     thread stuck, the next call still gets one."""
     release = threading.Event()
-
-    @tool
-    def stuck() -> str:
-        """Block until released."""
-        release.wait(20)
-        return "late"
-
-    @tool
-    def quick() -> str:
-        """Return at once."""
-        return "quick"
-
+    stuck, quick = _stuck_and_quick(release, 20)
     ctx = ToolContext(Settings(), tool_call_id="c1")
     try:
         stuck_calls = [
