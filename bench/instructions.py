@@ -1,0 +1,102 @@
+"""Instructions per run, Keel against raw LangGraph: the CPU ratio that load cannot move.
+
+```bash
+.venv/bin/python -m bench.instructions                       # keel and textbook, ~10 min
+.venv/bin/python -m bench.instructions --sides keel textbook create_agent --low 5 --high 25
+```
+Wall-clock CPU ratios (`bench/graph_cpu.py`) move by ±0.15 on a busy 2-core machine;
+`valgrind --tool=callgrind` counts the instructions a process executes, the same for the
+same binary and inputs whatever else the machine does. Each side runs `bench.workload` on
+the memory saver (six scripted model calls, five tool calls, `durability="sync"`) in two
+processes under callgrind: 5 warm-up runs then `--low` runs, and 5 warm-up runs then
+`--high` runs. The difference of their totals divided by `high - low` is the instructions
+of one run, without the interpreter's start-up, the imports and the warm-up (all threads of
+the process are counted). Printed per side, and each side's ratio to `textbook`.
+Needs `valgrind` on the PATH; each process takes a few minutes under it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.workload import SIDES, Side, new_thread, runner
+
+WARM_UP = 5
+_COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
+
+
+async def child(side: Side, runs: int) -> None:
+    """`WARM_UP` runs, then `runs` more, of `side` on the memory saver."""
+    with tempfile.TemporaryDirectory(prefix="keel-instr-") as home:
+        async with runner(side, "memory://", Path(home)) as run:
+            for _ in range(WARM_UP + runs):
+                await run(new_thread())
+
+
+def collected(valgrind_output: str) -> int:
+    """The instruction total callgrind reports at exit."""
+    found = _COLLECTED.search(valgrind_output)
+    if found is None:
+        raise RuntimeError(f"no callgrind total in: {valgrind_output[-500:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions(side: str, runs: int) -> int:
+    """The instructions of one process running `side` `WARM_UP + runs` times."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--child",
+        side,
+        str(runs),
+    ]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env, check=True)
+    return collected(done.stderr)
+
+
+def per_run(side: str, low: int, high: int) -> float:
+    return (instructions(side, high) - instructions(side, low)) / (high - low)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=["keel", "textbook"])
+    parser.add_argument("--low", type=int, default=5, help="measured runs of the short process")
+    parser.add_argument("--high", type=int, default=25, help="measured runs of the long one")
+    parser.add_argument("--child", nargs=2, metavar=("SIDE", "RUNS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        asyncio.run(child(args.child[0], int(args.child[1])))
+        return 0
+    if args.high <= args.low:
+        parser.error("--high must be more than --low")
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not on the PATH")
+    sides = list(dict.fromkeys(["textbook", *args.sides]))
+    counts = {side: per_run(side, args.low, args.high) for side in sides}
+    span = args.high - args.low
+    print(f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span})")
+    for side, count in counts.items():
+        ratio = count / counts["textbook"]
+        print(f"  {side:<13} {count / 1e6:8.1f} M   / textbook {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

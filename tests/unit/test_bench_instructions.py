@@ -1,0 +1,26 @@
+"""bench/instructions.py: callgrind's total is read from its report, and a child process runs
+the workload it is asked for (the callgrind runs themselves take minutes: not run here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import instructions
+
+
+def test_reads_callgrind_total() -> None:
+    report = "==4242== Events    : Ir\n==4242== Collected : 6,183,006,428\n==4242==\n"
+    assert instructions.collected(report) == 6_183_006_428
+    assert instructions.collected("==1== Collected : 5668996460") == 5_668_996_460
+    with pytest.raises(RuntimeError, match="no callgrind total"):
+        instructions.collected("valgrind: command not found")
+
+
+@pytest.mark.parametrize("side", ["keel", "textbook"])
+async def test_child_runs_the_workload(side: str) -> None:
+    await instructions.child(side, 1)  # the runner raises unless the scripted work was done
+
+
+def test_high_must_exceed_low() -> None:
+    with pytest.raises(SystemExit):
+        instructions.main(["--low", "5", "--high", "5"])
