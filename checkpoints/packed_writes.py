@@ -29,11 +29,24 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from langgraph.checkpoint.base import WRITES_IDX_MAP, PendingWrite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    PendingWrite,
+    get_checkpoint_id,
+)
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS
 
-__all__ = ["PACKED_CHANNEL", "pack_writes", "packable", "unpack_pending_writes", "unpack_rows"]
+__all__ = [
+    "PACKED_CHANNEL",
+    "delta_target",
+    "pack_writes",
+    "packable",
+    "unpack_pending_writes",
+    "unpack_rows",
+]
 
 PACKED_CHANNEL = "__keel_writes__"
 """The channel column of a packed row (no graph has a channel of that name)."""
@@ -107,3 +120,13 @@ def unpack_rows(
             if ch in channels:
                 out.append((*head, ch, int(i), t, b))
     return out
+
+
+async def delta_target(saver: BaseCheckpointSaver[Any], config: RunnableConfig) -> str | None:
+    """The checkpoint a delta channel's history is read up to: the one `config` names, else
+    the thread's latest (None: the thread has no checkpoint), as the library's savers do."""
+    checkpoint_id = get_checkpoint_id(config)
+    if checkpoint_id:
+        return str(checkpoint_id)
+    target = await saver.aget_tuple(config)
+    return None if target is None else str(target.config["configurable"]["checkpoint_id"])

@@ -55,7 +55,6 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -76,6 +75,7 @@ from keel.checkpoints.bases import BaseChooser
 from keel.checkpoints.compression import MissingBaseError, compressed
 from keel.checkpoints.packed_writes import (
     PACKED_CHANNEL,
+    delta_target,
     pack_writes,
     unpack_pending_writes,
     unpack_rows,
@@ -525,12 +525,9 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         channels = list(channels)
         thread_id = config["configurable"]["thread_id"]
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            target = await self.aget_tuple(config)
-            if target is None:
-                return {ch: {"writes": []} for ch in channels}
-            checkpoint_id = target.config["configurable"]["checkpoint_id"]
+        checkpoint_id = await delta_target(self, config)
+        if checkpoint_id is None:
+            return {ch: {"writes": []} for ch in channels}
 
         stage1_sql = _build_delta_stage1_sql(channels, paged=True, include_cursor=True)
         parent_of: dict[str, str | None] = {}

@@ -25,7 +25,6 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    get_checkpoint_id,
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -40,6 +39,7 @@ from keel.checkpoints.bases import BaseChooser
 from keel.checkpoints.compression import MissingBaseError, compressed
 from keel.checkpoints.packed_writes import (
     PACKED_CHANNEL,
+    delta_target,
     pack_writes,
     unpack_pending_writes,
     unpack_rows,
@@ -268,12 +268,9 @@ class KeelSqliteSaver(CompactVersions, AsyncSqliteSaver):
         await self.setup()
         thread_id = str(config["configurable"]["thread_id"])
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            target = await self.aget_tuple(config)
-            if target is None:
-                return {ch: {"writes": []} for ch in channels}
-            checkpoint_id = target.config["configurable"]["checkpoint_id"]
+        checkpoint_id = await delta_target(self, config)
+        if checkpoint_id is None:
+            return {ch: {"writes": []} for ch in channels}
 
         chain_by_ch: dict[str, list[str]] = {ch: [] for ch in channels}
         seed_val_by_ch: dict[str, Any] = {}
