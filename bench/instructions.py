@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     for side, count in counts.items():
         ratio = count / counts["textbook"]
         print(f"  {side:<13} {count / 1e6:8.1f} M   / textbook {ratio:.2f}")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load} (instruction counts do not depend on it; one run suffices)")
     return 0
 
 
