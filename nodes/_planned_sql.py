@@ -12,17 +12,18 @@ Division is made real division: in SQLite `SUM(x) / COUNT(*)` of integers trunca
 average of 2.97 reads 2), and no business question asks for a truncated quotient.
 
 Dates named in the question ("April 2026", "the last 30 days", "2026-12-04") are turned into
-the bounds a query compares with, computed here rather than left to the model's arithmetic.
+the bounds a query compares with by `keel.nodes._date_hints`, rather than left to the model's
+arithmetic.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from keel.errors import ErrorCode, MalformedOutputError
+from keel.nodes._date_hints import date_hints
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -235,41 +236,3 @@ def _column_problem(error: str, schema: Schema, used: list[str]) -> str:
         )
     listed = "; ".join(f"{t}({', '.join(schema.tables[t])})" for t in dict.fromkeys(used))
     return f"no table has a column {column!r}. The columns are: {listed or 'see the schema'}."
-
-
-_MONTHS = [date(2000, m, 1).strftime("%B").lower() for m in range(1, 13)]
-_MONTH_YEAR = re.compile(rf"\b({'|'.join(_MONTHS)})\s+(\d{{4}})\b", re.IGNORECASE)
-_DAY = re.compile(r"\b(\d{4})-(\d\d)-(\d\d)\b")
-_LAST_DAYS = re.compile(r"\blast\s+(\d{1,4})\s+days\b", re.IGNORECASE)
-_LAST_MONTHS = re.compile(r"\blast\s+(\d{1,2})\s+(?:full\s+)?(?:calendar\s+)?months\b", re.I)
-_TODAY = re.compile(r"\btoday\b", re.IGNORECASE)
-
-
-def _month_start(year: int, month: int) -> date:
-    return date(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
-
-
-def date_hints(question: str, today: date) -> list[str]:
-    """The date bounds of the periods `question` names, as comparisons on a date column."""
-    hints: list[str] = []
-    for name, year in _MONTH_YEAR.findall(question):
-        month = _MONTHS.index(name.lower()) + 1
-        start, end = _month_start(int(year), month), _month_start(int(year), month + 1)
-        hints.append(f"{name.title()} {year}: <date> >= '{start}' AND <date> < '{end}'")
-    for y, m, d in _DAY.findall(question):
-        hints.append(f"{y}-{m}-{d}: <date> = '{y}-{m}-{d}'")
-    for days in _LAST_DAYS.findall(question):
-        start = today - timedelta(days=int(days) - 1)
-        hints.append(
-            f"the last {days} days, today included: <date> >= '{start}' AND <date> <= '{today}'"
-        )
-    for months in _LAST_MONTHS.findall(question):
-        this = today.replace(day=1)
-        start = _month_start(this.year, this.month - int(months))
-        hints.append(
-            f"the last {months} full months: <date> >= '{start}' AND <date> < '{this}'"
-            " (group by substr(<date>, 1, 7) for each month)"
-        )
-    if _TODAY.search(question) and not _LAST_DAYS.search(question):
-        hints.append(f"today: <date> = '{today}'")
-    return hints

@@ -7,7 +7,6 @@ sample database, `sql_query` + calculator) with scripted models in place of the 
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from keel.nodes import (
     YES_NO_GRAMMAR,
     answer_from_rows,
     check_query,
-    date_hints,
     read_table,
     schema_from_prompt,
     verify_answer,
@@ -104,22 +102,6 @@ def test_an_accepted_query_divides_as_real_numbers() -> None:
     assert check_query("SELECT CAST(68945 / 4 AS INT)", SCHEMA) == "SELECT CAST(68945 AS REAL) / 4"
     with_cte = "WITH x AS (SELECT status FROM orders) SELECT status FROM x"
     assert check_query(with_cte, SCHEMA).startswith("WITH x AS")
-
-
-def test_dates_the_question_names_become_bounds() -> None:
-    hints = date_hints(
-        "Orders in April 2026, on 2026-12-04, in the last 30 days?", date(2026, 12, 6)
-    )
-    assert hints == [
-        "April 2026: <date> >= '2026-04-01' AND <date> < '2026-05-01'",
-        "2026-12-04: <date> = '2026-12-04'",
-        "the last 30 days, today included: <date> >= '2026-11-07' AND <date> <= '2026-12-06'",
-    ]
-    assert date_hints("December 2025 and the last 3 full months", date(2026, 1, 15)) == [
-        "December 2025: <date> >= '2025-12-01' AND <date> < '2026-01-01'",
-        "the last 3 full months: <date> >= '2025-10-01' AND <date> < '2026-01-01'"
-        " (group by substr(<date>, 1, 7) for each month)",
-    ]
 
 
 TOP = read_table(
