@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.eval_local --limit 6 --json runs.json       # 6 a half
     .venv/bin/python -m bench.eval_local --set original                   # the 22 tuned-on ones
     KEEL_SQL__EXAMPLES=off .venv/bin/python -m bench.eval_local --limit 26  # no SQL examples
+    .venv/bin/python -m bench.eval_local --half held-back --seed 22        # a fresh draw
 
 Asks each question of `keel.evals.generalisation` (≥ 150 generated over the sample database,
 truths computed in Python) once per model through the real agent (fresh thread, in-memory
@@ -17,6 +18,8 @@ in turn so a small run still spans the kinds. The load average is printed with t
 a loaded machine makes every time longer. Tune prompts on the tuning half only; the sample
 database's SQL examples (`keel.tools.sample_db_examples`) are written from it, so with them
 on the tuning half's score says little (its questions are the examples' own).
+`--seed` draws other values into the same templates and halves: questions no one has read,
+the check for a change informed by an earlier run's misses.
 """
 
 from __future__ import annotations
@@ -176,16 +179,18 @@ def interleave(questions: Sequence[GenQuestion]) -> list[GenQuestion]:
 
 
 def select(
-    db: Path, halves: Sequence[str], limit: int, which: str = "generalisation"
+    db: Path, halves: Sequence[str], limit: int, which: str = "generalisation", seed: int = 21
 ) -> list[Asked]:
-    """The questions to ask: each chosen half in turn, the first `limit` of each (0: all)."""
+    """The questions to ask: each chosen half in turn, the first `limit` of each (0: all).
+    `seed` draws the generalisation set's values (21: the set the examples were written
+    from; another seed: the same templates and halves, questions nobody has read)."""
     if which == "original":
         asked = [
             Asked(f"original.{i}", "original", "tuning", q.text, original=q.expected)
             for i, q in enumerate(original_questions(db, date.today()), start=1)
         ]
         return asked[:limit] if limit else asked
-    every = generate(db)
+    every = generate(db, seed=seed)
     out: list[Asked] = []
     for half in halves:
         chosen = interleave([q for q in every if q.half == half])
@@ -341,6 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json", nargs="?", const="-", metavar="FILE",
         help="also write the runs and figures as JSON (to stdout when no FILE)",
     )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=21,
+        help="the generalisation set's draw (21: the one tuned on; another: a fresh draw of "
+        "the same templates and halves)",
+    )  # fmt: skip
     parser.add_argument("--home", type=Path, default=Path(".keel"))
     parser.add_argument(
         "--model-timeout", type=float, help="seconds per model call (default: the settings')"
@@ -353,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--limit must be 0 (all) or more")
     configure_logging(load_settings())  # log lines to stderr; stdout is the report
     halves = HALVES if args.half == "both" else (args.half,)
-    asked = select(ensure_sample_db(args.home), halves, args.limit, args.set)
+    asked = select(ensure_sample_db(args.home), halves, args.limit, args.set, args.seed)
     to_json = args.json == "-"
     out = sys.stderr if to_json else sys.stdout
     load_before = os.getloadavg()
@@ -376,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_before": list(load_before),
             "load_after": list(load_after),
             "cpus": os.cpu_count(),
+            "seed": args.seed,
             "figures": figures,
             "runs": [asdict(r) for r in every],
         }

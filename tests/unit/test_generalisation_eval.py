@@ -551,6 +551,15 @@ async def test_the_harness_runs_and_classifies_with_a_scripted_model(tmp_path: P
     assert all(f"- {r.id}: {r.failure}" in text for r in runs[1:])
 
 
+def test_a_fresh_draw_asks_the_same_slots_with_other_questions(db: Path) -> None:
+    tuned_on = select(db, ("held-back",), 0)
+    fresh = select(db, ("held-back",), 0, seed=22)
+    assert [a.id for a in fresh] == [a.id for a in tuned_on]
+    assert all(a.half == "held-back" for a in fresh)
+    changed = sum(a.text != b.text for a, b in zip(fresh, tuned_on, strict=True))
+    assert changed > len(fresh) * 0.6, changed
+
+
 def test_dates_follow_the_database_day(tmp_path: Path) -> None:
     """'last month' and 'today' are those of the database's generated_on day."""
     day = date(2025, 3, 1)
