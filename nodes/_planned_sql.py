@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from keel.errors import ErrorCode, MalformedOutputError
 from keel.nodes._date_hints import date_hints
+from keel.nodes._planned_verify import is_yes_no
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -120,6 +121,7 @@ def check_query(
     tree = statements[0]
     if question and strict:
         _check_values(tree, question, schema.notes)
+        _check_comparison(tree, question)
     if schema.tables and strict:
         _check_names(tree, schema, dialect)
     return _real_division(tree).sql(dialect=dialect)
@@ -167,6 +169,27 @@ def _check_values(tree: exp.Expr, question: str, notes: str) -> None:
                 f"the query compares with {literal.this!r}, which the question does not name:"
                 " drop that condition, or use the question's own words."
             )
+
+
+_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
+
+
+def _check_comparison(tree: exp.Expr, question: str) -> None:
+    """A yes/no question that compares ("more … than", "higher than") gets a query that
+    compares: one with no `>`/`<` but between a column and a date counts or adds up both
+    sides ("customers from BR or ES") and its answer says nothing about which is larger."""
+    from sqlglot import exp
+
+    if not (is_yes_no(question) and _THAN.search(question)):
+        return
+    for comparison in tree.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE):
+        sides = (comparison.this, comparison.expression)
+        if not any(isinstance(s, exp.Literal) and _DATE_VALUE.match(s.name) for s in sides):
+            return
+    raise _refuse(
+        "the question compares two amounts, and the query selects no comparison. Select the "
+        "comparison itself as one number: SELECT (the first amount) > (the second amount)."
+    )
 
 
 def _real_division(tree: exp.Expr) -> exp.Expr:

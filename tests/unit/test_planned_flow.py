@@ -96,6 +96,42 @@ def test_the_query_compares_only_with_values_the_question_brings(
             check_query(query, NOTES, question)
 
 
+BR_ES = "Do we have more customers from BR than from ES?"
+MAY_APRIL = "Was the revenue in May 2026 higher than in April 2026?"
+
+
+@pytest.mark.parametrize(
+    ("question", "query", "accepted"),
+    [
+        (BR_ES, "SELECT COUNT(*) FROM customers WHERE country = 'BR' OR country = 'ES'", False),
+        (BR_ES, "SELECT SUM(country = 'BR') > SUM(country = 'ES') FROM customers", True),
+        (
+            MAY_APRIL,
+            "SELECT COUNT(*) FROM orders WHERE order_date >= '2026-05-01'"
+            " AND order_date < '2026-06-01'",
+            False,  # date bounds are no comparison of the two amounts
+        ),
+        (
+            MAY_APRIL,
+            "SELECT (SELECT COUNT(*) FROM orders WHERE order_date >= '2026-05-01') >"
+            " (SELECT COUNT(*) FROM orders WHERE order_date >= '2026-04-01')",
+            True,
+        ),
+        ("Were fewer than 30 orders placed in May 2026?", "SELECT COUNT(*) FROM orders", False),
+        ("Customers in BR?", "SELECT COUNT(*) FROM customers WHERE country='BR'", True),
+    ],
+)  # fmt: skip
+def test_a_yes_no_comparison_gets_a_query_that_compares(
+    question: str, query: str, accepted: bool
+) -> None:
+    if accepted:
+        assert check_query(query, SCHEMA, question).startswith("SELECT")
+    else:
+        with pytest.raises(MalformedOutputError, match="selects no comparison"):
+            check_query(query, SCHEMA, question)
+    assert check_query(query, SCHEMA, question, strict=False).startswith("SELECT")
+
+
 def test_an_accepted_query_divides_as_real_numbers() -> None:
     checked = check_query("```sql\nSELECT COUNT(*) / 4 FROM orders o;\n```", SCHEMA)
     assert checked == "SELECT CAST(COUNT(*) AS REAL) / 4 FROM orders AS o"
