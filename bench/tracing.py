@@ -18,6 +18,15 @@ Modes:
 - `keel-full`: Keel's tracer, everything sent, full payloads.
 - `keel-light`: Keel's tracer, everything sent, light payloads (the default).
 - `keel-sampled`: light payloads, 10 % of clean runs (failed/degraded runs always kept).
+
+`--instructions` counts instead of timing (what load cannot move): each mode's runs, one at a
+time, the model without delay, in two processes under `valgrind --tool=callgrind` (3 warm-up
+runs then `--low` runs, and 3 then `--high`); the difference of their totals over
+`high - low` is the instructions of one run, the client's sender thread included (the
+stand-in runs outside valgrind). A few minutes per mode.
+```bash
+.venv/bin/python bench/tracing.py --instructions --modes baseline keel-light
+```
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
@@ -113,7 +123,7 @@ def tracing_for(mode: str, client: Any, seed: int) -> Tracing:
         return Tracing(enabled=False)
     if mode == "langchain":
         return LangChainTracing(enabled=True, client=client)
-    payloads = "full" if mode == "keel-full" else "light"
+    payloads: Literal["full", "light"] = "full" if mode == "keel-full" else "light"
     rate = 0.1 if mode == "keel-sampled" else 1.0
     policy = TracePolicy(sample_rate=rate, payloads=payloads, rng=random.Random(seed))
     return Tracing(enabled=True, client=client, project="bench", policy=policy)
@@ -210,6 +220,70 @@ def report(measures: dict[str, Measure], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+WARM_UP = 3
+
+
+async def child(mode: str, runs: int, devnull: Any) -> None:
+    """`WARM_UP` runs, then `runs` more, one at a time, in `mode` (counted under callgrind)."""
+    home = Path(tempfile.mkdtemp(prefix="keel-bench-"))
+    settings = load_settings(
+        model="scripted:sales",
+        checkpoint_url="memory://",
+        home=home,
+        observability={"tracing": "off", "log_format": "json"},
+        cache={"backend": "none"},
+    )
+    sink = Sink.start() if mode != "baseline" else None
+    client = make_client(sink.url) if sink is not None else None
+    pins = pin_sender(client) if client is not None else ()
+    model = SlowModel(fn=POLICIES["sales"], model_name="scripted:sales", delay=0.0)
+    configure_logging(settings, stream=devnull)
+    async with open_agent(settings, model=model) as agent:
+        agent.tracing = tracing_for(mode, client, seed=0)
+        for _ in range(WARM_UP + runs):
+            assert (await agent.arun(QUESTION)).success
+        if client is not None:
+            client.flush(60)
+        agent.tracing = Tracing(enabled=False)
+    if client is not None and sink is not None:
+        client.close(timeout=10)
+        sink.stop()
+    del pins
+
+
+def instructions(mode: str, runs: int) -> int:
+    """The instructions of one process running `mode` `WARM_UP + runs` times."""
+    import re
+
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        str(runs),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected\s*:\s*([\d,]+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def count(args: argparse.Namespace) -> str:
+    span = args.high - args.low
+    per_run = {
+        mode: (instructions(mode, args.high) - instructions(mode, args.low)) / span
+        for mode in args.modes
+    }
+    lines = [f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span})"]
+    for mode, n in per_run.items():
+        lines.append(f"  {mode:<14}{n / 1e6:8.1f} M   / baseline {n / per_run['baseline']:.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delay", type=float, default=0.2, help="model seconds per call")
@@ -217,14 +291,28 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=40, help="runs at once per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--instructions", action="store_true", help="count under callgrind")
+    parser.add_argument("--low", type=int, default=3, help="--instructions: short process runs")
+    parser.add_argument("--high", type=int, default=13, help="--instructions: long process runs")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        with open(os.devnull, "w") as devnull:
+            asyncio.run(child(args.child[0], int(args.child[1]), devnull))
+        return
     if "baseline" not in args.modes:
         args.modes.insert(0, "baseline")
     started = time.perf_counter()
-    with open(os.devnull, "w") as devnull:
-        measures = asyncio.run(bench(args, devnull))
-    print(report(measures, args))
-    print(f"\n(took {time.perf_counter() - started:.0f} s)")
+    if args.instructions:
+        if shutil.which("valgrind") is None or args.high <= args.low:
+            parser.error("--instructions needs valgrind on the PATH and --high > --low")
+        print(count(args))
+    else:
+        with open(os.devnull, "w") as devnull:
+            measures = asyncio.run(bench(args, devnull))
+        print(report(measures, args))
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"\n(took {time.perf_counter() - started:.0f} s; load average {load})")
 
 
 if __name__ == "__main__":
