@@ -8,8 +8,8 @@ which `keel.tools.sql_context` writes from the database itself), and a refusal s
 change in words the model can act on ("`order_date` is a column of orders, not of
 customers: join orders"). The model gets one repair turn with that message.
 
-Division is made real division: in SQLite `SUM(x) / COUNT(*)` of integers truncates (an
-average of 2.97 reads 2), and no business question asks for a truncated quotient.
+Slips with one obvious meaning (integer division, ORDER BY a name never given, a group key
+not selected) are mended before the check, by `keel.nodes._sql_mend`.
 
 Dates named in the question ("April 2026", "the last 30 days", "2026-12-04") are turned into
 the bounds a query compares with by `keel.nodes._date_hints`, rather than left to the model's
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from keel.errors import ErrorCode, MalformedOutputError
 from keel.nodes._date_hints import date_hints
 from keel.nodes._planned_verify import is_yes_no
+from keel.nodes._sql_mend import mend
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -98,7 +99,7 @@ def arithmetic_of(text: str) -> str | None:
 def check_query(
     text: str, schema: Schema, question: str = "", dialect: str = "sqlite", *, strict: bool = True
 ) -> str:
-    """The query to run (real division), or `MalformedOutputError` saying what to fix.
+    """The query to run (mended), or `MalformedOutputError` saying what to fix.
 
     With `question`, every text value the query compares with must come from it (or from a
     business rule of the notes about a term the question uses, see `_ruled`). Not `strict`
@@ -118,13 +119,14 @@ def check_query(
         raise _refuse(f"the query is not valid SQL ({first}). Write one SELECT statement.") from exc
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise _refuse("write exactly one SELECT statement (no other statements).")
-    tree = statements[0]
+    columns = {c for cols in schema.tables.values() for c in cols}
+    tree = mend(statements[0], columns)
     if question and strict:
         _check_values(tree, question, schema.notes)
         _check_comparison(tree, question)
     if schema.tables and strict:
         _check_names(tree, schema, dialect)
-    return _real_division(tree).sql(dialect=dialect)
+    return tree.sql(dialect=dialect)
 
 
 _DATE_VALUE = re.compile(r"^\d{4}-\d\d(-\d\d)?")
@@ -190,21 +192,6 @@ def _check_comparison(tree: exp.Expr, question: str) -> None:
         "the question compares two amounts, and the query selects no comparison. Select the "
         "comparison itself as one number: SELECT (the first amount) > (the second amount)."
     )
-
-
-def _real_division(tree: exp.Expr) -> exp.Expr:
-    """Every `/` divides as real numbers, and a quotient is not cast back to an integer."""
-    from sqlglot import exp
-
-    integer_types = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT}
-    for cast in list(tree.find_all(exp.Cast)):
-        target = cast.args.get("to")
-        is_int = isinstance(target, exp.DataType) and target.this in integer_types
-        if is_int and cast.this.find(exp.Div) is not None:
-            cast.replace(cast.this)
-    for division in tree.find_all(exp.Div):
-        division.set("typed", False)
-    return tree
 
 
 def _check_names(tree: exp.Expr, schema: Schema, dialect: str) -> None:
