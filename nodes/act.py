@@ -8,7 +8,8 @@ What the model got wrong (unknown tool, invalid arguments, a refused query, a ti
 what the tool itself reported (any exception it raised that is not a bug, e.g.
 `ValueError("city not found")`) become error observations the model can react to, perhaps
 with another tool. A failure the model cannot fix (the tool's backend is gone, a bug in the
-tool) is recorded as `fatal_error`; `observe` degrades.
+tool) is recorded as `fatal_error`; `observe` degrades. So is a loop that cannot get
+anywhere: every call of the step repeats one that already failed (`keel.nodes._stuck`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from keel.nodes._cost_gate import cached_tool_call
 from keel.nodes._durable import Plan, plan_calls, settle_all
 from keel.nodes._records import changes, error_record, trace_step
 from keel.nodes._resilience import calls_to_run, run_tool_guarded, tool_retry_update
+from keel.nodes._stuck import repeats_failed_calls
 from keel.nodes.context import AgentContext
 from keel.nodes.observe import goes_on
 from keel.observability.redact import redact
@@ -60,6 +62,13 @@ async def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
     fatal = next(
         (e for e in errors if e["kind"] != "retryable" and e["code"] not in _MODEL_FIXABLE), None
     )
+    repeated = repeats_failed_calls(
+        state, plan.calls, [o[1]["code"] if o[1] else None for o in outcomes]
+    )
+    if fatal is None and repeated is not None:  # the loop is stuck: degrade now
+        why = f"the model repeated a call that had already failed the same way: {repeated}"
+        fatal = error_record(state, NODE, ErrorCode.ITERATION_LIMIT, "degradable", why)
+        errors.append(fatal)
     update: dict[str, Any] = {
         **moved,
         "messages": messages,

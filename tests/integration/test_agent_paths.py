@@ -209,6 +209,32 @@ async def test_iteration_limit(
     assert "The last result I obtained was: 3" in result.output
 
 
+async def test_a_repeated_failing_call_stops_the_loop_at_once(
+    agent_factory: Any, registry: ToolRegistry
+) -> None:
+    model = FunctionModel(fn=lambda m, i: call("add", {"a": "one", "b": 2}, f"c{i.index}"))
+    async with agent_factory(model, tools=registry, limits={"max_iterations": 8}) as agent:
+        result = await agent.arun("1+2?")
+    assert not result.success and result.error_code == ErrorCode.ITERATION_LIMIT
+    acts = [s for s in result.metadata.trace if s["node"] == "act"]
+    assert len(acts) == 2  # the first repeat stops it, not the limit of 8
+    assert "repeated a call that had already failed the same way: add(a='one', b=2)" in (
+        result.output
+    )
+
+
+async def test_a_call_repeated_after_it_succeeded_or_timed_out_is_made_again(
+    agent_factory: Any, registry: ToolRegistry, counter: Counter
+) -> None:
+    twice = [call("add", {"a": 1, "b": 2}), call("add", {"a": 1, "b": 2}, "c2")]
+    slow = [call("slow", {"x": "a"}, "c3"), call("slow", {"x": "a"}, "c4")]
+    model = ScriptedModel([*twice, *slow, "3"])
+    async with agent_factory(model, tools=registry, max_tool_attempts=1) as agent:
+        result = await agent.arun("1+2?")
+    assert result.success and result.output == "3"
+    assert counter.calls == [("add", (1, 2)), ("add", (1, 2)), ("slow", "a"), ("slow", "a")]
+
+
 async def test_unknown_tool_is_an_observation(agent_factory: Any, registry: ToolRegistry) -> None:
     model = ScriptedModel([call("nope", {}), "Sorry, I cannot do that."])
     async with agent_factory(model, tools=registry) as agent:
