@@ -7,6 +7,12 @@ checkpoint (nothing to resume, approve, fork or show). Failures print one line t
 
 from __future__ import annotations
 
+import copy
+
+import typer
+from typer.main import get_command_name
+from typer.models import TyperInfo
+
 from keel.cli import artifacts as _artifacts  # noqa: F401  (registers artifacts list|get)
 from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
 from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
@@ -18,10 +24,37 @@ from keel.errors import KeelError
 __all__ = ["app", "main"]
 
 
+def _import_structlog() -> None:
+    """Import structlog without the Rich pieces only its exception pretty-printers use.
+
+    structlog's import loads `rich.traceback` and `rich.pretty` (and attrs through it) for
+    the console renderer's default exception formatter and the locals of dict tracebacks.
+    Keel's chain renders every exception to text before the renderer (`format_exc_info`) and
+    uses no dict tracebacks, so its log lines are the same either way; in a `keel` process
+    structlog falls back to its plain formatter for an `exc_info` handed to a console
+    renderer as is. Nothing is hidden when something imported structlog or those two first.
+    """
+    import importlib
+    import sys
+
+    if "structlog" in sys.modules:
+        return
+    hidden = [name for name in ("rich.traceback", "rich.pretty") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # an ImportError for structlog
+    try:
+        importlib.import_module("structlog")
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
 def _logs_to_stderr() -> None:
     """Log lines go to stderr (JSON unless a terminal) so stdout stays the answer or JSON."""
     import os
 
+    _import_structlog()
     from keel.config import ObservabilitySettings, Settings, load_settings
     from keel.observability.logs import configure_logging
 
@@ -34,9 +67,45 @@ def _logs_to_stderr() -> None:
     configure_logging(settings, secrets=secrets)  # stderr, as it is at each write
 
 
+JOBS = ("run", "resume", "approve", "fork")
+"""The commands that run an agent (through `keel.cli._common.execute`)."""
+
+
+def _command_app(name: str) -> typer.Typer:
+    """`app` holding the top-level command `name` alone, or `app` itself if it has none.
+
+    Typer builds a click command (signature, annotations, options) for every registered
+    command before it dispatches; `keel run` needs one of them. The group stays a group
+    (`keel run …`, usage lines and errors the same); help and unknown names get `app`.
+    """
+    for info in app.registered_commands:
+        callback = info.callback.__name__ if info.callback is not None else ""
+        if (info.name or get_command_name(callback)) == name:
+            single = copy.copy(app)
+            single.registered_commands = [info]
+            single.registered_groups = []
+            single.registered_callback = TyperInfo(callback=_no_options)
+            return single
+    return app
+
+
+def _no_options() -> None:
+    """The group callback of `_command_app`: a group with one command stays a group."""
+
+
 def main() -> None:
+    import gc
     import sys
 
-    if len(sys.argv) > 1 and "--help" not in sys.argv[1:]:  # help runs no command: no logs
+    if len(sys.argv) < 2 or "--help" in sys.argv[1:]:  # help runs no command: no logs
+        app()
+        return
+    if sys.argv[1] in JOBS:
+        # Start-up (imports, settings, the agent) allocates long-lived objects and frees
+        # almost none: no cyclic collection until the run starts (`execute` re-enables it).
+        gc.disable()
+    try:
         _logs_to_stderr()
-    app()
+        _command_app(sys.argv[1])()
+    finally:
+        gc.enable()

@@ -11,6 +11,7 @@ answer containing `[/b]` or `[bold]` is shown as written.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,9 +80,12 @@ def settings_from(**overrides: Any) -> Settings:
 def execute(job: Job, as_json: bool) -> None:
     """Run a job under a spinner and print its result; exit with the result's code.
 
-    On a terminal the spinner names the current step (`keel.cli.progress`).
+    On a terminal the spinner names the current step (`keel.cli.progress`). The cyclic
+    collector, off during a command's start-up (`keel.cli.main`), is on for the run.
     """
     from keel.cli.progress import run_with_spinner
+
+    gc.enable()
 
     try:
         if as_json or not err.is_terminal:

@@ -3,6 +3,9 @@
 Redis only when a Redis URL is configured, `limits` only when a rate is, sqlglot only when
 the SQL tool checks a query, LangChain's tracer (`keel.observability._tracer`) only when a
 run is traced; `keel --help` and `import keel.cli` load no logging, metrics or run machinery.
+`keel run` loads none of the Rich traceback and pretty-printer (nor attrs) that structlog's
+import would bring for exception formats Keel does not use, and builds the one click command
+it runs, not all of them; its output is the full app's.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WATCHED = ("redis", "limits", "sqlglot", "keel.observability._tracer")
@@ -95,7 +100,79 @@ def test_a_configured_rate_imports_limits(tmp_path: Path) -> None:
 
 def test_keel_run_without_sql_imports_none(tmp_path: Path) -> None:
     run = ["run", "--model", "scripted:echo", "Hello"]
-    assert _cli_loaded(tmp_path, run, WATCHED) == []
+    pretty_printers = ("rich.traceback", "rich.pretty", "attr")
+    assert _cli_loaded(tmp_path, run, (*WATCHED, *pretty_printers)) == []
+
+
+BUILT = """
+import contextlib, io, json, sys
+import typer.main
+from keel.cli import main
+built = []
+make = typer.main.get_command_from_info
+def spy(command_info, **kw):
+    command = make(command_info, **kw)
+    built.append(command.name)
+    return command
+typer.main.get_command_from_info = spy
+sys.argv = ["keel", *json.loads(sys.argv[1])]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main()
+import gc
+print(json.dumps([built, gc.isenabled()]))
+"""
+
+
+def test_keel_run_builds_only_the_run_command_and_ends_with_the_collector_on(
+    tmp_path: Path,
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", BUILT, json.dumps(["run", "--model", "scripted:echo", "Hi"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "KEEL_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run"], True]
+
+
+WHOLE_APP = """
+import sys
+from keel.cli import app
+sys.argv[0] = "keel"
+app()
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],  # a missing argument
+        ["run", "--modle", "x", "Hi"],  # an unknown option
+        ["rnu", "Hi"],  # an unknown command
+        ["resume"],  # a missing option
+    ],
+)
+def test_keel_usage_errors_read_as_the_whole_apps(tmp_path: Path, argv: list[str]) -> None:
+    """Dispatching through a one-command app changes no usage line, error or exit code."""
+    env = {**os.environ, "KEEL_HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    main_code = "import sys; from keel.cli import main; sys.argv[0] = 'keel'; main()"
+    got = [
+        subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+        for code in (main_code, WHOLE_APP)
+    ]
+    assert got[0].returncode == got[1].returncode == 2
+    assert got[0].stderr == got[1].stderr
+    assert got[0].stdout == got[1].stdout
 
 
 def test_keel_help_loads_no_logging_metrics_settings_or_runtime(tmp_path: Path) -> None:
