@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
-__all__ = ["date_hints"]
+__all__ = ["date_hints", "inclusive_last_days"]
 
 _MONTHS = [calendar.month_name[m].lower() for m in range(1, 13)]
 _MONTH = rf"(?:{'|'.join(_MONTHS)})"
@@ -58,6 +58,21 @@ def date_hints(question: str, today: date) -> list[str]:
     if _PER_DAY.search(question):
         return hints
     return [_DAYS_NOTE.sub("", hint) for hint in hints]
+
+
+def inclusive_last_days(question: str) -> set[date]:
+    """The last days of the ranges of days `question` names with both ends included ("from
+    2026-05-01 to 2026-05-14, both days included"): a query comparing `< '2026-05-14'`
+    leaves that day out."""
+    found: set[date] = set()
+    for hint in (*_day_ranges(question, date.min), *_written_day_ranges(question, date.min)):
+        matched = _INCLUDED_RANGE.match(hint[2])
+        if matched:
+            found.add(date.fromisoformat(matched[1]))
+    return found
+
+
+_INCLUDED_RANGE = re.compile(r"from \S+ to (\S+), both included")
 
 
 def _iter(pattern: str, question: str) -> Iterator[re.Match[str]]:

@@ -120,9 +120,10 @@ def check_query(
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise _refuse("write exactly one SELECT statement (no other statements).")
     columns = {c for cols in schema.tables.values() for c in cols}
-    tree = mend(statements[0], columns)
+    tree = mend(statements[0], columns, question)
     if question and strict:
         _check_values(tree, question, schema.notes)
+        _check_named_values(tree, question, schema.notes)
         _check_comparison(tree, question)
     if schema.tables and strict:
         _check_names(tree, schema, dialect)
@@ -171,6 +172,39 @@ def _check_values(tree: exp.Expr, question: str, notes: str) -> None:
                 f"the query compares with {literal.this!r}, which the question does not name:"
                 " drop that condition, or use the question's own words."
             )
+
+
+_QUOTED = re.compile(r"(?<!\w)'([^']{2,80})'(?!\w)")
+_ONE_OF = re.compile(r"\b(\w+)\.(\w+) is one of ((?:\w+(?:, | or | and |, or |, and ))*\w+)")
+
+
+def named_values(question: str, notes: str) -> dict[str, str]:
+    """The values `question` names that a query must compare with, each with the column it
+    belongs to when the notes say (`orders.status is one of completed, pending, …`; else
+    ""): the values it quotes ('Cloud Storage Plan') and the listed values it uses as words
+    ("completed orders")."""
+    found = {value: "" for value in _QUOTED.findall(question)}
+    for table, column, listed in _ONE_OF.findall(notes):
+        for value in re.split(r",\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", listed):
+            if value and _mentions(question, value):
+                found[value] = f"{table}.{column}"
+    return found
+
+
+def _check_named_values(tree: exp.Expr, question: str, notes: str) -> None:
+    """Every value the question names is compared with (a small model drops "completed"
+    from "how many completed orders", or the product from "units of 'Setup Service'")."""
+    from sqlglot import exp
+
+    used = {lit.this.strip("%_ ").lower() for lit in tree.find_all(exp.Literal) if lit.is_string}
+    for value, column in named_values(question, notes).items():
+        if value.lower() in used:
+            continue
+        where = f"{column} = '{value}'" if column else f"the column it is a value of = '{value}'"
+        raise _refuse(
+            f"the question names '{value}', and the query does not use it: add the condition "
+            f"({where})."
+        )
 
 
 _THAN = re.compile(r"\bthan\b", re.IGNORECASE)

@@ -10,6 +10,9 @@ change nothing a query means when it is already right:
 - a name it orders by but never gave (`SELECT SUM(…) … ORDER BY revenue`): when the query
   selects exactly one aggregate, that is what it orders by, so the aggregate gets the name
   (or, already named otherwise, the ORDER BY uses that name);
+- a range of days the question names with both ends included (`from 2026-05-01 to
+  2026-05-14, both days included`) compared `< '2026-05-14'`, which leaves the last day out:
+  the bound becomes the day after it;
 - a group it does not show (`SELECT SUM(…) … GROUP BY substr(order_date, 1, 7)`, selecting
   only aggregates): its rows would be numbers without what each is for, so the group key is
   selected too, first.
@@ -17,7 +20,10 @@ change nothing a query means when it is already right:
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
+
+from keel.nodes._date_hints import inclusive_last_days
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -28,14 +34,33 @@ _PERIODS = {4: "year", 7: "month", 10: "day"}
 """Length of a date prefix (`substr(d, 1, 7)`) → what it names."""
 
 
-def mend(tree: exp.Expr, columns: set[str]) -> exp.Expr:
-    """`tree` with its slips mended (in place); `columns` are the database's column names."""
+def mend(tree: exp.Expr, columns: set[str], question: str = "") -> exp.Expr:
+    """`tree` with its slips mended (in place); `columns` are the database's column names,
+    `question` what it answers."""
     from sqlglot import exp
 
     for select in list(tree.find_all(exp.Select)):
         _name_what_is_ordered(select, columns)
         _select_what_is_grouped(select)
+    _include_last_days(tree, inclusive_last_days(question) if question else set())
     return _real_division(tree)
+
+
+def _include_last_days(tree: exp.Expr, last_days: set[date]) -> None:
+    from sqlglot import exp
+
+    if not last_days:
+        return
+    for below in tree.find_all(exp.LT):
+        bound = below.expression
+        if not (isinstance(bound, exp.Literal) and bound.is_string):
+            continue
+        try:
+            day = date.fromisoformat(bound.this)
+        except ValueError:
+            continue
+        if day in last_days:
+            bound.replace(exp.Literal.string(str(day + timedelta(days=1))))
 
 
 def _aggregates(select: exp.Select) -> list[exp.Expr]:

@@ -96,6 +96,49 @@ def test_the_query_compares_only_with_values_the_question_brings(
             check_query(query, NOTES, question)
 
 
+LISTED = schema_from_prompt(
+    "Tables:\n- orders(id, customer_id, order_date, status)\n- products(id, name)\n"
+    "Order dates are text; orders.status is one of completed, pending, cancelled, refunded."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "query", "missing"),
+    [
+        (
+            "How many completed orders were there in May 2026?",
+            "SELECT COUNT(*) FROM orders",
+            "completed",
+        ),
+        (
+            "How many orders were not completed?",
+            "SELECT COUNT(*) FROM orders WHERE status != 'completed'",
+            None,
+        ),
+        ("Units of 'Setup Service' in May?", "SELECT COUNT(*) FROM orders", "Setup Service"),
+        (
+            "Units of 'Setup Service' in May?",
+            "SELECT COUNT(*) FROM products WHERE name = 'Setup Service'",
+            None,
+        ),
+        ("How many orders, whatever their status?", "SELECT COUNT(*) FROM orders", None),
+        (
+            "Any refunded or cancelled orders?",
+            "SELECT COUNT(*) FROM orders WHERE status = 'refunded'",
+            "cancelled",
+        ),
+    ],
+)
+def test_the_query_uses_every_value_the_question_names(
+    question: str, query: str, missing: str | None
+) -> None:
+    if missing is None:
+        assert check_query(query, LISTED, question).startswith("SELECT")
+    else:
+        with pytest.raises(MalformedOutputError, match=f"names '{missing}', and the query does"):
+            check_query(query, LISTED, question)
+
+
 BR_ES = "Do we have more customers from BR than from ES?"
 MAY_APRIL = "Was the revenue in May 2026 higher than in April 2026?"
 

@@ -76,6 +76,32 @@ def test_a_slip_is_mended_into_the_query_meant(
     assert db.execute(lenient).fetchall() == db.execute(meant).fetchall()
 
 
+BOTH_INCLUDED = "How many orders from 2026-06-09 to 2026-06-20, both days included?"
+IN_RANGE = "SELECT COUNT(*) FROM orders WHERE order_date >= '2026-06-09' AND order_date"
+
+
+@pytest.mark.parametrize(
+    ("question", "written", "meant"),
+    [
+        (
+            BOTH_INCLUDED,
+            f"{IN_RANGE} < '2026-06-20'",
+            f"{IN_RANGE} <= '2026-06-20'",
+        ),
+        (
+            "How many orders from 2026-06-09 to 2026-06-20 (the 20th excluded)?",
+            f"{IN_RANGE} < '2026-06-20'",
+            f"{IN_RANGE} < '2026-06-20'",
+        ),
+    ],
+)
+def test_a_range_with_both_ends_included_keeps_its_last_day(
+    db: sqlite3.Connection, question: str, written: str, meant: str
+) -> None:
+    mended = check_query(written, SCHEMA, question)
+    assert db.execute(mended).fetchall() == db.execute(meant).fetchall()
+
+
 @pytest.mark.parametrize(
     "right",
     [
