@@ -22,8 +22,8 @@ precompiled from site-packages.
 
 Then, once, the modules `keel run` loads that `import langgraph.graph` does not
 (`python -X importtime`), by top-level package with their cumulative import time, and the
-packages each run does not use that were imported anyway (`UNUSED`, plus `sqlglot` for the
-run without a SQL query).
+packages (or modules) each run does not use that were imported anyway (`UNUSED`, plus
+`sqlglot` for the run without a SQL query).
 The measurement is repeated `--repeat` times; each ratio is printed as its range, with the
 load average.
 """
@@ -52,9 +52,21 @@ SIDES: dict[str, list[str]] = {
     "keel run echo": [*KEEL, "run", "--model", "scripted:echo", "Hello"],
     "keel run": [*KEEL, "run", "--model", "scripted:sales", QUESTION],
 }
-UNUSED = ("redis", "limits", "sqlalchemy", "psycopg", "fastapi", "uvicorn", "procrastinate")
-"""Packages a run on the default settings (memory caches, no rate limits, no Redis, SQLite
-checkpoints, tracing off) has no use for."""
+UNUSED = (
+    "redis",
+    "limits",
+    "sqlalchemy",
+    "psycopg",
+    "fastapi",
+    "uvicorn",
+    "procrastinate",
+    "attr",
+    "rich.traceback",
+    "rich.pretty",
+)
+"""Packages (and modules) a run on the default settings (memory caches, no rate limits, no
+Redis, SQLite checkpoints, tracing off) has no use for: attrs and Rich's traceback and
+pretty-printer come with structlog's exception formatters, which Keel's logs do not use."""
 UNUSED_WITHOUT_SQL = ("sqlglot",)
 """And those the echo run has no use for: it sends no SQL query."""
 
@@ -114,7 +126,7 @@ def report_imports(env: dict[str, str], side: str, unused_too: tuple[str, ...] =
         f"  {pkg:<22}{n:>5}{(extra.get(pkg, 0) / 1000):>9.1f}"
         for pkg, n in packages.most_common(20)
     ]
-    unused = [p for p in (*UNUSED, *unused_too) if p in packages]
+    unused = [p for p in (*UNUSED, *unused_too) if p in packages or p in extra]
     lines.append(f"imported but unused by this run: {', '.join(unused) or 'none'}")
     lines.append(
         "slowest top-level imports: " + ", ".join(f"{m} {us / 1000:.0f} ms" for us, m in tops[:8])
