@@ -23,7 +23,32 @@ from keel.cost.accounting import CHARS_PER_TOKEN, MESSAGE_OVERHEAD
 __all__ = ["estimate_tokens", "message_chars"]
 
 _Stamp = tuple[int, int, int, int]
-_SIZES: dict[int, tuple[weakref.ref[BaseMessage], _Stamp, int]] = {}
+
+
+class _Size(weakref.ref[BaseMessage]):
+    """A message's remembered size: a weak reference to the message that carries its
+    stamp and size, and removes its own entry when the message dies. One object per
+    message, where a reference, a closure for its callback and a tuple would be four: with
+    a thousand runs alive, every object a run holds lengthens each full collection."""
+
+    __slots__ = ("chars", "key", "stamp")
+    key: int
+    stamp: _Stamp
+    chars: int
+
+    def __new__(cls, message: BaseMessage, key: int, stamp: _Stamp, chars: int) -> _Size:
+        return super().__new__(cls, message, _forget)
+
+    def __init__(self, message: BaseMessage, key: int, stamp: _Stamp, chars: int) -> None:
+        self.key, self.stamp, self.chars = key, stamp, chars
+
+
+def _forget(ref: weakref.ref[Any]) -> None:
+    if isinstance(ref, _Size) and _SIZES.get(ref.key) is ref:
+        del _SIZES[ref.key]
+
+
+_SIZES: dict[int, _Size] = {}
 
 
 def _tool_calls(message: BaseMessage) -> Any:
@@ -47,10 +72,6 @@ def _measure(message: BaseMessage) -> int:
     return chars + (len(json.dumps(calls, default=str)) if calls else 0)
 
 
-def _forget(key: int) -> Any:
-    return lambda _ref: _SIZES.pop(key, None)
-
-
 def message_chars(message: BaseMessage) -> int:
     """The characters `message` adds to a prompt estimate (remembered while it lives)."""
     content = message.content
@@ -59,10 +80,10 @@ def message_chars(message: BaseMessage) -> int:
     key = id(message)
     stamp = _stamp(message)
     known = _SIZES.get(key)
-    if known is not None and known[0]() is message and known[1] == stamp:
-        return known[2]
+    if known is not None and known() is message and known.stamp == stamp:
+        return known.chars
     chars = _measure(message)
-    _SIZES[key] = (weakref.ref(message, _forget(key)), stamp, chars)
+    _SIZES[key] = _Size(message, key, stamp, chars)
     return chars
 
 

@@ -7,6 +7,7 @@ CPU, since the estimate looks at every message of the prompt before each model c
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -38,3 +39,29 @@ def test_the_estimate_never_asks_pydantic_for_a_missing_field(
         monkeypatch.setattr(cls, "__getattr__", spy, raising=False)
     assert estimate_tokens(messages) == expected
     assert missed == []
+
+
+def _tracked() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_a_remembered_size_is_one_object_per_message_and_goes_with_it() -> None:
+    """With a thousand runs alive the memo's entries are part of every full collection:
+    each remembered message costs the collector one object, not a reference, a closure
+    and tuples (issue 19). The entry still goes when its message does."""
+    calls = [
+        AIMessage(
+            "",
+            tool_calls=[{"name": "calculator", "args": {"expression": f"{i} + 1"}, "id": f"c{i}"}],
+        )
+        for i in range(200)
+    ]
+    expected = reference_estimate(calls)
+    before = _tracked()
+    assert estimate_tokens(calls) == expected
+    kept = _tracked() - before
+    assert kept <= len(calls) + 5
+    assert estimate_tokens(calls) == expected  # remembered: the same answer
+    del calls
+    assert _tracked() <= before - 200 * 3  # the messages, and their entries with them
