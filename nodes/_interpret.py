@@ -54,9 +54,14 @@ def _interpret_native(reply: AIMessage, iteration: int) -> Decision:
             "Send the arguments as one JSON object."
         )
     if reply.tool_calls:
+        given = reply.tool_calls
+        if all(c.get("id") and c.get("type") == "tool_call" for c in given):
+            # the provider named every call: the reply is the message, not a copy of it
+            # (one message object fewer per call for each run's whole life, issue 19)
+            return Decision(message=reply, thought=text or None, calls=given)
         calls = [
             tool_call(name=c["name"], args=c["args"], id=call_id(iteration, i, c.get("id")))
-            for i, c in enumerate(reply.tool_calls)
+            for i, c in enumerate(given)
         ]
         message = reply.model_copy(update={"tool_calls": calls})
         return Decision(message=message, thought=text or None, calls=calls)
