@@ -196,7 +196,7 @@ async def _stream(
     wanted = list(dict.fromkeys(segment.stream_modes))
     # the observer's feed, and the final state (read back only when the run stopped early)
     modes = list(dict.fromkeys([*wanted, "updates", "values"]))
-    final: dict[str, Any] | None = None
+    final: Mapping[str, Any] | None = None  # the latest values chunk, copied only at the end
     paused = bool(segment.interrupt_before or segment.interrupt_after)
     async for mode, chunk in stream_graph(
         agent.graph,
@@ -212,12 +212,12 @@ async def _stream(
             observer.on_update(chunk)
             paused = paused or "__interrupt__" in chunk
         elif mode == "values" and isinstance(chunk, Mapping):
-            final = dict(chunk)
+            final = chunk
         if on_chunk is not None and mode in wanted:
             await on_chunk(mode, chunk)
     if not paused and final is not None and final.get("outcome") is not None:
         # the run reached its outcome: nothing is left to do, no need to read it back
-        return StateSnapshot(final, (), config, None, None, None, (), ())
+        return StateSnapshot(dict(final), (), config, None, None, None, (), ())
     return await agent.graph.aget_state(agent.config(segment.thread_id))
 
 
