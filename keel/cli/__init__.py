@@ -32,7 +32,7 @@ def _import_structlog() -> None:
     Keel's chain renders every exception to text before the renderer (`format_exc_info`) and
     uses no dict tracebacks, so its log lines are the same either way; in a `keel` process
     structlog falls back to its plain formatter for an `exc_info` handed to a console
-    renderer as is. Nothing is hidden when something imported structlog or those two first.
+    renderer as is. Nothing is hidden once structlog is imported, nor a module already loaded.
     """
     import importlib
     import sys
