@@ -7,6 +7,8 @@ change nothing a query means when it is already right:
 - real division: in SQLite `SUM(x) / COUNT(*)` of integers truncates (an average of 2.97
   reads 2), and no business question asks for a truncated quotient; a quotient is not cast
   back to an integer either;
+- a column qualified by a table's name where the query gave that table an alias
+  (`SUM(order_items.quantity) FROM order_items AS oi`, which SQLite refuses): the alias;
 - a name it orders by but never gave (`SELECT SUM(…) … ORDER BY revenue`): when the query
   selects exactly one aggregate, that is what it orders by, so the aggregate gets the name
   (or, already named otherwise, the ORDER BY uses that name);
@@ -40,6 +42,7 @@ def mend(tree: exp.Expr, columns: set[str], question: str = "") -> exp.Expr:
     from sqlglot import exp
 
     for select in list(tree.find_all(exp.Select)):
+        _use_aliases(select)
         _name_what_is_ordered(select, columns)
         _select_what_is_grouped(select)
     _include_last_days(tree, inclusive_last_days(question) if question else set())
@@ -61,6 +64,25 @@ def _include_last_days(tree: exp.Expr, last_days: set[date]) -> None:
             continue
         if day in last_days:
             bound.replace(exp.Literal.string(str(day + timedelta(days=1))))
+
+
+def _use_aliases(select: exp.Select) -> None:
+    from sqlglot import exp
+
+    aliased = {}
+    for source in [
+        select.args.get("from_") or select.args.get("from"),
+        *select.args.get("joins", []),
+    ]:
+        table = source.this if source is not None else None
+        if isinstance(table, exp.Table) and table.alias and table.alias != table.name:
+            aliased[table.name.lower()] = table.alias
+    if not aliased:
+        return
+    for column in select.find_all(exp.Column):
+        alias = aliased.get(column.table.lower())
+        if alias is not None and column.find_ancestor(exp.Select) is select:
+            column.set("table", exp.to_identifier(alias))
 
 
 def _aggregates(select: exp.Select) -> list[exp.Expr]:

@@ -217,7 +217,7 @@ async def test_a_repeated_failing_call_stops_the_loop_at_once(
         result = await agent.arun("1+2?")
     assert not result.success and result.error_code == ErrorCode.ITERATION_LIMIT
     acts = [s for s in result.metadata.trace if s["node"] == "act"]
-    assert len(acts) == 2  # the first repeat stops it, not the limit of 8
+    assert len(acts) == 3  # the second repeat stops it, not the limit of 8
     assert "repeated a call that had already failed the same way: add(a='one', b=2)" in (
         result.output
     )

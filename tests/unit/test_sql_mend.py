@@ -63,6 +63,11 @@ CASES = [
         " ON oi.product_id = p.id GROUP BY p.name ORDER BY units DESC",
     ),
     ("SELECT COUNT(*) / 2 FROM orders", "SELECT COUNT(*) / 2.0 FROM orders"),
+    (
+        "SELECT SUM(order_items.quantity * order_items.unit_price) FROM order_items AS oi"
+        " JOIN orders AS o ON o.id = oi.order_id WHERE orders.order_date >= '2026-06-01'",
+        f"SELECT {REVENUE} {JOINED} WHERE o.order_date >= '2026-06-01'",
+    ),
 ]
 
 
