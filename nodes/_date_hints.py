@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
-__all__ = ["date_hints", "inclusive_last_days"]
+__all__ = ["date_hints", "inclusive_last_days", "named_period_starts"]
 
 _MONTHS = [calendar.month_name[m].lower() for m in range(1, 13)]
 _MONTH = rf"(?:{'|'.join(_MONTHS)})"
@@ -72,6 +72,25 @@ def inclusive_last_days(question: str) -> set[date]:
     return found
 
 
+def named_period_starts(question: str) -> list[tuple[int, date]]:
+    """Where in `question` each period named by its date (a day, a range, a month, a
+    quarter, a year; not "last month") begins, with the period's first day."""
+    found: list[_Hint] = []
+    for finder in _FINDERS:
+        if finder in _RELATIVE:
+            continue
+        for start, end, hint in finder(question, date.min):
+            if not any(s <= start and end <= e for s, e, _ in found):
+                found.append((start, end, hint))
+    starts = []
+    for start, _, hint in sorted(found):
+        first = _FIRST_BOUND.search(hint)
+        if first:
+            starts.append((start, date.fromisoformat(first[1])))
+    return starts
+
+
+_FIRST_BOUND = re.compile(r"<date> (?:>=|=) '(\d{4}-\d\d-\d\d)'")
 _INCLUDED_RANGE = re.compile(r"from \S+ to (\S+), both included")
 
 
@@ -293,3 +312,5 @@ _FINDERS: tuple[Callable[[str, date], Iterator[_Hint]], ...] = (
     _relative,
 )
 """Longer phrases first: a phrase inside one already found is skipped."""
+_RELATIVE = (_since, _last_days, _last_months, _relative)
+"""Finders whose periods depend on today."""

@@ -15,6 +15,10 @@ change nothing a query means when it is already right:
 - a range of days the question names with both ends included (`from 2026-05-01 to
   2026-05-14, both days included`) compared `< '2026-05-14'`, which leaves the last day out:
   the bound becomes the day after it;
+- a yes/no comparison written the wrong way round ("more customers from BR than from ES?"
+  as `(… 'ES' …) > (… 'BR' …)`): when each side of the one comparison between amounts
+  names one side of the question's "than", and the operator says the opposite of the
+  question's "more"/"fewer", the two sides are swapped;
 - a group it does not show (`SELECT SUM(…) … GROUP BY substr(order_date, 1, 7)`, selecting
   only aggregates): its rows would be numbers without what each is for, so the group key is
   selected too, first.
@@ -22,10 +26,12 @@ change nothing a query means when it is already right:
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from keel.nodes._date_hints import inclusive_last_days
+from keel.nodes._date_hints import inclusive_last_days, named_period_starts
+from keel.nodes._planned_verify import is_yes_no
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -46,7 +52,91 @@ def mend(tree: exp.Expr, columns: set[str], question: str = "") -> exp.Expr:
         _name_what_is_ordered(select, columns)
         _select_what_is_grouped(select)
     _include_last_days(tree, inclusive_last_days(question) if question else set())
+    if question:
+        _orient_comparison(tree, question)
     return _real_division(tree)
+
+
+_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
+_MORE = re.compile(r"\b(?:more|higher|greater|larger|bigger|exceed\w*)\b", re.IGNORECASE)
+_LESS = re.compile(r"\b(?:fewer|less|lower|smaller)\b", re.IGNORECASE)
+_ISO_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
+
+
+def _orient_comparison(tree: exp.Expr, question: str) -> None:
+    from sqlglot import exp
+
+    than = _THAN.search(question)
+    if than is None or not is_yes_no(question):
+        return
+    before = question[: than.start()]
+    more, less = bool(_MORE.search(before)), bool(_LESS.search(before))
+    if more == less:
+        return
+    periods = named_period_starts(question)
+    comparisons = [
+        c
+        for c in tree.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE)
+        if not any(_is_day(side) for side in (c.this, c.expression))
+    ]
+    if len(comparisons) != 1:
+        return
+    (comparison,) = comparisons
+    left = _sides(comparison.this, question, than.start(), periods)
+    right = _sides(comparison.expression, question, than.start(), periods)
+    if {*left, *right} != {1, 2} or len(left) != 1 or len(right) != 1:
+        return
+    greater = isinstance(comparison, exp.GT | exp.GTE)
+    says_first_more = greater == (left == {1})
+    if says_first_more != more:
+        this, other = comparison.this, comparison.expression
+        comparison.set("this", other)
+        comparison.set("expression", this)
+
+
+def _is_day(node: exp.Expr) -> bool:
+    from sqlglot import exp
+
+    return isinstance(node, exp.Literal) and node.is_string and bool(_ISO_DAY.match(node.name))
+
+
+def _is_lower_bound(literal: exp.Literal) -> bool:
+    from sqlglot import exp
+
+    parent = literal.parent
+    if isinstance(parent, exp.GTE | exp.GT | exp.EQ):
+        return parent.expression is literal
+    if isinstance(parent, exp.LTE | exp.LT):
+        return parent.this is literal
+    return isinstance(parent, exp.Between) and parent.args.get("low") is literal
+
+
+def _sides(
+    operand: exp.Expr, question: str, than: int, periods: list[tuple[int, date]]
+) -> set[int]:
+    """Which side of the question's "than" (1 before, 2 after) the values `operand` compares
+    with belong to: a text value by where the question says it, a day by the period it
+    starts."""
+    from sqlglot import exp
+
+    sides: set[int] = set()
+    for literal in operand.find_all(exp.Literal):
+        if not literal.is_string:
+            continue
+        value = literal.name
+        if _ISO_DAY.match(value):
+            if not _is_lower_bound(literal):
+                continue  # '2026-06-01' also ends May: only where a period starts counts
+            at = [pos for pos, first in periods if str(first) == value]
+            sides |= {1 if pos < than else 2 for pos in at}
+            continue
+        found = {
+            1 if m.start() < than else 2
+            for m in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", question, re.IGNORECASE)
+        }
+        if len(found) == 1:
+            sides |= found
+    return sides
 
 
 def _include_last_days(tree: exp.Expr, last_days: set[date]) -> None:

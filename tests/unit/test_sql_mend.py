@@ -107,6 +107,35 @@ def test_a_range_with_both_ends_included_keeps_its_last_day(
     assert db.execute(mended).fetchall() == db.execute(meant).fetchall()
 
 
+LAMP = "SUM(CASE WHEN p.name = 'Lamp' THEN oi.quantity * oi.unit_price ELSE 0 END)"
+DESK = "SUM(CASE WHEN p.name = 'Desk' THEN oi.quantity * oi.unit_price ELSE 0 END)"
+SOLD = "FROM order_items oi JOIN products p ON p.id = oi.product_id"
+JUNE = "SUM(CASE WHEN o.order_date >= '2026-06-01' THEN oi.quantity ELSE 0 END)"
+MAY = "SUM(CASE WHEN o.order_date >= '2026-05-01' AND o.order_date < '2026-06-01'"
+MAY += " THEN oi.quantity ELSE 0 END)"
+
+
+MORE = "Did 'Lamp' make more revenue than 'Desk'?"
+LESS = "Did 'Lamp' make less revenue than 'Desk'?"
+MONTHS = "Were more units sold in June 2026 than in May 2026?"
+
+
+@pytest.mark.parametrize(
+    ("question", "written", "meant"),
+    [
+        (MORE, f"SELECT {DESK} > {LAMP} {SOLD}", f"SELECT {LAMP} > {DESK} {SOLD}"),
+        (MORE, f"SELECT {DESK} < {LAMP} {SOLD}", f"SELECT {DESK} < {LAMP} {SOLD}"),
+        (LESS, f"SELECT {LAMP} > {DESK} {SOLD}", f"SELECT {LAMP} < {DESK} {SOLD}"),
+        (MONTHS, f"SELECT {MAY} > {JUNE} {JOINED}", f"SELECT {JUNE} > {MAY} {JOINED}"),
+    ],
+)
+def test_a_comparison_written_the_wrong_way_round_is_turned(
+    db: sqlite3.Connection, question: str, written: str, meant: str
+) -> None:
+    mended = check_query(written, SCHEMA, question)
+    assert db.execute(mended).fetchall() == db.execute(meant).fetchall()
+
+
 @pytest.mark.parametrize(
     "right",
     [
