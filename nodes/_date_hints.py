@@ -138,14 +138,9 @@ def _to_today(label: str, first: date, today: date) -> str:
 
 def _day_ranges(question: str, today: date) -> Iterator[_Hint]:
     for m in _iter(rf"\b(?:between|from)\s+({_DAY})\s+{_TO}\s+(?:the\s+)?({_DAY})", question):
-        first, last = _parse_day(m[1]), _parse_day(m[2])
-        if first is None or last is None or last < first:
-            continue
-        if _end_excluded(question[m.end() :], m[2]):
-            label = f"from {first} to {last}, {last} excluded"
-            yield m.start(), m.end(), _span(label, first, last - _ONE_DAY)
-        else:
-            yield m.start(), m.end(), _span(f"from {first} to {last}, both included", first, last)
+        hint = _range_hint(_parse_day(m[1]), _parse_day(m[2]), question[m.end() :], m[2])
+        if hint is not None:
+            yield m.start(), m.end(), hint
 
 
 def _written_day_ranges(question: str, today: date) -> Iterator[_Hint]:
@@ -157,13 +152,19 @@ def _written_day_ranges(question: str, today: date) -> Iterator[_Hint]:
     for m in _iter(pattern, question):
         first = _parse_day(f"{m[1]} {m[2]} {m[5]}")
         last = _parse_day(f"{m[3] or m[1]} {m[4]} {m[5]}")
-        if first is None or last is None or last < first:
-            continue
-        if _end_excluded(question[m.end() :], m[4]):
-            label = f"from {first} to {last}, {last} excluded"
-            yield m.start(), m.end(), _span(label, first, last - _ONE_DAY)
-        else:
-            yield m.start(), m.end(), _span(f"from {first} to {last}, both included", first, last)
+        hint = _range_hint(first, last, question[m.end() :], m[4])
+        if hint is not None:
+            yield m.start(), m.end(), hint
+
+
+def _range_hint(first: date | None, last: date | None, after: str, written: str) -> str | None:
+    """The hint for a range of days (`written`: its last day as the question wrote it,
+    `after`: the question's words after it); None when it is no range."""
+    if first is None or last is None or last < first:
+        return None
+    if _end_excluded(after, written):
+        return _span(f"from {first} to {last}, {last} excluded", first, last - _ONE_DAY)
+    return _span(f"from {first} to {last}, both included", first, last)
 
 
 def _end_excluded(after: str, last: str) -> bool:
