@@ -51,23 +51,21 @@ def collected(valgrind_output: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def instructions(side: str, runs: int) -> int:
-    """The instructions of one process running `side` `WARM_UP + runs` times."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-m",
-        "bench.instructions",
-        "--child",
-        side,
-        str(runs),
-    ]
+def callgrind_total(python_args: list[str]) -> int:
+    """The instructions callgrind counts for `python <python_args>`, run from the checkout's
+    root with it on the path."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": root}
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env, check=True)
+    done = subprocess.run(
+        [*command, *python_args], capture_output=True, text=True, cwd=root, env=env, check=True
+    )
     return collected(done.stderr)
+
+
+def instructions(side: str, runs: int) -> int:
+    """The instructions of one process running `side` `WARM_UP + runs` times."""
+    return callgrind_total(["-m", "bench.instructions", "--child", side, str(runs)])
 
 
 def per_run(side: str, low: int, high: int) -> float:

@@ -162,15 +162,20 @@ async def one_round(
     m.runs += sequential + concurrent
 
 
-async def bench(args: argparse.Namespace, devnull: Any) -> dict[str, Measure]:
-    home = Path(tempfile.mkdtemp(prefix="keel-bench-"))
-    settings = load_settings(
+def bench_settings() -> Any:
+    """Every mode's settings: the sales policy on a memory saver in a fresh home, no cache,
+    tracing set per mode on the agent."""
+    return load_settings(
         model="scripted:sales",
         checkpoint_url="memory://",
-        home=home,
+        home=Path(tempfile.mkdtemp(prefix="keel-bench-")),
         observability={"tracing": "off", "log_format": "json"},
         cache={"backend": "none"},
     )
+
+
+async def bench(args: argparse.Namespace, devnull: Any) -> dict[str, Measure]:
+    settings = bench_settings()
     configure_logging(settings, stream=devnull)
     measures = {mode: Measure() for mode in args.modes}
     sinks = {mode: Sink.start() for mode in args.modes if mode != "baseline"}
@@ -225,14 +230,7 @@ WARM_UP = 3
 
 async def child(mode: str, runs: int, devnull: Any) -> None:
     """`WARM_UP` runs, then `runs` more, one at a time, in `mode` (counted under callgrind)."""
-    home = Path(tempfile.mkdtemp(prefix="keel-bench-"))
-    settings = load_settings(
-        model="scripted:sales",
-        checkpoint_url="memory://",
-        home=home,
-        observability={"tracing": "off", "log_format": "json"},
-        cache={"backend": "none"},
-    )
+    settings = bench_settings()
     sink = Sink.start() if mode != "baseline" else None
     client = make_client(sink.url) if sink is not None else None
     pins = pin_sender(client) if client is not None else ()
@@ -253,23 +251,10 @@ async def child(mode: str, runs: int, devnull: Any) -> None:
 
 def instructions(mode: str, runs: int) -> int:
     """The instructions of one process running `mode` `WARM_UP + runs` times."""
-    import re
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+    from bench.instructions import callgrind_total
 
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        mode,
-        str(runs),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected\s*:\s*([\d,]+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
-    return int(found.group(1).replace(",", ""))
+    return callgrind_total([str(Path(__file__).resolve()), "--child", mode, str(runs)])
 
 
 def count(args: argparse.Namespace) -> str:
