@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 
 __all__ = ["date_hints", "inclusive_last_days", "named_period_starts"]
@@ -49,15 +49,23 @@ _Hint = tuple[int, int, str]
 
 def date_hints(question: str, today: date) -> list[str]:
     """The date bounds of the periods `question` names, as comparisons on a date column."""
-    found: list[_Hint] = []
-    for finder in _FINDERS:
-        for start, end, hint in finder(question, today):
-            if not any(s <= start and end <= e for s, e, _ in found):
-                found.append((start, end, hint))
-    hints = [hint for _, _, hint in sorted(found)]
+    hints = [hint for _, _, hint in _found(question, today, _FINDERS)]
     if _PER_DAY.search(question):
         return hints
     return [_DAYS_NOTE.sub("", hint) for hint in hints]
+
+
+def _found(
+    question: str, today: date, finders: Sequence[Callable[[str, date], Iterator[_Hint]]]
+) -> list[_Hint]:
+    """The phrases `finders` find, in the order the question names them; a phrase inside
+    one already found (by an earlier, longer finder) is skipped."""
+    found: list[_Hint] = []
+    for finder in finders:
+        for start, end, hint in finder(question, today):
+            if not any(s <= start and end <= e for s, e, _ in found):
+                found.append((start, end, hint))
+    return sorted(found)
 
 
 def inclusive_last_days(question: str) -> set[date]:
@@ -75,15 +83,9 @@ def inclusive_last_days(question: str) -> set[date]:
 def named_period_starts(question: str) -> list[tuple[int, date]]:
     """Where in `question` each period named by its date (a day, a range, a month, a
     quarter, a year; not "last month") begins, with the period's first day."""
-    found: list[_Hint] = []
-    for finder in _FINDERS:
-        if finder in _RELATIVE:
-            continue
-        for start, end, hint in finder(question, date.min):
-            if not any(s <= start and end <= e for s, e, _ in found):
-                found.append((start, end, hint))
+    dated = [finder for finder in _FINDERS if finder not in _RELATIVE]
     starts = []
-    for start, _, hint in sorted(found):
+    for start, _, hint in _found(question, date.min, dated):
         first = _FIRST_BOUND.search(hint)
         if first:
             starts.append((start, date.fromisoformat(first[1])))

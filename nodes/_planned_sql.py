@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from keel.errors import ErrorCode, MalformedOutputError
 from keel.nodes._date_hints import date_hints
-from keel.nodes._planned_verify import is_yes_no
+from keel.nodes._planned_verify import THAN, is_yes_no
 from keel.nodes._sql_mend import mend
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
@@ -207,16 +207,13 @@ def _check_named_values(tree: exp.Expr, question: str, notes: str) -> None:
         )
 
 
-_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
-
-
 def _check_comparison(tree: exp.Expr, question: str) -> None:
     """A yes/no question that compares ("more … than", "higher than") gets a query that
     compares: one with no `>`/`<` but between a column and a date counts or adds up both
     sides ("customers from BR or ES") and its answer says nothing about which is larger."""
     from sqlglot import exp
 
-    if not (is_yes_no(question) and _THAN.search(question)):
+    if not (is_yes_no(question) and THAN.search(question)):
         return
     for comparison in tree.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE):
         sides = (comparison.this, comparison.expression)

@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "NAMED_ROWS",
+    "THAN",
     "Table",
     "answer_from_rows",
     "asks_for_total",
@@ -75,6 +76,10 @@ def read_table(result: str) -> Table | None:
     if not all(isinstance(r, list) for r in rows):
         return None
     return Table([str(c) for c in columns], rows, bool(body.get("truncated")))
+
+
+THAN = re.compile(r"\bthan\b", re.IGNORECASE)
+"""The word of a comparison ("more … than"): what the comparison check and mend look for."""
 
 
 def is_yes_no(question: str) -> bool:

@@ -31,7 +31,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from keel.nodes._date_hints import inclusive_last_days, named_period_starts
-from keel.nodes._planned_verify import is_yes_no
+from keel.nodes._planned_verify import THAN, is_yes_no
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -57,7 +57,6 @@ def mend(tree: exp.Expr, columns: set[str], question: str = "") -> exp.Expr:
     return _real_division(tree)
 
 
-_THAN = re.compile(r"\bthan\b", re.IGNORECASE)
 _MORE = re.compile(r"\b(?:more|higher|greater|larger|bigger|exceed\w*)\b", re.IGNORECASE)
 _LESS = re.compile(r"\b(?:fewer|less|lower|smaller)\b", re.IGNORECASE)
 _ISO_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
@@ -66,7 +65,7 @@ _ISO_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 def _orient_comparison(tree: exp.Expr, question: str) -> None:
     from sqlglot import exp
 
-    than = _THAN.search(question)
+    than = THAN.search(question)
     if than is None or not is_yes_no(question):
         return
     before = question[: than.start()]
