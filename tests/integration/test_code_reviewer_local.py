@@ -1,4 +1,4 @@
-"""The code reviewer with the embedded 0.5B model, for real: `keel run --agent code_reviewer`
+"""The code reviewer with the embedded default model, for real: `keel run --agent code_reviewer`
 on the headline task over the sample repository; the posted comments are checked against the
 seeded defects (their lines found in the files at head).
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.config import load_settings
+from keel.config import DEFAULT_MODEL, load_settings
 from keel.reviews.store import list_comments, open_reviews
 from keel.tools.review_sample import CLEAN_FILES, build_sample_repo
 from tests.integration.test_code_reviewer import seeded_lines
@@ -41,7 +41,7 @@ def test_the_local_model_flags_the_seeded_defects(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-    assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
+    assert result["metadata"]["model"] == DEFAULT_MODEL
     actions = [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"]
     rows = list_comments(open_reviews(load_settings(home=home)))
     places = {(r["path"], r["line"]) for r in rows}

@@ -1,4 +1,4 @@
-"""The embedded 0.5B model, for real: `keel run --json` (no API key, no network) answers the
+"""The embedded default model, for real: `keel run --json` (no API key, no network) answers the
 README's sales question and a count question over the sample database; each answer is checked
 against the independently computed truth.
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.eval_questions import is_correct, questions
+from keel.config import DEFAULT_MODEL
 from keel.tools.sample_db import ensure_sample_db
 from tests.integration.test_local_server import local_cli_env, require_weights
 from tests.sales_truth import SALES_QUESTION
@@ -43,7 +44,7 @@ def test_keel_run_answers_a_data_question_with_the_local_model(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-    assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
+    assert result["metadata"]["model"] == DEFAULT_MODEL
     assert result["success"], result
     expected = next(
         q for q in questions(ensure_sample_db(home), date.today()) if q.text == question

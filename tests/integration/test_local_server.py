@@ -1,6 +1,7 @@
 """The embedded llama.cpp server: starts on loopback, answers, and never outlives its owner.
 
-These tests load the real 0.5B weights (installed by `make install`), so they are `slow`.
+These tests load the real weights of the default model (installed by `make install`), so
+they are `slow`.
 """
 
 from __future__ import annotations

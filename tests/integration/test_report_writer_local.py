@@ -1,4 +1,4 @@
-"""The report writer with the embedded 0.5B model, for real: `keel run --agent report_writer`
+"""The report writer with the embedded default model, for real: `keel run --agent report_writer`
 on the headline task; the stored report is checked against the truth computed from raw rows.
 
 Slow (a real model on the CPU), but part of the default run.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from keel.config import DEFAULT_MODEL
 from tests.integration.test_local_server import local_cli_env, require_weights
 from tests.integration.test_report_writer import _check_html, _check_markdown, _check_png
 from tests.report_truth import HEADLINE, last_month, truth
@@ -46,7 +47,7 @@ def test_the_local_model_writes_last_months_report(tmp_path: Path) -> None:
     done = keel("run", "--agent", "report_writer", "--json", "--thread", "local", HEADLINE)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-    assert result["metadata"]["model"] == "local:qwen2.5-coder-0.5b"
+    assert result["metadata"]["model"] == DEFAULT_MODEL
     assert result["success"], result
     actions = [s["action"] for s in result["metadata"]["trace"] if s["node"] == "act"]
     assert "write_report" in actions, (actions, result["output"])

