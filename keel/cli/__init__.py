@@ -25,21 +25,24 @@ __all__ = ["app", "main"]
 
 
 def _import_structlog() -> None:
-    """Import structlog without the Rich pieces only its exception pretty-printers use.
+    """Import structlog without the pieces only APIs Keel does not use need.
 
     structlog's import loads `rich.traceback` and `rich.pretty` (and attrs through it) for
     the console renderer's default exception formatter and the locals of dict tracebacks.
     Keel's chain renders every exception to text before the renderer (`format_exc_info`) and
     uses no dict tracebacks, so its log lines are the same either way; in a `keel` process
     structlog falls back to its plain formatter for an `exc_info` handed to a console
-    renderer as is. Nothing is hidden once structlog is imported, nor a module already loaded.
+    renderer as is. It also loads greenlet (when installed) for the greenlet-local storage of
+    its deprecated `structlog.threadlocal`, which Keel does not use (its context is
+    `structlog.contextvars`); without it that module stores per thread. Nothing is hidden
+    once structlog is imported, nor a module already loaded.
     """
     import importlib
     import sys
 
     if "structlog" in sys.modules:
         return
-    hidden = [name for name in ("rich.traceback", "rich.pretty") if name not in sys.modules]
+    hidden = [n for n in ("rich.traceback", "rich.pretty", "greenlet") if n not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # an ImportError for structlog
     try:

@@ -114,18 +114,26 @@ def execute(job: Job, as_json: bool) -> None:
 
 
 def print_result(result: RunResult) -> None:
+    """The answer on stdout; the steps' table and the totals on stderr.
+
+    Every cell is `Text`: a plain string cell would go through Rich's markup and emoji
+    rendering, which changes none of these (no `[` or `:name:` in them) but loads Rich's
+    table of emoji codes.
+    """
     out.print(literal(result.output), soft_wrap=True)
     meta = result.metadata
     table = Table(title=None, show_edge=False, header_style="bold dim")
     for column in ("#", "node", "tool", "ms", "tokens"):
-        table.add_column(column, justify="right" if column in ("#", "ms", "tokens") else "left")
+        table.add_column(
+            literal(column), justify="right" if column in ("#", "ms", "tokens") else "left"
+        )
     for step in meta.trace:
         table.add_row(
-            str(step["iteration"]),
+            literal(str(step["iteration"])),
             literal(step["node"]),
             literal(step.get("action") or ""),
-            f"{step['ms']:.0f}",
-            str(step.get("tokens") or ""),
+            literal(f"{step['ms']:.0f}"),
+            literal(str(step.get("tokens") or "")),
         )
     err.print(table)
     err.print(

@@ -14,6 +14,7 @@ tool observations and LangSmith payloads. `redact(value)` is that process-wide m
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -74,13 +75,20 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 )
 """Secret-looking text, masked wherever it appears."""
 
-_INLINE = re.compile(
+_INLINE_PATTERN = (
     r"(?i:(?P<key>\b(?:authorization|proxy-authorization|x-api-key|api[_-]?key|password|passwd"
     r"|secret|client_secret|access_token|refresh_token)[\"']?\s*[:=]\s*[\"']?)"
     r"(?:bearer\s+|basic\s+)?)[^\s,;&\"'}]+"
     r"|(?P<scheme>://)[^/\s:@\"']*:[^/\s\"']*(?=@)"
 )
 """`api_key=…`, `Authorization: …` written inline, and `user:password@` in URLs."""
+
+
+@functools.cache
+def _inline() -> re.Pattern[str]:
+    """`_INLINE_PATTERN`, compiled when text first holds one of `_INLINE_TRIGGERS`: compiling
+    it costs more than the rest of this module's import, and most processes never need it."""
+    return re.compile(_INLINE_PATTERN)
 
 
 _DEFAULT_TRIGGERS: dict[str, tuple[str, ...]] = dict(
@@ -109,7 +117,7 @@ _INLINE_TRIGGERS = (
     "refresh_token",
     "://",
 )
-"""Lower-cased text every match of `_INLINE` contains (`MASK` contains none of them, nor
+"""Lower-cased text every match of `_INLINE_PATTERN` contains (`MASK` contains none of them, nor
 of `_TRIGGERS`, so masking never creates one)."""
 
 
@@ -265,7 +273,7 @@ class Redactor:
         if regex is not None and may_match:
             value = regex.sub(MASK, value)
         if lowered is None or any(t in lowered for t in _INLINE_TRIGGERS):
-            value = _INLINE.sub(_inline_mask, value)
+            value = _inline().sub(_inline_mask, value)
         return value
 
     def value(self, value: Any, depth: int = 0) -> Any:

@@ -7,12 +7,16 @@
 - `scripted:report` writes last month's sales report (`keel.testing.report_script`).
 - `scripted:tickets` handles the ticket desk's headline task (`keel.testing.ticket_policy`).
 - `scripted:review` reviews a change in a git repository (`keel.testing.review_script`).
+
+The last three live in their own modules, imported when their policy is first looked up: a
+`scripted:echo` or `scripted:sales` run loads none of them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from importlib import import_module
 
 from langchain_core.messages import BaseMessage
 
@@ -21,10 +25,7 @@ from keel.testing.replies import call as _call
 from keel.testing.replies import final as _final
 from keel.testing.replies import observations as _observations
 from keel.testing.replies import question as _question
-from keel.testing.report_script import report_policy
-from keel.testing.review_script import review_policy
 from keel.testing.scripted import CallInfo, FunctionModel, Reply
-from keel.testing.ticket_policy import tickets_policy
 
 __all__ = ["POLICIES", "TOP_PRODUCTS_SQL", "scripted_model"]
 
@@ -72,13 +73,39 @@ def _echo(messages: list[BaseMessage], info: CallInfo) -> Reply:
     return _final(info, f"You asked: {_question(messages)}")
 
 
-POLICIES: dict[str, Callable[[list[BaseMessage], CallInfo], Reply]] = {
-    "echo": _echo,
-    "sales": _sales,
-    "tickets": tickets_policy,
-    "report": report_policy,
-    "review": review_policy,
-}
+Policy = Callable[[list[BaseMessage], CallInfo], Reply]
+
+
+class _Policies(Mapping[str, Policy]):
+    """Policies by name, in their order; one kept in a module of its own (`module:function`)
+    is imported when first looked up."""
+
+    def __init__(self, policies: dict[str, Policy | str]) -> None:
+        self._policies = policies
+
+    def __getitem__(self, name: str) -> Policy:
+        policy = self._policies[name]
+        if isinstance(policy, str):
+            module, _, function = policy.partition(":")
+            policy = self._policies[name] = getattr(import_module(module), function)
+        return policy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._policies)
+
+    def __len__(self) -> int:
+        return len(self._policies)
+
+
+POLICIES: Mapping[str, Policy] = _Policies(
+    {
+        "echo": _echo,
+        "sales": _sales,
+        "tickets": "keel.testing.ticket_policy:tickets_policy",
+        "report": "keel.testing.report_script:report_policy",
+        "review": "keel.testing.review_script:review_policy",
+    }
+)
 
 
 def scripted_model(name: str) -> FunctionModel:

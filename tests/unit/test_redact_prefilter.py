@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from keel.observability.redact import _INLINE, MASK, Redactor, _inline_mask
+from keel.observability.redact import MASK, Redactor, _inline, _inline_mask
 
 PIECES = [
     "sk-proj-abcdefghijklmnop0123",
@@ -48,7 +48,7 @@ def reference(redactor: Redactor, text: str) -> str:
     regex = redactor._regex
     if regex is not None:
         text = regex.sub(MASK, text)
-    return _INLINE.sub(_inline_mask, text)
+    return _inline().sub(_inline_mask, text)
 
 
 @pytest.mark.parametrize(
