@@ -104,9 +104,12 @@ def main() -> None:
         app()
         return
     if sys.argv[1] in JOBS:
+        from keel.observability.recorder import discard_metrics
+
         # Start-up (imports, settings, the agent) allocates long-lived objects and frees
         # almost none: no cyclic collection until the run starts (`execute` re-enables it).
         gc.disable()
+        discard_metrics()  # serves no /metrics: kept only in shared files, if any
     try:
         _logs_to_stderr()
         _command_app(sys.argv[1])()

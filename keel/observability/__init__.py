@@ -4,6 +4,8 @@
 - `observer`: derives log events and metrics from a run's graph updates (one place).
 - `events`: one-line hooks for breakers, rate limits, caches, budgets and queues.
 - `metrics`: the Prometheus metric objects, multi-process exposition, `/metrics` app.
+- `recorder`: where `events` and `observer` record: the metrics, or nowhere in a one-shot
+  `keel run` that serves none.
 - `exporter`: a standalone `/metrics` endpoint for worker processes.
 - `tracing`: LangSmith tracing with tail sampling and light payloads (`TracePolicy`).
 - `run_trace`: a run's steps from the checkpoint history (`keel trace`).

@@ -14,10 +14,15 @@ The run context (run_id, thread_id, tenant) is bound already when called inside 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keel.observability import metrics
 from keel.observability.logs import get_logger
+from keel.observability.recorder import metrics_recorder
+
+if TYPE_CHECKING:
+    from keel.observability import metrics
+else:
+    metrics = metrics_recorder()  # nothing is kept in a `keel run` process (`recorder`)
 
 __all__ = [
     "RUN_MARKS",

@@ -19,12 +19,17 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keel.observability import metrics
 from keel.observability.events import RUN_MARKS
 from keel.observability.logs import bind_run, get_logger
+from keel.observability.recorder import metrics_recorder
 from keel.types import RunResult, TraceStep, is_model_call, model_calls_in, replied
+
+if TYPE_CHECKING:
+    from keel.observability import metrics
+else:
+    metrics = metrics_recorder()  # nothing is kept in a `keel run` process (`recorder`)
 
 __all__ = ["RunObserver", "model_calls_in", "observe_run", "run_status"]
 

@@ -4,9 +4,9 @@ Redis only when a Redis URL is configured, `limits` only when a rate is, sqlglot
 the SQL tool checks a query, LangChain's tracer (`keel.observability._tracer`) only when a
 run is traced; `keel --help` and `import keel.cli` load no logging, metrics or run machinery.
 `keel run` loads none of the Rich traceback and pretty-printer (nor attrs) that structlog's
-import would bring for exception formats Keel does not use, nor greenlet, Rich's emoji codes
-or the scripted policies it does not run; it builds the one click command it runs, not all
-of them; its output is the full app's.
+import would bring for exception formats Keel does not use, nor greenlet, Rich's emoji
+codes, prometheus-client (it serves no metrics) or the scripted policies it does not run; it
+builds the one click command it runs, not all of them; its output is the full app's.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ UNUSED_BY_ECHO = (
     "attr",
     "greenlet",  # structlog's deprecated thread-local storage
     "rich._emoji_codes",  # the steps' table is Text, not markup
+    "prometheus_client",  # a `keel run` serves no /metrics (keel.observability.recorder)
     "keel.testing.review_script",  # the other scripted policies
     "keel.testing.ticket_policy",
     "keel.testing.report_script",
@@ -114,6 +115,24 @@ UNUSED_BY_ECHO = (
 def test_keel_run_without_sql_imports_none(tmp_path: Path) -> None:
     run = ["run", "--model", "scripted:echo", "Hello"]
     assert _cli_loaded(tmp_path, run, (*WATCHED, *UNUSED_BY_ECHO)) == []
+
+
+def test_keel_run_records_metrics_only_into_shared_files(tmp_path: Path) -> None:
+    """A `keel run` keeps no metric in memory (it serves none, so prometheus-client is not
+    imported); with `PROMETHEUS_MULTIPROC_DIR` set its values go there, for the exporter."""
+    from keel.observability.metrics import exposition_registry, render_metrics
+
+    run = ["run", "--model", "scripted:echo", "Hello"]
+    assert _cli_loaded(tmp_path, run, ("prometheus_client",)) == []
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    loaded = _cli_loaded(
+        tmp_path, run, ("prometheus_client",), PROMETHEUS_MULTIPROC_DIR=str(shared)
+    )
+    assert loaded == ["prometheus_client"]
+    text = render_metrics(exposition_registry(shared)).decode()
+    assert 'keel_runs_total{status="success",tier="standard"} 1.0' in text
+    assert 'keel_model_calls_total{model="scripted:echo",outcome="ok"} 1.0' in text
 
 
 BUILT = """
