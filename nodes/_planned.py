@@ -37,9 +37,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.messages.tool import tool_call
 from langchain_core.runnables import Runnable
 
-from keel.nodes._compose import should_compose
 from keel.nodes._interpret import Decision, call_id
 from keel.nodes._model_gate import GatedReply, ModelRequest
+from keel.nodes._plan_gate import uses_plan
 from keel.nodes._planned_sql import (
     arithmetic_of,
     check_query,
@@ -73,8 +73,6 @@ __all__ = [
     "rows_reply",
 ]
 
-PLANNED_TOOLS = frozenset({"sql_query", "calculator"})
-"""An agent whose tools are among these (with `sql_query`) answers by the plan."""
 MAX_FAILED_RUNS = 2
 """Queries the database may refuse before the plan steps aside for the free tool loop."""
 SHOWN_ROWS = 20
@@ -112,18 +110,6 @@ class Stage:
     """Stage `answer`: its result."""
     refused: list[tuple[str, str]] = field(default_factory=list)
     """Stage `query`: the (query, error) of each run the database refused."""
-
-
-def uses_plan(ctx: AgentContext) -> bool:
-    """Whether `ctx`'s agent answers data questions by the plan."""
-    if ctx.settings.planned_queries == "never":
-        return False
-    names = set(ctx.tools.names())
-    return (
-        "sql_query" in names
-        and names <= PLANNED_TOOLS
-        and should_compose(ctx.settings.compose_answers, ctx.model_name)
-    )
 
 
 def planned_stage(state: AgentState, ctx: AgentContext) -> Stage | None:

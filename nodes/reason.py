@@ -19,13 +19,7 @@ from keel.nodes._compose import compose_prompt, should_compose
 from keel.nodes._grounding import check_grounded, check_no_unrun_query
 from keel.nodes._interpret import Decision, interpret
 from keel.nodes._model_gate import ModelGate, ModelRequest
-from keel.nodes._planned import (
-    answers_from_rows,
-    planned_decision,
-    planned_request,
-    planned_stage,
-    rows_reply,
-)
+from keel.nodes._plan_gate import planned_stage
 from keel.nodes._prompt import reason_request, repair_exchange
 from keel.nodes._records import error_record, text_of, trace_step
 from keel.nodes._resilience import plan_retry, retry_wait
@@ -105,6 +99,13 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     gate = ModelGate(state, ctx)
     deadline = min(state["deadline"], iteration_deadline)
     stage = planned_stage(state, ctx)  # data questions: the planned flow (nodes._planned)
+    if stage is not None:  # the flow's module, imported by `planned_stage` for this agent
+        from keel.nodes._planned import (
+            answers_from_rows,
+            planned_decision,
+            planned_request,
+            rows_reply,
+        )
     if stage is None:
         request = reason_request(state, ctx, deadline)
     else:

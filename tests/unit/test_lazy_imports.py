@@ -5,8 +5,9 @@ the SQL tool checks a query, LangChain's tracer (`keel.observability._tracer`) o
 run is traced; `keel --help` and `import keel.cli` load no logging, metrics or run machinery.
 `keel run` loads none of the Rich traceback and pretty-printer (nor attrs) that structlog's
 import would bring for exception formats Keel does not use, nor greenlet, Rich's emoji
-codes, prometheus-client (it serves no metrics) or the scripted policies it does not run; it
-builds the one click command it runs, not all of them; its output is the full app's.
+codes, prometheus-client (it serves no metrics), the scripted policies and planned flow it
+does not run; it builds the one click command it runs, not all of them; its output is the
+full app's.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ UNUSED_BY_ECHO = (
     "keel.testing.review_script",  # the other scripted policies
     "keel.testing.ticket_policy",
     "keel.testing.report_script",
+    "keel.nodes._planned",  # the planned flow: local models on the data assistant
+    "keel.tools.sql_examples",
 )
 
 
