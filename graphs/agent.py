@@ -153,11 +153,17 @@ def build_agent_graph(
     one built from the definition); without it such a run fails with a clear `UsageError`.
     """
     graph = StateGraph(AgentState, context_schema=AgentContext)
-    graph.add_node("reason", _in_context(_starting(cost_controlled(reason)), context))
-    graph.add_node("act", _in_context(act, context))
-    graph.add_node("observe", _in_context(observe, context))
-    graph.add_node("fallback", _in_context(fallback, context))
-    graph.add_node("finish", _in_context(finish, context))
+    # Each node reads the whole state: saying so spares LangGraph inferring it from the
+    # node's first annotation (resolving every key of `AgentState` once per node).
+    nodes = {
+        "reason": _starting(cost_controlled(reason)),
+        "act": act,
+        "observe": observe,
+        "fallback": fallback,
+        "finish": finish,
+    }
+    for name, node in nodes.items():
+        graph.add_node(name, _in_context(node, context), input_schema=AgentState)
     graph.add_edge(START, "reason")
     graph.add_conditional_edges(
         "reason",
