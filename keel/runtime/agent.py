@@ -31,7 +31,6 @@ from keel.cache import Caches
 from keel.cache.runs import cached_run, run_fingerprint
 from keel.checkpoints import Storage, open_storage
 from keel.checkpoints.adopt import adopt
-from keel.checkpoints.retention import delete_run_checkpoints
 from keel.config import Settings, load_settings
 from keel.errors import ConfigError, ThreadNotFoundError, UsageError
 from keel.graphs import build_agent_graph
@@ -173,6 +172,8 @@ class AgentRuntime(DurableAgentMixin):
         """Delete the checkpoints these runs wrote: the thread is back where it was before
         they started (a rollback). Their journal rows stay: the effects happened."""
         if self.storage is not None:
+            from keel.checkpoints.retention import delete_run_checkpoints  # a run needs none
+
             await delete_run_checkpoints(self.storage, thread_id, run_ids)
 
     def start_state(

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot
 
-from keel.checkpoints.retention import PruneReport, RetentionPolicy, prune
 from keel.errors import (
     ErrorCode,
     ThreadNotFoundError,
@@ -27,6 +26,7 @@ from keel.nodes import Decision
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
+    from keel.checkpoints.retention import PruneReport, RetentionPolicy
     from keel.checkpoints.savers import Storage
     from keel.config import Settings
     from keel.nodes import AgentContext
@@ -217,6 +217,8 @@ class DurableAgentMixin:
                 "directly",
                 code=ErrorCode.CONFIG_INVALID,
             )
+        from keel.checkpoints.retention import prune  # loaded by the first prune, not a run
+
         return await prune(self.storage, policy, now=self.context.clock())
 
 
