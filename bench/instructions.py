@@ -51,14 +51,22 @@ def collected(valgrind_output: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def callgrind_total(python_args: list[str]) -> int:
+def callgrind_total(
+    python_args: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+) -> int:
     """The instructions callgrind counts for `python <python_args>`, run from the checkout's
-    root with it on the path."""
+    root with it on the path (or from `cwd`, with the environment `env`)."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
     root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root}
+    if env is None:
+        env = {**os.environ, "PYTHONPATH": root}
     done = subprocess.run(
-        [*command, *python_args], capture_output=True, text=True, cwd=root, env=env, check=True
+        [*command, *python_args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or root,
+        env=env,
+        check=True,
     )
     return collected(done.stderr)
 

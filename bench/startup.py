@@ -3,6 +3,7 @@
 ```bash
 .venv/bin/python -m bench.startup                  # 15 rounds, about a minute
 .venv/bin/python -m bench.startup --rounds 30 --repeat 3
+.venv/bin/python -m bench.startup --instructions   # callgrind counts instead; ~5 minutes
 ```
 Each round starts one fresh interpreter per side, in turn (so a busy machine slows every
 side alike), and takes the child's CPU (user + system, from `wait4`) and its wall time:
@@ -25,7 +26,9 @@ Then, once, the modules `keel run` loads that `import langgraph.graph` does not
 packages (or modules) each run does not use that were imported anyway (`UNUSED`, plus
 `sqlglot` for the run without a SQL query).
 The measurement is repeated `--repeat` times; each ratio is printed as its range, with the
-load average.
+load average. `--instructions` counts each side's instructions under callgrind instead (one
+process each, after the warm-up): the same whatever the load, so a change of a few percent
+shows (needs `valgrind` on the PATH).
 """
 
 from __future__ import annotations
@@ -63,10 +66,23 @@ UNUSED = (
     "attr",
     "rich.traceback",
     "rich.pretty",
+    "greenlet",
+    "rich._emoji_codes",
+    "prometheus_client",
+    "keel.testing.review_script",
+    "keel.testing.ticket_policy",
+    "keel.testing.report_script",
+    "keel.nodes._planned",
+    "keel.tools.sql_examples",
+    "keel.checkpoints.retention",
 )
 """Packages (and modules) a run on the default settings (memory caches, no rate limits, no
-Redis, SQLite checkpoints, tracing off) has no use for: attrs and Rich's traceback and
-pretty-printer come with structlog's exception formatters, which Keel's logs do not use."""
+Redis, SQLite checkpoints, tracing off) of these scripted models has no use for: attrs and
+Rich's traceback and pretty-printer come with structlog's exception formatters, which Keel's
+logs do not use, greenlet with its deprecated thread-local storage; Rich's emoji codes with
+markup; prometheus-client with metrics a one-shot `keel run` could not serve; the scripted
+policies of the other workloads; the planned flow (models whose answers are composed:
+`local:`); checkpoint retention (prune, rollback)."""
 UNUSED_WITHOUT_SQL = ("sqlglot",)
 """And those the echo run has no use for: it sends no SQL query."""
 
@@ -134,10 +150,26 @@ def report_imports(env: dict[str, str], side: str, unused_too: tuple[str, ...] =
     return lines
 
 
+def report_instructions(env: dict[str, str]) -> list[str]:
+    """Each side's instructions under callgrind, and its ratio to `import langgraph.graph`."""
+    from bench.instructions import callgrind_total
+
+    counts = {
+        s: callgrind_total(argv[1:], cwd=env["KEEL_HOME"], env=env) for s, argv in SIDES.items()
+    }
+    base = counts["langgraph"]
+    lines = ["instructions per process (callgrind):"]
+    lines += [f"  {s:<18}{n / 1e9:7.3f} G  {n / base:.3f}x" for s, n in counts.items()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per repeat")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (callgrind), not CPU"
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="keel-startup-"))
     # Children run in an empty directory (a `langgraph.json` in the working directory would
@@ -153,6 +185,9 @@ def main() -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     for argv in SIDES.values():  # warm the file cache and the sample database
         child_cost(argv, env)
+    if args.instructions:
+        print("\n".join(report_instructions(env)))
+        return
     ratios: dict[str, list[float]] = {s: [] for s in SIDES if s != "langgraph"}
     walls: dict[str, list[float]] = {s: [] for s in SIDES if s != "langgraph"}
     print("CPU ms per process (user + system), median of the rounds, per repeat:")
