@@ -112,16 +112,34 @@ def measure(rounds: int, env: dict[str, str]) -> dict[str, tuple[list[float], li
     return out
 
 
+LOADED_AT_EXIT = (
+    "import atexit, os, sys\n"
+    "atexit.register(lambda: open(os.environ['STARTUP_LOADED'], 'w').write("
+    "'\\n'.join(k for k, v in sys.modules.items() if v is not None)))\n"
+)
+"""Prepended to a side's `-c` code: the modules loaded when it exits, one a line."""
+
+
 def imported(argv: list[str], env: dict[str, str]) -> dict[str, int]:
-    """Every module `argv` imports, with its cumulative import time in µs."""
-    argv = [argv[0], "-X", "importtime", *argv[1:]]
+    """Every module `argv` (`python -c CODE …`) imports, with its cumulative import time in
+    µs. `-X importtime` also lists an import that failed (a module hidden as `None` in
+    `sys.modules`, as `keel.cli` hides Rich's traceback from structlog): only the modules
+    loaded at exit count."""
+    loaded = Path(env["KEEL_HOME"]) / "loaded-modules.txt"
+    argv = [argv[0], "-X", "importtime", argv[1], LOADED_AT_EXIT + argv[2], *argv[3:]]
     proc = subprocess.run(
-        argv, env=env, cwd=env["KEEL_HOME"], capture_output=True, text=True, check=True
+        argv,
+        env={**env, "STARTUP_LOADED": str(loaded)},
+        cwd=env["KEEL_HOME"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    at_exit = set(loaded.read_text().splitlines())
     modules: dict[str, int] = {}
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
-        if m:
+        if m and m.group(3) in at_exit:
             modules[m.group(3)] = int(m.group(1))
     return modules
 
