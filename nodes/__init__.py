@@ -20,7 +20,7 @@ from keel.nodes._compaction import (
 )
 from keel.nodes._compose import COMPOSE_SYSTEM, column_sums, compose_prompt, should_compose
 from keel.nodes._cost_gate import cost_controlled
-from keel.nodes._degrade import DIRECT_ANSWER_PROMPT
+from keel.nodes._degrade import DIRECT_ANSWER_MAX_TOKENS, DIRECT_ANSWER_PROMPT
 from keel.nodes._durable import Decision, ReviewRequest
 from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
 from keel.nodes._prompt import bound_model, reason_estimate, reason_request
@@ -51,6 +51,7 @@ _PLANNED = {
 
 __all__ = [
     "COMPOSE_SYSTEM",
+    "DIRECT_ANSWER_MAX_TOKENS",
     "DIRECT_ANSWER_PROMPT",
     "QUERY_GRAMMAR",
     "SUMMARY_INSTRUCTIONS",

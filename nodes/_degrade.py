@@ -27,7 +27,13 @@ from keel.resilience.degrade import (
 )
 from keel.types import AgentState, UsageTotals
 
-__all__ = ["DIRECT_ANSWER_PROMPT", "direct_answer", "plan_degradation", "switch_tier"]
+__all__ = [
+    "DIRECT_ANSWER_MAX_TOKENS",
+    "DIRECT_ANSWER_PROMPT",
+    "direct_answer",
+    "plan_degradation",
+    "switch_tier",
+]
 
 NODE = "fallback"
 DIRECT_ANSWER_PROMPT = (
@@ -35,6 +41,11 @@ DIRECT_ANSWER_PROMPT = (
     "results below (if any). Say plainly what you could not find out; do not guess numbers."
 )
 OBSERVATIONS_LIMIT = 6000
+DIRECT_ANSWER_MAX_TOKENS = 256
+"""The reply bound of a direct answer (or `max_tokens`, when lower): what the results show,
+or that they show nothing, is a few sentences. Unbounded, a small model that repeats itself
+writes until `max_tokens` (1,024): 3.7 min on a loaded 2-core machine, past the run's
+deadline, for an answer the grounding check then refuses anyway."""
 
 
 def _active_tier(state: AgentState, ctx: AgentContext) -> str | None:
@@ -151,10 +162,10 @@ async def direct_answer(
     active = ctx.with_tier(tier)
     prompt = _direct_prompt(state, active)
     gate = ModelGate(state, active)
+    bound = active.model.bind(max_tokens=min(DIRECT_ANSWER_MAX_TOKENS, ctx.settings.max_tokens))
+    request = ModelRequest("direct_answer", active, prompt, state["deadline"], model=bound)
     try:
-        reply = (
-            await gate.call(ModelRequest("direct_answer", active, prompt, state["deadline"]))
-        ).message
+        reply = (await gate.call(request)).message
     except Exception as exc:
         if is_control_flow(exc):
             raise

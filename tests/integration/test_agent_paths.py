@@ -9,6 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from keel.errors import ErrorCode, ModelCallError, ThreadNotFoundError, ToolFatalError, UsageError
+from keel.nodes import DIRECT_ANSWER_MAX_TOKENS
 from keel.testing.scripted import CallInfo, FunctionModel, ScriptedModel
 from keel.tools.registry import ToolRegistry, tool
 
@@ -435,3 +436,23 @@ async def test_a_direct_answer_quoting_a_query_fails_cleanly(agent_factory: Any)
     assert not result.success and result.error_code == ErrorCode.MALFORMED_OUTPUT
     last = [s for s in result.metadata.trace if s["node"] == "fallback"][-1]
     assert "SQL query instead of its result" in last["observation"]
+
+
+async def test_a_direct_answer_is_bounded_to_a_few_sentences(
+    agent_factory: Any, registry: ToolRegistry
+) -> None:
+    """The no-tools answer after repairs run out asks for at most DIRECT_ANSWER_MAX_TOKENS:
+    a small model that repeats itself must not write until `max_tokens` past the deadline."""
+    asked: list[dict[str, Any]] = []
+
+    def fn(messages: list[BaseMessage], info: CallInfo) -> str:
+        asked.append(info.kwargs)
+        return "" if info.index < 3 else "I cannot tell without the data."
+
+    async with agent_factory(FunctionModel(fn=fn), tools=registry) as agent:
+        result = await agent.arun("What was the revenue?")
+    assert result.success and result.output == "I cannot tell without the data."
+    assert [s["signal"] for s in result.metadata.trace if s["node"] == "fallback"] == [
+        "direct_answer"
+    ]
+    assert [a.get("max_tokens") for a in asked] == [None, None, None, DIRECT_ANSWER_MAX_TOKENS]
