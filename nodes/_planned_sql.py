@@ -34,7 +34,9 @@ __all__ = ["Schema", "arithmetic_of", "check_query", "date_hints", "schema_from_
 
 _TABLE_LINE = re.compile(r"^- (\w+)\(([\w, ]*)\)\s*$", re.MULTILINE)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
-_UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved")
+_UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved|Unknown column: (\w+)")
+"""sqlglot's two ways of naming a column no table of the query has: unqualified (`name`), or
+qualified with the alias of a table that lacks it (`oi.customer_id`)."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def _column_problem(error: str, schema: Schema, used: list[str]) -> str:
     found = _UNRESOLVED.search(error)
     if found is None:
         return f"the query does not fit the schema ({error.splitlines()[0][:200]})."
-    column = found.group(1).split(".")[-1]
+    column = (found.group(1) or found.group(2)).split(".")[-1]
     owners = schema.owners(column)
     in_query = [t for t in owners if t in used]
     if len(in_query) > 1:

@@ -51,6 +51,10 @@ def test_the_schema_is_read_from_the_prompt_the_model_sees(tmp_path: Path) -> No
             "'order_date' is a column of orders, not of customers: join orders",
         ),
         (
+            "SELECT c.country FROM customers AS c JOIN products AS p ON c.id = p.customer_id",
+            "'customer_id' is a column of orders, not of customers, products: join orders",
+        ),
+        (
             "SELECT id FROM customers c JOIN orders o ON o.customer_id = c.id",
             "'id' is in several tables of the query (customers, orders)",
         ),
