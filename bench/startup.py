@@ -73,6 +73,8 @@ UNUSED = (
     "keel.testing.ticket_policy",
     "keel.testing.report_script",
     "keel.nodes._planned",
+    "keel.nodes._planned_sql",
+    "keel.nodes._planned_verify",
     "keel.tools.sql_examples",
     "keel.checkpoints.retention",
 )

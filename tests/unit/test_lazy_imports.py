@@ -111,6 +111,8 @@ UNUSED_BY_ECHO = (
     "keel.testing.ticket_policy",
     "keel.testing.report_script",
     "keel.nodes._planned",  # the planned flow: local models on the data assistant
+    "keel.nodes._planned_sql",
+    "keel.nodes._planned_verify",
     "keel.tools.sql_examples",
 )
 
