@@ -8,6 +8,7 @@ interface (`ArtifactStore`) and fetched by id through the CLI and the HTTP API.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from keel.artifacts.local import LocalArtifactStore
@@ -20,8 +21,10 @@ from keel.artifacts.store import (
     check_name,
     is_artifact_id,
 )
-from keel.config import Settings
 from keel.errors import ConfigError
+
+if TYPE_CHECKING:  # `keel --help` registers the artifacts commands without the settings
+    from keel.config import Settings
 
 __all__ = [
     "MAX_LIST",
