@@ -122,7 +122,7 @@ def check_query(
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise _refuse("write exactly one SELECT statement (no other statements).")
     columns = {c for cols in schema.tables.values() for c in cols}
-    tree = mend(statements[0], columns, question)
+    tree = mend(statements[0], columns, question, schema.tables)
     if question and strict:
         _check_values(tree, question, schema.notes)
         _check_named_values(tree, question, schema.notes)

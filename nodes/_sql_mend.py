@@ -19,6 +19,8 @@ change nothing a query means when it is already right:
   as `(… 'ES' …) > (… 'BR' …)`): when each side of the one comparison between amounts
   names one side of the question's "than", and the operator says the opposite of the
   question's "more"/"fewer", the two sides are swapped;
+- a table it uses but never joins (`SUM(oi.quantity)` with no `order_items AS oi` in FROM):
+  joined along its one foreign key (`_sql_joins`);
 - a group it does not show (`SELECT SUM(…) … GROUP BY substr(order_date, 1, 7)`, selecting
   only aggregates): its rows would be numbers without what each is for, so the group key is
   selected too, first.
@@ -27,11 +29,13 @@ change nothing a query means when it is already right:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from keel.nodes._date_hints import inclusive_last_days, named_period_starts
 from keel.nodes._planned_verify import THAN, is_yes_no
+from keel.nodes._sql_joins import join_missing_tables
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -42,12 +46,19 @@ _PERIODS = {4: "year", 7: "month", 10: "day"}
 """Length of a date prefix (`substr(d, 1, 7)`) → what it names."""
 
 
-def mend(tree: exp.Expr, columns: set[str], question: str = "") -> exp.Expr:
+def mend(
+    tree: exp.Expr,
+    columns: set[str],
+    question: str = "",
+    tables: Mapping[str, Sequence[str]] | None = None,
+) -> exp.Expr:
     """`tree` with its slips mended (in place); `columns` are the database's column names,
-    `question` what it answers."""
+    `tables` its tables' columns (when known), `question` what it answers."""
     from sqlglot import exp
 
     for select in list(tree.find_all(exp.Select)):
+        if tables:
+            join_missing_tables(select, tables)
         _use_aliases(select)
         _name_what_is_ordered(select, columns)
         _select_what_is_grouped(select)

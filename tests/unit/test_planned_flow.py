@@ -448,3 +448,51 @@ async def test_a_query_that_reads_no_table_is_computed_by_the_calculator(
     act = [s for s in result.metadata.trace if s["node"] == "act"]
     assert [s["action"] for s in act] == ["calculator"]
     assert "computed by the calculator" in _reason_rows(result)[0]["thought"]
+
+
+SHOP = schema_from_prompt(
+    "Tables:\n- customers(id, name, email, country, created_at)\n"
+    "- orders(id, customer_id, order_date, status)\n"
+    "- order_items(id, order_id, product_id, quantity, unit_price)\n"
+    "- products(id, name, category, unit_price)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "joined"),
+    [
+        (
+            "SELECT c.country FROM customers AS c JOIN orders AS o ON c.id = o.customer_id "
+            "GROUP BY c.country ORDER BY SUM(oi.quantity * oi.unit_price) DESC LIMIT 1",
+            "JOIN order_items AS oi ON oi.order_id = o.id",
+        ),
+        (
+            "SELECT p.name FROM order_items AS oi GROUP BY p.name ORDER BY SUM(oi.quantity) DESC",
+            "JOIN products AS p ON oi.product_id = p.id",
+        ),
+        (
+            "SELECT SUM(order_items.quantity) FROM orders WHERE status = 'x'",
+            "JOIN order_items ON order_items.order_id = orders.id",
+        ),
+    ],
+)
+def test_a_table_used_but_never_joined_is_joined_along_its_foreign_key(
+    query: str, joined: str
+) -> None:
+    assert joined in check_query(query, SHOP)
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        # `x` names no table; `name` of customers and products, `oi` has no colour
+        ("SELECT x.name FROM order_items AS oi", "'name' is a column of customers and products"),
+        ("SELECT oi.colour FROM orders AS o", "no table has a column 'colour'"),
+        # customers and order_items share no foreign key: nothing to join along
+        ("SELECT SUM(oi.quantity) FROM customers AS c", "'quantity' is a column of order_items"),
+    ],
+)
+def test_a_join_that_is_not_certain_is_left_to_the_schema_check(query: str, says: str) -> None:
+    with pytest.raises(MalformedOutputError) as info:
+        check_query(query, SHOP)
+    assert says in info.value.message

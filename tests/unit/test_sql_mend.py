@@ -68,6 +68,10 @@ CASES = [
         " JOIN orders AS o ON o.id = oi.order_id WHERE orders.order_date >= '2026-06-01'",
         f"SELECT {REVENUE} {JOINED} WHERE o.order_date >= '2026-06-01'",
     ),
+    (  # order_items used, never joined: joined along order_items.order_id
+        f"SELECT {REVENUE} FROM orders AS o WHERE o.order_date >= '2026-06-01'",
+        f"SELECT {REVENUE} {JOINED} WHERE o.order_date >= '2026-06-01'",
+    ),
 ]
 
 
