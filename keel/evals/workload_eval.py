@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Tally", "WorkloadResult", "percentile", "priced_as", "summarise", "workload_main"]
 
+
 @dataclass(frozen=True)
 class WorkloadResult:
     workload: str
