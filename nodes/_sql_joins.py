@@ -30,6 +30,12 @@ def join_missing_tables(select: exp.Select, tables: Mapping[str, Sequence[str]])
     if not sources:
         return
     known = {*sources, *sources.values()}  # a table's own name despite its alias: `_use_aliases`
+    outer = select.parent
+    while outer is not None:  # a correlated subquery's column of an enclosing query's table
+        if isinstance(outer, exp.Select):
+            known |= {*_sources(outer), *_sources(outer).values()}
+        outer = outer.parent
+    known |= {cte.alias_or_name.lower() for cte in select.root().find_all(exp.CTE)}
     wanted: dict[str, set[str]] = {}
     for column in select.find_all(exp.Column):
         qualifier = column.table.lower()

@@ -496,3 +496,12 @@ def test_a_join_that_is_not_certain_is_left_to_the_schema_check(query: str, says
     with pytest.raises(MalformedOutputError) as info:
         check_query(query, SHOP)
     assert says in info.value.message
+
+
+def test_a_correlated_subquery_keeps_its_outer_table() -> None:
+    """`o` inside the subquery is the outer query's orders, not a table to join there."""
+    query = (
+        "SELECT COUNT(*) FROM orders AS o WHERE EXISTS "
+        "(SELECT 1 FROM order_items AS oi WHERE oi.order_id = o.id AND oi.quantity > 2)"
+    )
+    assert check_query(query, SHOP).count("JOIN") == 0
