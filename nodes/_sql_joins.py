@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlglot import exp
 
-__all__ = ["join_missing_tables"]
+__all__ = ["join_missing_tables", "source_tables"]
 
 
 def join_missing_tables(select: exp.Select, tables: Mapping[str, Sequence[str]]) -> None:
@@ -33,7 +33,8 @@ def join_missing_tables(select: exp.Select, tables: Mapping[str, Sequence[str]])
     outer = select.parent
     while outer is not None:  # a correlated subquery's column of an enclosing query's table
         if isinstance(outer, exp.Select):
-            known |= {*_sources(outer), *_sources(outer).values()}
+            enclosing = _sources(outer)
+            known |= {*enclosing, *enclosing.values()}
         outer = outer.parent
     known |= {cte.alias_or_name.lower() for cte in select.root().find_all(exp.CTE)}
     wanted: dict[str, set[str]] = {}
@@ -56,19 +57,17 @@ def join_missing_tables(select: exp.Select, tables: Mapping[str, Sequence[str]])
             sources[qualifier] = table
 
 
-def _sources(select: exp.Select) -> dict[str, str]:
-    """The select's FROM and JOIN tables: alias (or name) → table name, lower case."""
+def source_tables(select: exp.Select) -> list[exp.Table]:
+    """The tables of the select's FROM and JOINs (not its subqueries)."""
     from sqlglot import exp
 
-    found = {}
-    for source in [
-        select.args.get("from_") or select.args.get("from"),
-        *select.args.get("joins", []),
-    ]:
-        table = source.this if source is not None else None
-        if isinstance(table, exp.Table) and table.name:
-            found[table.alias_or_name.lower()] = table.name.lower()
-    return found
+    sources = [select.args.get("from_") or select.args.get("from"), *select.args.get("joins", [])]
+    return [s.this for s in sources if s is not None and isinstance(s.this, exp.Table)]
+
+
+def _sources(select: exp.Select) -> dict[str, str]:
+    """The select's FROM and JOIN tables: alias (or name) → table name, lower case."""
+    return {t.alias_or_name.lower(): t.name.lower() for t in source_tables(select) if t.name}
 
 
 def _table_named(qualifier: str, tables: Mapping[str, Sequence[str]]) -> str | None:

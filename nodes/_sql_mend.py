@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from keel.nodes._date_hints import inclusive_last_days, named_period_starts
 from keel.nodes._planned_verify import THAN, is_yes_no
-from keel.nodes._sql_joins import join_missing_tables
+from keel.nodes._sql_joins import join_missing_tables, source_tables
 
 if TYPE_CHECKING:  # sqlglot (~60 ms to import) loads with the first query checked
     from sqlglot import exp
@@ -169,14 +169,11 @@ def _include_last_days(tree: exp.Expr, last_days: set[date]) -> None:
 def _use_aliases(select: exp.Select) -> None:
     from sqlglot import exp
 
-    aliased = {}
-    for source in [
-        select.args.get("from_") or select.args.get("from"),
-        *select.args.get("joins", []),
-    ]:
-        table = source.this if source is not None else None
-        if isinstance(table, exp.Table) and table.alias and table.alias != table.name:
-            aliased[table.name.lower()] = table.alias
+    aliased = {
+        table.name.lower(): table.alias
+        for table in source_tables(select)
+        if table.alias and table.alias != table.name
+    }
     if not aliased:
         return
     for column in select.find_all(exp.Column):
