@@ -39,7 +39,6 @@ from langchain_core.runnables import Runnable
 
 from keel.nodes._interpret import Decision, call_id
 from keel.nodes._model_gate import GatedReply, ModelRequest
-from keel.nodes._plan_gate import uses_plan
 from keel.nodes._planned_sql import (
     arithmetic_of,
     check_query,
@@ -113,9 +112,9 @@ class Stage:
 
 
 def planned_stage(state: AgentState, ctx: AgentContext) -> Stage | None:
-    """The plan's stage for this `reason` step, or None when the free loop is in charge."""
-    if not uses_plan(ctx):
-        return None
+    """The plan's stage for this `reason` step of an agent that uses the plan (which
+    `_plan_gate.planned_stage`, the only caller, checks first), or None when the free loop
+    is in charge."""
     question = state.get("question", "")
     messages = list(state.get("messages", []))
     start = question_start(messages, question)
