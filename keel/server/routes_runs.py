@@ -504,8 +504,9 @@ async def create_stateless_batch(body: RunBatch, svc: Svc, principal: Caller) ->
     created: list[Any] = []  # each run as it was created, like `POST /runs`: a run started
     try:  # first may end while the batch's later runs are admitted (40 ms for a scripted run)
         for item in body:
-            handles.append(await _start(svc, principal, None, item, background=True))
-            created.append(jsonable(run_json(handles[-1].record, handles[-1])))
+            handle = await _start(svc, principal, None, item, background=True)
+            handles.append(handle)
+            created.append(jsonable(run_json(handle.record, handle)))
     except Exception:
         for handle in handles:
             with contextlib.suppress(Exception):
