@@ -178,7 +178,8 @@ def report_instructions(env: dict[str, str]) -> list[str]:
         s: callgrind_total(argv[1:], cwd=env["KEEL_HOME"], env=env) for s, argv in SIDES.items()
     }
     base = counts["langgraph"]
-    lines = ["instructions per process (callgrind):"]
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    lines = [f"instructions per process (callgrind; counts do not depend on the load {load}):"]
     lines += [f"  {s:<18}{n / 1e9:7.3f} G  {n / base:.3f}x" for s, n in counts.items()]
     return lines
 
