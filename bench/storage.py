@@ -116,6 +116,8 @@ async def keel_side(
     url: str, home: Path, thread_id: str, durability: str = "sync"
 ) -> AsyncIterator[tuple[Turn, Any]]:
     tools = ToolRegistry.of([sql_query, calculator])
+    if durability not in ("sync", "async", "exit"):  # LangGraph runs any other as "async"
+        raise ValueError(f"unknown durability {durability!r}")
     settings = keel_settings(url, home).model_copy(update={"durability": durability})
     async with open_agent(settings, model=FunctionModel(fn=sales_turn), tools=tools) as agent:
         assert agent.storage is not None
@@ -176,7 +178,8 @@ async def measure(saver: str, side: str, turns: int, tmp: Path) -> tuple[list[in
     thread_id = "storage-bench"
     async with side_store(saver, side, tmp) as url:
         if side.startswith("keel"):
-            opened = keel_side(url, tmp / "home", thread_id, side.removeprefix("keel ") or "sync")
+            durability = "exit" if side == "keel exit" else "sync"
+            opened = keel_side(url, tmp / "home", thread_id, durability)
         else:
             opened = raw_side(url, tmp / "home", thread_id, delta=side == "raw delta")
         async with opened as (turn, (storage, read)):
