@@ -5,15 +5,18 @@ values, a step's changes apart), and a run writes one per graph step. Keel's SQL
 Postgres savers compress each checkpoint against a *base*: the plaintext of an earlier
 checkpoint of its branch, stored once in the table `keel_checkpoint_bases` (thread,
 namespace, random id, value) and never changed (`ZlibCipher`'s `zb:<id>`). A checkpoint
-starts a new base (its own plaintext) when its parent was not written by the same saver
-object (a new process, a fork of an old checkpoint), when the base has served `BASE_USES`
-checkpoints, and never when it is large (`BASE_MAX`: stored `+z1` on its own).
+starts a new base (its own plaintext) when it is a run's input checkpoint, when its parent
+was not written by the same saver object (a new process, a fork of an old checkpoint), when
+the base has served `BASE_USES` checkpoints, and never when it is large (`BASE_MAX`: stored
+`+z1` on its own).
 
-A task's packed writes are compressed against the base of the checkpoint they belong to,
-when the same saver object wrote it (`keel.checkpoints.packed_writes`). Since bases never
-change, rewriting a checkpoint in place (retention does) or deleting its ancestors leaves
-every other checkpoint and write readable; a base is deleted with the last checkpoint or
-write that uses it. A read loads the thread's bases the first time one is missing.
+A task's packed writes are compressed against the base of the last checkpoint the same
+saver object wrote on their thread: the one they belong to, or, under durability "async"
+(LangGraph may store a task's writes before their checkpoint), an earlier one's
+(`keel.checkpoints.packed_writes`). Since bases never change, rewriting a checkpoint in
+place (retention does) or deleting its ancestors leaves every other checkpoint and write
+readable; a base is deleted with the last checkpoint or write that uses it. A read loads
+the thread's bases the first time one is missing.
 """
 
 from __future__ import annotations
@@ -64,10 +67,24 @@ class BaseChooser:
         """(thread, ns) -> (the last checkpoint id written, its base id, the base's uses)."""
 
     def encode(
-        self, thread_id: str, ns: str, parent_id: str | None, checkpoint_id: str, value: Any
+        self,
+        thread_id: str,
+        ns: str,
+        parent_id: str | None,
+        checkpoint_id: str,
+        value: Any,
+        *,
+        starts_run: bool = False,
     ) -> Encoded:
+        """`value` compressed against its branch's base, or against a new one (itself).
+        `starts_run`: the checkpoint is a run's input (`source` "input"); it starts a new
+        base, since a run's checkpoints share more with each other than with the run before
+        (the bases then fall at the same step of every run, so each turn of a conversation
+        stores about the same bytes)."""
         type_, plain = self.serde.serde.dumps_typed(value)
         last = self._last.pop((thread_id, ns), None)
+        if starts_run:
+            last = None
         if len(plain) > BASE_MAX:
             name, blob = self.cipher.encrypt(plain)
             return Encoded(f"{type_}+{name}", blob, None)
@@ -90,11 +107,14 @@ class BaseChooser:
             self._last.popitem(last=False)
         return Encoded(f"{type_}+{name}", blob, new_base)
 
-    def base_for(self, thread_id: str, ns: str, checkpoint_id: str) -> str | None:
-        """The base of a checkpoint this saver wrote last on its thread, if still loaded
-        (a task's writes to it are compressed against it too)."""
+    def base_for(self, thread_id: str, ns: str) -> str | None:
+        """The base a task's writes on a thread are compressed against: that of the last
+        checkpoint this saver wrote there, if still loaded. Usually the writes' own
+        checkpoint; under durability "async" LangGraph may store a task's writes before
+        their checkpoint, and the last one's base serves as well (any stored base can be
+        read back: the stored type names it, and it is kept while a write uses it)."""
         last = self._last.get((thread_id, ns))
-        if last is None or last[0] != checkpoint_id or last[1] not in self.cipher.bases:
+        if last is None or last[1] not in self.cipher.bases:
             return None
         return last[1]
 

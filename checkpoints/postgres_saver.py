@@ -268,7 +268,14 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
             # by; the key stays (empty), as the library's SQL looks for it
             body[_BODY_COUNTERS] = counters
             stored_metadata = {**stored_metadata, _COUNTERS: {}}
-        encoded = self._bases.encode(thread_id, checkpoint_ns, parent_id, checkpoint["id"], body)
+        encoded = self._bases.encode(
+            thread_id,
+            checkpoint_ns,
+            parent_id,
+            checkpoint["id"],
+            body,
+            starts_run=metadata.get("source") == "input",
+        )
         stub: dict[str, Any] = {"v": checkpoint["v"]}
         if snapshots:
             stub["channel_values"] = dict.fromkeys(snapshots, True)
@@ -347,9 +354,7 @@ class BatchedPostgresSaver(CompactVersions, AsyncPostgresSaver):
         if not writes:
             return
         configurable = config["configurable"]
-        base_id = self._bases.base_for(
-            configurable["thread_id"], configurable["checkpoint_ns"], configurable["checkpoint_id"]
-        )
+        base_id = self._bases.base_for(configurable["thread_id"], configurable["checkpoint_ns"])
         rows = pack_writes(self.serde, writes, base_id)
         key = (
             configurable["thread_id"],

@@ -122,7 +122,12 @@ class KeelSqliteSaver(CompactVersions, AsyncSqliteSaver):
         checkpoint_ns = str(configurable["checkpoint_ns"])
         parent_id = configurable.get("checkpoint_id")
         encoded = self._bases.encode(
-            thread_id, checkpoint_ns, parent_id, checkpoint["id"], checkpoint
+            thread_id,
+            checkpoint_ns,
+            parent_id,
+            checkpoint["id"],
+            checkpoint,
+            starts_run=metadata.get("source") == "input",
         )
         serialized_metadata = json.dumps(
             get_checkpoint_metadata(config, metadata), ensure_ascii=False, separators=(",", ":")
@@ -221,7 +226,7 @@ class KeelSqliteSaver(CompactVersions, AsyncSqliteSaver):
         rows = [
             (*key, idx, channel, type_, blob)
             for idx, (channel, type_, blob) in pack_writes(
-                self.serde, writes, self._bases.base_for(*key[:3])
+                self.serde, writes, self._bases.base_for(*key[:2])
             ).items()
         ]
         await self.setup()
