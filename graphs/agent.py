@@ -31,7 +31,11 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypedDict, TypeVar, cast
 
+from langchain_core.runnables import RunnableConfig
+from langgraph._internal._constants import CONFIG_KEY_READ
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel._algo import local_read
 from langgraph.runtime import Runtime
 
 from keel.errors import UsageError
@@ -103,6 +107,65 @@ def _inline(route: Callable[[AgentState], str]) -> Callable[[EdgeInput], Awaitab
     return edge
 
 
+_SIGNAL = ["signal"]
+
+
+def read_signal(config: RunnableConfig) -> Any:
+    """What LangGraph's reader of an edge's input gives (`{"signal": …}`, the state with
+    the step's own writes applied), without its cost: that reader copies every channel of
+    the state (28 keys, 34 channels) to read one. A node writes `signal` at most once a
+    step, so the fresh value is the step's own write if there is one, else the value from
+    before the step. Anything unusual (not one write, a reader LangGraph laid out
+    differently) is left to LangGraph's own reader."""
+    read = config["configurable"][CONFIG_KEY_READ]
+    task = read.args[3] if isinstance(read, functools.partial) and len(read.args) == 4 else None
+    writes = getattr(task, "writes", None) if read.func is local_read else None
+    if writes is None:
+        return read(_SIGNAL, True)
+    found = [value for channel, value in writes if channel == "signal"]
+    if not found:
+        return read(_SIGNAL, False)
+    if len(found) == 1:
+        return {"signal": found[0]}
+    return read(_SIGNAL, True)
+
+
+def _light_edges(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> None:
+    """Each conditional edge reads `signal` through `read_signal`: once per routing
+    decision, ~12 a run. The edges themselves, their names and runs, are unchanged."""
+    for node in compiled.nodes.values():
+        for writer in node.writers:
+            kwargs = getattr(writer, "kwargs", None)
+            reader = kwargs.get("reader") if isinstance(kwargs, dict) else None
+            if (
+                isinstance(reader, functools.partial)
+                and reader.keywords.get("select") == _SIGNAL
+                and reader.keywords.get("fresh") is True
+                and reader.keywords.get("mapper") is None
+            ):
+                cast(dict[str, Any], kwargs)["reader"] = read_signal
+
+
+class _AgentGraph(StateGraph[AgentState, AgentContext, AgentState, AgentState]):
+    """The agent's `StateGraph`: compiled with light edge readers (`_light_edges`)."""
+
+    def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
+        compiled = super().compile(*args, **kwargs)
+        _light_edges(compiled)
+        return compiled
+
+
+def edge_readers_are_light(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> bool:
+    """Whether every conditional edge of a compiled agent graph reads `signal` alone."""
+    readers = [
+        kwargs["reader"]
+        for node in compiled.nodes.values()
+        for writer in node.writers
+        if isinstance(kwargs := getattr(writer, "kwargs", None), dict) and "reader" in kwargs
+    ]
+    return bool(readers) and all(r is read_signal for r in readers)
+
+
 ContextProvider = Callable[[], Awaitable[AgentContext]]
 """Builds (or returns the cached) run context when the caller passed none."""
 Node = TypeVar("Node", bound=Callable[..., Awaitable[dict[str, Any]]])
@@ -152,7 +215,7 @@ def build_agent_graph(
     `context`: how to get the run context when a run is given none (`keel.Agent` passes
     one built from the definition); without it such a run fails with a clear `UsageError`.
     """
-    graph = StateGraph(AgentState, context_schema=AgentContext)
+    graph = _AgentGraph(AgentState, context_schema=AgentContext)
     # Each node reads the whole state: saying so spares LangGraph inferring it from the
     # node's first annotation (resolving every key of `AgentState` once per node).
     nodes = {

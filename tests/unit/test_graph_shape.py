@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph._internal._constants import CONFIG_KEY_READ
+from langgraph.channels import LastValue
+from langgraph.errors import InvalidUpdateError
+from langgraph.pregel._algo import PregelTaskWrites, local_read
 
 from keel.graphs import (
     build_agent_graph,
@@ -13,6 +20,7 @@ from keel.graphs import (
     route_after_observe,
     route_after_reason,
 )
+from keel.graphs.agent import edge_readers_are_light, read_signal
 from keel.types import AgentState
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"
@@ -89,3 +97,40 @@ def test_route_after_observe(signal: str | None, route: str) -> None:
 )
 def test_route_after_fallback(signal: str | None, route: str) -> None:
     assert route_after_fallback(AgentState(signal=signal)) == route  # type: ignore[typeddict-item]
+
+
+def test_each_edge_reads_the_signal_alone() -> None:
+    # LangGraph's own edge reader copies every channel of the state to read `signal`
+    assert edge_readers_are_light(build_agent_graph().compile())
+
+
+def _config(signal: str | None, writes: list[tuple[str, Any]]) -> RunnableConfig:
+    channel = LastValue(str)
+    if signal is not None:
+        channel.update([signal])
+    channels = {"signal": channel, "answer": LastValue(str)}
+    task = PregelTaskWrites(("__pregel_pull", "reason"), "reason", writes, ["branch:to:reason"])
+    read = functools.partial(local_read, None, channels, {}, task)
+    return RunnableConfig(configurable={CONFIG_KEY_READ: read})
+
+
+@pytest.mark.parametrize(
+    ("before", "writes"),
+    [
+        ("tools", [("messages", []), ("signal", "answer")]),  # the step's own write
+        ("repair", [("answer", "x")]),  # no write: the value from before the step
+        (None, [("answer", "x")]),  # never written
+        (None, [("signal", "tools")]),
+    ],
+)
+def test_the_light_edge_reader_reads_what_langgraphs_reader_reads(
+    before: str | None, writes: list[tuple[str, Any]]
+) -> None:
+    config = _config(before, writes)
+    assert read_signal(config) == config["configurable"][CONFIG_KEY_READ](["signal"], True)
+
+
+def test_two_writes_of_the_signal_fail_as_in_langgraph() -> None:
+    config = _config("tools", [("signal", "answer"), ("signal", "tools")])
+    with pytest.raises(InvalidUpdateError):
+        read_signal(config)
