@@ -46,9 +46,15 @@ def _numbers(text: str) -> list[_Number]:
     return found
 
 
+def _values(text: str) -> list[float]:
+    """The values of `_numbers(text)`, without the rest of each (the sources' numbers are
+    only compared against: a run's tool results and system prompt hold hundreds)."""
+    return [float(m.group(0).replace(",", "")) for m in _NUMBER.finditer(text)]
+
+
 def ungrounded_numbers(answer: str, sources: Iterable[str]) -> list[str]:
     """The numbers of `answer` (as written) that no source supports, in order, once each."""
-    known = [n.value for text in sources for n in _numbers(text)]
+    known = [value for text in sources for value in _values(text)]
     missing: list[str] = []
     for number in _numbers(answer):
         if "." not in number.literal and abs(number.value) < _SMALL:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
@@ -198,16 +198,23 @@ async def _stream(
     modes = list(dict.fromkeys([*wanted, "updates", "values"]))
     final: Mapping[str, Any] | None = None  # the latest values chunk, copied only at the end
     paused = bool(segment.interrupt_before or segment.interrupt_after)
-    async for mode, chunk in stream_graph(
-        agent.graph,
-        payload,
-        config,
-        context=segment.context or agent.context,
-        stream_mode=modes,
-        durability=segment.durability or agent.settings.durability,
-        interrupt_before=segment.interrupt_before,
-        interrupt_after=segment.interrupt_after,
-    ):
+    options: dict[str, Any] = {
+        "context": segment.context or agent.context,
+        "durability": segment.durability or agent.settings.durability,
+        "interrupt_before": segment.interrupt_before,
+        "interrupt_after": segment.interrupt_after,
+    }
+    # without `events`, the graph's own stream: `stream_graph` would only pass it through,
+    # one more async generator step for every chunk (two or three a graph step)
+    chunks: AsyncIterator[tuple[str, Any]] = (
+        stream_graph(agent.graph, payload, config, stream_mode=modes, **options)
+        if EVENTS in modes
+        else cast(
+            AsyncIterator[tuple[str, Any]],
+            agent.graph.astream(payload, config, stream_mode=modes, **options),  # type: ignore[arg-type]
+        )
+    )
+    async for mode, chunk in chunks:
         if mode == "updates" and isinstance(chunk, Mapping):
             observer.on_update(chunk)
             paused = paused or "__interrupt__" in chunk
