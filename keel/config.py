@@ -7,11 +7,12 @@ Every field's docstring is its documentation: `docs/configuration.md` is generat
 (`python -m keel.config_doc --write docs/configuration.md`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic would evaluate ~150 string annotations
+# (a `compile` each) when the models are built at import, ~10 M instructions of `keel run`.
+import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +23,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from keel.errors import ConfigError
 
@@ -612,7 +619,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _paths_under_home(self) -> Settings:
+    def _paths_under_home(self) -> "Settings":
         """`{home}` in the checkpoint URL becomes `KEEL_HOME`, so the default moves with it."""
         if self.checkpoint_url.startswith("sqlite://") and "{home}" in self.checkpoint_url:
             url = self.checkpoint_url.replace("{home}", self.home.as_posix())
@@ -622,6 +629,71 @@ class Settings(BaseSettings):
     def price_table(self) -> dict[str, ModelPrice]:
         """The built-in prices with the configured overrides on top."""
         return {**DEFAULT_PRICING, **self.pricing}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources in its order, the environment read through
+        `_EnvOnce`; the `.env` source only when a file is named (it reads none by default,
+        and would only walk every field again to find nothing)."""
+        env: PydanticBaseSettingsSource = env_settings
+        if type(env_settings) is EnvSettingsSource:
+            env = _EnvOnce(env_settings)
+        if isinstance(dotenv_settings, DotEnvSettingsSource) and dotenv_settings.env_file is None:
+            return init_settings, env, file_secret_settings
+        return init_settings, env, dotenv_settings, file_secret_settings
+
+
+class _EnvOnce(PydanticBaseSettingsSource):
+    """pydantic-settings' environment source, its values computed once per distinct
+    environment and source options.
+
+    `keel` loads the settings twice (for its logs, then after the project's `env` is applied,
+    with the command's overrides); reading the environment walks every field and group
+    (~60 % of a load). Any changed variable, such as one a project's `env` adds, is a new
+    key; the overrides are the init source's and are never cached.
+    """
+
+    _cache: ClassVar[dict[tuple[Any, ...], dict[str, Any]]] = {}
+    __name__ = "EnvSettingsSource"  # the name pydantic-settings files its values under
+
+    def __init__(self, source: EnvSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self._source = source
+        self._init_state = source._init_state
+
+    def _key(self) -> tuple[Any, ...]:
+        s = self._source
+        options = (
+            s.settings_cls,
+            s.case_sensitive,
+            s.env_prefix,
+            getattr(s, "env_prefix_target", None),
+            s.env_nested_delimiter,
+            s.maxsplit,
+            s.env_ignore_empty,
+            s.env_parse_none_str,
+            s.env_parse_enums,
+        )
+        return options, frozenset(s.env_vars.items())
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        key = self._key()
+        values = self._cache.get(key)
+        if values is None:
+            if len(self._cache) >= 8:  # a long-lived process whose environment changes
+                self._cache.clear()
+            values = self._cache[key] = self._source()
+        return copy.deepcopy(values)  # the settings never share a mutable value
 
 
 def load_settings(**overrides: Any) -> Settings:
