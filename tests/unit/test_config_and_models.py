@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from pydantic_settings import EnvSettingsSource
 
 from keel.config import ModelPrice, load_settings
 from keel.errors import ConfigError, ModelSpecError
@@ -40,6 +41,31 @@ def test_defaults_and_public_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
         "openai:gpt-4.1",
     )
     assert s.cost.run_usd == 0.05 and s.cache.backend == "redis"
+
+
+def test_the_environment_is_read_once_per_distinct_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`keel` loads the settings for its logs, then with the command's overrides after the
+    project's `env`: the same environment is walked once; a changed one is read again."""
+    reads: list[int] = []
+    read = EnvSettingsSource.__call__
+
+    def counted(self: EnvSettingsSource) -> dict[str, object]:
+        reads.append(1)
+        return read(self)
+
+    monkeypatch.setattr(EnvSettingsSource, "__call__", counted)
+    monkeypatch.setenv("KEEL_LIMITS__MAX_ITERATIONS", "7")
+    monkeypatch.setenv("KEEL_APPROVAL_TOOLS", '["sql_query"]')
+    first = load_settings()
+    again = load_settings(model="scripted:echo")
+    assert len(reads) == 1
+    assert again.model == "scripted:echo" and again.limits.max_iterations == 7
+    assert first.approval_tools == again.approval_tools == ("sql_query",)
+    monkeypatch.setenv("KEEL_LIMITS__MAX_ITERATIONS", "9")  # as a project's env would
+    assert load_settings().limits.max_iterations == 9
+    assert len(reads) == 2
 
 
 @pytest.mark.parametrize(
