@@ -8,20 +8,48 @@ checkpoint (nothing to resume, approve, fork or show). Failures print one line t
 from __future__ import annotations
 
 import copy
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.main import get_command_name
 from typer.models import TyperInfo
 
-from keel.cli import artifacts as _artifacts  # noqa: F401  (registers artifacts list|get)
-from keel.cli import commands as _commands  # noqa: F401  (registers run, resume, serve, …)
-from keel.cli import durable as _durable  # noqa: F401  (registers approve, history, fork, …)
-from keel.cli import new as _new  # noqa: F401  (registers new)
-from keel.cli import project as _project  # noqa: F401  (registers agents)
-from keel.cli._common import app
+from keel.cli import _common
 from keel.errors import KeelError
 
+if TYPE_CHECKING:
+    from keel.cli._common import app
+
 __all__ = ["app", "main"]
+
+REGISTERING = ("artifacts", "commands", "durable", "new", "project")
+"""The modules of `keel.cli` that register commands on the app, in the order of `keel --help`
+(artifacts list|get; run, resume, serve, …; approve, history, fork, …; new; agents)."""
+
+COMMAND_MODULES = {
+    **dict.fromkeys(
+        ("run", "resume", "trace", "eval", "models", "serve", "worker", "sql-role"), "commands"
+    ),
+    **dict.fromkeys(("approve", "history", "fork"), "durable"),
+    "new": "new",
+    "agents": "project",
+}
+"""The module registering each top-level command (not group): `keel run` imports that one
+alone (`tests/unit/test_lazy_imports.py` checks this table against the app)."""
+
+
+def _registered(*modules: str) -> typer.Typer:
+    """The app, with the commands of `modules` (of `REGISTERING`) registered."""
+    for name in modules:
+        import_module(f"keel.cli.{name}")
+    return _common.app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole app: every command registered
+        return _registered(*REGISTERING)
+    raise AttributeError(f"module 'keel.cli' has no attribute {name!r}")
 
 
 def _import_structlog() -> None:
@@ -75,12 +103,18 @@ JOBS = ("run", "resume", "approve", "fork")
 
 
 def _command_app(name: str) -> typer.Typer:
-    """`app` holding the top-level command `name` alone, or `app` itself if it has none.
+    """`app` holding the top-level command `name` alone, or the whole `app` if it has none.
 
     Typer builds a click command (signature, annotations, options) for every registered
-    command before it dispatches; `keel run` needs one of them. The group stays a group
-    (`keel run …`, usage lines and errors the same); help and unknown names get `app`.
+    command before it dispatches; `keel run` needs one of them, and only the module that
+    registers it is imported (not the artifact store of `keel artifacts`, say). The group
+    stays a group (`keel run …`, usage lines and errors the same); help, groups and unknown
+    names get the whole app.
     """
+    module = COMMAND_MODULES.get(name)
+    if module is None:
+        return _registered(*REGISTERING)
+    app = _registered(module)
     for info in app.registered_commands:
         callback = info.callback.__name__ if info.callback is not None else ""
         if (info.name or get_command_name(callback)) == name:
@@ -89,7 +123,7 @@ def _command_app(name: str) -> typer.Typer:
             single.registered_groups = []
             single.registered_callback = TyperInfo(callback=_no_options)
             return single
-    return app
+    return _registered(*REGISTERING)
 
 
 def _no_options() -> None:
@@ -101,7 +135,7 @@ def main() -> None:
     import sys
 
     if len(sys.argv) < 2 or "--help" in sys.argv[1:]:  # help runs no command: no logs
-        app()
+        _registered(*REGISTERING)()
         return
     if sys.argv[1] in JOBS:
         from keel.observability.recorder import discard_metrics

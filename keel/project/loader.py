@@ -9,10 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keel.graphs.data_analyst import agent as builtin_agent
-from keel.project.config_file import HONOURED_KEYS, read_config_file
 from keel.project.entries import GraphEntry, classify
-from keel.project.env import apply_env, project_paths
-from keel.project.importer import import_target
 from keel.project.model import Project
 
 __all__ = ["BUILTIN_ID", "CONFIG_FILE", "LEGACY_ID", "builtin_project", "load_project"]
@@ -58,6 +55,12 @@ def load_project(path: Path | None = None) -> Project:
         if not found.is_file():
             return builtin_project()
         path = found
+    # A file to read: its parser, `env` (python-dotenv) and importer load only now, so a run
+    # of the built-in assistant loads none of them (issue 19).
+    from keel.project.config_file import HONOURED_KEYS, read_config_file
+    from keel.project.env import apply_env, project_paths
+    from keel.project.importer import import_target
+
     file = read_config_file(Path(path))
     notes: list[str] = []
     if file.ignored:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.main import get_command_name
 
 ROOT = Path(__file__).resolve().parents[2]
 WATCHED = ("redis", "limits", "sqlglot", "keel.observability._tracer")
@@ -114,7 +115,26 @@ UNUSED_BY_ECHO = (
     "keel.nodes._planned_sql",
     "keel.nodes._planned_verify",
     "keel.tools.sql_examples",
+    "keel.cli.artifacts",  # `keel run` imports the module registering `run` alone
+    "keel.cli.durable",
+    "keel.cli.new",
+    "keel.artifacts",  # the artifact store of `keel artifacts`
+    "keel.project.config_file",  # no langgraph.json: the built-in assistant
+    "keel.project.importer",
 )
+
+
+def test_each_command_is_registered_by_the_module_keel_imports_for_it() -> None:
+    """`keel <command>` imports only `keel.cli.COMMAND_MODULES[command]`: the table names
+    every top-level command of the whole app, and the module defining it."""
+    import keel.cli
+
+    whole = {
+        info.name or get_command_name(info.callback.__name__): info.callback.__module__
+        for info in keel.cli.app.registered_commands
+        if info.callback is not None
+    }
+    assert {name: f"keel.cli.{m}" for name, m in keel.cli.COMMAND_MODULES.items()} == whole
 
 
 def test_keel_run_without_sql_imports_none(tmp_path: Path) -> None:
