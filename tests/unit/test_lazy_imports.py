@@ -175,13 +175,15 @@ sys.argv = ["keel", *json.loads(sys.argv[1])]
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     main()
 import gc
-print(json.dumps([built, gc.isenabled()]))
+print(json.dumps([built, gc.isenabled(), gc.get_freeze_count() > 0]))
 """
 
 
 def test_keel_run_builds_only_the_run_command_and_ends_with_the_collector_on(
     tmp_path: Path,
 ) -> None:
+    """…with start-up's objects frozen: neither the run's full collections nor the last one
+    at exit traverse them (as `keel serve` does)."""
     out = subprocess.run(
         [sys.executable, "-c", BUILT, json.dumps(["run", "--model", "scripted:echo", "Hi"])],
         capture_output=True,
@@ -191,7 +193,7 @@ def test_keel_run_builds_only_the_run_command_and_ends_with_the_collector_on(
         cwd=tmp_path,
         env={**os.environ, "KEEL_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run"], True]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run"], True, True]
 
 
 WHOLE_APP = """
