@@ -17,13 +17,13 @@ continue a thread Keel's savers wrote (it cannot parse the counter and fails lou
 Where channel values are stored apart, keyed by (channel, version) — Postgres'
 `checkpoint_blobs`, the memory saver's blobs — two branches of a forked thread reach the
 same counter with different values, so the version also carries a short random tag
-(`b12.k3Xq9Z`, 36 bits) that keeps their keys apart, as the stock float does. SQLite keeps
+(`b12.k3Xq9Z`, ~36 bits) that keeps their keys apart, as the stock float does. SQLite keeps
 every value inside its checkpoint, and needs no tag.
 """
 
 from __future__ import annotations
 
-import secrets
+import random
 import string
 from typing import Any
 
@@ -58,7 +58,22 @@ def compact_version(counter: int, *, tagged: bool) -> str:
     head = chr(ord("a") + len(digits) - 1) + digits
     if not tagged:
         return head
-    return head + "." + "".join(secrets.choice(_TAG_ALPHABET) for _ in range(TAG_LENGTH))
+    return head + "." + _tag()
+
+
+_TAGS = len(_TAG_ALPHABET) ** TAG_LENGTH
+
+
+def _tag() -> str:
+    """`TAG_LENGTH` random base-62 characters. From `random`'s shared generator, as the
+    stock versions' float is (reseeded in a forked child); a tag keeps two branches' values
+    apart, it guards no secret, and `secrets` would read the OS for every character."""
+    n = random.randrange(_TAGS)
+    chars = []
+    for _ in range(TAG_LENGTH):
+        n, digit = divmod(n, len(_TAG_ALPHABET))
+        chars.append(_TAG_ALPHABET[digit])
+    return "".join(chars)
 
 
 class CompactVersions:
