@@ -8,8 +8,11 @@ Every mode runs the same agent (the `scripted:sales` policy: three model calls, 
 with a model that waits `--delay` seconds per call, on a memory saver, in this process;
 the untraced baseline is measured in the same process, interleaved with the traced modes.
 Traces go over real HTTP to a LangSmith stand-in in another process on 127.0.0.1, so the
-sender's CPU is counted here and the receiver's is not. CPU is `time.process_time()` over a
-batch of concurrent runs, after the client has flushed what the batch sent.
+sender's CPU is counted here and the receiver's is not. Like every LangSmith deployment, the
+stand-in offers zstd run compression, so the client sends compressed batches; `--no-zstd`
+measures its uncompressed multipart fallback (a server without the flag). CPU is
+`time.process_time()` over a batch of concurrent runs, after the client has flushed what
+the batch sent.
 
 Modes:
 - `baseline`: no tracing.
@@ -55,6 +58,8 @@ from keel.observability.tracing import Tracing, pin_sender
 from keel.testing import FunctionModel
 from keel.testing.policies import POLICIES
 
+SINK_FLAGS: list[str] = []
+"""`["--no-zstd"]` with `--no-zstd`: the stand-in offers no run compression."""
 QUESTION = "Which 3 products had the highest revenue last month, and what was their total?"
 MODES = ("baseline", "langchain", "keel-full", "keel-light", "keel-sampled")
 
@@ -94,7 +99,7 @@ class Sink:
     @classmethod
     def start(cls) -> Sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "keel.testing.langsmith_capture"],
+            [sys.executable, "-m", "keel.testing.langsmith_capture", *SINK_FLAGS],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -254,7 +259,7 @@ def instructions(mode: str, runs: int) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
     from bench.instructions import callgrind_total
 
-    return callgrind_total([str(Path(__file__).resolve()), "--child", mode, str(runs)])
+    return callgrind_total([str(Path(__file__).resolve()), *SINK_FLAGS, "--child", mode, str(runs)])
 
 
 def count(args: argparse.Namespace) -> str:
@@ -279,8 +284,15 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="count under callgrind")
     parser.add_argument("--low", type=int, default=3, help="--instructions: short process runs")
     parser.add_argument("--high", type=int, default=13, help="--instructions: long process runs")
+    parser.add_argument(
+        "--no-zstd",
+        action="store_true",
+        help="the stand-in offers no run compression (the client's uncompressed fallback)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.no_zstd:
+        SINK_FLAGS.append("--no-zstd")
     if args.child:
         with open(os.devnull, "w") as devnull:
             asyncio.run(child(args.child[0], int(args.child[1]), devnull))

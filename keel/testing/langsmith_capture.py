@@ -11,6 +11,11 @@ with CaptureServer() as server:
     roots = [r for r in server.runs() if r.get("parent_run_id") is None]
 ```
 `CaptureServer(mode="hang")` accepts connections and never answers (a stalled endpoint).
+
+Like every LangSmith deployment, its `/info` says run compression is on
+(`instance_flags.zstd_compression_enabled`), so the client sends zstd-compressed multipart
+batches, which are decompressed as they arrive; `zstd=False` answers `/info` without the
+flag, and the client falls back to uncompressed multipart requests.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
+
+import zstandard
 
 __all__ = ["CaptureServer", "parse_multipart_runs"]
 
@@ -67,11 +74,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        self._reply(200 if self.path.startswith("/info") else 404)
+        if not self.path.startswith("/info"):
+            self._reply(404)
+        elif self.server.zstd:
+            self._reply(200, b'{"instance_flags": {"zstd_compression_enabled": true}}')
+        else:
+            self._reply(200)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.headers.get("Content-Encoding") == "zstd":
+            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+            self.server.compressed += 1
         self.server.record(self.path, self.headers.get("Content-Type", ""), body)
         self._reply(200)
 
@@ -81,8 +96,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, zstd: bool) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.zstd = zstd
+        self.compressed = 0
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, bytes]] = []
 
@@ -94,8 +111,9 @@ class _Server(ThreadingHTTPServer):
 class CaptureServer:
     """Records LangSmith ingestion requests on 127.0.0.1 (or hangs, with `mode="hang"`)."""
 
-    def __init__(self, mode: Literal["record", "hang"] = "record") -> None:
+    def __init__(self, mode: Literal["record", "hang"] = "record", *, zstd: bool = True) -> None:
         self.mode = mode
+        self.zstd = zstd
         self._server: _Server | None = None
         self._socket: socket.socket | None = None
         self._held: list[socket.socket] = []
@@ -108,7 +126,7 @@ class CaptureServer:
 
     def __enter__(self) -> CaptureServer:
         if self.mode == "record":
-            self._server = _Server()
+            self._server = _Server(self.zstd)
             self.port = self._server.server_address[1]
             threading.Thread(target=self._server.serve_forever, daemon=True).start()
         else:
@@ -153,6 +171,11 @@ class CaptureServer:
         with self._server.lock:
             return list(self._server.requests)
 
+    @property
+    def compressed_requests(self) -> int:
+        """How many requests came zstd-compressed."""
+        return self._server.compressed if self._server is not None else 0
+
     def runs(self) -> list[dict[str, Any]]:
         """Every run received, in arrival order (multipart and batch JSON)."""
         found: list[dict[str, Any]] = []
@@ -180,14 +203,15 @@ class CaptureServer:
 def main() -> None:
     """`python -m keel.testing.langsmith_capture`: a sink in its own process (benchmarks).
 
-    Prints its URL, then on stdin EOF or SIGTERM prints `{"requests", "bytes", "runs"}`.
+    Prints its URL, then on stdin EOF or SIGTERM prints `{"requests", "bytes", "runs"}`
+    (bytes as received, decompressed). `--no-zstd`: no run compression (see the module note).
     """
     import signal
     import sys
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with CaptureServer() as server:
+    with CaptureServer(zstd="--no-zstd" not in sys.argv[1:]) as server:
         print(server.url, flush=True)
 
         def until_eof() -> None:

@@ -102,6 +102,24 @@ async def test_a_run_is_one_tree_with_its_metadata(
     assert set(root["inputs"]) <= {"question", "tenant", "run_id"}
 
 
+@pytest.mark.parametrize("zstd", [True, False])
+async def test_traces_are_compressed_when_langsmith_offers_it(
+    settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None], zstd: bool
+) -> None:
+    """Every LangSmith deployment offers zstd run compression (`/info`); Keel's client then
+    sends compressed batches (much cheaper for the sender than the uncompressed multipart
+    fallback), and falls back when a server does not offer it. The same runs arrive."""
+    with CaptureServer(zstd=zstd) as server:
+        langsmith_env(server.url)
+        async with open_agent(settings_factory(model="scripted:sales")) as agent:
+            assert (await agent.arun(SALES_QUESTION)).success
+        runs = server.runs()
+        assert len(server.requests) >= 1
+        assert server.compressed_requests == (len(server.requests) if zstd else 0)
+    [root] = roots(runs)
+    assert len(children(runs, root)) == 6 and len(runs) == 12
+
+
 async def test_retry_and_fallback_are_tagged_and_failed_runs_always_sent(
     settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
 ) -> None:
