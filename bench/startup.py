@@ -77,6 +77,13 @@ UNUSED = (
     "keel.nodes._planned_verify",
     "keel.tools.sql_examples",
     "keel.checkpoints.retention",
+    "keel.artifacts",
+    "keel.cli.artifacts",
+    "keel.cli.durable",
+    "keel.cli.new",
+    "keel.project.config_file",
+    "keel.project.env",
+    "keel.project.importer",
 )
 """Packages (and modules) a run on the default settings (memory caches, no rate limits, no
 Redis, SQLite checkpoints, tracing off) of these scripted models has no use for: attrs and
@@ -84,7 +91,9 @@ Rich's traceback and pretty-printer come with structlog's exception formatters, 
 logs do not use, greenlet with its deprecated thread-local storage; Rich's emoji codes with
 markup; prometheus-client with metrics a one-shot `keel run` could not serve; the scripted
 policies of the other workloads; the planned flow (models whose answers are composed:
-`local:`); checkpoint retention (prune, rollback)."""
+`local:`); checkpoint retention (prune, rollback); the modules registering the other
+commands (`keel.cli.COMMAND_MODULES`) and the artifact store; reading a `langgraph.json`
+(the children run where there is none)."""
 UNUSED_WITHOUT_SQL = ("sqlglot",)
 """And those the echo run has no use for: it sends no SQL query."""
 
