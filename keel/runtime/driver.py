@@ -198,23 +198,16 @@ async def _stream(
     modes = list(dict.fromkeys([*wanted, "updates", "values"]))
     final: Mapping[str, Any] | None = None  # the latest values chunk, copied only at the end
     paused = bool(segment.interrupt_before or segment.interrupt_after)
-    options: dict[str, Any] = {
-        "context": segment.context or agent.context,
-        "durability": segment.durability or agent.settings.durability,
-        "interrupt_before": segment.interrupt_before,
-        "interrupt_after": segment.interrupt_after,
-    }
-    # without `events`, the graph's own stream: `stream_graph` would only pass it through,
-    # one more async generator step for every chunk (two or three a graph step)
-    chunks: AsyncIterator[tuple[str, Any]] = (
-        stream_graph(agent.graph, payload, config, stream_mode=modes, **options)
-        if EVENTS in modes
-        else cast(
-            AsyncIterator[tuple[str, Any]],
-            agent.graph.astream(payload, config, stream_mode=modes, **options),  # type: ignore[arg-type]
-        )
-    )
-    async for mode, chunk in chunks:
+    async for mode, chunk in stream_graph(
+        agent.graph,
+        payload,
+        config,
+        context=segment.context or agent.context,
+        stream_mode=modes,
+        durability=segment.durability or agent.settings.durability,
+        interrupt_before=segment.interrupt_before,
+        interrupt_after=segment.interrupt_after,
+    ):
         if mode == "updates" and isinstance(chunk, Mapping):
             observer.on_update(chunk)
             paused = paused or "__interrupt__" in chunk
@@ -233,7 +226,7 @@ EVENTS = "events"
 tool start / stream / end inside the run, as the Agent Server streams them."""
 
 
-async def stream_graph(
+def stream_graph(
     graph: Pregel,
     payload: Any,
     config: RunnableConfig,
@@ -249,17 +242,23 @@ async def stream_graph(
     `on_chain_stream` events carry the other modes' `(mode, chunk)` items and are given as
     those (the official server does the same); every other event is given whole. Events
     tagged `langsmith:hidden` are internal and skipped.
+
+    Without `events` it is the graph's own stream, not passed through another async
+    generator (one step fewer for every chunk, two or three a graph step).
     """
     modes = [m for m in dict.fromkeys(stream_mode) if m != EVENTS]
     if EVENTS not in stream_mode:
-        async for mode, chunk in graph.astream(
-            payload,
-            config,
-            stream_mode=modes,  # type: ignore[arg-type]
-            **kwargs,
-        ):
-            yield mode, chunk
-        return
+        return cast(
+            AsyncIterator[tuple[str, Any]],
+            graph.astream(payload, config, stream_mode=modes, **kwargs),  # type: ignore[arg-type]
+        )
+    return _with_events(graph, payload, config, modes, **kwargs)
+
+
+async def _with_events(
+    graph: Pregel, payload: Any, config: RunnableConfig, modes: list[str], **kwargs: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """`stream_graph` with `events`: the graph under `astream_events` (see there)."""
     root: str | None = None
     async for event in graph.astream_events(
         payload, config, version="v2", stream_mode=modes, **kwargs
