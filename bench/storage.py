@@ -116,9 +116,8 @@ async def keel_side(
     url: str, home: Path, thread_id: str, durability: str = "sync"
 ) -> AsyncIterator[tuple[Turn, Any]]:
     tools = ToolRegistry.of([sql_query, calculator])
-    if durability not in ("sync", "async", "exit"):  # LangGraph runs any other as "async"
-        raise ValueError(f"unknown durability {durability!r}")
-    settings = keel_settings(url, home).model_copy(update={"durability": durability})
+    # validated by the settings (LangGraph itself runs an unknown durability as "async")
+    settings = keel_settings(url, home, durability=durability)
     async with open_agent(settings, model=FunctionModel(fn=sales_turn), tools=tools) as agent:
         assert agent.storage is not None
 

@@ -90,12 +90,14 @@ def script(messages: list[BaseMessage], info: CallInfo) -> AIMessage | str:
     )
 
 
-def keel_settings(url: str, home: Path, limits: dict[str, Any] | None = None) -> Settings:
+def keel_settings(
+    url: str, home: Path, limits: dict[str, Any] | None = None, durability: str = "sync"
+) -> Settings:
     """Keel's settings for the workload; `limits` overrides some of the run limits."""
     return load_settings(
         model="scripted:sales",
         checkpoint_url=url,
-        durability="sync",
+        durability=durability,
         home=home,
         observability={"log_level": "warning"},
         cache={"tool_results": False},
