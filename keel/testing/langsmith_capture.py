@@ -84,10 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        if self.headers.get("Content-Encoding") == "zstd":
+        compressed = self.headers.get("Content-Encoding") == "zstd"
+        if compressed:
             body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-            self.server.compressed += 1
-        self.server.record(self.path, self.headers.get("Content-Type", ""), body)
+        self.server.record(self.path, self.headers.get("Content-Type", ""), body, compressed)
         self._reply(200)
 
     do_PATCH = do_POST
@@ -103,9 +103,10 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, bytes]] = []
 
-    def record(self, path: str, content_type: str, body: bytes) -> None:
-        with self.lock:
+    def record(self, path: str, content_type: str, body: bytes, compressed: bool) -> None:
+        with self.lock:  # handlers run on threads of their own
             self.requests.append((path, content_type, body))
+            self.compressed += compressed
 
 
 class CaptureServer:
