@@ -26,7 +26,7 @@ The sides alternate (Keel, raw, Keel, raw, …), `--repeat` times (default 3); t
 are printed per repeat and as their range, with the load average.
 
 `--gc service` gives both sides the collector settings `keel serve` and `keel worker` use
-(`keel.server.gc_tuning`: first-generation threshold 50,000, start-up objects frozen once
+(`keel.runtime.gc_tuning`: first-generation threshold 50,000, start-up objects frozen once
 the side is open and warm): with a thousand runs alive, full collections are a large part
 of either side's CPU, and this shows the ratio without most of them. The default is
 Python's own settings on both sides (a library user's process).
@@ -106,7 +106,7 @@ async def child(
 ) -> dict[str, Any]:
     from keel.config import ObservabilitySettings, ServiceSettings
     from keel.observability.logs import configure_logging
-    from keel.server.gc_tuning import freeze_startup_objects, tune_gc
+    from keel.runtime.gc_tuning import freeze_startup_objects, tune_gc
 
     configure_logging(ObservabilitySettings(log_level="warning"))
     async with runner(side, url, home, latency_s=latency_s, limits=LIMITS) as run:

@@ -411,7 +411,7 @@ class ServiceSettings(BaseModel):
     """Larger request bodies get 413."""
     gc_gen0_threshold: int = Field(50_000, ge=0)
     """Allocations between two collections of Python's youngest generation in `keel serve`
-    and `keel worker` (0: Python's default, 700). See `keel.server.gc_tuning`."""
+    and `keel worker` (0: Python's default, 700). See `keel.runtime.gc_tuning`."""
     db_pool_size: int = Field(10, ge=1, le=500)
     """Postgres connections each process keeps to Keel's tables. A statement beyond them
     waits for one: opening and closing extra connections under load costs Postgres a

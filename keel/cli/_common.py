@@ -83,14 +83,14 @@ def execute(job: Job, as_json: bool) -> None:
     On a terminal the spinner names the current step (`keel.cli.progress`). The cyclic
     collector, off during a command's start-up (`keel.cli.main`), is on for the run, after
     one collection of start-up's garbage and `gc.freeze()` of what remains, as `keel serve`
-    does (`keel.server.gc_tuning`): modules, classes, settings and the agent live to the end,
+    does (`keel.runtime.gc_tuning`): modules, classes, settings and the agent live to the end,
     so neither the run's full collections nor the interpreter's last one at exit traverse
     them again (issue 19: ~180 M instructions of a ~3.9 G `keel run`, ~200 M of it at exit).
     """
     from keel.cli.progress import run_with_spinner
+    from keel.runtime.gc_tuning import freeze_startup_objects
 
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
     gc.enable()
 
     try:

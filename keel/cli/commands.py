@@ -260,7 +260,7 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Execute queued runs (KEEL_SERVICE__QUEUE=procrastinate) from the service's Postgres."""
-    from keel.server.gc_tuning import freeze_startup_objects, tune_gc
+    from keel.runtime.gc_tuning import freeze_startup_objects, tune_gc
     from keel.server.worker import run_worker
 
     project = project_from(config)

@@ -21,8 +21,8 @@ def serve(
     """Run the API under uvicorn until interrupted, serving `project`'s graphs."""
     import uvicorn
 
+    from keel.runtime.gc_tuning import freeze_startup_objects, tune_gc
     from keel.server.app import create_app
-    from keel.server.gc_tuning import freeze_startup_objects, tune_gc
 
     app = create_app(settings, project=project)
     tune_gc(settings.service.gc_gen0_threshold)

@@ -9,7 +9,7 @@ import pytest
 
 from keel.config import load_settings
 from keel.errors import ConfigError
-from keel.server.gc_tuning import freeze_startup_objects, tune_gc
+from keel.runtime.gc_tuning import freeze_startup_objects, tune_gc
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Garbage-collector settings for the long-running service processes (`serve`, `worker`).
+"""Garbage-collector settings for the long-running service processes (`serve`, `worker`),
+and the start-up freeze a `keel run` also uses.
 
 A run allocates many short-lived containers (messages, state dicts, SQL rows). With
 Python's default first-generation threshold (700) the cyclic collector runs every few
