@@ -130,20 +130,29 @@ def read_signal(config: RunnableConfig) -> Any:
     return read(_SIGNAL, True)
 
 
+def _edge_readers(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> list[dict[str, Any]]:
+    """The keyword arguments of every node writer that reads state for an edge (those
+    holding a `reader`): where LangGraph keeps each conditional edge's reader."""
+    return [
+        kwargs
+        for node in compiled.nodes.values()
+        for writer in node.writers
+        if isinstance(kwargs := getattr(writer, "kwargs", None), dict) and "reader" in kwargs
+    ]
+
+
 def _light_edges(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> None:
     """Each conditional edge reads `signal` through `read_signal`: once per routing
     decision, ~12 a run. The edges themselves, their names and runs, are unchanged."""
-    for node in compiled.nodes.values():
-        for writer in node.writers:
-            kwargs = getattr(writer, "kwargs", None)
-            reader = kwargs.get("reader") if isinstance(kwargs, dict) else None
-            if (
-                isinstance(reader, functools.partial)
-                and reader.keywords.get("select") == _SIGNAL
-                and reader.keywords.get("fresh") is True
-                and reader.keywords.get("mapper") is None
-            ):
-                cast(dict[str, Any], kwargs)["reader"] = read_signal
+    for kwargs in _edge_readers(compiled):
+        reader = kwargs["reader"]
+        if (
+            isinstance(reader, functools.partial)
+            and reader.keywords.get("select") == _SIGNAL
+            and reader.keywords.get("fresh") is True
+            and reader.keywords.get("mapper") is None
+        ):
+            kwargs["reader"] = read_signal
 
 
 class _AgentGraph(StateGraph[AgentState, AgentContext, AgentState, AgentState]):
@@ -157,12 +166,7 @@ class _AgentGraph(StateGraph[AgentState, AgentContext, AgentState, AgentState]):
 
 def edge_readers_are_light(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> bool:
     """Whether every conditional edge of a compiled agent graph reads `signal` alone."""
-    readers = [
-        kwargs["reader"]
-        for node in compiled.nodes.values()
-        for writer in node.writers
-        if isinstance(kwargs := getattr(writer, "kwargs", None), dict) and "reader" in kwargs
-    ]
+    readers = [kwargs["reader"] for kwargs in _edge_readers(compiled)]
     return bool(readers) and all(r is read_signal for r in readers)
 
 
