@@ -31,8 +31,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypedDict, TypeVar, cast
 
+from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_READ
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel._algo import local_read
@@ -96,7 +98,27 @@ class EdgeInput(TypedDict, total=False):
     signal: Signal
 
 
-def _inline(route: Callable[[AgentState], str]) -> Callable[[EdgeInput], Awaitable[str]]:
+class _Edge(RunnableCallable):
+    """A routing function as LangGraph's path runnable, run as a child run (a callback run
+    and a task of its own, as LangGraph runs every traced function) only when a callback
+    handler can see it. With no handlers (no tracing, no event stream) nobody could, and
+    with only handlers that drop edge runs (`ignores_edge_runs`: LangSmith in `light`
+    payloads) they would be dropped; then the edge is a plain call, ~11 times a run."""
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if config is not None and self.afunc is not None and _unwatched(config):
+            return await self.afunc(input)
+        return await super().ainvoke(input, config, **kwargs)
+
+
+def _unwatched(config: RunnableConfig) -> bool:
+    """Whether no callback handler of `config` wants an edge run."""
+    callbacks = config.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    return all(getattr(h, "ignores_edge_runs", False) for h in handlers or ())
+
+
+def _inline(route: Callable[[AgentState], str]) -> _Edge:
     """The edge as a coroutine: LangGraph runs a sync edge function in a worker thread, a
     thread hop per routing decision that costs more CPU than the decision itself."""
 
@@ -104,7 +126,7 @@ def _inline(route: Callable[[AgentState], str]) -> Callable[[EdgeInput], Awaitab
         return route(cast(AgentState, state))
 
     edge.__name__ = edge.__qualname__ = route.__name__
-    return edge
+    return _Edge(None, edge, name=route.__name__, trace=True)
 
 
 _SIGNAL = ["signal"]

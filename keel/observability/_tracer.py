@@ -119,6 +119,12 @@ class KeelTracer(LangChainTracer):
         self._skipped: set[UUID] = set()
         """Runs not recorded: edge runs (light payloads), and everything under them."""
 
+    @property
+    def ignores_edge_runs(self) -> bool:
+        """Light payloads drop edge runs: the agent graph's edges need not start one for
+        this handler (see `keel.graphs.agent`); full payloads keep them."""
+        return self.policy.payloads == "light"
+
     def copy_with_metadata_defaults(
         self,
         *,
