@@ -24,7 +24,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from keel.checkpoints.health import PeriodicCheck
 from keel.checkpoints.journal import MemoryJournal, PostgresJournal, SqliteJournal
-from keel.checkpoints.versions import KeelMemorySaver
+from keel.checkpoints.memory_saver import KeelMemorySaver
 from keel.config import CheckpointPoolSettings
 from keel.errors import ConfigError, StorageUnavailableError
 from keel.journal import ToolJournal

@@ -27,9 +27,7 @@ import random
 import string
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
-
-__all__ = ["CompactVersions", "KeelMemorySaver", "compact_version", "counter_of"]
+__all__ = ["CompactVersions", "compact_version", "counter_of"]
 
 _TAG_ALPHABET = string.digits + string.ascii_letters
 TAG_LENGTH = 6
@@ -84,7 +82,3 @@ class CompactVersions:
 
     def get_next_version(self, current: Any, channel: None = None) -> str:
         return compact_version(counter_of(current) + 1, tagged=self.tagged_versions)
-
-
-class KeelMemorySaver(CompactVersions, InMemorySaver):
-    """`InMemorySaver` with compact versions (its blobs are keyed by version: tagged)."""

@@ -1,4 +1,5 @@
-"""A task's ordinary writes are one stored row (`keel.checkpoints.packed_writes`), and every
+"""A task's ordinary writes are one stored row (`keel.checkpoints.packed_writes`; one entry in
+the memory saver, `keel.checkpoints.memory_saver`), and every
 read path gives LangGraph what the stock rows gave it: the pending writes of each checkpoint
 (`aget_tuple`, `alist`) and the delta channels' history. Checkpoints written by main before
 the change (df80c4d: one row per write; `tests/fixtures/checkpoints_main_df80c4d.*`) read,
@@ -26,11 +27,13 @@ from typing import Any
 import psycopg
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.types.json import Jsonb
 
 from keel.checkpoints.compression import compressed
+from keel.checkpoints.memory_saver import KeelMemorySaver
 from keel.checkpoints.packed_writes import PACKED_CHANNEL
 from keel.checkpoints.postgres_saver import BatchedPostgresSaver
 from keel.checkpoints.savers import make_pool
@@ -90,6 +93,19 @@ async def _savers(
     backend: str, tmp_path: Path, url: str | None
 ) -> AsyncIterator[tuple[BaseCheckpointSaver[Any], BaseCheckpointSaver[Any], Any]]:
     """(stock saver, Keel's saver, a function counting a thread's write rows)."""
+    if backend == "memory":
+        theirs, ours = InMemorySaver(), KeelMemorySaver()
+
+        def entries(thread_id: str) -> int:
+            return sum(
+                len(stored)
+                for saver in (theirs, ours)
+                for key, stored in saver.writes.items()
+                if key[0] == thread_id
+            )
+
+        yield theirs, ours, entries
+        return
     if backend == "sqlite":
         path = tmp_path / "both.sqlite"
         async with KeelSqliteSaver.from_conn_string(str(path)) as keel:
@@ -124,7 +140,7 @@ async def _savers(
         await pool.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
 async def test_packed_writes_read_back_as_the_stock_rows_do(
     backend: str,
     settings_factory: Callable[..., Settings],
