@@ -140,6 +140,10 @@ class Resilience:
         """Guard one model call (see the module docstring)."""
         name = f"model:{model}"
         await self._check(name, clock())
+        if not self.limits.limits_models:  # no rate or slot to hold: none of their machinery
+            async with self._outcome(name, clock, tool=False):
+                yield
+            return
         async with AsyncExitStack() as held:
             slept = 0.0
 

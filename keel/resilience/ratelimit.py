@@ -135,6 +135,15 @@ class RateLimits:
         self._runs = _per_minute(s.tenant_runs_per_minute)
 
     @property
+    def limits_models(self) -> bool:
+        """Whether any model call has a rate or a concurrency slot to hold."""
+        return (
+            self._requests is not None
+            or self._tokens is not None
+            or self.settings.model_concurrency is not None
+        )
+
+    @property
     def storage(self) -> Storage:
         """The rates' storage (Redis when `redis_url` is set), made on first use."""
         if self._storage is None:
