@@ -13,9 +13,8 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,17 +172,26 @@ class CacheScope:
 _SCOPE: ContextVar[CacheScope | None] = ContextVar("keel_cache_scope", default=None)
 
 
-@contextmanager
-def cache_scope(
-    caches: Caches | None, tenant: str, model: str, *, read: bool = True
-) -> Iterator[CacheScope | None]:
-    """Model calls made inside use `caches` under `tenant` (no caches: no caching)."""
-    scope = CacheScope(caches, tenant, model, read) if caches is not None else None
-    token = _SCOPE.set(scope)
-    try:
-        yield scope
-    finally:
-        _SCOPE.reset(token)
+class cache_scope:
+    """Model calls made inside use `caches` under `tenant` (no caches: no caching). A plain
+    context manager, not a generator-based one: it stays alive for the length of a model
+    call, and with a thousand runs waiting on theirs every object counts (issue 19)."""
+
+    __slots__ = ("scope", "token")
+
+    def __init__(
+        self, caches: Caches | None, tenant: str, model: str, *, read: bool = True
+    ) -> None:
+        self.scope = CacheScope(caches, tenant, model, read) if caches is not None else None
+        self.token: Token[CacheScope | None] | None = None
+
+    def __enter__(self) -> CacheScope | None:
+        self.token = _SCOPE.set(self.scope)
+        return self.scope
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _SCOPE.reset(self.token)
 
 
 _VOLATILE = ("id", "response_metadata", "usage_metadata")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -126,8 +126,7 @@ class Resilience:
         except _storage_errors() as exc:
             log.warning("rate_limit_store_unavailable", tenant=tenant, error=str(exc))
 
-    @asynccontextmanager
-    async def model_call(
+    def model_call(
         self,
         model: str,
         *,
@@ -136,14 +135,28 @@ class Resilience:
         sleep: Sleep,
         deadline: float,
         lease_s: float = 120.0,
-    ) -> AsyncIterator[None]:
+    ) -> AbstractAsyncContextManager[None]:
         """Guard one model call (see the module docstring)."""
         name = f"model:{model}"
-        await self._check(name, clock())
         if not self.limits.limits_models:  # no rate or slot to hold: none of their machinery
-            async with self._outcome(name, clock, tool=False):
-                yield
-            return
+            return _Guarded(self, name, clock, tool=False)
+        return self._limited_model_call(
+            name, model, tokens=tokens, clock=clock, sleep=sleep, deadline=deadline, lease_s=lease_s
+        )
+
+    @asynccontextmanager
+    async def _limited_model_call(
+        self,
+        name: str,
+        model: str,
+        *,
+        tokens: int,
+        clock: Clock,
+        sleep: Sleep,
+        deadline: float,
+        lease_s: float,
+    ) -> AsyncIterator[None]:
+        await self._check(name, clock())
         async with AsyncExitStack() as held:
             slept = 0.0
 
@@ -167,44 +180,39 @@ class Resilience:
                 log.warning("rate_limit_store_unavailable", model=model, error=str(exc))
             if slept:
                 events.rate_limit_waited(name, slept)
-            async with self._outcome(name, clock, tool=False):
+            async with _Guarded(self, name, clock, tool=False, check=False):
                 yield
 
-    @asynccontextmanager
-    async def tool_call(
+    def tool_call(
         self, tool: str, *, clock: Clock, transient: tuple[type[BaseException], ...] = ()
-    ) -> AsyncIterator[None]:
+    ) -> AbstractAsyncContextManager[None]:
         """Guard one tool call with the tool's breaker."""
-        name = f"tool:{tool}"
-        await self._check(name, clock())
-        async with self._outcome(name, clock, tool=True, transient=transient):
-            yield
+        return _Guarded(self, f"tool:{tool}", clock, tool=True, transient=transient)
 
-    @asynccontextmanager
-    async def _outcome(
+    async def _outcome_of(
         self,
         name: str,
+        exc: BaseException | None,
         clock: Clock,
         *,
         tool: bool,
         transient: tuple[type[BaseException], ...] = (),
-    ) -> AsyncIterator[None]:
-        try:
-            yield
-        except BaseException as exc:
-            if is_control_flow(exc):
-                raise
-            if isinstance(exc, ToolInputError):  # the callee worked; the request was wrong
-                await self._record(name, True, clock())
-                raise
-            verdict = retry_on(exc, transient=transient, tool=tool)
-            if verdict.code == ErrorCode.TOOL_ERROR:  # the tool answered, with an error
-                await self._record(name, True, clock())
-                raise
-            if verdict.code != ErrorCode.CANCELLED and (tool or verdict.kind != "fatal"):
-                await self._record(name, False, clock())
-            raise
-        await self._record(name, True, clock())
+    ) -> None:
+        """Tell the breaker how a guarded call ended (`exc`: what it raised, if anything)."""
+        if exc is None:
+            await self._record(name, True, clock())
+            return
+        if is_control_flow(exc):
+            return
+        if isinstance(exc, ToolInputError):  # the callee worked; the request was wrong
+            await self._record(name, True, clock())
+            return
+        verdict = retry_on(exc, transient=transient, tool=tool)
+        if verdict.code == ErrorCode.TOOL_ERROR:  # the tool answered, with an error
+            await self._record(name, True, clock())
+            return
+        if verdict.code != ErrorCode.CANCELLED and (tool or verdict.kind != "fatal"):
+            await self._record(name, False, clock())
 
     async def model_refused(self, model: str, now: float) -> bool:
         """Whether `model`'s breaker would refuse a call now (the degradation chain skips it)."""
@@ -217,3 +225,34 @@ class Resilience:
     async def breaker_state(self, name: str) -> str:
         """`closed` / `open` / `half_open` of a breaker (`model:<spec>` or `tool:<name>`)."""
         return await self.breakers.state(name)
+
+
+class _Guarded:
+    """One guarded call as a plain context manager: the breaker's check on entry, the
+    outcome on exit. Not a generator-based one: with a thousand runs waiting on their
+    calls, each of those holds a generator, its context manager and their arguments alive
+    for the call's length (issue 19)."""
+
+    __slots__ = ("check", "clock", "guard", "name", "tool", "transient")
+
+    def __init__(
+        self,
+        guard: Resilience,
+        name: str,
+        clock: Clock,
+        *,
+        tool: bool,
+        transient: tuple[type[BaseException], ...] = (),
+        check: bool = True,
+    ) -> None:
+        self.guard, self.name, self.clock = guard, name, clock
+        self.tool, self.transient, self.check = tool, transient, check
+
+    async def __aenter__(self) -> None:
+        if self.check:
+            await self.guard._check(self.name, self.clock())
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        await self.guard._outcome_of(
+            self.name, exc, self.clock, tool=self.tool, transient=self.transient
+        )
