@@ -119,8 +119,9 @@ def _unwatched(config: RunnableConfig) -> bool:
 
 
 def _inline(route: Callable[[AgentState], str]) -> _Edge:
-    """The edge as a coroutine: LangGraph runs a sync edge function in a worker thread, a
-    thread hop per routing decision that costs more CPU than the decision itself."""
+    """The edge as a coroutine (LangGraph runs a sync edge function in a worker thread, a
+    thread hop per routing decision that costs more CPU than the decision itself), wrapped
+    in `_Edge` so that it is a child run only for a handler that can see it."""
 
     async def edge(state: EdgeInput) -> str:
         return route(cast(AgentState, state))
