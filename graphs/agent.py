@@ -204,8 +204,13 @@ _NO_CONTEXT = (
 )
 
 
-def _in_context(node: Node, provide: ContextProvider | None) -> Node:
-    """`node`, with the provider's context when the caller passed no `AgentContext`."""
+def _in_context(node: Node, provide: ContextProvider | None, *, starts: bool = False) -> Node:
+    """`node`, with the provider's context when the caller passed no `AgentContext`.
+
+    `starts` (for `reason`): fill in the run-level keys on the first step of a run started
+    without Keel's runtime (a no-op for every other step). One wrapper does both, so a
+    node's call awaits through one frame more than the node's own, not two.
+    """
 
     @functools.wraps(node)
     async def run(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -213,18 +218,7 @@ def _in_context(node: Node, provide: ContextProvider | None) -> Node:
             if provide is None:
                 raise UsageError(_NO_CONTEXT.format(found=type(runtime.context).__name__))
             runtime = runtime.override(context=await provide())
-        return await node(state, runtime)
-
-    return cast(Node, run)
-
-
-def _starting(node: Node) -> Node:
-    """`reason`, filling in the run-level keys on the first step of a run started without
-    Keel's runtime (a no-op for every other step)."""
-
-    @functools.wraps(node)
-    async def run(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-        start = start_update(state, runtime.context)
+        start = start_update(state, runtime.context) if starts else None
         if not start:
             return await node(state, runtime)
         update = await node(with_start(state, start), runtime)
@@ -246,14 +240,15 @@ def build_agent_graph(
     # Each node reads the whole state: saying so spares LangGraph inferring it from the
     # node's first annotation (resolving every key of `AgentState` once per node).
     nodes = {
-        "reason": _starting(cost_controlled(reason)),
+        "reason": cost_controlled(reason),
         "act": act,
         "observe": observe,
         "fallback": fallback,
         "finish": finish,
     }
     for name, node in nodes.items():
-        graph.add_node(name, _in_context(node, context), input_schema=AgentState)
+        node = _in_context(node, context, starts=name == "reason")
+        graph.add_node(name, node, input_schema=AgentState)
     graph.add_edge(START, "reason")
     graph.add_conditional_edges(
         "reason",

@@ -148,8 +148,28 @@ class ModelGate:
         if not verdict.ok:
             events.budget_decision("deny", tier=ctx.tier, limit=verdict.limit, call=request.purpose)
             raise BudgetExceededError(verdict)
-        try:
-            reply = await self._guarded(request, estimate)
+        timeout_s = float(self._state["limits"]["model_timeout_s"])
+        if getattr(ctx.model, "stall_timeout_s", None) is not None:
+            # a `local:` model ends a call that stops progressing itself: only the deadline
+            timeout_s = max(request.deadline - ctx.clock(), 0.001)
+        model = request.model if request.model is not None else ctx.model
+        try:  # the guards, written out here: no coroutine of their own per call
+            async with ctx.resilience.model_call(
+                ctx.model_name,
+                tokens=estimate.tokens,
+                clock=ctx.clock,
+                sleep=ctx.sleep,
+                deadline=request.deadline,
+                lease_s=timeout_s + 5,
+            ):
+                with cache_scope(
+                    ctx.caches, self._tenant, ctx.model_name, read=request.cache_read
+                ) as scope:
+                    if scope is not None:
+                        self._scopes.append(scope)
+                    left = min(timeout_s, request.deadline - ctx.clock())
+                    async with asyncio.timeout(max(left, 0.001)):  # no task of its own
+                        reply = await model.ainvoke(request.prompt)
         except Exception as exc:
             if not is_control_flow(exc) and was_sent(exc):
                 self._add({**NO_USAGE, "model_calls": 1})
@@ -160,30 +180,6 @@ class ModelGate:
         if usage["cost_usd"] > 0:
             await ctx.ledger.add(self._tenant, ctx.clock(), usage["cost_usd"])
         return GatedReply(message, usage)
-
-    async def _guarded(self, request: ModelRequest, estimate: CallEstimate) -> Any:
-        ctx = request.ctx
-        timeout_s = float(self._state["limits"]["model_timeout_s"])
-        if getattr(ctx.model, "stall_timeout_s", None) is not None:
-            # a `local:` model ends a call that stops progressing itself: only the deadline
-            timeout_s = max(request.deadline - ctx.clock(), 0.001)
-        model = request.model if request.model is not None else ctx.model
-        async with ctx.resilience.model_call(
-            ctx.model_name,
-            tokens=estimate.tokens,
-            clock=ctx.clock,
-            sleep=ctx.sleep,
-            deadline=request.deadline,
-            lease_s=timeout_s + 5,
-        ):
-            with cache_scope(
-                ctx.caches, self._tenant, ctx.model_name, read=request.cache_read
-            ) as scope:
-                if scope is not None:
-                    self._scopes.append(scope)
-                left = min(timeout_s, request.deadline - ctx.clock())
-                async with asyncio.timeout(max(left, 0.001)):  # no task of its own
-                    return await model.ainvoke(request.prompt)
 
     def _add(self, usage: UsageTotals) -> None:
         self.used = add_usage(self.used, usage)

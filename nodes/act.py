@@ -14,6 +14,7 @@ anywhere: every call of the step repeats one that already failed (`keel.nodes._s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any, cast
 
@@ -224,6 +225,6 @@ async def _execute(state: AgentState, ctx: AgentContext, call: ToolCall, plan: P
             state,
             tool,
             arguments,
-            lambda: run_tool_guarded(ctx, tool, arguments, tool_ctx, timeout),
+            functools.partial(run_tool_guarded, ctx, tool, arguments, tool_ctx, timeout),
         ),
     )

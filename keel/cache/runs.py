@@ -19,7 +19,7 @@ from typing import Any
 from keel.cache.caches import Caches, normalize_question
 from keel.types import RunMetadata, RunResult
 
-__all__ = ["cached_run", "lookup_run", "remember_run", "run_fingerprint"]
+__all__ = ["cached_run", "lookup_run", "remember_run", "run_cache_on", "run_fingerprint"]
 
 KEPT_METADATA = ("model", "mode", "tier", "iterations", "total_tokens", "run_id")
 
@@ -75,6 +75,11 @@ async def remember_run(
 _IN_FLIGHT: dict[tuple[int, str, str, str], asyncio.Event] = {}
 
 
+def run_cache_on(caches: Caches | None) -> bool:
+    """Whether `cached_run` would look the answer up (else it only runs)."""
+    return caches is not None and caches.enabled("run")
+
+
 async def cached_run(
     caches: Caches | None,
     tenant: str,
@@ -88,7 +93,7 @@ async def cached_run(
     Identical questions arriving while the first is still running wait for it instead of
     all running (single flight, per process), then take its cached answer if it succeeded.
     """
-    if caches is None or not caches.enabled("run"):
+    if not run_cache_on(caches):
         return await run()
     found = await lookup_run(caches, tenant, question, fingerprint, thread_id)
     if found is not None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import IO, Any, TextIO, cast
 
@@ -185,9 +185,26 @@ def get_logger(**initial: Any) -> Any:
     return structlog.get_logger(LOGGER_NAME, **initial)
 
 
-@contextmanager
-def bind_run(**values: Any) -> Iterator[None]:
+class _Bound:
+    """`bind_run`'s context manager: binds on entry, puts the earlier values back on exit.
+
+    A class rather than a generator (structlog's `bound_contextvars`): it stays alive for
+    a whole run, and a generator holds its frame, its context manager and their arguments.
+    """
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self._tokens: Mapping[str, Any] = {}
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+
+    def __exit__(self, *exc_info: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+
+
+def bind_run(**values: Any) -> AbstractContextManager[None]:
     """Bind run context (run_id, thread_id, tenant, …) to every event logged inside."""
-    present = {k: v for k, v in values.items() if v is not None}
-    with structlog.contextvars.bound_contextvars(**present):
-        yield
+    return _Bound({k: v for k, v in values.items() if v is not None})

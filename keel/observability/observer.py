@@ -16,9 +16,11 @@ async with observe_run(run_id=…, thread_id=…, model=…) as observer:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from keel.observability.events import RUN_MARKS
@@ -227,28 +229,53 @@ class RunObserver:
         )
 
 
-@asynccontextmanager
-async def observe_run(
+def observe_run(
     *,
     run_id: str | None,
     thread_id: str,
     model: str,
     tenant: str | None = None,
     resumed: bool = False,
-) -> AsyncIterator[RunObserver]:
+) -> AbstractAsyncContextManager[RunObserver]:
     """Bind the run's context to every log event, count it in flight, log start and end."""
-    with bind_run(run_id=run_id, thread_id=thread_id, tenant=tenant):
-        observer = RunObserver(
+    return _Observed(
+        bind_run(run_id=run_id, thread_id=thread_id, tenant=tenant),
+        RunObserver(
             run_id=run_id, thread_id=thread_id, model=model, tenant=tenant, resumed=resumed
-        )
-        observer.log.info("run.start", model=model, resumed=resumed)
+        ),
+    )
+
+
+class _Observed:
+    """`observe_run`'s context manager. A class rather than an async generator: it stays
+    alive for the whole run, and a generator holds its frame and arguments besides."""
+
+    __slots__ = ("_bound", "_marks", "observer")
+
+    def __init__(self, bound: AbstractContextManager[None], observer: RunObserver) -> None:
+        self._bound = bound
+        self.observer = observer
+        self._marks: Token[set[str] | None] | None = None
+
+    async def __aenter__(self) -> RunObserver:
+        self._bound.__enter__()
+        observer = self.observer
+        observer.log.info("run.start", model=observer.model, resumed=observer.resumed)
         metrics.run_in_flight(1)
-        marks = RUN_MARKS.set(set())
+        self._marks = RUN_MARKS.set(set())
+        return observer
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
-            yield observer
-        except BaseException as exc:
-            observer.crashed(exc)
-            raise
+            if exc is not None:
+                self.observer.crashed(exc)
         finally:
-            RUN_MARKS.reset(marks)
+            if self._marks is not None:
+                RUN_MARKS.reset(self._marks)
             metrics.run_in_flight(-1)
+            self._bound.__exit__(typ, exc, tb)

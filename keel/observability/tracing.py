@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +70,8 @@ _QUEUE_MAX = 10_000
 """Run operations waiting to be sent; beyond this the client drops them."""
 
 _PINS = 64
+_NO_SCOPE = nullcontext()
+"""`Tracing.scope` when nothing needs silencing (a `nullcontext` can be entered again)."""
 
 
 def pin_sender(client: Any) -> tuple[Any, ...]:
@@ -154,17 +156,13 @@ class Tracing:
             )
         ]
 
-    @contextmanager
-    def scope(self) -> Iterator[None]:
+    def scope(self) -> AbstractContextManager[Any]:
         """Around a run: when off on purpose, silence LangSmith's env-driven default tracer."""
         if not self.silence:
-            with nullcontext():
-                yield
-            return
+            return _NO_SCOPE
         from langsmith import tracing_context
 
-        with tracing_context(enabled=False):
-            yield
+        return tracing_context(enabled=False)
 
     def close(self) -> None:
         """Send what is queued, waiting at most `flush_timeout_s`; then drop the rest."""

@@ -176,38 +176,60 @@ async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, nam
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def target() -> Callable[[], None]:
-        thread = threading.current_thread()
-        thread.name = f"keel-tool-{name}"
-        try:
-            value, error = context.run(func, **kwargs), None
-        except BaseException as exc:
-            value, error = None, exc
-        thread.name = "keel-tool"
-
-        def report() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-                loop.call_soon_threadsafe(settle, value, error)
-
-        return report
-
     threads = _THREADS
-    job = threads.submit(target)
+    job = threads.submit(_ThreadCall(loop, future, func, kwargs, name))
     try:
         return await future
     except BaseException:
         threads.give_up(job)
         raise
+
+
+class _ThreadCall:
+    """One `run_in_thread` call: run on a tool thread (`__call__`), reported back to the
+    loop (`report`, then `settle` there). One object rather than three closures, whose
+    cells stayed alive, one each, for every call's length."""
+
+    __slots__ = ("context", "error", "func", "future", "kwargs", "loop", "name", "value")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        func: Callable[..., Any],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> None:
+        self.loop, self.future, self.func, self.kwargs, self.name = loop, future, func, kwargs, name
+        self.context = contextvars.copy_context()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def __call__(self) -> Callable[[], None]:
+        """On the tool thread: run the function; return what reports its outcome."""
+        thread = threading.current_thread()
+        thread.name = f"keel-tool-{self.name}"
+        try:
+            self.value = self.context.run(self.func, **self.kwargs)
+        except BaseException as exc:
+            self.error = exc
+        thread.name = "keel-tool"
+        return self.report
+
+    def report(self) -> None:
+        """On the tool thread, once the call is counted done: hand the outcome to the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self.loop.call_soon_threadsafe(self.settle)
+
+    def settle(self) -> None:
+        """On the loop: the awaiting future gets the value or the error."""
+        error, self.error = self.error, None  # the future holds it now: no cycle through us
+        if self.future.done():
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(self.value)
 
 
 def check_importable(func: Callable[..., Any], name: str) -> None:

@@ -28,7 +28,7 @@ from langgraph.types import StateSnapshot
 
 from keel.agents import Agent as AgentDefinition
 from keel.cache import Caches
-from keel.cache.runs import cached_run, run_fingerprint
+from keel.cache.runs import cached_run, run_cache_on, run_fingerprint
 from keel.checkpoints import Storage, open_storage
 from keel.checkpoints.adopt import adopt
 from keel.config import Settings, load_settings
@@ -116,14 +116,17 @@ class AgentRuntime(DurableAgentMixin):
                 f"thread {thread_id} has an unfinished run; continue it with "
                 f"`keel resume --thread {thread_id}`"
             )
+        state = self._initial_state(question, tenant)
+        caches = self.context.caches
+        if not run_cache_on(caches):
+            return await self._invoke(state, thread_id, run_id=state["run_id"], tenant=tenant)
         fingerprint = run_fingerprint(
             self.context.tools.version,
             [b.spec for b in self.context.tiers.values()],
             self.context.system_prompt,
         )
-        state = self._initial_state(question, tenant)
         return await cached_run(
-            self.context.caches,
+            caches,
             tenant,
             question,
             fingerprint,
@@ -149,7 +152,7 @@ class AgentRuntime(DurableAgentMixin):
     ) -> RunResult:
         """Run the graph through the driver (outage retry, observer, tracing)."""
         segment = Segment(thread_id, graph_input, run_id=run_id, tenant=tenant)
-        return (await self.drive(segment)).result
+        return (await drive(self, segment)).result
 
     async def drive(self, segment: Segment, on_chunk: OnChunk | None = None) -> Driven:
         """Run one segment of a thread's run, streaming the modes it asks for to `on_chunk`

@@ -87,7 +87,42 @@ async def drive(agent: Agent, segment: Segment, on_chunk: OnChunk | None = None)
         resumed=segment.graph_input is None,
     ) as observer:
         with agent.tracing.scope():
-            snapshot = await _with_outage_retry(agent, segment, config, observer, on_chunk)
+            # the outage retry is written out here rather than in a coroutine of its own:
+            # every frame a run awaits through stays alive (and is scanned) for its length
+            budget = agent.settings.limits.run_timeout_s
+            delay, waited = OUTAGE_FIRST_DELAY_S, 0.0
+            payload = segment.graph_input
+            before: _Mark | None = None
+            retrying = False
+            while True:
+                try:
+                    if payload is None and config["configurable"].get("checkpoint_id"):
+                        await _fork_with_own_deadline(agent, context, config)
+                    if not retrying and _needs_mark(payload):
+                        before = _mark(await agent.asnapshot(segment.thread_id))
+                    elif (
+                        retrying
+                        and payload is not None
+                        and await _taken_in(agent, segment.thread_id, payload, before)
+                    ):
+                        # the thread has the input (or answer) already: sending it again
+                        # would repeat it, so continue from the last checkpoint instead
+                        payload = None
+                        config["configurable"].pop("checkpoint_id", None)
+                    snapshot = await _stream(agent, segment, config, payload, observer, on_chunk)
+                    break
+                except Exception as exc:
+                    if not is_storage_outage(exc) or waited >= budget:
+                        raise
+                    observer.log.warning(
+                        "run.storage_retry",
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        wait_s=delay,
+                    )
+                    await context.sleep(delay)
+                    waited += delay
+                    delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
+                    retrying = True
         result = agent.result_of(snapshot, segment.thread_id, time.perf_counter() - started)
         observer.finish(result)
     return Driven(snapshot, result)
@@ -103,47 +138,6 @@ def _config(agent: Agent, segment: Segment) -> RunnableConfig:
     config["metadata"] = meta
     config["callbacks"] = agent.tracing.callbacks(meta)
     return config
-
-
-async def _with_outage_retry(
-    agent: Agent,
-    segment: Segment,
-    config: RunnableConfig,
-    observer: RunObserver,
-    on_chunk: OnChunk | None,
-) -> StateSnapshot:
-    context = segment.context or agent.context
-    budget = agent.settings.limits.run_timeout_s
-    delay, waited = OUTAGE_FIRST_DELAY_S, 0.0
-    payload = segment.graph_input
-    before: _Mark | None = None
-    retrying = False
-    while True:
-        try:
-            if payload is None and config["configurable"].get("checkpoint_id"):
-                await _fork_with_own_deadline(agent, context, config)
-            if not retrying and _needs_mark(payload):
-                before = _mark(await agent.asnapshot(segment.thread_id))
-            elif (
-                retrying
-                and payload is not None
-                and await _taken_in(agent, segment.thread_id, payload, before)
-            ):
-                # the thread has the input (or answer) already: sending it again would
-                # repeat it, so continue from the last checkpoint instead
-                payload = None
-                config["configurable"].pop("checkpoint_id", None)
-            return await _stream(agent, segment, config, payload, observer, on_chunk)
-        except Exception as exc:
-            if not is_storage_outage(exc) or waited >= budget:
-                raise
-            observer.log.warning(
-                "run.storage_retry", error=f"{type(exc).__name__}: {exc}"[:300], wait_s=delay
-            )
-            await context.sleep(delay)
-            waited += delay
-            delay = min(delay * 4, OUTAGE_MAX_DELAY_S)
-            retrying = True
 
 
 async def _fork_with_own_deadline(
