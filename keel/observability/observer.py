@@ -60,7 +60,9 @@ class RunObserver:
     started: float = field(default_factory=time.perf_counter)
     finished: bool = False
     degraded: bool = False
-    log: Any = field(default_factory=get_logger)
+    log: Any = field(default_factory=lambda: get_logger().bind())
+    """Keel's logger as configured when the run started, assembled once: structlog's lazy
+    proxy would assemble a new logger for every event (about 2 µs, even a filtered one)."""
 
     def on_update(self, chunk: Mapping[str, Any]) -> None:
         """One `stream_mode="updates"` chunk: `{node: update}` (or `__interrupt__`)."""
