@@ -152,7 +152,7 @@ class AgentRuntime(DurableAgentMixin):
     ) -> RunResult:
         """Run the graph through the driver (outage retry, observer, tracing)."""
         segment = Segment(thread_id, graph_input, run_id=run_id, tenant=tenant)
-        return (await drive(self, segment)).result
+        return (await drive(self, segment, result_only=True)).result
 
     async def drive(self, segment: Segment, on_chunk: OnChunk | None = None) -> Driven:
         """Run one segment of a thread's run, streaming the modes it asks for to `on_chunk`

@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from keel.nodes import AgentContext
     from keel.runtime.agent import Agent
 
-__all__ = ["OUTAGE_FIRST_DELAY_S", "Driven", "OnChunk", "Segment", "drive", "stream_graph"]
+__all__ = [
+    "OUTAGE_FIRST_DELAY_S",
+    "RESULT_KEYS",
+    "Driven",
+    "OnChunk",
+    "Segment",
+    "drive",
+    "stream_graph",
+]
 
 OUTAGE_FIRST_DELAY_S = 0.05
 """The first wait before retrying a segment after a storage outage (then x4, up to 5 s)."""
@@ -69,12 +77,23 @@ class Driven:
     result: RunResult
 
 
-async def drive(agent: Agent, segment: Segment, on_chunk: OnChunk | None = None) -> Driven:
+RESULT_KEYS = ("run_id", "tenant", "tier", "outcome", "trace", "usage", "fatal_error")
+"""The state keys a run's result and its observer read: all a segment driven only for its
+result (`drive(..., result_only=True)`) asks the graph to stream."""
+
+
+async def drive(
+    agent: Agent, segment: Segment, on_chunk: OnChunk | None = None, *, result_only: bool = False
+) -> Driven:
     """Run the graph until it ends or interrupts, observed and traced.
 
     A storage outage (see `is_storage_outage`) costs a retry of the segment from the last
     checkpoint, with backoff, for as long as the run's own timeout (`run_timeout_s`) in
     total waiting; only a longer outage fails the run.
+
+    `result_only` (no `on_chunk`): the caller reads the result, not the state, so the graph
+    streams only `RESULT_KEYS` of its state at each step, not every key (the returned
+    snapshot then holds those keys alone).
     """
     started = time.perf_counter()
     context = segment.context or agent.context
@@ -109,7 +128,9 @@ async def drive(agent: Agent, segment: Segment, on_chunk: OnChunk | None = None)
                         # would repeat it, so continue from the last checkpoint instead
                         payload = None
                         config["configurable"].pop("checkpoint_id", None)
-                    snapshot = await _stream(agent, segment, config, payload, observer, on_chunk)
+                    snapshot = await _stream(
+                        agent, segment, config, payload, observer, on_chunk, result_only
+                    )
                     break
                 except Exception as exc:
                     if not is_storage_outage(exc) or waited >= budget:
@@ -186,8 +207,11 @@ async def _stream(
     payload: Any,
     observer: RunObserver,
     on_chunk: OnChunk | None,
+    result_only: bool = False,
 ) -> StateSnapshot:
     wanted = list(dict.fromkeys(segment.stream_modes))
+    narrow = result_only and on_chunk is None  # nobody sees the chunks but the observer
+    keys = {"output_keys": list(RESULT_KEYS)} if narrow else {}
     # the observer's feed, and the final state (read back only when the run stopped early)
     modes = list(dict.fromkeys([*wanted, "updates", "values"]))
     final: Mapping[str, Any] | None = None  # the latest values chunk, copied only at the end
@@ -201,6 +225,7 @@ async def _stream(
         durability=segment.durability or agent.settings.durability,
         interrupt_before=segment.interrupt_before,
         interrupt_after=segment.interrupt_after,
+        **keys,
     ):
         if mode == "updates" and isinstance(chunk, Mapping):
             observer.on_update(chunk)
