@@ -109,9 +109,8 @@ class AgentRuntime(DurableAgentMixin):
         if not tenant or len(tenant) > 128 or not tenant.isprintable():
             raise UsageError("tenant must be 1-128 printable characters")
         thread_id = thread_id or uuid.uuid4().hex
-        config = self.config(thread_id)
-        snapshot = await self.graph.aget_state(config)
-        if unfinished(snapshot):
+        # not kept in a local: this frame lives as long as the run, the snapshot need not
+        if unfinished(await self.graph.aget_state(self.config(thread_id))):
             raise UsageError(
                 f"thread {thread_id} has an unfinished run; continue it with "
                 f"`keel resume --thread {thread_id}`"
