@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from keel.config import Settings
+from keel.errors import UsageError
 from keel.runtime import driver, open_agent
 from keel.runtime.driver import RESULT_KEYS
 from keel.types import RunResult
@@ -43,3 +44,18 @@ async def test_a_run_for_its_result_streams_only_the_keys_the_result_reads(
     assert asked == [list(RESULT_KEYS)]
     assert result.success and result.metadata.model_calls > 0 and result.metadata.trace
     assert _fields(result) == _fields(stored)
+
+
+@pytest.mark.asyncio
+async def test_a_run_paused_for_a_human_is_reported_and_keeps_its_thread(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The narrowed stream still sees the interrupt: the result says the run waits, and a
+    new question on its thread is refused until it is answered."""
+    settings = settings_factory(model="scripted:sales", approval_tools=["sql_query"])
+    async with open_agent(settings) as agent:
+        paused = await agent.arun(SALES_QUESTION, thread_id="paused")
+        assert paused.status == "interrupted" and not paused.success
+        assert paused.metadata.pending and paused.metadata.pending[0]["tool"] == "sql_query"
+        with pytest.raises(UsageError, match="unfinished run"):
+            await agent.arun(SALES_QUESTION, thread_id="paused")
