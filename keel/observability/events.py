@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from keel.observability.logs import get_logger
+from keel.observability.logs import keel_logger
 from keel.observability.recorder import metrics_recorder
 
 if TYPE_CHECKING:
@@ -42,13 +42,14 @@ def breaker_changed(breaker: str, old: str, new: str, **fields: Any) -> None:
     """A circuit breaker moved from `old` to `new` (`closed`, `half_open`, `open`)."""
     metrics.record_breaker_state(breaker, new)
     level = 30 if new == "open" else 20
-    get_logger().log(level, "breaker.change", breaker=breaker, old=old, new=new, **fields)
+    keel_logger().log(level, "breaker.change", breaker=breaker, old=old, new=new, **fields)
 
 
 def rate_limit_waited(limiter: str, seconds: float, **fields: Any) -> None:
     """A call waited `seconds` for the rate limiter `limiter`."""
     metrics.record_rate_limit_wait(limiter, seconds)
-    get_logger().info("ratelimit.wait", limiter=limiter, wait_ms=round(seconds * 1000, 1), **fields)
+    wait_ms = round(seconds * 1000, 1)
+    keel_logger().info("ratelimit.wait", limiter=limiter, wait_ms=wait_ms, **fields)
 
 
 def cache_lookup(cache: str, *, hit: bool, **fields: Any) -> None:
@@ -58,14 +59,14 @@ def cache_lookup(cache: str, *, hit: bool, **fields: Any) -> None:
         marks = RUN_MARKS.get()
         if marks is not None:
             marks.add("cached")
-        get_logger().info("cache.hit", cache=cache, **fields)
+        keel_logger().info("cache.hit", cache=cache, **fields)
 
 
 def budget_decision(decision: str, **fields: Any) -> None:
     """A budget check's decision: `allow` (logged at debug), `downgrade`, `deny`, …"""
     metrics.record_budget_decision(decision)
     level = 10 if decision == "allow" else 30
-    get_logger().log(level, "budget.decision", decision=decision, **fields)
+    keel_logger().log(level, "budget.decision", decision=decision, **fields)
 
 
 def queue_depth(queue: str, depth: int) -> None:

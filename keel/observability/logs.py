@@ -34,6 +34,7 @@ __all__ = [
     "configure_logging",
     "ensure_logging",
     "get_logger",
+    "keel_logger",
     "listen",
     "redactor_for",
     "secret_values",
@@ -183,6 +184,29 @@ def _route_stdlib(out: IO[str], shared: list[Any], redactor: Redactor, renderer:
 def get_logger(**initial: Any) -> Any:
     """Keel's logger (a structlog bound logger), with `initial` values bound."""
     return structlog.get_logger(LOGGER_NAME, **initial)
+
+
+_assembled: tuple[tuple[Any, ...], Any] | None = None
+
+
+def keel_logger() -> Any:
+    """Keel's logger assembled for structlog's current configuration, reused until that
+    changes: for the events of every run. `get_logger()`'s lazy proxy assembles a new
+    logger for every event, a filtered one too (~2 µs and a few objects each); a logger
+    assembled per run would keep those objects for the run's length. The configuration's
+    parts are held (and compared by identity), so a new one is never taken for the old."""
+    global _assembled
+    config = structlog.get_config()
+    key = (
+        config["processors"],
+        config["wrapper_class"],
+        config["logger_factory"],
+        config["context_class"],
+    )
+    found = _assembled
+    if found is None or any(a is not b for a, b in zip(found[0], key, strict=True)):
+        found = _assembled = (key, structlog.get_logger(LOGGER_NAME).bind())
+    return found[1]
 
 
 class _Bound:

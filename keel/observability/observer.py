@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from keel.observability.events import RUN_MARKS
-from keel.observability.logs import bind_run, get_logger
+from keel.observability.logs import bind_run, keel_logger
 from keel.observability.recorder import metrics_recorder
 from keel.types import RunResult, TraceStep, is_model_call, model_calls_in, replied
 
@@ -60,9 +60,7 @@ class RunObserver:
     started: float = field(default_factory=time.perf_counter)
     finished: bool = False
     degraded: bool = False
-    log: Any = field(default_factory=lambda: get_logger().bind())
-    """Keel's logger as configured when the run started, assembled once: structlog's lazy
-    proxy would assemble a new logger for every event (about 2 µs, even a filtered one)."""
+    log: Any = field(default_factory=keel_logger)
 
     def on_update(self, chunk: Mapping[str, Any]) -> None:
         """One `stream_mode="updates"` chunk: `{node: update}` (or `__interrupt__`)."""

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 
 from keel.config import Settings
 from keel.errors import ModelCallError
-from keel.observability.logs import configure_logging, get_logger
+from keel.observability.logs import configure_logging, get_logger, keel_logger
 from keel.runtime import open_agent
 from keel.testing.scripted import ScriptedModel
 from keel.tools.registry import ToolRegistry, tool
@@ -158,3 +158,22 @@ def test_level_filter_drops_debug(
     get_logger().debug("node.step")
     get_logger().info("kept")
     assert [e["event"] for e in lines(buffer)] == ["kept"]
+
+
+def test_the_assembled_logger_follows_a_new_configuration(
+    capture: Callable[..., io.StringIO], settings_factory: Callable[..., Settings]
+) -> None:
+    """`keel_logger` is reused while structlog's configuration stands, and assembled again
+    (new stream, new level, a test's capture) as soon as it changes."""
+    first = capture(settings_factory(observability={"log_format": "json", "log_level": "info"}))
+    keel_logger().info("one")
+    assert keel_logger() is keel_logger()
+    second = capture(settings_factory(observability={"log_format": "json", "log_level": "warning"}))
+    keel_logger().info("dropped")
+    keel_logger().warning("two")
+    with structlog.testing.capture_logs() as captured:
+        keel_logger().warning("three")
+    keel_logger().warning("four")
+    assert [e["event"] for e in lines(first)] == ["one"]
+    assert [e["event"] for e in lines(second)] == ["two", "four"]
+    assert [e["event"] for e in captured] == ["three"]
