@@ -13,12 +13,19 @@ processes under callgrind: 5 warm-up runs then `--low` runs, and 5 warm-up runs 
 of one run, without the interpreter's start-up, the imports and the warm-up (all threads of
 the process are counted). Printed per side, and each side's ratio to `textbook`.
 Needs `valgrind` on the PATH; each process takes a few minutes under it.
+
+Each side also prints the full collections the garbage collector made during the measured
+runs (the long process's less the short one's). One costs ~58 M instructions here, so
+whether the measured runs happen to include one moves a side's figure by ~3 M a run (a
+threshold: a few objects more or fewer a run decide it). Compare figures with the same
+count, or allow for the difference.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -33,6 +40,7 @@ from bench.workload import SIDES, Side, new_thread, runner
 
 WARM_UP = 5
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
+_FULL = re.compile(r"keel-bench full-collections=(\d+)")
 
 
 async def child(side: Side, runs: int) -> None:
@@ -51,11 +59,11 @@ def collected(valgrind_output: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def callgrind_total(
+def callgrind(
     python_args: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
-) -> int:
-    """The instructions callgrind counts for `python <python_args>`, run from the checkout's
-    root with it on the path (or from `cwd`, with the environment `env`)."""
+) -> str:
+    """What valgrind and `python <python_args>` wrote to stderr under callgrind, run from the
+    checkout's root with it on the path (or from `cwd`, with the environment `env`)."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
     root = str(Path(__file__).resolve().parent.parent)
     if env is None:
@@ -68,16 +76,28 @@ def callgrind_total(
         env=env,
         check=True,
     )
-    return collected(done.stderr)
+    return done.stderr
 
 
-def instructions(side: str, runs: int) -> int:
-    """The instructions of one process running `side` `WARM_UP + runs` times."""
-    return callgrind_total(["-m", "bench.instructions", "--child", side, str(runs)])
+def callgrind_total(
+    python_args: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+) -> int:
+    """The instructions callgrind counts for `python <python_args>` (see `callgrind`)."""
+    return collected(callgrind(python_args, cwd=cwd, env=env))
 
 
-def per_run(side: str, low: int, high: int) -> float:
-    return (instructions(side, high) - instructions(side, low)) / (high - low)
+def instructions(side: str, runs: int) -> tuple[int, int]:
+    """The instructions of one process running `side` `WARM_UP + runs` times, and the full
+    collections it made."""
+    stderr = callgrind(["-m", "bench.instructions", "--child", side, str(runs)])
+    full = _FULL.search(stderr)
+    return collected(stderr), int(full.group(1)) if full else -1
+
+
+def per_run(side: str, low: int, high: int) -> tuple[float, int]:
+    """Instructions per measured run, and the full collections among the measured runs."""
+    (short, short_full), (long, long_full) = instructions(side, low), instructions(side, high)
+    return (long - short) / (high - low), long_full - short_full
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         asyncio.run(child(args.child[0], int(args.child[1])))
+        print(f"keel-bench full-collections={gc.get_stats()[2]['collections']}", file=sys.stderr)
         return 0
     if args.high <= args.low:
         parser.error("--high must be more than --low")
@@ -98,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = {side: per_run(side, args.low, args.high) for side in sides}
     span = args.high - args.low
     print(f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span})")
-    for side, count in counts.items():
-        ratio = count / counts["textbook"]
-        print(f"  {side:<13} {count / 1e6:8.1f} M   / textbook {ratio:.2f}")
+    for side, (count, full) in counts.items():
+        ratio = count / counts["textbook"][0]
+        print(
+            f"  {side:<13} {count / 1e6:8.1f} M   / textbook {ratio:.2f}   "
+            f"(full collections in the measured runs: {full})"
+        )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load} (instruction counts do not depend on it; one run suffices)")
     return 0

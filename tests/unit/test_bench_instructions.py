@@ -3,6 +3,8 @@ the workload it is asked for (the callgrind runs themselves take minutes: not ru
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from bench import instructions
@@ -24,3 +26,11 @@ async def test_child_runs_the_workload(side: str) -> None:
 def test_high_must_exceed_low() -> None:
     with pytest.raises(SystemExit):
         instructions.main(["--low", "5", "--high", "5"])
+
+
+def test_child_reports_its_full_collections(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parent reads how many full collections fell among the measured runs from this."""
+    assert instructions.main(["--child", "textbook", "1"]) == 0
+    found = instructions._FULL.search(capsys.readouterr().err)
+    assert found is not None
+    assert int(found.group(1)) == gc.get_stats()[2]["collections"]
