@@ -3,6 +3,7 @@
 ```bash
 .venv/bin/python -m bench.instructions                       # keel and textbook, ~10 min
 .venv/bin/python -m bench.instructions --sides keel textbook create_agent --low 5 --high 25
+.venv/bin/python -m bench.instructions --at-once --low 0 --high 200   # 200 runs at once, ~15 min
 ```
 Wall-clock CPU ratios (`bench/graph_cpu.py`) move by ±0.15 on a busy 2-core machine;
 `valgrind --tool=callgrind` counts the instructions a process executes, the same for the
@@ -13,6 +14,11 @@ processes under callgrind: 5 warm-up runs then `--low` runs, and 5 warm-up runs 
 of one run, without the interpreter's start-up, the imports and the warm-up (all threads of
 the process are counted). Printed per side, and each side's ratio to `textbook`.
 Needs `valgrind` on the PATH; each process takes a few minutes under it.
+
+`--at-once` starts the measured runs together instead (each model call waiting 200 ms, as in
+`bench.concurrency`, so they are all alive at once): the CPU side of the many-runs-at-once
+target without the machine's noise, the collector's passes over the live runs
+included.
 
 Each side also prints the full collections the garbage collector made during the measured
 runs (the long process's less the short one's). One costs ~58 M instructions here, so
@@ -39,15 +45,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.workload import SIDES, Side, new_thread, runner
 
 WARM_UP = 5
+AT_ONCE_LATENCY_S = 0.2
+AT_ONCE_LIMITS = {"iteration_timeout_s": 3600.0, "model_timeout_s": 3600.0, "run_timeout_s": 3600.0}
+"""`bench.concurrency`'s: under callgrind a batch takes minutes of wall time."""
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 _FULL = re.compile(r"keel-bench full-collections=(\d+)")
 
 
-async def child(side: Side, runs: int) -> None:
-    """`WARM_UP` runs, then `runs` more, of `side` on the memory saver."""
+async def child(side: Side, runs: int, *, at_once: bool = False) -> None:
+    """`WARM_UP` runs, then `runs` more, of `side` on the memory saver. `at_once`: the
+    `runs` start together, every model call waiting `AT_ONCE_LATENCY_S` first, with
+    `bench.concurrency`'s hour-long timeouts (so all of them are alive at the same time)."""
+    latency, limits = (AT_ONCE_LATENCY_S, AT_ONCE_LIMITS) if at_once else (0.0, None)
     with tempfile.TemporaryDirectory(prefix="keel-instr-") as home:
-        async with runner(side, "memory://", Path(home)) as run:
-            for _ in range(WARM_UP + runs):
+        async with runner(side, "memory://", Path(home), latency_s=latency, limits=limits) as run:
+            for _ in range(WARM_UP):
+                await run(new_thread())
+            if at_once:
+                await asyncio.gather(*(run(new_thread()) for _ in range(runs)))
+                return
+            for _ in range(runs):
                 await run(new_thread())
 
 
@@ -86,17 +103,19 @@ def callgrind_total(
     return collected(callgrind(python_args, cwd=cwd, env=env))
 
 
-def instructions(side: str, runs: int) -> tuple[int, int]:
+def instructions(side: str, runs: int, *, at_once: bool = False) -> tuple[int, int]:
     """The instructions of one process running `side` `WARM_UP + runs` times, and the full
     collections it made."""
-    stderr = callgrind(["-m", "bench.instructions", "--child", side, str(runs)])
+    mode = ["at-once"] if at_once else []
+    stderr = callgrind(["-m", "bench.instructions", "--child", side, str(runs), *mode])
     full = _FULL.search(stderr)
     return collected(stderr), int(full.group(1)) if full else -1
 
 
-def per_run(side: str, low: int, high: int) -> tuple[float, int]:
+def per_run(side: str, low: int, high: int, *, at_once: bool = False) -> tuple[float, int]:
     """Instructions per measured run, and the full collections among the measured runs."""
-    (short, short_full), (long, long_full) = instructions(side, low), instructions(side, high)
+    short, short_full = instructions(side, low, at_once=at_once)
+    long, long_full = instructions(side, high, at_once=at_once)
     return (long - short) / (high - low), long_full - short_full
 
 
@@ -105,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=["keel", "textbook"])
     parser.add_argument("--low", type=int, default=5, help="measured runs of the short process")
     parser.add_argument("--high", type=int, default=25, help="measured runs of the long one")
-    parser.add_argument("--child", nargs=2, metavar=("SIDE", "RUNS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--at-once",
+        action="store_true",
+        help="start the measured runs together (200 ms a model call), as bench.concurrency",
+    )
+    parser.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        asyncio.run(child(args.child[0], int(args.child[1])))
+        side, runs, *mode = args.child
+        asyncio.run(child(side, int(runs), at_once=mode == ["at-once"]))
         print(f"keel-bench full-collections={gc.get_stats()[2]['collections']}", file=sys.stderr)
         return 0
     if args.high <= args.low:
@@ -116,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not on the PATH")
     sides = list(dict.fromkeys(["textbook", *args.sides]))
-    counts = {side: per_run(side, args.low, args.high) for side in sides}
+    counts = {side: per_run(side, args.low, args.high, at_once=args.at_once) for side in sides}
     span = args.high - args.low
-    print(f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span})")
+    how = "started together" if args.at_once else "one after another"
+    print(f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span}, {how})")
     for side, (count, full) in counts.items():
         ratio = count / counts["textbook"][0]
         print(

@@ -19,8 +19,10 @@ def test_reads_callgrind_total() -> None:
 
 
 @pytest.mark.parametrize("side", ["keel", "textbook"])
-async def test_child_runs_the_workload(side: str) -> None:
-    await instructions.child(side, 1)  # the runner raises unless the scripted work was done
+@pytest.mark.parametrize("at_once", [False, True])
+async def test_child_runs_the_workload(side: str, at_once: bool) -> None:
+    # the runner raises unless the scripted work was done
+    await instructions.child(side, 2, at_once=at_once)  # type: ignore[arg-type]
 
 
 def test_high_must_exceed_low() -> None:
