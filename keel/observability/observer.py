@@ -260,7 +260,11 @@ class _Observed:
     async def __aenter__(self) -> RunObserver:
         self._bound.__enter__()
         observer = self.observer
-        observer.log.info("run.start", model=observer.model, resumed=observer.resumed)
+        try:
+            observer.log.info("run.start", model=observer.model, resumed=observer.resumed)
+        except BaseException:  # as the generator did: the binding ends with the failure
+            self._bound.__exit__(None, None, None)
+            raise
         metrics.run_in_flight(1)
         self._marks = RUN_MARKS.set(set())
         return observer
