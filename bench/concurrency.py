@@ -59,6 +59,8 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SAVERS = ("memory", "postgres")
 SIDES: tuple[Side, ...] = ("keel", "textbook")
 WARM_UP = 10
+LATENCY_MS = 200.0
+"""What every model call waits by default (`--latency-ms`): a provider's latency."""
 LIMITS = {"iteration_timeout_s": 3600.0, "model_timeout_s": 3600.0, "run_timeout_s": 3600.0}
 """Keel's timeouts stay on, an hour each: a thousand runs on a busy two-core machine take
 minutes per iteration, and a run that hit its default 120 s iteration timeout would
@@ -231,7 +233,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--savers", nargs="+", choices=SAVERS, default=list(SAVERS))
     parser.add_argument("--runs", type=int, default=1000, help="runs started at once")
-    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--latency-ms", type=float, default=LATENCY_MS)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--gc",

@@ -42,21 +42,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.concurrency import LATENCY_MS, LIMITS
 from bench.workload import SIDES, Side, new_thread, runner
 
 WARM_UP = 5
-AT_ONCE_LATENCY_S = 0.2
-AT_ONCE_LIMITS = {"iteration_timeout_s": 3600.0, "model_timeout_s": 3600.0, "run_timeout_s": 3600.0}
-"""`bench.concurrency`'s: under callgrind a batch takes minutes of wall time."""
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 _FULL = re.compile(r"keel-bench full-collections=(\d+)")
 
 
 async def child(side: Side, runs: int, *, at_once: bool = False) -> None:
     """`WARM_UP` runs, then `runs` more, of `side` on the memory saver. `at_once`: the
-    `runs` start together, every model call waiting `AT_ONCE_LATENCY_S` first, with
-    `bench.concurrency`'s hour-long timeouts (so all of them are alive at the same time)."""
-    latency, limits = (AT_ONCE_LATENCY_S, AT_ONCE_LIMITS) if at_once else (0.0, None)
+    `runs` start together, every model call waiting as long as in `bench.concurrency`, with
+    its hour-long timeouts (so all of them are alive at the same time; under callgrind a
+    batch takes minutes of wall time)."""
+    latency, limits = (LATENCY_MS / 1000, LIMITS) if at_once else (0.0, None)
     with tempfile.TemporaryDirectory(prefix="keel-instr-") as home:
         async with runner(side, "memory://", Path(home), latency_s=latency, limits=limits) as run:
             for _ in range(WARM_UP):
