@@ -92,8 +92,8 @@ async def drive(
     total waiting; only a longer outage fails the run.
 
     `result_only` (no `on_chunk`): the caller reads the result, not the state, so the graph
-    streams only `RESULT_KEYS` of its state at each step, not every key (the returned
-    snapshot then holds those keys alone).
+    streams only `RESULT_KEYS` of its state at each step, not every key (the snapshot of a
+    run that reached its outcome then holds those keys alone; any other is read back whole).
     """
     started = time.perf_counter()
     context = segment.context or agent.context
