@@ -178,36 +178,43 @@ def cost_controlled(node: ReasonNode) -> ReasonNode:
 
     @functools.wraps(node)
     async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-        ctx = runtime.context
-        names = ctx.tier_names() or [ctx.tier or DEFAULT_TIER]
-        decision = _route(state, ctx, names)
-        tier = decision.tier if decision else (state.get("tier") or names[0])
-        chose = decision is not None and len(names) > 1  # one tier: nothing was decided
-        rows = [_route_row(state, decision)] if decision and chose else []
-        before: dict[str, Any] = {"tier": tier, "trace": rows}
-        if decision is not None and decision.kind == "escalate" and decision.previous:
-            before["tried_tiers"] = _with(state.get("tried_tiers", []), decision.previous)
-        view = cast(AgentState, {**state, "tier": tier})
-        gate = ModelGate(view, ctx)
-        compacted = await _summarize(view, ctx, gate, names)
-        if compacted:
-            before = _merge(before, compacted)
-            summary = {
-                k: compacted[k] for k in ("context_summary", "summary_upto") if k in compacted
-            }
-            view = cast(AgentState, {**view, **summary, "usage": gate.spent})
-        chosen, verdict, refused = await _fit_budget(view, ctx, gate, names, tier)
-        if verdict.ok:  # a refusal is the model gate's to log, when `reason` calls
-            decided = "downgrade" if chosen != tier else "allow"
-            events.budget_decision(decided, tier=chosen, limit=(refused or verdict).limit)
-        if chosen != tier and refused is not None:
-            why = f"budget is tight on '{tier}': {refused.message}"
-            down = RouteDecision("downgrade", chosen, tier, why)
-            before = _merge(before, {"tier": chosen, "trace": [_route_row(state, down)]})
-            view = cast(AgentState, {**view, "tier": chosen})
+        before, view = await _prepare(state, runtime.context)
         return changes(state, _merge(before, await node(view, runtime)))
 
     return cast(ReasonNode, reason)
+
+
+async def _prepare(state: AgentState, ctx: AgentContext) -> tuple[dict[str, Any], AgentState]:
+    """The step's decisions before `reason` calls (its partial update so far) and the view
+    of the state `reason` works on. A function of its own so that what the decisions used
+    (the tier names, the gate, the verdicts) is freed before the model call: with a
+    thousand runs waiting on theirs, each run's extra objects cost every full collection
+    (issue 19)."""
+    names = ctx.tier_names() or [ctx.tier or DEFAULT_TIER]
+    decision = _route(state, ctx, names)
+    tier = decision.tier if decision else (state.get("tier") or names[0])
+    chose = decision is not None and len(names) > 1  # one tier: nothing was decided
+    rows = [_route_row(state, decision)] if decision and chose else []
+    before: dict[str, Any] = {"tier": tier, "trace": rows}
+    if decision is not None and decision.kind == "escalate" and decision.previous:
+        before["tried_tiers"] = _with(state.get("tried_tiers", []), decision.previous)
+    view = state if state.get("tier") == tier else cast(AgentState, {**state, "tier": tier})
+    gate = ModelGate(view, ctx)
+    compacted = await _summarize(view, ctx, gate, names)
+    if compacted:
+        before = _merge(before, compacted)
+        summary = {k: compacted[k] for k in ("context_summary", "summary_upto") if k in compacted}
+        view = cast(AgentState, {**view, **summary, "usage": gate.spent})
+    chosen, verdict, refused = await _fit_budget(view, ctx, gate, names, tier)
+    if verdict.ok:  # a refusal is the model gate's to log, when `reason` calls
+        decided = "downgrade" if chosen != tier else "allow"
+        events.budget_decision(decided, tier=chosen, limit=(refused or verdict).limit)
+    if chosen != tier and refused is not None:
+        why = f"budget is tight on '{tier}': {refused.message}"
+        down = RouteDecision("downgrade", chosen, tier, why)
+        before = _merge(before, {"tier": chosen, "trace": [_route_row(state, down)]})
+        view = cast(AgentState, {**view, "tier": chosen})
+    return before, view
 
 
 def _with(tiers: list[str], tier: str) -> list[str]:

@@ -62,7 +62,7 @@ Purpose = Literal["reason", "compose", "direct_answer", "summary"]
 """Which of a run's model calls this is (logged with a refusal)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelRequest:
     """One model call a node wants to make."""
 
@@ -113,6 +113,8 @@ class ModelGate:
     its `limits` give the timeout, its `budget` and `tenant` the limits to check.
     """
 
+    __slots__ = ("_ctx", "_scopes", "_state", "_tenant", "used")
+
     def __init__(self, state: AgentState, ctx: AgentContext) -> None:
         self._state = state
         self._ctx = ctx
@@ -143,11 +145,7 @@ class ModelGate:
     async def call(self, request: ModelRequest) -> GatedReply:
         """Make one model call through the gate; raises what the call or a guard raised."""
         ctx = request.ctx
-        estimate = estimate_request(request)
-        verdict = await self.check(estimate)
-        if not verdict.ok:
-            events.budget_decision("deny", tier=ctx.tier, limit=verdict.limit, call=request.purpose)
-            raise BudgetExceededError(verdict)
+        tokens = await self._admit(request)
         timeout_s = float(self._state["limits"]["model_timeout_s"])
         if getattr(ctx.model, "stall_timeout_s", None) is not None:
             # a `local:` model ends a call that stops progressing itself: only the deadline
@@ -156,7 +154,7 @@ class ModelGate:
         try:  # the guards, written out here: no coroutine of their own per call
             async with ctx.resilience.model_call(
                 ctx.model_name,
-                tokens=estimate.tokens,
+                tokens=tokens,
                 clock=ctx.clock,
                 sleep=ctx.sleep,
                 deadline=request.deadline,
@@ -180,6 +178,18 @@ class ModelGate:
         if usage["cost_usd"] > 0:
             await ctx.ledger.add(self._tenant, ctx.clock(), usage["cost_usd"])
         return GatedReply(message, usage)
+
+    async def _admit(self, request: ModelRequest) -> int:
+        """The call's worst-case tokens, once its budgets allow it (`BudgetExceededError`
+        when they do not). Apart from `call`, so that the estimate and the verdict are
+        freed before the call waits on the model (issue 19)."""
+        estimate = estimate_request(request)
+        verdict = await self.check(estimate)
+        if not verdict.ok:
+            ctx = request.ctx
+            events.budget_decision("deny", tier=ctx.tier, limit=verdict.limit, call=request.purpose)
+            raise BudgetExceededError(verdict)
+        return estimate.tokens
 
     def _add(self, usage: UsageTotals) -> None:
         self.used = add_usage(self.used, usage)

@@ -173,20 +173,27 @@ _SCOPE: ContextVar[CacheScope | None] = ContextVar("keel_cache_scope", default=N
 
 
 class cache_scope:
-    """Model calls made inside use `caches` under `tenant` (no caches: no caching). A plain
-    context manager, not a generator-based one: it stays alive for the length of a model
-    call, and with a thousand runs waiting on theirs every object counts (issue 19)."""
+    """Model calls made inside use `caches` under `tenant` (no caches, or model replies not
+    cached: no scope, so no caching). A plain context manager, not a generator-based one:
+    it stays alive for the length of a model call, and with a thousand runs waiting on
+    theirs every object counts (issue 19); for the same reason, with no scope and none
+    around it, it sets nothing."""
 
     __slots__ = ("scope", "token")
 
     def __init__(
         self, caches: Caches | None, tenant: str, model: str, *, read: bool = True
     ) -> None:
-        self.scope = CacheScope(caches, tenant, model, read) if caches is not None else None
+        self.scope = (
+            CacheScope(caches, tenant, model, read)
+            if caches is not None and caches.enabled("model")
+            else None
+        )
         self.token: Token[CacheScope | None] | None = None
 
     def __enter__(self) -> CacheScope | None:
-        self.token = _SCOPE.set(self.scope)
+        if self.scope is not None or _SCOPE.get() is not None:
+            self.token = _SCOPE.set(self.scope)
         return self.scope
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pytest
 import redis
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration
 
-from keel.cache import Caches, MemoryBackend, RedisBackend, SqliteBackend, normalize_question
+from keel.cache import (
+    MODEL_RESPONSE_CACHE,
+    Caches,
+    MemoryBackend,
+    RedisBackend,
+    SqliteBackend,
+    cache_scope,
+    normalize_question,
+)
 from keel.cache.backends import CacheBackend
 from keel.config import CacheSettings
 from tests.conftest import require_service
@@ -214,3 +224,25 @@ async def test_a_failing_backend_is_a_miss_not_a_failure() -> None:
     ledger = TenantLedger(BrokenBackend())
     assert await ledger.add("t", 1_700_000_000.0, 0.5) == 0.5  # kept locally
     assert await ledger.spent("t", 1_700_000_000.0) == 0.5
+
+
+async def test_a_model_call_is_scoped_only_where_model_replies_are_cached() -> None:
+    """No scope where replies are not cached (nothing to hold for the call's length); an
+    inner call without one still hides the outer call's scope, so a reply is stored only
+    under the scope it was made in."""
+    off = Caches(MemoryBackend(), CacheSettings(model_responses=False))
+    on = Caches(MemoryBackend(), CacheSettings(model_responses=True))
+    reply = [ChatGeneration(message=AIMessage("hi"))]
+    with cache_scope(off, "acme", "m") as none:
+        assert none is None
+        await MODEL_RESPONSE_CACHE.aupdate("[]", "llm", reply)  # no scope: dropped
+    with cache_scope(None, "acme", "m") as none:
+        assert none is None
+    with cache_scope(on, "acme", "m") as outer:
+        assert outer is not None
+        with cache_scope(off, "acme", "m") as inner:
+            assert inner is None
+            await MODEL_RESPONSE_CACHE.aupdate("[]", "llm", reply)
+        assert outer.pending == []
+        await MODEL_RESPONSE_CACHE.aupdate("[]", "llm", reply)
+        assert len(outer.pending) == 1
