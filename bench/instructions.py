@@ -13,7 +13,8 @@ processes under callgrind: 5 warm-up runs then `--low` runs, and 5 warm-up runs 
 `--high` runs. The difference of their totals divided by `high - low` is the instructions
 of one run, without the interpreter's start-up, the imports and the warm-up (all threads of
 the process are counted). Printed per side, and each side's ratio to `textbook`.
-Needs `valgrind` on the PATH; each process takes a few minutes under it.
+Needs `valgrind` on the PATH; each process takes a few minutes under it, and they run as
+many at a time as the machine has cores.
 
 `--at-once` starts the measured runs together instead (each model call waiting 200 ms, as in
 `bench.concurrency`, so they are all alive at once): the CPU side of the many-runs-at-once
@@ -38,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -111,11 +113,24 @@ def instructions(side: str, runs: int, *, at_once: bool = False) -> tuple[int, i
     return collected(stderr), int(full.group(1)) if full else -1
 
 
-def per_run(side: str, low: int, high: int, *, at_once: bool = False) -> tuple[float, int]:
-    """Instructions per measured run, and the full collections among the measured runs."""
-    short, short_full = instructions(side, low, at_once=at_once)
-    long, long_full = instructions(side, high, at_once=at_once)
-    return (long - short) / (high - low), long_full - short_full
+def per_run_of(
+    sides: list[str], low: int, high: int, *, at_once: bool = False
+) -> dict[str, tuple[float, int]]:
+    """Each side's instructions per measured run, and the full collections among its
+    measured runs. The processes run side by side, as many at a time as the machine has
+    cores (instruction counts do not depend on what else runs)."""
+    jobs = [(side, runs) for side in sides for runs in (low, high)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        done = dict(
+            zip(jobs, pool.map(lambda j: instructions(*j, at_once=at_once), jobs), strict=True)
+        )
+    return {
+        side: (
+            (done[side, high][0] - done[side, low][0]) / (high - low),
+            done[side, high][1] - done[side, low][1],
+        )
+        for side in sides
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not on the PATH")
     sides = list(dict.fromkeys(["textbook", *args.sides]))
-    counts = {side: per_run(side, args.low, args.high, at_once=args.at_once) for side in sides}
+    counts = per_run_of(sides, args.low, args.high, at_once=args.at_once)
     span = args.high - args.low
     how = "started together" if args.at_once else "one after another"
     print(f"instructions per run (callgrind; ({args.high} - {args.low} runs) / {span}, {how})")

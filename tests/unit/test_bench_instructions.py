@@ -36,3 +36,19 @@ def test_child_reports_its_full_collections(capsys: pytest.CaptureFixture[str]) 
     found = instructions._FULL.search(capsys.readouterr().err)
     assert found is not None
     assert int(found.group(1)) == gc.get_stats()[2]["collections"]
+
+
+def test_each_side_is_the_difference_of_its_own_two_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The processes run side by side; each side's figure still pairs its own short and
+    long process (here a side's process costs its start-up plus 7 or 11 per run)."""
+    cost = {"keel": (1_000, 11), "textbook": (5_000, 7)}
+
+    def fake(side: str, runs: int, *, at_once: bool = False) -> tuple[int, int]:
+        start, each = cost[side]
+        return start + each * runs, runs // 10 if at_once else 0
+
+    monkeypatch.setattr(instructions, "instructions", fake)
+    found = instructions.per_run_of(["textbook", "keel"], 5, 25, at_once=True)
+    assert found == {"textbook": (7.0, 2), "keel": (11.0, 2)}
