@@ -101,9 +101,10 @@ def tool_once_model(first_tool: str, args: dict[str, Any]) -> FunctionModel:
 def workers(
     setup: dict[str, Any], count: int, concurrency: int
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = []
+    procs, logs = [], []
     for i in range(count):
         log = open(setup["logs"] / f"worker{i}.log", "wb")  # noqa: SIM115
+        logs.append(log)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)],
@@ -123,6 +124,9 @@ def workers(
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
 
 
 async def pending_run(store: Store, kwargs: dict[str, Any]) -> tuple[str, str]:
