@@ -92,8 +92,11 @@ def callgrind(
         text=True,
         cwd=cwd or root,
         env=env,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(python_args)} failed ({done.returncode}):\n{tail}")
     return done.stderr
 
 
