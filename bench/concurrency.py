@@ -70,8 +70,7 @@ LIMITS = {
 """Keel's timeouts stay on, an hour each: a thousand runs on a busy two-core machine take
 minutes per iteration, and a run that hit its default 120 s iteration timeout would
 degrade (fewer calls, not the same work as the raw side, which has no timeouts). A tool
-call's timeout counts its wait for a worker thread too, which under callgrind
-(`bench.instructions --at-once`) is longer than the default 30 s."""
+call's timeout counts its wait for a tool thread too, which grows with the runs waiting."""
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -93,7 +93,11 @@ def script(messages: list[BaseMessage], info: CallInfo) -> AIMessage | str:
 def keel_settings(
     url: str, home: Path, limits: dict[str, Any] | None = None, durability: str = "sync"
 ) -> Settings:
-    """Keel's settings for the workload; `limits` overrides some of the run limits."""
+    """Keel's settings for the workload; `limits` overrides some of the run limits. With
+    `limits` (the many-runs benches) the SQL tool's statement timeout is as long as the
+    longest of them, on both sides (they share the tool): a thousand runs at once under
+    callgrind kept queries waiting past its default 5 s."""
+    sql = {"statement_timeout_s": max(limits.values())} if limits else {}
     return load_settings(
         model="scripted:sales",
         checkpoint_url=url,
@@ -101,7 +105,7 @@ def keel_settings(
         home=home,
         observability={"log_level": "warning"},
         cache={"tool_results": False},
-        **({"limits": limits} if limits else {}),
+        **({"limits": limits, "sql": sql} if limits else {}),
     )
 
 
