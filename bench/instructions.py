@@ -3,7 +3,8 @@
 ```bash
 .venv/bin/python -m bench.instructions                       # keel and textbook, ~10 min
 .venv/bin/python -m bench.instructions --sides keel textbook create_agent --low 5 --high 25
-.venv/bin/python -m bench.instructions --at-once --low 0 --high 200   # 200 runs at once, ~15 min
+.venv/bin/python -m bench.instructions --at-once --low 0 --high 200   # 200 runs at once
+.venv/bin/python -m bench.instructions --at-once --low 0 --high 1000  # 1,000 at once, ~20 min
 ```
 Wall-clock CPU ratios (`bench/graph_cpu.py`) move by ±0.15 on a busy 2-core machine;
 `valgrind --tool=callgrind` counts the instructions a process executes, the same for the
