@@ -93,11 +93,12 @@ def script(messages: list[BaseMessage], info: CallInfo) -> AIMessage | str:
 def keel_settings(
     url: str, home: Path, limits: dict[str, Any] | None = None, durability: str = "sync"
 ) -> Settings:
-    """Keel's settings for the workload; `limits` overrides some of the run limits. With
-    `limits` (the many-runs benches) the SQL tool's statement timeout is as long as the
-    longest of them, on both sides (they share the tool): a thousand runs at once under
-    callgrind kept queries waiting past its default 5 s."""
-    sql = {"statement_timeout_s": max(limits.values())} if limits else {}
+    """Keel's settings for the workload; `limits` overrides some of the run limits. When it
+    sets timeouts (the many-runs benches), the SQL tool's statement timeout is as long as the
+    longest, on both sides (they share the tool): a thousand runs at once under callgrind
+    kept queries waiting past its default 5 s."""
+    timeouts = [float(v) for k, v in (limits or {}).items() if k.endswith("_timeout_s")]
+    sql = {"statement_timeout_s": max(timeouts)} if timeouts else {}
     return load_settings(
         model="scripted:sales",
         checkpoint_url=url,
@@ -105,7 +106,8 @@ def keel_settings(
         home=home,
         observability={"log_level": "warning"},
         cache={"tool_results": False},
-        **({"limits": limits, "sql": sql} if limits else {}),
+        **({"limits": limits} if limits else {}),
+        **({"sql": sql} if sql else {}),
     )
 
 
