@@ -17,10 +17,10 @@ the process are counted). Printed per side, and each side's ratio to `textbook`.
 Needs `valgrind` on the PATH; each process takes a few minutes under it, and they run as
 many at a time as the machine has cores.
 
-`--at-once` starts the measured runs together instead (each model call waiting 200 ms, as in
-`bench.concurrency`, so they are all alive at once): the CPU side of the many-runs-at-once
-target without the machine's noise, the collector's passes over the live runs
-included.
+`--at-once` starts the measured runs together instead (each model call waiting
+`bench.concurrency.LATENCY_MS`, 200 ms, so they are all alive at once): the CPU side of the
+many-runs-at-once target without the machine's noise, the collector's passes over the live
+runs included.
 
 Each side also prints the full collections the garbage collector made during the measured
 runs (the long process's less the short one's). One costs ~58 M instructions here, so
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--at-once",
         action="store_true",
-        help="start the measured runs together (200 ms a model call), as bench.concurrency",
+        help=f"start the measured runs together ({LATENCY_MS:g} ms a model call), as "
+        "bench.concurrency",
     )
     parser.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
