@@ -12,8 +12,11 @@ nothing, and closing the agent waits at most `trace_flush_timeout_s` for unsent 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
+import threading
+import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -42,29 +45,66 @@ class TracePolicy:
         return self.sample_rate >= 1.0 or self.rng.random() < self.sample_rate
 
 
-def _daemon_client() -> Any:
-    """A LangSmith client whose sender threads are daemons.
+def _daemon_client() -> tuple[Any, threading.Event]:
+    """A LangSmith client whose sender threads are daemons, and an event set once it knows
+    what the server offers.
 
     The stock client sends from non-daemon threads, so a process whose endpoint hangs
     cannot exit until every retry has timed out (minutes). Here unsent traces are given
     `trace_flush_timeout_s` at close and then dropped with the process. (The client's own
     switch for this is the `LANGSMITH_USE_DAEMON` variable; library code reads no env.)
+
+    The sender asks the server (`GET /info`) before it turns compression on, and traces
+    queued before that go uncompressed; `Tracing.start` waits (bounded) for the answer.
     """
     import queue
-    import threading
     import weakref
 
     from langsmith import Client
-    from langsmith._internal._background_thread import tracing_control_thread_func
 
     client = Client(timeout_ms=(2_000, 10_000), auto_batch_tracing=False)
     client._use_daemon_threads = True
     client.tracing_queue = queue.PriorityQueue(maxsize=_QUEUE_MAX)
-    threading.Thread(
-        target=tracing_control_thread_func, args=(weakref.ref(client),), daemon=True
-    ).start()
-    return client
+    informed = threading.Event()
+    threading.Thread(target=_send, args=(weakref.ref(client), informed), daemon=True).start()
+    return client, informed
 
+
+def _send(client_ref: Any, informed: threading.Event) -> None:
+    """The sender thread: fetch the server's info (cached by the client), then send.
+
+    No reference to the client is held while sending: LangSmith's loop stops when it
+    believes it holds the last ones (`pin_sender`)."""
+    from langsmith._internal._background_thread import tracing_control_thread_func
+
+    client = client_ref()
+    if client is None:
+        return
+    with contextlib.suppress(Exception):  # an unreachable server: the client's defaults
+        client.info  # noqa: B018 (the property fetches and caches)
+    del client
+    informed.set()
+    tracing_control_thread_func(client_ref)
+
+
+def _await_compression_choice(client: Any, informed: threading.Event, wait_s: float) -> None:
+    """Block until the sender knows whether the server takes compressed traces and, if it
+    does, has switched compression on; at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    if not informed.wait(wait_s):
+        return
+    flags = getattr(client.info, "instance_flags", None) or {}
+    while (
+        flags.get("zstd_compression_enabled")
+        and client.compressed_traces is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.002)
+
+
+_START_WAIT_S = 0.5
+"""At most this long opening an agent for the server's answer; a slower server gets its
+first traces uncompressed (the same traces arrive)."""
 
 _QUEUE_MAX = 10_000
 """Run operations waiting to be sent; beyond this the client drops them."""
@@ -100,6 +140,7 @@ class Tracing:
     """Off on purpose: also keep LangSmith's env-driven default tracer away from runs."""
     _closed: bool = False
     _pins: tuple[Any, ...] = ()
+    _informed: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.client is not None and not self._pins:
@@ -121,8 +162,9 @@ class Tracing:
 
         if obs.tracing == "auto" and not ls_utils.tracing_is_enabled():
             return cls(enabled=False, policy=policy)
+        informed = None
         if client is None:
-            client = _daemon_client()
+            client, informed = _daemon_client()
         key = getattr(client, "api_key", None)
         if isinstance(key, str):
             remember_secrets([key])  # LangSmith's own key, read by its client from the env
@@ -132,7 +174,15 @@ class Tracing:
             project=obs.trace_project,
             policy=policy,
             flush_timeout_s=obs.trace_flush_timeout_s,
+            _informed=informed,
         )
+
+    async def start(self) -> None:
+        """Before the first run: let Keel's own client learn what the server offers, so
+        the first traces are compressed where the server takes them. Waits at most 0.5 s."""
+        informed, self._informed = self._informed, None
+        if informed is not None:
+            await asyncio.to_thread(_await_compression_choice, self.client, informed, _START_WAIT_S)
 
     @classmethod
     def seeded(cls, settings: Settings, seed: int, *, client: Any = None) -> Tracing:

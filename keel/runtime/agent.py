@@ -301,6 +301,7 @@ async def open_agent(
     settings = context.settings
     tracing = Tracing.from_settings(settings)
     try:
+        await tracing.start()
         if checkpointer is not None:
             adopted = await adopt(checkpointer)
             if adopted is None and journal is None:

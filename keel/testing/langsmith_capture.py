@@ -15,7 +15,8 @@ with CaptureServer() as server:
 Like every LangSmith deployment, its `/info` says run compression is on
 (`instance_flags.zstd_compression_enabled`), so the client sends zstd-compressed multipart
 batches, which are decompressed as they arrive; `zstd=False` answers `/info` without the
-flag, and the client falls back to uncompressed multipart requests.
+flag, and the client falls back to uncompressed multipart requests. `info_delay_s` makes
+`/info` answer that much later (a slow server).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self.path.startswith("/info"):
             self._reply(404)
-        elif self.server.zstd:
+            return
+        time.sleep(self.server.info_delay_s)
+        if self.server.zstd:
             self._reply(200, b'{"instance_flags": {"zstd_compression_enabled": true}}')
         else:
             self._reply(200)
@@ -96,9 +99,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, zstd: bool) -> None:
+    def __init__(self, zstd: bool, info_delay_s: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.zstd = zstd
+        self.info_delay_s = info_delay_s
         self.compressed = 0
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, bytes]] = []
@@ -112,9 +116,16 @@ class _Server(ThreadingHTTPServer):
 class CaptureServer:
     """Records LangSmith ingestion requests on 127.0.0.1 (or hangs, with `mode="hang"`)."""
 
-    def __init__(self, mode: Literal["record", "hang"] = "record", *, zstd: bool = True) -> None:
+    def __init__(
+        self,
+        mode: Literal["record", "hang"] = "record",
+        *,
+        zstd: bool = True,
+        info_delay_s: float = 0.0,
+    ) -> None:
         self.mode = mode
         self.zstd = zstd
+        self.info_delay_s = info_delay_s
         self._server: _Server | None = None
         self._socket: socket.socket | None = None
         self._held: list[socket.socket] = []
@@ -127,7 +138,7 @@ class CaptureServer:
 
     def __enter__(self) -> CaptureServer:
         if self.mode == "record":
-            self._server = _Server(self.zstd)
+            self._server = _Server(self.zstd, self.info_delay_s)
             self.port = self._server.server_address[1]
             threading.Thread(target=self._server.serve_forever, daemon=True).start()
         else:

@@ -120,6 +120,23 @@ async def test_traces_are_compressed_when_langsmith_offers_it(
     assert len(children(runs, root)) == 6 and len(runs) == 12
 
 
+async def test_the_first_traces_are_compressed_when_the_server_answers_slowly(
+    settings_factory: Callable[..., Settings],
+    langsmith_env: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client learns from `/info` whether to compress; opening the agent waits for that
+    answer (up to 0.5 s; 3 s here, for a server 1 s slow), so even the first run's traces
+    go compressed."""
+    monkeypatch.setattr("keel.observability.tracing._START_WAIT_S", 3.0)
+    with CaptureServer(info_delay_s=1.0) as server:
+        langsmith_env(server.url)
+        async with open_agent(settings_factory(model="scripted:sales")) as agent:
+            assert (await agent.arun(SALES_QUESTION)).success
+        assert len(server.runs()) == 12
+        assert server.compressed_requests == len(server.requests)
+
+
 async def test_retry_and_fallback_are_tagged_and_failed_runs_always_sent(
     settings_factory: Callable[..., Settings], langsmith_env: Callable[[str], None]
 ) -> None:
@@ -211,12 +228,14 @@ async def test_a_dead_or_stalled_endpoint_never_fails_or_stalls_a_run(
         settings = settings_factory(observability={"trace_flush_timeout_s": 0.5})
         started = time.perf_counter()
         async with open_agent(settings, model=ScriptedModel(["a", "b"])) as agent:
+            opened = time.perf_counter()
             assert agent.tracing.enabled
             first = await agent.arun("hello")
-            run_time = time.perf_counter() - started
+            run_time = time.perf_counter() - opened
             second = await agent.arun("hello again")
         total = time.perf_counter() - started
     assert first.success and second.success
+    assert opened - started < 1.5, "opening waits at most 0.5 s for the server's /info"
     assert run_time < 1.0
     assert total < 3.0, f"closing the agent waited {total:.2f}s for a {mode} endpoint"
 
