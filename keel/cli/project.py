@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from contextlib import asynccontextmanager
@@ -54,16 +55,29 @@ if TYPE_CHECKING:  # the project package imports langgraph: loaded only by the c
 
 
 def project_from(config: Path | None, *, notes: bool = True) -> Project:
-    """The project, or exit 2 with the file, key and fix; its notes go to stderr."""
+    """The project, or exit 2 with the file, key and fix; its notes go to stderr.
+
+    Logging was configured before the project's `env` was read; when that `env` sets a
+    `KEEL_OBSERVABILITY__*` variable (the log level or format, say), it is configured again."""
     from keel.project import load_project
 
+    before = _logging_variables()
     try:
         project = load_project(config)
     except KeelError as exc:
         raise fail(exc.message, 2) from exc
+    if _logging_variables() != before:
+        from keel.cli import _logs_to_stderr
+
+        _logs_to_stderr()
     for note in project.notes if notes else ():
         err.print(literal(note, "note:", "yellow"), soft_wrap=True)
     return project
+
+
+def _logging_variables() -> dict[str, str]:
+    """The environment variables that configure logging (`KEEL_OBSERVABILITY__*`)."""
+    return {k: v for k, v in os.environ.items() if k.upper().startswith("KEEL_OBSERVABILITY__")}
 
 
 def entry_from(project: Project, graph_id: str | None) -> GraphEntry:

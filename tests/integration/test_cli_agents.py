@@ -297,3 +297,22 @@ def test_thread_commands_open_the_named_agent(tmp_path: Path, keel: KeelCli) -> 
     plain = keel("approve", "--config", config, "--agent", "echo", *thread)
     assert plain.returncode == 2
     assert "keel approve works on Keel agents; 'echo' is a graph" in plain.stderr
+
+
+def test_the_env_file_sets_the_log_level_and_format(tmp_path: Path, keel: KeelCli) -> None:
+    """Logging is configured before the project is read; the project's `env` still decides
+    the log level and format (and the shell still beats the file)."""
+    config = keel_project(tmp_path / "proj")
+    env_file = tmp_path / "proj" / ".env"
+    env_file.write_text(
+        env_file.read_text()
+        + "KEEL_OBSERVABILITY__LOG_LEVEL=debug\nKEEL_OBSERVABILITY__LOG_FORMAT=json\n"
+    )
+    args = ("run", "--config", str(config), "--agent", "helper", "hi")
+    done = keel(*args)
+    assert done.returncode == 0, done.stderr
+    levels = [json.loads(line)["level"] for line in done.stderr.splitlines() if line[:1] == "{"]
+    assert "debug" in levels and "info" in levels
+    quiet = keel(*args, KEEL_OBSERVABILITY__LOG_LEVEL="warning")
+    assert quiet.returncode == 0, quiet.stderr
+    assert '"level": "info"' not in quiet.stderr and '"level": "debug"' not in quiet.stderr
