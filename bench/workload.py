@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
@@ -48,6 +48,7 @@ __all__ = [
     "keel_settings",
     "runner",
     "script",
+    "widened_state",
 ]
 
 QUESTION = "Which 3 products had the highest revenue last month, and what was their total revenue?"
@@ -153,6 +154,14 @@ def textbook_graph(
     return graph
 
 
+def widened_state(extra_keys: int) -> Any:
+    """`MessagesState` with `extra_keys` more `str` keys (`k0`, `k1`, …): one more state
+    channel each."""
+    fields: dict[str, Any] = {"messages": MessagesState.__annotations__["messages"]}
+    fields.update({f"k{i}": str for i in range(extra_keys)})
+    return TypedDict("WidenedState", fields)  # type: ignore[operator]
+
+
 @asynccontextmanager
 async def stock_saver(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """The stock saver for a URL, opened the way LangGraph's docs open it."""
@@ -187,10 +196,14 @@ async def runner(
     *,
     latency_s: float = 0.0,
     limits: dict[str, Any] | None = None,
+    extra_keys: int = 0,
 ) -> AsyncIterator[Run]:
     """A coroutine that runs the workload once on a new thread, on `side`; every model
     call waits `latency_s` first (a provider's latency); `limits` overrides Keel's run
-    limits (the raw sides have none)."""
+    limits (the raw sides have none). `extra_keys` gives the textbook loop's state that many
+    more `str` keys, set in the input (`bench.state_channels`)."""
+    if extra_keys and side != "textbook":
+        raise ValueError("extra_keys widens the textbook loop's state only")
     settings = keel_settings(url, home, limits)
     model = FunctionModel(fn=script, latency_s=latency_s)
     async with AsyncExitStack() as stack:
@@ -211,15 +224,19 @@ async def runner(
         tools = langchain_tools(settings)
         system = await system_prompt_for(settings, _tools())
         if side == "textbook":
-            graph: Any = textbook_graph(model, tools, system).compile(checkpointer=saver)
+            state = widened_state(extra_keys) if extra_keys else MessagesState
+            graph: Any = textbook_graph(model, tools, system, state=state)
+            graph = graph.compile(checkpointer=saver)
         else:
             from langchain.agents import create_agent
 
             graph = create_agent(model, tools, system_prompt=system, checkpointer=saver)
 
+        extra = {f"k{i}": f"value {i}" for i in range(extra_keys)}
+
         async def run_raw(thread_id: str) -> None:
             out = await graph.ainvoke(
-                {"messages": [HumanMessage(QUESTION)]},
+                {"messages": [HumanMessage(QUESTION)], **extra},
                 {"configurable": {"thread_id": thread_id}},
                 durability="sync",
             )
