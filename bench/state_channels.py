@@ -6,13 +6,15 @@
 ```
 LangGraph visits every channel of a graph at every step (it offers each an empty update,
 checkpoints it, compares its version, reads it into the next node's input), whether a node
-wrote it or not. Keel's agent state has 36 channels against the textbook loop's 6, so this
+wrote it or not. Keel's agent graph has 36 channels against the textbook loop's 5, so this
 measures the price of a channel on the loop itself: `bench.workload`'s textbook side (six
 scripted model calls, five tool calls, the memory saver, `durability="sync"`) with `k` more
 `str` keys in its state, each set once in the input and never written again. Instructions
 per run come from callgrind as in `bench.instructions` (a process of `--low` runs and one of
 `--high`, after the same warm-up; their difference over `high - low`), one pair per `--keys`
-value, and are printed with what each extra key added.
+value, and are printed with what each extra key added. The loop's conditional edge
+(`tools_condition`) reads the whole state each model step, so a key costs it more than it
+costs Keel, whose edges read `signal` alone (docs/benchmarks.md, "what a state channel costs").
 """
 
 from __future__ import annotations
