@@ -90,10 +90,16 @@ def _send(client_ref: Any, informed: threading.Event) -> None:
 def _await_compression_choice(client: Any, informed: threading.Event, wait_s: float) -> None:
     """Block until the sender knows whether the server takes compressed traces and, if it
     does, has switched compression on; at most `wait_s`."""
+    from langsmith import utils as ls_utils
+
     deadline = time.monotonic() + wait_s
     if not informed.wait(wait_s):
         return
     flags = getattr(client.info, "instance_flags", None) or {}
+    if ls_utils.is_env_var_truish("DISABLE_RUN_COMPRESSION") or getattr(
+        client, "_tracing_mode", None
+    ) in ("otel", "hybrid"):
+        return  # LangSmith's own reasons not to compress: nothing to wait for
     while (
         flags.get("zstd_compression_enabled")
         and client.compressed_traces is None
