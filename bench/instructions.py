@@ -40,8 +40,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,6 +51,8 @@ from bench.concurrency import LATENCY_MS, LIMITS
 from bench.workload import SIDES, Side, new_thread, runner
 
 WARM_UP = 5
+K = TypeVar("K")
+T = TypeVar("T")
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 _FULL = re.compile(r"keel-bench full-collections=(\d+)")
 
@@ -117,17 +121,24 @@ def instructions(side: str, runs: int, *, at_once: bool = False) -> tuple[int, i
     return collected(stderr), int(full.group(1)) if full else -1
 
 
+def side_by_side(
+    keys: Iterable[K], low: int, high: int, measure: Callable[[K, int], T]
+) -> dict[tuple[K, int], T]:
+    """`measure(key, runs)` for each key at `low` and at `high` runs, as many processes at a
+    time as the machine has cores (instruction counts do not depend on what else runs)."""
+    jobs = [(key, runs) for key in keys for runs in (low, high)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(jobs, pool.map(lambda j: measure(*j), jobs), strict=True))
+
+
 def per_run_of(
     sides: list[str], low: int, high: int, *, at_once: bool = False
 ) -> dict[str, tuple[float, int]]:
     """Each side's instructions per measured run, and the full collections among its
-    measured runs. The processes run side by side, as many at a time as the machine has
-    cores (instruction counts do not depend on what else runs)."""
-    jobs = [(side, runs) for side in sides for runs in (low, high)]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        done = dict(
-            zip(jobs, pool.map(lambda j: instructions(*j, at_once=at_once), jobs), strict=True)
-        )
+    measured runs (its processes run side by side with the other side's)."""
+    done = side_by_side(
+        sides, low, high, lambda side, runs: instructions(side, runs, at_once=at_once)
+    )
     return {
         side: (
             (done[side, high][0] - done[side, low][0]) / (high - low),

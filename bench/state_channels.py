@@ -25,12 +25,11 @@ import os
 import shutil
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.instructions import WARM_UP, callgrind_total
+from bench.instructions import WARM_UP, callgrind_total, side_by_side
 from bench.workload import new_thread, runner
 
 
@@ -43,15 +42,14 @@ async def child(extra_keys: int, runs: int) -> None:
 
 
 def per_run(keys: list[int], low: int, high: int) -> dict[int, float]:
-    """Instructions per measured run for each count of extra keys (processes side by side,
-    as many as the machine has cores)."""
-    jobs = [(k, n) for k in keys for n in (low, high)]
+    """Instructions per measured run for each count of extra keys (processes side by side)."""
 
-    def count(job: tuple[int, int]) -> int:
-        return callgrind_total(["-m", "bench.state_channels", "--child", *map(str, job)])
+    def count(extra_keys: int, runs: int) -> int:
+        return callgrind_total(
+            ["-m", "bench.state_channels", "--child", str(extra_keys), str(runs)]
+        )
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        totals = dict(zip(jobs, pool.map(count, jobs), strict=True))
+    totals = side_by_side(keys, low, high, count)
     return {k: (totals[k, high] - totals[k, low]) / (high - low) for k in keys}
 
 
