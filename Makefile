@@ -42,8 +42,13 @@ install-dev: $(DEV_STAMP)
 run: install
 	$(BIN)/keel run "$(QUESTION)"
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist). Three on CI's 2-core machine: much
+# of the suite waits on subprocesses, servers and PostgreSQL, so a third worker still gains.
+# `make test TEST_WORKERS=0` runs it in one process, as plain `.venv/bin/pytest` does.
+TEST_WORKERS ?= 3
+
 test: install-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: install-dev
 	$(BIN)/ruff check .
