@@ -75,6 +75,20 @@ async def nap(seconds: float) -> str:
     return f"slept {seconds}"
 
 
+OPEN_GATES: set[str] = set()
+
+
+@tool(idempotent=True)
+async def hold(gate: str) -> str:
+    """Wait until the test opens `gate` (work that ends when the test says, not after a time
+    that a loaded machine may spend before the test's next request)."""
+    for _ in range(6000):  # a minute at most
+        if gate in OPEN_GATES:
+            break
+        await asyncio.sleep(0.01)
+    return f"gate {gate} opened"
+
+
 @tool(idempotent=True)
 async def ask_human(question: str) -> str:
     """Ask a person and wait for the answer."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEnti
 from keel.config import Settings
 from keel.tools import default_tools
 from keel.tools.registry import ToolRegistry
-from tests.integration.service_server import ask_human, nap, running_server, tool_once_model
+from tests.integration.service_server import (
+    OPEN_GATES,
+    ask_human,
+    hold,
+    nap,
+    running_server,
+    tool_once_model,
+)
 from tests.sales_truth import SALES_QUESTION
 
 USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
@@ -26,13 +34,13 @@ USER = {"messages": [{"role": "user", "content": SALES_QUESTION}]}
 def tool_server(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> Callable[[str, dict[str, Any]], Any]:
-    """A server whose model calls one given tool (`nap` or `ask_human`) and then answers."""
+    """A server whose model calls one given tool (`nap`, `hold` or `ask_human`), then answers."""
 
     def make(tool_name: str, args: dict[str, Any]) -> Any:
         settings = settings_factory(
             model="scripted:echo", checkpoint_url=f"sqlite:///{tmp_path / 'cp.sqlite'}"
         )
-        registry = ToolRegistry.of([*default_tools(), nap, ask_human])
+        registry = ToolRegistry.of([*default_tools(), nap, hold, ask_human])
         return running_server(settings, model=tool_once_model(tool_name, args), tools=registry)
 
     return make
@@ -224,7 +232,10 @@ async def test_cancel_a_running_run(tool_server: Any) -> None:
 
 
 async def test_multitask_strategies(tool_server: Any) -> None:
-    with tool_server("nap", {"seconds": 0.6}) as url:
+    """Each run waits in its tool until the test opens the gate, so the first one is still
+    running when the next requests come however loaded the machine (a 0.6 s nap was not)."""
+    gate = f"multitask-{uuid.uuid4().hex}"
+    with tool_server("hold", {"gate": gate}) as url:
         async with get_client(url=url, api_key=None) as client:
             tid = (await client.threads.create())["thread_id"]
             first = await client.runs.create(tid, "agent", input=USER)
@@ -235,16 +246,21 @@ async def test_multitask_strategies(tool_server: Any) -> None:
                 tid, "agent", input=USER, multitask_strategy="enqueue"
             )
             assert (await client.runs.get(tid, queued["run_id"]))["status"] == "pending"
+            OPEN_GATES.add(gate)
             await client.runs.join(tid, queued["run_id"])
             assert (await client.runs.get(tid, first["run_id"]))["status"] == "success"
             assert (await client.runs.get(tid, queued["run_id"]))["status"] == "success"
 
+            OPEN_GATES.discard(gate)
             slow = await client.runs.create(tid, "agent", input=USER)
             await _until_status(client, tid, slow["run_id"], "running")
-            newer = await client.runs.wait(
+            newer = await client.runs.create(
                 tid, "agent", input={"question": "again"}, multitask_strategy="interrupt"
             )
-            assert newer["question"] == "again" and newer["outcome"]["success"] is True
+            await _until_status(client, tid, slow["run_id"], "interrupted")
+            OPEN_GATES.add(gate)
+            done = await client.runs.join(tid, newer["run_id"])
+            assert done["question"] == "again" and done["outcome"]["success"] is True
             assert (await client.runs.get(tid, slow["run_id"]))["status"] == "interrupted"
 
 
