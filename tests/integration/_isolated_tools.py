@@ -9,7 +9,9 @@ from pathlib import Path
 from keel.tools.registry import tool
 
 
-@tool(isolation="process", timeout_s=5.0)
+# 15 s: the timeout counts the child's start (a fresh interpreter importing keel), which
+# took over 5 s on a loaded 2-core machine, killing the child before it wrote its pid
+@tool(isolation="process", timeout_s=15.0)
 def stuck(pid_file: str) -> str:
     """Write this process's id, then hang in blocking code no thread could interrupt."""
     Path(pid_file).write_text(str(os.getpid()))

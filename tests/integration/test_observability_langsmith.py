@@ -235,9 +235,12 @@ async def test_a_dead_or_stalled_endpoint_never_fails_or_stalls_a_run(
             second = await agent.arun("hello again")
         total = time.perf_counter() - started
     assert first.success and second.success
-    assert opened - started < 1.5, "opening waits at most 0.5 s for the server's /info"
-    assert run_time < 1.0
-    assert total < 3.0, f"closing the agent waited {total:.2f}s for a {mode} endpoint"
+    # Bounds with room for a loaded machine (the suite runs in parallel workers): a stall on
+    # the endpoint would cost the client's timeouts (10 s and more); the exact 0.5 s bound
+    # of the /info wait is tested in tests/unit/test_tracing_start.py.
+    assert opened - started < 4.0, "opening waits at most 0.5 s for the server's /info"
+    assert run_time < 3.0
+    assert total < 8.0, f"closing the agent waited {total:.2f}s for a {mode} endpoint"
 
 
 def test_the_cli_exits_promptly_when_the_endpoint_hangs(tmp_path: Any) -> None:
