@@ -41,9 +41,10 @@ from langgraph.pregel._algo import local_read
 from langgraph.runtime import Runtime
 
 from keel.errors import UsageError
+from keel.graphs.flat_state import FlatStateGraph
 from keel.graphs.start import start_update, with_start
 from keel.nodes import AgentContext, act, cost_controlled, fallback, finish, observe, reason
-from keel.types import AgentState, Signal
+from keel.types import AgentChannels, AgentState, Signal, flat, fold
 
 __all__ = [
     "AgentState",
@@ -178,12 +179,14 @@ def _light_edges(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> None:
             kwargs["reader"] = read_signal
 
 
-class _AgentGraph(StateGraph[AgentState, AgentContext, AgentState, AgentState]):
-    """The agent's `StateGraph`: compiled with light edge readers (`_light_edges`)."""
+class _AgentGraph(StateGraph[AgentChannels, AgentContext, AgentChannels, AgentChannels]):
+    """The agent's `StateGraph`: compiled with light edge readers (`_light_edges`), as a
+    `FlatStateGraph` (its state read and written as `AgentState`)."""
 
     def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
         compiled = super().compile(*args, **kwargs)
         _light_edges(compiled)
+        compiled.__class__ = FlatStateGraph
         return compiled
 
 
@@ -208,8 +211,10 @@ def _in_context(node: Node, provide: ContextProvider | None, *, starts: bool = F
     """`node`, with the provider's context when the caller passed no `AgentContext`.
 
     `starts` (for `reason`): fill in the run-level keys on the first step of a run started
-    without Keel's runtime (a no-op for every other step). One wrapper does both, so a
-    node's call awaits through one frame more than the node's own, not two.
+    without Keel's runtime (a no-op for every other step). The node reads and returns
+    `AgentState`, flat; the wrapper flattens the channels' state for it and folds its update
+    (`keel.types.AgentChannels`). One wrapper does all of it, so a node's call awaits through
+    one frame more than the node's own, not two.
     """
 
     @functools.wraps(node)
@@ -218,25 +223,26 @@ def _in_context(node: Node, provide: ContextProvider | None, *, starts: bool = F
             if provide is None:
                 raise UsageError(_NO_CONTEXT.format(found=type(runtime.context).__name__))
             runtime = runtime.override(context=await provide())
+        state = cast(AgentState, flat(state))
         start = start_update(state, runtime.context) if starts else None
         if not start:
-            return await node(state, runtime)
+            return fold(await node(state, runtime))
         update = await node(with_start(state, start), runtime)
         messages = [*start.get("messages", []), *update.get("messages", [])]
-        return {**start, **update, **({"messages": messages} if messages else {})}
+        return fold({**start, **update, **({"messages": messages} if messages else {})})
 
     return cast(Node, run)
 
 
 def build_agent_graph(
     context: ContextProvider | None = None,
-) -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
+) -> StateGraph[AgentChannels, AgentContext, AgentChannels, AgentChannels]:
     """The uncompiled agent graph; compile it with a checkpointer to run it.
 
     `context`: how to get the run context when a run is given none (`keel.Agent` passes
     one built from the definition); without it such a run fails with a clear `UsageError`.
     """
-    graph = _AgentGraph(AgentState, context_schema=AgentContext)
+    graph = _AgentGraph(AgentChannels, context_schema=AgentContext)
     # Each node reads the whole state: saying so spares LangGraph inferring it from the
     # node's first annotation (resolving every key of `AgentState` once per node).
     nodes = {
@@ -248,7 +254,7 @@ def build_agent_graph(
     }
     for name, node in nodes.items():
         node = _in_context(node, context, starts=name == "reason")
-        graph.add_node(name, node, input_schema=AgentState)
+        graph.add_node(name, cast(Any, node), input_schema=AgentChannels)
     graph.add_edge(START, "reason")
     graph.add_conditional_edges(
         "reason",

@@ -17,6 +17,9 @@ from langgraph.graph.message import _messages_delta_reducer
 from typing_extensions import TypedDict
 
 __all__ = [
+    "CONTROL_KEYS",
+    "RUN_KEYS",
+    "AgentChannels",
     "AgentState",
     "ErrorKind",
     "ErrorRecord",
@@ -31,7 +34,11 @@ __all__ = [
     "UsageTotals",
     "add_usage",
     "extend",
+    "flat",
+    "fold",
+    "folded_write",
     "is_model_call",
+    "merge_keys",
     "model_calls_in",
     "replied",
 ]
@@ -240,6 +247,110 @@ class AgentState(TypedDict, total=False):
     """Summary of the compacted middle of the history (see `nodes._compaction`)."""
     summary_upto: int
     """How many leading history messages `context_summary` covers."""
+
+
+RUN_KEYS = frozenset({"model_spec", "limits", "policy", "budget", "deadline"})
+"""`AgentState` keys stored together in the `run` channel: set when a run starts, rarely
+changed after (`deadline` when a resume or fork gives the run a new one)."""
+CONTROL_KEYS = frozenset(
+    {
+        "iteration",
+        "iteration_deadline",
+        "model_attempt",
+        "retry_delay_s",
+        "tool_retry",
+        "tool_attempt",
+        "tried_tiers",
+        "repair_attempt",
+        "repair_hint",
+        "rejected_output",
+        "summary_upto",
+    }
+)
+"""`AgentState` keys stored together in the `control` channel: the loop's counters,
+deadlines and repair notes."""
+_FOLDED = RUN_KEYS | CONTROL_KEYS
+
+
+def merge_keys(left: dict[str, Any] | None, right: dict[str, Any]) -> dict[str, Any]:
+    """Reducer of `run` and `control`: the keys a write names replace theirs, the rest stay."""
+    return {**left, **right} if left else dict(right)
+
+
+class AgentChannels(TypedDict, total=False):
+    """The agent graph's channels: `AgentState` with the keys of `RUN_KEYS` and
+    `CONTROL_KEYS` held in two channels, `run` and `control`. LangGraph visits every
+    channel at every step, so 16 keys that change together or rarely cost less as two
+    (issue 19). Nodes, the runtime and every reader of a state see `AgentState`, flat: the
+    graph folds what goes in (`fold`) and flattens what comes out (`flat`). Every other key
+    is `AgentState`'s, stored as before."""
+
+    messages: Annotated[
+        list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=SNAPSHOT_EVERY)
+    ]
+    question: str
+    run_id: str
+    signal: Signal
+    answer: str | None
+    fatal_error: ErrorRecord | None
+    errors: Annotated[list[ErrorRecord], operator.add]
+    usage: Annotated[UsageTotals, add_usage]
+    trace: Annotated[list[TraceStep], DeltaChannel(extend, snapshot_frequency=SNAPSHOT_EVERY)]
+    outcome: Outcome
+    tenant: str
+    tier: str | None
+    context_summary: Annotated[str | None, StoredWhenChanged()]
+    run: Annotated[dict[str, Any], merge_keys]
+    """`RUN_KEYS`: model_spec, limits, policy, budget, deadline."""
+    control: Annotated[dict[str, Any], merge_keys]
+    """`CONTROL_KEYS`: the iteration and its deadline, the attempt counters, the pending
+    retries, the tiers tried, the repair note and the summary's extent."""
+
+
+def fold(update: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat update (`AgentState` keys) as the channels take it: the keys of `RUN_KEYS`
+    and `CONTROL_KEYS` moved into `run` and `control`."""
+    if _FOLDED.isdisjoint(update):
+        return dict(update)
+    out: dict[str, Any] = {}
+    run: dict[str, Any] = {}
+    control: dict[str, Any] = {}
+    for key, value in update.items():
+        if key in RUN_KEYS:
+            run[key] = value
+        elif key in CONTROL_KEYS:
+            control[key] = value
+        else:
+            out[key] = value
+    if run:
+        out["run"] = {**out.get("run", {}), **run}
+    if control:
+        out["control"] = {**out.get("control", {}), **control}
+    return out
+
+
+def flat(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The channels' values as `AgentState`: `run` and `control` spread back into their keys
+    (values without them, such as a state written before they existed, as they are)."""
+    run, control = values.get("run"), values.get("control")
+    if run is None and control is None:
+        return values if isinstance(values, dict) else dict(values)
+    out = {k: v for k, v in values.items() if k != "run" and k != "control"}
+    if run:
+        out.update(run)
+    if control:
+        out.update(control)
+    return out
+
+
+def folded_write(channel: str, value: Any) -> tuple[str, Any]:
+    """A write to a key `AgentState` keeps in `run` or `control` (as an older Keel stored it,
+    one key per channel) as a write to that channel; any other write as it is."""
+    if channel in RUN_KEYS:
+        return "run", {channel: value}
+    if channel in CONTROL_KEYS:
+        return "control", {channel: value}
+    return channel, value
 
 
 _REPLY_SIGNALS = frozenset({"answer", "tools", "repair", "compose", "direct_answer", "compact"})

@@ -53,6 +53,7 @@ from keel.observability._trace_records import (
     _Rec,
 )
 from keel.observability.tracing import TracePolicy
+from keel.types import flat
 
 __all__ = ["KeelTracer"]
 
@@ -194,7 +195,10 @@ class KeelTracer(LangChainTracer):
     def _chain_inputs(self, inputs: Any, root: bool) -> Any:
         if self.policy.payloads != "light":
             return _as_dict(inputs, "input")
-        return _pick(inputs, _ROOT_LIGHT_INPUTS if root else _NODE_LIGHT_INPUTS)
+        if root:
+            return _pick(inputs, _ROOT_LIGHT_INPUTS)
+        # a node's input is the graph's channels: `control` holds the loop's counters
+        return _pick(flat(inputs) if isinstance(inputs, Mapping) else inputs, _NODE_LIGHT_INPUTS)
 
     def _is_edge(self, parent_run_id: UUID | None, name: str | None, metadata: Any) -> bool:
         """A node's routing function (light payloads send no edge runs, so none is recorded):

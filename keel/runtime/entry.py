@@ -13,7 +13,7 @@ from keel.checkpoints import open_saver
 from keel.config import Settings, load_settings
 from keel.runtime.agent import open_agent
 from keel.runtime.durable import nothing_to_resume
-from keel.types import RunResult
+from keel.types import RunResult, flat
 
 __all__ = ["resume", "resume_settings", "run"]
 
@@ -29,7 +29,7 @@ async def resume_settings(
         found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
     if found is None:
         raise nothing_to_resume(thread_id)
-    spec = model or found.checkpoint["channel_values"].get("model_spec") or settings.model
+    spec = model or flat(found.checkpoint["channel_values"]).get("model_spec") or settings.model
     return (
         settings
         if spec == settings.model

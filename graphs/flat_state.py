@@ -1,0 +1,175 @@
+"""The compiled agent graph, read and written as `AgentState` though it stores `AgentChannels`.
+
+The graph keeps 16 of the state's keys in two channels (`run`, `control`: see
+`keel.types.AgentChannels`), because LangGraph visits every channel at every step. Nothing
+outside the graph should have to know: this compiled graph folds what goes in (a run's
+input, a `Command`'s update, `update_state` values) and flattens what comes out (state
+snapshots, the history, and the `values` and `updates` a stream or `invoke` yields). Other
+stream modes (`debug`, `checkpoints`, `tasks`) show the channels as they are.
+
+A checkpoint written before the fold (one channel per key) is folded as LangGraph loads it
+(`_migrate_checkpoint`, on every load path); pending writes to the old channels are folded
+by Keel's savers (`keel.checkpoints.packed_writes.unpack_pending_writes`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from contextlib import aclosing, closing
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import Checkpoint
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot, StateUpdate
+
+from keel.checkpoints.versions import counter_of
+from keel.types import CONTROL_KEYS, RUN_KEYS, flat, fold, folded_write
+
+__all__ = ["FlatStateGraph", "fold_checkpoint"]
+
+_VALUE_MODES = frozenset({"values", "updates"})
+
+
+def fold_checkpoint(checkpoint: Checkpoint) -> None:
+    """Fold, in place, a checkpoint that keeps the keys of `run` and `control` one channel
+    each (written before they were folded): their values into the two channels, and each
+    channel's version the newest of its keys'. A checkpoint without them is left as it is."""
+    values = checkpoint["channel_values"]
+    versions = checkpoint["channel_versions"]
+    for channel, keys in (("run", RUN_KEYS), ("control", CONTROL_KEYS)):
+        old = [k for k in keys if k in versions or k in values]
+        if not old:
+            continue
+        moved = {k: values.pop(k) for k in old if k in values}
+        if moved:
+            values[channel] = {**(values.get(channel) or {}), **moved}
+        stamps = [versions.pop(k) for k in old if k in versions]
+        if channel in versions:
+            stamps.append(versions[channel])
+        if stamps:
+            versions[channel] = max(stamps, key=counter_of)
+
+
+def _folded_input(value: Any) -> Any:
+    """A run's input or an update as the channels take it."""
+    if isinstance(value, Mapping):
+        return fold(value)
+    if isinstance(value, Command) and value.update is not None:
+        update = value.update
+        if isinstance(update, Mapping):
+            return dataclasses.replace(value, update=fold(update))
+        if isinstance(update, Sequence) and not isinstance(update, str):
+            pairs = [folded_write(*item) for item in update if isinstance(item, tuple)]
+            if len(pairs) == len(update):
+                return dataclasses.replace(value, update=pairs)
+    return value
+
+
+def _flat_payload(mode: str, payload: Any) -> Any:
+    if not isinstance(payload, dict):
+        return payload
+    if mode == "values":
+        return flat(payload) if "run" in payload or "control" in payload else payload
+    return {
+        node: flat(update) if isinstance(update, dict) else update
+        for node, update in payload.items()
+    }
+
+
+class _Chunks:
+    """How a stream call's chunks are shaped, and each one flattened accordingly."""
+
+    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], kwargs: Mapping[str, Any]):
+        mode = kwargs.get("stream_mode")
+        mode = graph.stream_mode if mode is None else mode
+        self.single = mode if isinstance(mode, str) else None
+        self.modes = {mode} if isinstance(mode, str) else set(mode)
+        self.subgraphs = bool(kwargs.get("subgraphs"))
+        self.v2 = kwargs.get("version") == "v2"
+        self.needed = not self.modes.isdisjoint(_VALUE_MODES)
+
+    def flat(self, chunk: Any) -> Any:
+        if not self.needed:
+            return chunk
+        if self.v2:
+            if isinstance(chunk, dict) and chunk.get("type") in _VALUE_MODES:
+                return {**chunk, "data": _flat_payload(chunk["type"], chunk.get("data"))}
+            return chunk
+        if self.single is not None:
+            if self.subgraphs and isinstance(chunk, tuple) and len(chunk) == 2:
+                return (chunk[0], _flat_payload(self.single, chunk[1]))
+            return _flat_payload(self.single, chunk)
+        if isinstance(chunk, tuple) and len(chunk) in (2, 3):
+            *head, mode, payload = chunk
+            return (*head, mode, _flat_payload(mode, payload))
+        return chunk
+
+
+def _flat_snapshot(snapshot: StateSnapshot) -> StateSnapshot:
+    values = snapshot.values
+    if isinstance(values, dict) and ("run" in values or "control" in values):
+        return snapshot._replace(values=flat(values))
+    return snapshot
+
+
+def _folded_updates(supersteps: Sequence[Sequence[StateUpdate]]) -> list[list[StateUpdate]]:
+    return [
+        [update._replace(values=_folded_input(update.values)) for update in step]
+        for step in supersteps
+    ]
+
+
+class FlatStateGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """A compiled agent graph whose state reads and writes as `AgentState` (flat)."""
+
+    def _migrate_checkpoint(self, checkpoint: Checkpoint) -> None:
+        super()._migrate_checkpoint(checkpoint)
+        fold_checkpoint(checkpoint)
+
+    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        return _flat_snapshot(super().get_state(config, subgraphs=subgraphs))
+
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        return _flat_snapshot(await super().aget_state(config, subgraphs=subgraphs))
+
+    def get_state_history(self, *args: Any, **kwargs: Any) -> Iterator[StateSnapshot]:
+        for snapshot in super().get_state_history(*args, **kwargs):
+            yield _flat_snapshot(snapshot)
+
+    async def aget_state_history(self, *args: Any, **kwargs: Any) -> AsyncIterator[StateSnapshot]:
+        async for snapshot in super().aget_state_history(*args, **kwargs):
+            yield _flat_snapshot(snapshot)
+
+    def bulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        return super().bulk_update_state(config, _folded_updates(supersteps))
+
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        return await super().abulk_update_state(config, _folded_updates(supersteps))
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        chunks = _Chunks(self, kwargs)
+        stream = cast(
+            Generator[Any, None, None], super().stream(_folded_input(input), config, **kwargs)
+        )
+        with closing(stream) as inner:
+            for chunk in inner:
+                yield chunks.flat(chunk)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        chunks = _Chunks(self, kwargs)
+        stream = cast(
+            AsyncGenerator[Any, None], super().astream(_folded_input(input), config, **kwargs)
+        )
+        async with aclosing(stream) as inner:
+            async for chunk in inner:
+                yield chunks.flat(chunk)

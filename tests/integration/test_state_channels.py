@@ -1,0 +1,131 @@
+"""The agent graph keeps 16 state keys in two channels (`run`, `control`) and is read and
+written flat all the same (`keel.graphs.flat_state.FlatStateGraph`): snapshots, history,
+`update_state`, streams and `ainvoke`, on every saver; a checkpoint written before the fold
+(`tests/fixtures/checkpoints_main_df80c4d.sqlite`) is folded as it loads and goes on."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from keel.checkpoints import open_saver
+from keel.config import Settings
+from keel.runtime import open_agent
+from keel.types import CONTROL_KEYS, RUN_KEYS
+
+FOLDED = RUN_KEYS | CONTROL_KEYS
+QUESTION = "Which 3 products had the highest revenue last month, and what was their total revenue?"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoints_main_df80c4d.sqlite"
+
+
+def _is_flat(values: Any) -> bool:
+    return isinstance(values, dict) and "run" not in values and "control" not in values
+
+
+async def _raw_channels(saver: BaseCheckpointSaver[Any], thread_id: str) -> set[str]:
+    """The channels the thread's latest stored checkpoint has versions for."""
+    found = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
+    assert found is not None
+    return set(found.checkpoint["channel_versions"])
+
+
+async def _stored_channels(settings: Settings, thread_id: str) -> set[str]:
+    async with open_saver(settings.checkpoint_url, settings.checkpoint_pool) as saver:
+        return await _raw_channels(saver, thread_id)
+
+
+async def test_the_keys_are_stored_in_two_channels_and_read_flat(
+    settings_factory: Callable[..., Settings], checkpoint_url: str
+) -> None:
+    settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
+    async with open_agent(settings) as agent:
+        assert {"run", "control"} <= set(agent.graph.channels)
+        assert not FOLDED & set(agent.graph.channels) and len(agent.graph.channels) <= 22
+        result = await agent.arun(QUESTION, thread_id="t")
+        assert result.success
+        assert agent.graph.checkpointer is not None
+        stored = await _raw_channels(agent.graph.checkpointer, "t")
+        assert {"run", "control"} <= stored and not FOLDED & stored
+
+        state = (await agent.graph.aget_state(agent.config("t"))).values
+        started = {"model_spec", "limits", "policy", "budget", "deadline", "iteration"}
+        assert _is_flat(state) and started | {"model_attempt", "repair_attempt"} <= set(state)
+        assert state["limits"]["max_iterations"] == agent.settings.limits.max_iterations
+        assert state["iteration"] >= 1 and state["model_spec"] == "scripted:sales"
+        history = [s async for s in agent.graph.aget_state_history(agent.config("t"))]
+        assert len(history) > 5 and all(_is_flat(s.values) for s in history)
+
+        await agent.graph.aupdate_state(agent.config("t"), {"iteration": 7, "repair_hint": "x"})
+        after = (await agent.graph.aget_state(agent.config("t"))).values
+        assert after["iteration"] == 7 and after["repair_hint"] == "x"
+        unchanged = {k: v for k, v in after.items() if k not in ("iteration", "repair_hint")}
+        assert unchanged == {
+            k: v for k, v in state.items() if k not in ("iteration", "repair_hint")
+        }
+
+
+async def test_streams_and_invoke_give_flat_values_and_updates(
+    settings_factory: Callable[..., Settings], checkpoint_url: str
+) -> None:
+    settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
+    async with open_agent(settings) as agent:
+        chunks = [
+            chunk
+            async for chunk in agent.graph.astream(
+                agent.start_state(QUESTION),
+                agent.config("s"),
+                context=agent.context,
+                stream_mode=["values", "updates"],
+            )
+        ]
+        values = [c for mode, c in chunks if mode == "values"]
+        updates = [c for mode, c in chunks if mode == "updates"]
+        assert values and all(_is_flat(v) for v in values)
+        assert values[-1]["outcome"]["success"] and values[-1]["iteration"] >= 1
+        reasons = [u["reason"] for u in updates if "reason" in u]
+        assert reasons and all(_is_flat(u) and "iteration_deadline" in u for u in reasons)
+
+        parts = [
+            part
+            async for part in agent.graph.astream(
+                agent.start_state(QUESTION),
+                agent.config("v2"),
+                context=agent.context,
+                stream_mode="values",
+                version="v2",
+            )
+        ]
+        assert parts and all(_is_flat(p["data"]) for p in parts)
+
+        out = await agent.graph.ainvoke(
+            agent.start_state(QUESTION), agent.config("i"), context=agent.context
+        )
+        assert _is_flat(out) and out["outcome"]["success"] and out["deadline"] > 0
+
+
+async def test_a_checkpoint_written_before_the_fold_resumes_and_is_stored_folded(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """df80c4d's `approval-pending` thread waits for approval of `sql_query`, its keys one
+    channel each: it reads flat, and once approved its run finishes, written folded."""
+    copy = tmp_path / "old.sqlite"
+    shutil.copy(FIXTURE, copy)
+    settings = settings_factory(
+        model="scripted:sales", checkpoint_url=f"sqlite:///{copy}", approval_tools=["sql_query"]
+    )
+    assert {"iteration", "limits"} <= await _stored_channels(settings, "approval-pending")
+    async with open_agent(settings) as agent:
+        waiting = await agent.astate("approval-pending")
+        assert _is_flat(waiting) and waiting["iteration"] == 0
+        assert waiting["limits"]["max_iterations"] > 0 and waiting["deadline"] > 0
+        result = await agent.aapprove("approval-pending")
+        assert result.success and "Their total revenue was" in result.output
+        done = await agent.astate("approval-pending")
+        assert _is_flat(done) and done["iteration"] >= 1
+    stored = await _stored_channels(settings, "approval-pending")
+    assert {"run", "control"} <= stored and not FOLDED & stored

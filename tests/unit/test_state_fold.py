@@ -1,0 +1,99 @@
+"""The agent state's fold (`keel.types`: `fold`, `flat`, `folded_write`) and the folding of a
+checkpoint written before it (`keel.graphs.flat_state.fold_checkpoint`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from keel.graphs.flat_state import fold_checkpoint
+from keel.types import CONTROL_KEYS, RUN_KEYS, flat, fold, folded_write, merge_keys
+
+FLAT: dict[str, Any] = {
+    "question": "q",
+    "run_id": "r1",
+    "tenant": "default",
+    "signal": "tools",
+    "model_spec": "scripted:sales",
+    "limits": {"max_iterations": 8},
+    "policy": {"tools": ["sql_query"], "approval": []},
+    "budget": {"usd": None, "tokens": None, "model_calls": None},
+    "deadline": 100.0,
+    "iteration": 2,
+    "iteration_deadline": None,
+    "model_attempt": 1,
+    "retry_delay_s": 0.5,
+    "tool_retry": {"call_1": "msg_1"},
+    "tool_attempt": 0,
+    "tried_tiers": ["standard"],
+    "repair_attempt": 0,
+    "repair_hint": None,
+    "rejected_output": None,
+    "summary_upto": 0,
+}
+
+
+def test_a_flat_state_folds_into_two_channels_and_back() -> None:
+    folded = fold(FLAT)
+    assert set(folded) == {"question", "run_id", "tenant", "signal", "run", "control"}
+    assert set(folded["run"]) == RUN_KEYS and set(folded["control"]) == CONTROL_KEYS
+    assert flat(folded) == FLAT
+
+
+def test_an_update_without_folded_keys_is_unchanged_and_a_state_without_channels_reads_as_is() -> (
+    None
+):
+    assert fold({"signal": "answer", "answer": "42"}) == {"signal": "answer", "answer": "42"}
+    assert flat({"question": "q", "iteration": 3}) == {"question": "q", "iteration": 3}
+
+
+def test_a_write_replaces_only_the_keys_it_names() -> None:
+    before = fold(FLAT)["control"]
+    after = merge_keys(before, fold({"iteration": 3, "tool_retry": None})["control"])
+    assert after == {**before, "iteration": 3, "tool_retry": None}
+    assert merge_keys({}, {"deadline": 1.0}) == {"deadline": 1.0}
+
+
+def test_a_single_write_to_a_key_stored_alone_before_goes_to_its_channel() -> None:
+    assert folded_write("iteration", 4) == ("control", {"iteration": 4})
+    assert folded_write("limits", {"x": 1}) == ("run", {"limits": {"x": 1}})
+    assert folded_write("messages", []) == ("messages", [])
+
+
+def _old_checkpoint() -> dict[str, Any]:
+    """A checkpoint as Keel wrote it before the fold: a channel per key."""
+    values = {k: v for k, v in FLAT.items() if k not in ("tool_retry", "repair_hint")}
+    versions = {k: f"a{i % 9 + 1}.tag{i}" for i, k in enumerate(FLAT)}
+    versions["iteration"] = "b12.newest"  # compact versions compare by their counter
+    versions["limits"] = "00000000000000000000000000000003.0.5"  # a stock version
+    versions["budget"] = "b10.x"  # the newest of the run-level keys
+    return {
+        "v": 4,
+        "id": "c1",
+        "ts": "",
+        "channel_values": values,
+        "channel_versions": versions,
+        "versions_seen": {"reason": {"branch:to:reason": "a3.z"}},
+        "updated_channels": None,
+    }
+
+
+def test_an_old_checkpoint_is_folded_with_each_channel_at_its_newest_keys_version() -> None:
+    checkpoint = _old_checkpoint()
+    fold_checkpoint(checkpoint)  # type: ignore[arg-type]
+    values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
+    assert not (RUN_KEYS | CONTROL_KEYS) & (set(values) | set(versions))
+    assert values["control"]["iteration"] == 2 and "tool_retry" not in values["control"]
+    assert values["run"]["limits"] == {"max_iterations": 8}
+    assert versions["control"] == "b12.newest"
+    assert versions["run"] == "b10.x"
+    assert checkpoint["versions_seen"] == {"reason": {"branch:to:reason": "a3.z"}}
+    assert flat(values) == {k: v for k, v in FLAT.items() if k not in ("tool_retry", "repair_hint")}
+
+
+def test_folding_a_folded_checkpoint_changes_nothing() -> None:
+    checkpoint = _old_checkpoint()
+    fold_checkpoint(checkpoint)  # type: ignore[arg-type]
+    again = copy.deepcopy(checkpoint)
+    fold_checkpoint(again)  # type: ignore[arg-type]
+    assert again == checkpoint
