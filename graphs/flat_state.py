@@ -68,7 +68,9 @@ def _folded_input(value: Any) -> Any:
 
 
 def _flat_payload(mode: str, payload: Any) -> Any:
-    if not isinstance(payload, dict):
+    """A `values` chunk (the state) or an `updates` chunk (node → update) flattened; any
+    other mode's payload as it is."""
+    if mode not in _VALUE_MODES or not isinstance(payload, dict):
         return payload
     if mode == "values":
         return flat(payload) if "run" in payload or "control" in payload else payload

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from keel.graphs.flat_state import fold_checkpoint
+from keel.graphs.flat_state import _flat_payload, fold_checkpoint
 from keel.types import CONTROL_KEYS, RUN_KEYS, flat, fold, folded_write, merge_keys
 
 FLAT: dict[str, Any] = {
@@ -97,3 +97,15 @@ def test_folding_a_folded_checkpoint_changes_nothing() -> None:
     again = copy.deepcopy(checkpoint)
     fold_checkpoint(again)  # type: ignore[arg-type]
     assert again == checkpoint
+
+
+def test_only_values_and_updates_chunks_are_flattened() -> None:
+    state = fold(FLAT)
+    assert _flat_payload("values", state) == FLAT
+    assert _flat_payload("updates", {"reason": fold({"iteration": 3})}) == {
+        "reason": {"iteration": 3}
+    }
+    custom = {"progress": {"run": {"step": 1}}}
+    assert _flat_payload("custom", custom) is custom
+    checkpoint = {"values": state, "next": ["act"]}
+    assert _flat_payload("checkpoints", checkpoint) is checkpoint
