@@ -165,6 +165,14 @@ class FlatStateGraph(CompiledStateGraph[Any, Any, Any, Any]):
             for chunk in inner:
                 yield chunks.flat(chunk)
 
+    def astream_channels(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """`astream` with the input folded but the chunks as the channels hold them, not
+        passed through another async generator: for a reader of keys stored flat alone
+        (the driver's observer reads `trace`, `usage` and `fatal_error`)."""
+        return super().astream(_folded_input(input), config, **kwargs)
+
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:

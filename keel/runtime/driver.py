@@ -22,6 +22,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
 from keel.checkpoints.outage import is_storage_outage
+from keel.graphs.flat_state import FlatStateGraph
 from keel.observability.observer import RunObserver, observe_run
 from keel.types import RunResult
 
@@ -220,6 +221,7 @@ async def _stream(
         agent.graph,
         payload,
         config,
+        channels=narrow,
         context=segment.context or agent.context,
         stream_mode=modes,
         durability=segment.durability or agent.settings.durability,
@@ -251,6 +253,7 @@ def stream_graph(
     config: RunnableConfig,
     *,
     stream_mode: Sequence[str],
+    channels: bool = False,
     **kwargs: Any,
 ) -> AsyncIterator[tuple[str, Any]]:
     """`graph.astream(payload, config, stream_mode=[…], **kwargs)`'s `(mode, chunk)` items,
@@ -263,13 +266,18 @@ def stream_graph(
     tagged `langsmith:hidden` are internal and skipped.
 
     Without `events` it is the graph's own stream, not passed through another async
-    generator (one step fewer for every chunk, two or three a graph step).
+    generator (one step fewer for every chunk, two or three a graph step). `channels`: an
+    agent graph's chunks as its channels hold them (`FlatStateGraph.astream_channels`, not
+    flattened), for a caller that reads only keys stored flat.
     """
     modes = [m for m in dict.fromkeys(stream_mode) if m != EVENTS]
     if EVENTS not in stream_mode:
+        stream = graph.astream
+        if channels and isinstance(graph, FlatStateGraph):
+            stream = graph.astream_channels
         return cast(
             AsyncIterator[tuple[str, Any]],
-            graph.astream(payload, config, stream_mode=modes, **kwargs),  # type: ignore[arg-type]
+            stream(payload, config, stream_mode=modes, **kwargs),  # type: ignore[arg-type]
         )
     return _with_events(graph, payload, config, modes, **kwargs)
 

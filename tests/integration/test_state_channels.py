@@ -129,3 +129,29 @@ async def test_a_checkpoint_written_before_the_fold_resumes_and_is_stored_folded
         assert _is_flat(done) and done["iteration"] >= 1
     stored = await _stored_channels(settings, "approval-pending")
     assert {"run", "control"} <= stored and not FOLDED & stored
+
+
+async def test_the_drivers_own_stream_reads_the_channels_as_stored(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """`stream_graph(..., channels=True)` (a run driven for its result alone: the observer
+    reads `trace`, `usage` and `fatal_error`) skips the flattening; without it, flat."""
+    from keel.runtime.driver import stream_graph
+
+    async with open_agent(settings_factory(model="scripted:sales")) as agent:
+        seen: dict[bool, list[Any]] = {}
+        for channels in (True, False):
+            seen[channels] = [
+                chunk
+                async for mode, chunk in stream_graph(
+                    agent.graph,
+                    agent.start_state(QUESTION),
+                    agent.config(f"d{channels}"),
+                    stream_mode=["updates"],
+                    channels=channels,
+                    context=agent.context,
+                )
+                if "reason" in chunk
+            ]
+        assert seen[True] and all("control" in c["reason"] for c in seen[True])
+        assert seen[False] and all(_is_flat(c["reason"]) for c in seen[False])
