@@ -244,7 +244,7 @@ def build_agent_graph(
     """
     graph = _AgentGraph(AgentChannels, context_schema=AgentContext)
     # Each node reads the whole state: saying so spares LangGraph inferring it from the
-    # node's first annotation (resolving every key of `AgentState` once per node).
+    # node's first annotation (resolving every key of its schema once per node).
     nodes = {
         "reason": cost_controlled(reason),
         "act": act,
