@@ -572,6 +572,12 @@ class Settings(BaseSettings):
     declare `requires_approval` themselves)."""
     limits: LimitSettings = LimitSettings()
     """Iterations, attempts and timeouts of one run."""
+    tool_threads: int | None = Field(None, ge=1, le=1024)
+    """Sync tool calls (`isolation="thread"`, the default for a sync tool) running at once in
+    the process, each on a thread of Keel's; more wait for one, their timeout running. Unset:
+    as many as Python's default thread pool, min(32, cores + 4): more threads, all busy, cost
+    CPU in hand-overs of the GIL. Raise it for sync tools that mostly wait (on the network),
+    or make them `async`. Process-wide: set by each `open_agent` that has it set."""
     retry: RetrySettings = RetrySettings()
     """Backoff between retries."""
     sql: SqlToolSettings = SqlToolSettings()

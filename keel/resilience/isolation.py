@@ -29,7 +29,14 @@ from typing import Any, Literal
 
 from keel.errors import ToolDefinitionError, ToolError
 
-__all__ = ["MAX_RUNNING", "check_importable", "run_in_process", "run_in_thread"]
+__all__ = [
+    "MAX_RUNNING",
+    "check_importable",
+    "run_in_process",
+    "run_in_thread",
+    "set_tool_threads",
+    "tool_threads",
+]
 
 _SPAWN = multiprocessing.get_context("spawn")
 KILL_WAIT_S = 5.0
@@ -39,8 +46,12 @@ Call = Callable[[], Callable[[], None]]
 """A call to run on a tool thread; it returns what reports its outcome."""
 IDLE_S = 30.0
 """How long an idle tool thread waits for another call before it exits."""
-MAX_RUNNING = 32
-"""Tool threads running calls at once, not counting calls their callers gave up on."""
+MAX_RUNNING = min(32, (os.cpu_count() or 1) + 4)
+"""Tool threads running calls at once by default, not counting calls their callers gave up
+on: as many as Python's own default thread pool (`ThreadPoolExecutor`, the event loop's
+`run_in_executor`) has. More, all busy, cost CPU in hand-overs of the GIL: at 1,000 runs
+at once on two cores, 32 threads cost the batch 5-10 % more CPU than 6 (issue 19).
+`KEEL_TOOL_THREADS` (`set_tool_threads`) raises it for sync tools that mostly wait."""
 
 
 class _Job:
@@ -72,12 +83,14 @@ class _Threads:
     queue, and each thread's memory).
 
     Under `_lock`: `_idle` is the threads waiting in `_calls` plus those being started,
-    less the calls queued (negative: calls waiting for a thread); `_threads` counts the
-    threads alive or being started, `_abandoned` those running an abandoned call.
+    less the calls (and the `None`s telling a thread to exit) queued (negative: calls
+    waiting for a thread); `_threads` counts the threads alive or being started,
+    `_abandoned` those running an abandoned call. A thread that ends a call while more than
+    `most` others (not abandoned) are alive exits instead of waiting for the next.
     """
 
     def __init__(self, idle_s: float = IDLE_S, most: int = MAX_RUNNING) -> None:
-        self._calls: queue.SimpleQueue[tuple[_Job, Call]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[_Job, Call] | None] = queue.SimpleQueue()
         self._wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -86,6 +99,24 @@ class _Threads:
         self._idle_s = idle_s
         self._most = most
         self._starter: threading.Thread | None = None
+
+    @property
+    def most(self) -> int:
+        return self._most
+
+    def resize(self, most: int) -> None:
+        """Let `most` calls run at once from now on. Calls waiting for a thread get one at
+        once if there is room now; under a lower cap, idle threads beyond it exit, and
+        running ones exit when their call ends."""
+        if most < 1:
+            raise ValueError(f"tool threads must be at least 1, got {most}")
+        with self._lock:
+            self._most = most
+            while self._idle < 0 and self._threads - self._abandoned < self._most:
+                self._more_if_needed()
+            for _ in range(min(self._threads - self._abandoned - most, self._idle)):
+                self._calls.put(None)  # an idle thread takes it and exits
+                self._idle -= 1
 
     def submit(self, call: Call) -> _Job:
         job = _Job()
@@ -131,7 +162,7 @@ class _Threads:
     def _work(self) -> None:
         while True:
             try:
-                job, call = self._calls.get(timeout=self._idle_s)
+                taken = self._calls.get(timeout=self._idle_s)
             except queue.Empty:
                 with self._lock:
                     if self._calls.empty():  # no call was handed over meanwhile
@@ -139,6 +170,11 @@ class _Threads:
                         self._threads -= 1
                         return
                 continue
+            if taken is None:  # the cap was lowered: one thread fewer
+                with self._lock:
+                    self._threads -= 1
+                return
+            job, call = taken
             with self._lock:
                 run = job.state == "queued"
                 job.state = "running" if run else job.state
@@ -147,11 +183,17 @@ class _Threads:
                 job.state = "done" if run else job.state
                 if job.abandoned:
                     self._abandoned -= 1
-                self._idle += 1
-            del job, call  # nothing of a finished call stays alive while the thread waits
+                surplus = self._threads - self._abandoned > self._most
+                if surplus:  # over the cap (lowered, or an abandoned call came back)
+                    self._threads -= 1
+                else:
+                    self._idle += 1
+            del job, call, taken  # nothing of a finished call stays alive while it waits
             if report is not None:
                 report()
                 del report
+            if surplus:
+                return
 
 
 _THREADS = _Threads()
@@ -160,10 +202,21 @@ _THREADS = _Threads()
 def _forget_threads() -> None:
     """A forked child has none of its parent's threads: start it with no idle ones."""
     global _THREADS
-    _THREADS = _Threads()
+    _THREADS = _Threads(most=_THREADS.most)
 
 
 os.register_at_fork(after_in_child=_forget_threads)
+
+
+def tool_threads() -> int:
+    """How many sync tool calls may run at once in this process (besides abandoned ones)."""
+    return _THREADS.most
+
+
+def set_tool_threads(most: int | None) -> None:
+    """Let `most` sync tool calls run at once in this process (None: `MAX_RUNNING`).
+    Process-wide, like the threads: `open_agent` applies `KEEL_TOOL_THREADS` when set."""
+    _THREADS.resize(MAX_RUNNING if most is None else most)
 
 
 async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str) -> Any:

@@ -38,6 +38,7 @@ from keel.graphs.start import run_start
 from keel.journal import ToolJournal
 from keel.nodes import AgentContext
 from keel.observability.tracing import Tracing
+from keel.resilience.isolation import set_tool_threads
 from keel.runtime.context import Progress
 from keel.runtime.driver import Driven, OnChunk, Segment, drive
 from keel.runtime.durable import DurableAgentMixin, nothing_to_resume, pending_nodes, unfinished
@@ -299,6 +300,8 @@ async def open_agent(
         caches=caches,
     )
     settings = context.settings
+    if settings.tool_threads is not None:
+        set_tool_threads(settings.tool_threads)
     tracing = Tracing.from_settings(settings)
     try:
         await tracing.start()

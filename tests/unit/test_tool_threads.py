@@ -15,6 +15,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ import pytest
 
 from keel.config import Settings, SqlToolSettings
 from keel.errors import ToolInputError
-from keel.resilience.isolation import MAX_RUNNING
+from keel.resilience.isolation import MAX_RUNNING, set_tool_threads, tool_threads
+from keel.runtime import open_agent
 from keel.tools import ToolContext, calculator, sql_query, tool
 
 HOSTILE = [
@@ -283,20 +286,7 @@ async def test_the_event_loop_never_waits_to_start_a_tool_thread(
 async def test_at_most_max_running_tool_threads_run_calls_at_once() -> None:
     """A thread per waiting call started ~900 threads for 1,000 runs (issue 19): a GIL
     queue, and each thread's memory. The rest wait for a thread to come free."""
-    lock = threading.Lock()
-    running, most = [0], [0]
-
-    @tool
-    def busy() -> str:
-        """Hold a thread for a moment."""
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.2)
-        with lock:
-            running[0] -= 1
-        return "ok"
-
+    busy, most = _busy(0.2)
     ctx = ToolContext(Settings(), tool_call_id="c1")
     calls = [busy.invoke(busy.validate({}), ctx) for _ in range(MAX_RUNNING + 16)]
     assert await asyncio.wait_for(asyncio.gather(*calls), 20) == ["ok"] * (MAX_RUNNING + 16)
@@ -318,3 +308,77 @@ async def test_abandoned_calls_do_not_use_up_the_tool_threads() -> None:
         assert await asyncio.wait_for(quick.invoke(quick.validate({}), ctx), 2.0) == "quick"
     finally:
         release.set()
+
+
+def _busy(hold_s: float) -> tuple[Any, list[int]]:
+    """A sync tool that holds its thread `hold_s`, and the most calls seen running at once."""
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    @tool
+    def busy() -> str:
+        """Hold a thread for a moment."""
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(hold_s)
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    return busy, most
+
+
+@pytest.fixture
+def default_tool_threads() -> Iterator[None]:
+    """The process-wide cap put back after the test."""
+    yield
+    set_tool_threads(None)
+
+
+def test_the_default_cap_is_python_s_own_thread_pool_size() -> None:
+    """32 threads, all busy, cost a 1,000-run batch 5-10 % more CPU on two cores than the
+    6 of Python's default pool, which raw LangGraph's `ToolNode` runs sync tools on."""
+    with ThreadPoolExecutor() as pool:
+        assert MAX_RUNNING == pool._max_workers
+    assert tool_threads() == MAX_RUNNING
+
+
+async def test_set_tool_threads_caps_the_calls_running_at_once(
+    default_tool_threads: None,
+) -> None:
+    busy, most = _busy(0.05)
+    set_tool_threads(2)
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    calls = [busy.invoke(busy.validate({}), ctx) for _ in range(8)]
+    assert await asyncio.wait_for(asyncio.gather(*calls), 20) == ["ok"] * 8
+    assert most[0] <= 2, most[0]
+
+
+async def test_a_raised_cap_starts_threads_for_the_calls_waiting(
+    default_tool_threads: None,
+) -> None:
+    """Calls queued behind a cap of 1 run as soon as it is raised, not one after another."""
+    busy, most = _busy(0.5)
+    set_tool_threads(1)
+    ctx = ToolContext(Settings(), tool_call_id="c1")
+    calls = asyncio.gather(*(busy.invoke(busy.validate({}), ctx) for _ in range(4)))
+    await asyncio.sleep(0.1)  # one runs, three wait
+    set_tool_threads(4)
+    assert await asyncio.wait_for(calls, 20) == ["ok"] * 4
+    assert most[0] >= 3, most[0]
+
+
+def test_a_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        set_tool_threads(0)
+    assert tool_threads() == MAX_RUNNING
+
+
+async def test_keel_tool_threads_applies_when_an_agent_opens(
+    settings_factory: Callable[..., Settings], default_tool_threads: None
+) -> None:
+    async with open_agent(settings_factory(model="scripted:echo", tool_threads=3)):
+        assert tool_threads() == 3
+    async with open_agent(settings_factory(model="scripted:echo")):
+        assert tool_threads() == 3, "unset leaves the process's cap as it is"
