@@ -3,6 +3,7 @@
 ```bash
 nice -n 10 .venv/bin/python -m bench.concurrency                     # memory and Postgres
 nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --runs 200 --repeat 1
+nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --together --repeat 4
 ```
 Both sides run `bench.workload` (six scripted model calls, five tool calls on the sample
 database, `durability="sync"`), Keel with its default safeguards and raw LangGraph's
@@ -24,6 +25,16 @@ Keel's timeouts are set to an hour (`LIMITS`): still checked before every call, 
 enough for a thousand runs sharing a busy machine's CPU.
 The sides alternate (Keel, raw, Keel, raw, …), `--repeat` times (default 3); the ratios
 are printed per repeat and as their range, with the load average.
+
+`--together` runs each repeat's two children at the same time instead, each pinned to a core
+of its own (`sched_setaffinity`), and swaps their cores every repeat. On a shared machine
+whose speed drifts from one half-minute to the next, the two sides then share the drift
+instead of meeting different halves of it: on the 2-core machine of 2026-12-07 the
+alternating ratios spread 0.77–1.19 over nine repeats of the same code, the ratios run
+together 0.90–0.95 over four. Each side has one core then, not two (its tool threads share
+it), so its ratio answers the same question on a smaller machine; it needs two cores. Use
+an even `--repeat`, so each side has each core as often: cores differ (core 0 takes the
+interrupts).
 
 `--gc service` gives both sides the collector settings `keel serve` and `keel worker` use
 (`keel.runtime.gc_tuning`: first-generation threshold 50,000, start-up objects frozen once
@@ -127,7 +138,7 @@ async def child(
         hwm = reset_peak()
         stop, samples = asyncio.Event(), [before]
         sampler = None if hwm else asyncio.create_task(sample_peak(stop, samples))
-        cpu, started = time.process_time(), time.perf_counter()
+        cpu, started, started_at = time.process_time(), time.perf_counter(), time.time()
         outcomes = await asyncio.gather(
             *(run(new_thread()) for _ in range(runs)), return_exceptions=True
         )
@@ -148,6 +159,8 @@ async def child(
         "throughput": runs / wall,
         "rss_per_run_kb": (peak - before) / runs / 1024,
         "peak_from": "VmHWM" if hwm else "sampled",
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "batch_s": [started_at, started_at + wall],
     }
 
 
@@ -155,21 +168,60 @@ async def child(
 
 
 async def measure(
-    side: Side, saver: str, runs: int, latency_s: float, tmp: Path, gc_mode: str
+    side: Side,
+    saver: str,
+    runs: int,
+    latency_s: float,
+    tmp: Path,
+    gc_mode: str,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
-    """One batch of `side` in a fresh process, on a store of its own."""
+    """One batch of `side` in a fresh process (on core `cpu` alone when given), on a store
+    of its own."""
     home = tmp / f"{side}-{uuid.uuid4().hex[:6]}"
     if saver == "memory":
-        return spawn(side, "memory://", runs, latency_s, home, gc_mode)
+        return await asyncio.to_thread(
+            spawn, side, "memory://", runs, latency_s, home, gc_mode, cpu
+        )
     async with scratch_database(side) as url:
-        return await asyncio.to_thread(spawn, side, url, runs, latency_s, home, gc_mode)
+        return await asyncio.to_thread(spawn, side, url, runs, latency_s, home, gc_mode, cpu)
+
+
+async def measure_pair(
+    saver: str, runs: int, latency_s: float, tmp: Path, gc_mode: str, cores: tuple[int, int] | None
+) -> dict[Side, dict[str, Any]]:
+    """One batch of each side: one after the other (`cores` None), or both at once, Keel on
+    `cores[0]` and raw on `cores[1]`."""
+    if cores is None:
+        return {side: await measure(side, saver, runs, latency_s, tmp, gc_mode) for side in SIDES}
+    keel, raw = await asyncio.gather(
+        *(
+            measure(s, saver, runs, latency_s, tmp, gc_mode, c)
+            for s, c in zip(SIDES, cores, strict=True)
+        )
+    )
+    return {"keel": keel, "textbook": raw}
+
+
+def two_cores() -> tuple[int, int]:
+    """The first two cores this process may run on (`--together` needs two)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit(f"--together needs two cores; this process may use {cores}")
+    return cores[0], cores[1]
 
 
 def spawn(
-    side: Side, url: str, runs: int, latency_s: float, home: Path, gc_mode: str
+    side: Side,
+    url: str,
+    runs: int,
+    latency_s: float,
+    home: Path,
+    gc_mode: str,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.concurrency", "--child", side, url, str(runs)]
-    cmd += [str(latency_s), str(home), gc_mode]
+    cmd += [str(latency_s), str(home), gc_mode, "" if cpu is None else str(cpu)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{side} child failed:\n{done.stderr[-3000:]}")
@@ -194,23 +246,39 @@ def load() -> str:
 
 
 async def main(
-    savers: list[str], runs: int, latency_ms: float, repeat: int, gc_mode: str = "default"
+    savers: list[str],
+    runs: int,
+    latency_ms: float,
+    repeat: int,
+    gc_mode: str = "default",
+    together: bool = False,
 ) -> int:
+    cores = two_cores() if together else None
     print(
         f"{runs} concurrent runs, {latency_ms:g} ms a model call; same work each side "
         f"(6 model calls, 5 tool calls, durability sync); Keel against the textbook loop; "
-        f"collector settings: {gc_mode} on both sides"
+        f"collector settings: {gc_mode} on both sides; "
+        + (
+            "both sides at once, each on a core of its own, swapped every repeat"
+            if cores
+            else "one side after the other, each on every core"
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         for saver in savers:
             print(f"\n{saver}:", flush=True)
             ratios, extra = [], []
             for i in range(1, repeat + 1):
-                got = {
-                    side: await measure(side, saver, runs, latency_ms / 1000, Path(tmp), gc_mode)
-                    for side in SIDES
-                }
+                pinned = cores if cores is None or i % 2 else (cores[1], cores[0])
+                got = await measure_pair(saver, runs, latency_ms / 1000, Path(tmp), gc_mode, pinned)
                 keel, raw = got["keel"], got["textbook"]
+                where = ""
+                if pinned:
+                    if [keel["cpus"], raw["cpus"]] != [[pinned[0]], [pinned[1]]]:
+                        raise RuntimeError(
+                            f"a child ran on other cores: {keel['cpus']}, {raw['cpus']}"
+                        )
+                    where = f"; keel on core {pinned[0]}, raw on core {pinned[1]}"
                 ratios.append(keel["throughput"] / raw["throughput"])
                 extra.append(keel["rss_per_run_kb"] - raw["rss_per_run_kb"])
                 print(
@@ -218,7 +286,7 @@ async def main(
                     f"{raw['throughput']:6.1f} (ratio {ratios[-1]:.2f}); RSS KB/run keel "
                     f"{keel['rss_per_run_kb']:6.1f} raw {raw['rss_per_run_kb']:6.1f} "
                     f"({extra[-1]:+.1f}); CPU s keel {keel['cpu_s']:.1f} raw {raw['cpu_s']:.1f}; "
-                    f"load {load()}",
+                    f"load {load()}{where}",
                     flush=True,
                 )
             print(
@@ -232,7 +300,9 @@ async def main(
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        side, url, n, latency, home, gc_mode = sys.argv[2:8]
+        side, url, n, latency, home, gc_mode, cpu = sys.argv[2:9]
+        if cpu:  # before any thread starts: every thread of the child inherits it
+            os.sched_setaffinity(0, {int(cpu)})
         out = asyncio.run(child(side, url, int(n), float(latency), Path(home), gc_mode))  # type: ignore[arg-type]
         print(json.dumps(out))
         sys.exit(0)
@@ -247,5 +317,14 @@ if __name__ == "__main__":
         default="default",
         help="collector settings of both sides: Python's, or keel serve/worker's",
     )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="both sides at once, each pinned to a core of its own (swapped every repeat)",
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.savers, args.runs, args.latency_ms, args.repeat, args.gc)))
+    sys.exit(
+        asyncio.run(
+            main(args.savers, args.runs, args.latency_ms, args.repeat, args.gc, args.together)
+        )
+    )

@@ -3,7 +3,9 @@ both sides' children did every run's scripted work and the report has its ratios
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,33 @@ async def test_both_sides_can_run_with_the_services_collector_settings(
     out = capsys.readouterr().out
     assert "collector settings: service on both sides" in out
     assert re.search(r"repeat 1: runs/s keel +[\d.]+ raw +[\d.]+ \(ratio [\d.]+\)", out), out
+
+
+TWO_CORES = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+
+
+@TWO_CORES
+async def test_together_runs_both_sides_at_once_each_on_its_own_core(tmp_path: Path) -> None:
+    """What each child reports of itself: the one core it was given, and a batch that
+    overlaps the other side's."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    got = await concurrency.measure_pair(
+        "memory", 6, 0.3, tmp_path, "default", (cores[1], cores[0])
+    )
+    keel, raw = got["keel"], got["textbook"]
+    assert (keel["cpus"], raw["cpus"]) == ([cores[1]], [cores[0]])
+    assert keel["batch_s"][0] < raw["batch_s"][1] and raw["batch_s"][0] < keel["batch_s"][1]
+
+
+@TWO_CORES
+async def test_together_swaps_the_cores_every_repeat(capsys: pytest.CaptureFixture[str]) -> None:
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    assert await concurrency.main(["memory"], runs=6, latency_ms=20, repeat=2, together=True) == 0
+    out = capsys.readouterr().out
+    assert "both sides at once" in out
+    assert f"keel on core {cores[0]}, raw on core {cores[1]}" in out
+    assert f"keel on core {cores[1]}, raw on core {cores[0]}" in out
+    assert re.search(r"throughput Keel / raw +[\d.]+–[\d.]+", out), out
 
 
 def test_a_child_that_misses_the_scripted_work_fails_the_benchmark(tmp_path: object) -> None:
