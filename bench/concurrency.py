@@ -34,7 +34,8 @@ alternating ratios spread 0.77–1.19 over nine repeats of the same code, the ra
 together 0.90–0.95 over four. Each side has one core then, not two (its tool threads share
 it), so its ratio answers the same question on a smaller machine; it needs two cores. Use
 an even `--repeat`, so each side has each core as often: cores differ (core 0 takes the
-interrupts).
+interrupts). With `--savers postgres` the server's backends are not pinned: both sides'
+share the two cores with the children.
 
 `--gc service` gives both sides the collector settings `keel serve` and `keel worker` use
 (`keel.runtime.gc_tuning`: first-generation threshold 50,000, start-up objects frozen once

@@ -50,7 +50,8 @@ MAX_RUNNING = min(32, (os.cpu_count() or 1) + 4)
 """Tool threads running calls at once by default, not counting calls their callers gave up
 on: as many as Python's own default thread pool (`ThreadPoolExecutor`, the event loop's
 `run_in_executor`) has. More, all busy, cost CPU in hand-overs of the GIL: at 1,000 runs
-at once on two cores, 32 threads cost the batch 5-10 % more CPU than 6 (issue 19).
+at once on two cores, 32 threads cost a batch 5-15 % more CPU than 6 (7 % on average in
+`bench.concurrency`; issue 19).
 `KEEL_TOOL_THREADS` (`set_tool_threads`) raises it for sync tools that mostly wait."""
 
 
@@ -85,8 +86,9 @@ class _Threads:
     Under `_lock`: `_idle` is the threads waiting in `_calls` plus those being started,
     less the calls (and the `None`s telling a thread to exit) queued (negative: calls
     waiting for a thread); `_threads` counts the threads alive or being started,
-    `_abandoned` those running an abandoned call. A thread that ends a call while more than
-    `most` others (not abandoned) are alive exits instead of waiting for the next.
+    `_abandoned` those running an abandoned call. `_room()` is how many more threads the cap
+    allows (negative: that many too many); a thread that ends a call while it is negative
+    exits instead of waiting for the next.
     """
 
     def __init__(self, idle_s: float = IDLE_S, most: int = MAX_RUNNING) -> None:
@@ -112,9 +114,9 @@ class _Threads:
             raise ValueError(f"tool threads must be at least 1, got {most}")
         with self._lock:
             self._most = most
-            while self._idle < 0 and self._threads - self._abandoned < self._most:
-                self._more_if_needed()
-            for _ in range(min(self._threads - self._abandoned - most, self._idle)):
+            while self._more_if_needed():
+                pass
+            for _ in range(min(-self._room(), self._idle)):
                 self._calls.put(None)  # an idle thread takes it and exits
                 self._idle -= 1
 
@@ -137,9 +139,15 @@ class _Threads:
                 self._abandoned += 1
                 self._more_if_needed()
 
-    def _more_if_needed(self) -> None:
-        """With `_lock` held: ask for a thread if a call waits and there is room."""
-        if self._idle < 0 and self._threads - self._abandoned < self._most:
+    def _room(self) -> int:
+        """With `_lock` held: threads the cap allows beyond those alive or being started,
+        not counting the ones running abandoned calls (negative: that many too many)."""
+        return self._most - (self._threads - self._abandoned)
+
+    def _more_if_needed(self) -> bool:
+        """With `_lock` held: ask for a thread if a call waits and there is room (True if
+        it did)."""
+        if self._idle < 0 and self._room() > 0:
             self._idle += 1
             self._threads += 1
             if self._starter is None:
@@ -148,6 +156,8 @@ class _Threads:
                 )
                 self._starter.start()  # once per process
             self._wanted.put(None)
+            return True
+        return False
 
     def _start_threads(self) -> None:
         while True:
@@ -183,7 +193,7 @@ class _Threads:
                 job.state = "done" if run else job.state
                 if job.abandoned:
                     self._abandoned -= 1
-                surplus = self._threads - self._abandoned > self._most
+                surplus = self._room() < 0
                 if surplus:  # over the cap (lowered, or an abandoned call came back)
                     self._threads -= 1
                 else:
