@@ -306,17 +306,19 @@ async def test_storage_per_turn_is_flat_and_less_with_retention(
         """Look a topic up."""
         return f"{topic}: 42 rows, total 1234.50"
 
+    # every turn's text is the same length (`02d`): turn 10's two-digit numbers in five places
+    # added ~50 bytes to a pruned Postgres turn of ~220, enough to fail `drift` by itself
     def script(messages: list[Any], info: CallInfo) -> AIMessage | str:
         turn = sum(isinstance(m, HumanMessage) for m in messages)
         if isinstance(messages[-1], ToolMessage):
-            return f"Turn {turn}: 42 rows with a total of 1234.50."
-        return call("lookup", {"topic": f"topic {turn}"}, f"t{turn}")
+            return f"Turn {turn:02d}: 42 rows with a total of 1234.50."
+        return call("lookup", {"topic": f"topic {turn:02d}"}, f"t{turn:02d}")
 
     async def added_per_turn(agent: Any, thread_id: str, keep: int | None) -> list[int]:
         """Bytes each of turns 3..10 adds (turn 2 may still fill the first K checkpoints)."""
         sizes = []
         for turn in range(1, 11):
-            result = await agent.arun(f"question number {turn}", thread_id=thread_id)
+            result = await agent.arun(f"question number {turn:02d}", thread_id=thread_id)
             assert result.success, result.error
             if keep:
                 await agent.aprune(RetentionPolicy(keep_last=keep))
