@@ -108,6 +108,21 @@ QUEUE_DEPTH = Gauge(
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 Outcome = Literal["ok", "error"]
 
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)` (in the order of its label names), remembered.
+    prometheus-client checks the values and takes a lock on every `labels()` (1.2 µs
+    positional, 1.8 µs by name, against 0.15 µs for this look-up), and a run records about
+    thirty values (issue 19). The children are the ones prometheus-client keeps anyway;
+    label values are bounded sets, so this map is too."""
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
 
 def record_run(
     *,
@@ -119,15 +134,15 @@ def record_run(
     cost: float,
 ) -> None:
     """A finished run: `status` is `success`, `failed`, `interrupted` or `error`."""
-    RUNS.labels(status=status, tier=tier).inc()
-    RUN_SECONDS.labels(status=status).observe(seconds)
+    _child(RUNS, status, tier).inc()
+    _child(RUN_SECONDS, status).observe(seconds)
     RUN_ITERATIONS.observe(iterations)
     RUN_TOKENS.observe(tokens)
     RUN_COST.observe(cost)
     if tokens:
-        TOKENS_TOTAL.labels(tier=tier).inc(tokens)
+        _child(TOKENS_TOTAL, tier).inc(tokens)
     if cost:
-        COST_TOTAL.labels(tier=tier).inc(cost)
+        _child(COST_TOTAL, tier).inc(cost)
 
 
 def run_in_flight(delta: int) -> None:
@@ -136,60 +151,60 @@ def run_in_flight(delta: int) -> None:
 
 
 def record_model_call(model: str, outcome: Outcome, seconds: float) -> None:
-    MODEL_CALLS.labels(model=model, outcome=outcome).inc()
-    MODEL_SECONDS.labels(model=model).observe(seconds)
+    _child(MODEL_CALLS, model, outcome).inc()
+    _child(MODEL_SECONDS, model).observe(seconds)
 
 
 def record_tool_call(tool: str, outcome: Outcome, seconds: float) -> None:
-    TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
-    TOOL_SECONDS.labels(tool=tool).observe(seconds)
+    _child(TOOL_CALLS, tool, outcome).inc()
+    _child(TOOL_SECONDS, tool).observe(seconds)
 
 
 def record_retry(error_code: str | None) -> None:
-    RETRIES.labels(error_code=error_code or "unknown").inc()
+    _child(RETRIES, error_code or "unknown").inc()
 
 
 def record_repair(error_code: str | None) -> None:
-    REPAIRS.labels(error_code=error_code or "unknown").inc()
+    _child(REPAIRS, error_code or "unknown").inc()
 
 
 def record_fallback(error_code: str | None) -> None:
-    FALLBACKS.labels(error_code=error_code or "unknown").inc()
+    _child(FALLBACKS, error_code or "unknown").inc()
 
 
 def record_breaker_state(breaker: str, state: str) -> None:
     """A breaker moved to `state` (`closed`, `half_open` or `open`)."""
-    BREAKER_STATE.labels(breaker=breaker).set(BREAKER_STATES[state])
-    BREAKER_CHANGES.labels(breaker=breaker, to=state.replace("-", "_")).inc()
+    _child(BREAKER_STATE, breaker).set(BREAKER_STATES[state])
+    _child(BREAKER_CHANGES, breaker, state.replace("-", "_")).inc()
 
 
 def record_rate_limit_wait(limiter: str, seconds: float) -> None:
-    RATE_LIMIT_WAIT.labels(limiter=limiter).observe(seconds)
+    _child(RATE_LIMIT_WAIT, limiter).observe(seconds)
 
 
 def record_cache(cache: str, hit: bool) -> None:
     """A look-up in `cache` (`model`, `tool`, `run`, …)."""
-    CACHE.labels(cache=cache, result="hit" if hit else "miss").inc()
+    _child(CACHE, cache, "hit" if hit else "miss").inc()
 
 
 def record_budget_decision(decision: str) -> None:
     """`allow`, `downgrade`, `deny`, … (a short fixed vocabulary)."""
-    BUDGET.labels(decision=decision).inc()
+    _child(BUDGET, decision).inc()
 
 
 def record_webhook(outcome: Literal["delivered", "failed", "rejected", "abandoned"]) -> None:
     """A run's webhook ended: `delivered` (2xx), `failed` (retries used up), `rejected` (a
     4xx, not retried), `abandoned` (still pending when the process stopped)."""
-    WEBHOOKS.labels(outcome=outcome).inc()
+    _child(WEBHOOKS, outcome).inc()
 
 
 def record_webhook_attempt(result: str) -> None:
     """One POST: `2xx`, `3xx`, `4xx`, `5xx` or `connect_error` / `timeout`."""
-    WEBHOOK_ATTEMPTS.labels(result=result).inc()
+    _child(WEBHOOK_ATTEMPTS, result).inc()
 
 
 def set_queue_depth(queue: str, depth: int) -> None:
-    QUEUE_DEPTH.labels(queue=queue).set(depth)
+    _child(QUEUE_DEPTH, queue).set(depth)
 
 
 def is_multiprocess() -> bool:
