@@ -33,6 +33,12 @@ PIECES = [
     "ſecret=1",
     "baſic dXNlcjpwYXNzd29yZA==",
     '{"rows": [["Laptop", 1200.5]], "row_count": 1}',
+    "Laptop Basic ($95,293.70)",
+    "Basic\tdXNlcjpwYXNzd29yZA==",
+    "bearer\x0btok.en",
+    "Bearer\n\neyJhbGciOi",
+    "a bearer, basically",
+    "Basic",
     "SELECT name FROM products",
     " ",
     "-",
@@ -70,6 +76,18 @@ def test_masks_exactly_what_the_expressions_mask(redactor: Redactor) -> None:
         texts.append(text[cut:] + text[:cut])
     for text in texts:
         assert redactor.text(text) == reference(redactor, text), text
+
+
+def test_bearer_and_basic_without_a_token_after_them_skip_the_expressions() -> None:
+    """`Basic` or `Bearer` followed by whitespace and a token character may be a credential;
+    the words in ordinary text (a product name) cannot match, and are not run through every
+    pattern."""
+    prefilter = Redactor()._compile()[1]
+    assert prefilter is not None
+    for text in ("Laptop Basic ($95,293.70)", '["Laptop Basic", 95293.7]', "a bearer, basic"):
+        assert not prefilter(text, text.lower()), text
+    for text in ("Basic dXNlcjpwYXNzd29yZA==", "auth: bearer\tabc", "BEARER abc.def"):
+        assert prefilter(text, text.lower()), text
 
 
 def test_a_secret_after_long_plain_text_is_masked() -> None:
