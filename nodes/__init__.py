@@ -23,6 +23,7 @@ from keel.nodes._cost_gate import cost_controlled
 from keel.nodes._degrade import DIRECT_ANSWER_MAX_TOKENS, DIRECT_ANSWER_PROMPT
 from keel.nodes._durable import Decision, ReviewRequest
 from keel.nodes._grounding import check_grounded, check_no_unrun_query, ungrounded_numbers
+from keel.nodes._model_gate import estimate_request
 from keel.nodes._prompt import bound_model, reason_estimate, reason_request
 from keel.nodes._records import changes, text_of
 from keel.nodes._tokens import estimate_tokens
@@ -75,6 +76,7 @@ __all__ = [
     "cost_controlled",
     "cut",
     "date_hints",
+    "estimate_request",
     "estimate_tokens",
     "fallback",
     "finish",

@@ -81,6 +81,9 @@ class ModelRequest:
     None: measured from `tools`."""
     cache_read: bool = True
     """False on a repair pass: the reply being repaired must not be read back."""
+    prompt_tokens: int | None = None
+    """The estimate of `prompt` with the tool schemas, when already made (`reason`'s
+    prompt was estimated by the cost gate); None: made from `prompt` and the tools."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,12 @@ class GatedReply:
 def estimate_request(request: ModelRequest) -> CallEstimate:
     """The worst case of `request`: its prompt and tools, plus a reply of `max_tokens`."""
     ctx = request.ctx
-    tool_chars = request.tool_chars
-    if tool_chars is None:
-        tool_chars = sum(len(json.dumps(t, default=str)) for t in request.tools)
-    prompt = estimate_tokens(request.prompt, tool_chars)
+    prompt = request.prompt_tokens
+    if prompt is None:
+        tool_chars = request.tool_chars
+        if tool_chars is None:
+            tool_chars = sum(len(json.dumps(t, default=str)) for t in request.tools)
+        prompt = estimate_tokens(request.prompt, tool_chars)
     return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -20,7 +20,7 @@ from keel.nodes._compaction import compact_history, system_tokens
 from keel.nodes._model_gate import ModelRequest
 from keel.nodes._records import text_of
 from keel.nodes._tokens import estimate_tokens
-from keel.nodes.context import AgentContext
+from keel.nodes.context import AgentContext, PromptMemo
 from keel.nodes.react_protocol import REACT_STOP, format_observation, react_instructions
 from keel.tools.sql_context import date_context
 from keel.types import AgentState
@@ -37,6 +37,12 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
     The cost gate estimates this prompt right before `reason` builds it for the call, so the
     last one made with `ctx` is reused when nothing it is made from has changed (the same
     history list, still holding the same number of messages, and the same keys)."""
+    return list(_prompt_entry(state, ctx)[2])
+
+
+def _prompt_entry(state: AgentState, ctx: AgentContext) -> PromptMemo:
+    """`build_prompt`'s memo entry for `state`: the history it was made from, its key, the
+    prompt, and the prompt's estimates so far (by the tool schemas' size)."""
     messages = state.get("messages", [])
     today = date.fromtimestamp(ctx.clock())
     key = (
@@ -50,7 +56,7 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
     )
     memo = ctx.prompt_memo
     if memo and memo[0][0] is messages and memo[0][1] == key:
-        return cast(list[BaseMessage], list(memo[0][2]))
+        return memo[0]
     history: list[BaseMessage] = compact_history(
         list(messages),
         ctx.settings.compaction,
@@ -65,8 +71,18 @@ def build_prompt(state: AgentState, ctx: AgentContext) -> list[BaseMessage]:
         system = f"{system}\n\n{instructions}"
         history = [_as_react_text(m) for m in history]
     prompt = [SystemMessage(system), *history, *repair_exchange(state)]
-    memo[:] = [(messages, key, list(prompt))]  # holds `messages`: its id stays its own
-    return prompt
+    entry: PromptMemo = (messages, key, prompt, {})
+    memo[:] = [entry]  # holds `messages`: its id stays its own
+    return entry
+
+
+def _prompt_tokens(entry: PromptMemo, tool_chars: int) -> int:
+    """The estimate of a memo entry's prompt with tool schemas of `tool_chars` characters,
+    made once: the cost gate's fitting and the model gate's check ask for the same one."""
+    tokens = entry[3].get(tool_chars)
+    if tokens is None:
+        tokens = entry[3][tool_chars] = estimate_tokens(entry[2], tool_chars)
+    return tokens
 
 
 def bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
@@ -89,15 +105,18 @@ def reason_request(state: AgentState, ctx: AgentContext, deadline: float) -> Mod
     """`reason`'s call on `ctx`'s tier: the prompt, and the tools bound (native) or the
     ReAct stop words; a repair pass does not read the model-response cache."""
     native = ctx.mode == "native"
+    entry = _prompt_entry(state, ctx)
+    tool_chars = ctx.tools.schema_chars if native else 0
     return ModelRequest(
         "reason",
         ctx,
-        build_prompt(state, ctx),
+        list(entry[2]),
         deadline,
         model=bound_model(ctx),
         tools=ctx.tools.openai_schemas() if native else (),
-        tool_chars=ctx.tools.schema_chars if native else 0,
+        tool_chars=tool_chars,
         cache_read=state.get("signal") != "repair",
+        prompt_tokens=_prompt_tokens(entry, tool_chars),
     )
 
 
@@ -105,7 +124,7 @@ def reason_estimate(state: AgentState, ctx: AgentContext) -> CallEstimate:
     """The worst case of `reason`'s next call on `ctx`'s tier, without binding its model:
     the prompt, the tool schemas (native) and `max_tokens` of reply."""
     tool_chars = ctx.tools.schema_chars if ctx.mode == "native" else 0
-    prompt = estimate_tokens(build_prompt(state, ctx), tool_chars)
+    prompt = _prompt_tokens(_prompt_entry(state, ctx), tool_chars)
     return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 

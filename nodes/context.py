@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 
 from keel.cache import Caches
 from keel.config import ModelPrice, Settings
@@ -22,9 +23,12 @@ from keel.journal import ToolJournal
 from keel.resilience import Resilience
 from keel.tools.registry import ToolRegistry
 
-__all__ = ["AgentContext", "ModelBinding", "ReasoningMode"]
+__all__ = ["AgentContext", "ModelBinding", "PromptMemo", "ReasoningMode"]
 
 ReasoningMode = Literal["native", "react"]
+PromptMemo = tuple[object, tuple[object, ...], list[BaseMessage], dict[int, int]]
+"""`build_prompt`'s last prompt: the history list it was made from, what else it was made
+from, the prompt, and its token estimates by the tool schemas' size."""
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Keel, a careful data assistant. Use the tools to look facts up instead of "
@@ -77,7 +81,7 @@ class AgentContext:
         default_factory=dict, init=False, repr=False, compare=False
     )
     """`with_tier`'s results, made once per tier (nodes ask on every step)."""
-    prompt_memo: list[tuple[object, tuple[object, ...], list[object]]] = field(
+    prompt_memo: list[PromptMemo] = field(
         default_factory=list, init=False, repr=False, compare=False
     )
     """The last prompt `build_prompt` made with this context (the cost gate's estimate and

@@ -16,6 +16,7 @@ from keel.cost.accounting import estimate_tokens as reference_estimate
 from keel.nodes import (
     SUMMARY_MAX_CHARS,
     bound_model,
+    estimate_request,
     estimate_tokens,
     reason_estimate,
     reason_request,
@@ -140,6 +141,13 @@ def test_the_estimate_and_the_call_share_one_prompt_until_the_state_changes() ->
         == reference_estimate(request.prompt, [copy.deepcopy(s) for s in registry.openai_schemas()])
         + ctx.settings.max_tokens
     )
+    # the model gate checks the estimate the cost gate made, not a new one of the same prompt
+    schemas = [copy.deepcopy(s) for s in registry.openai_schemas()]
+    assert request.prompt_tokens == reference_estimate(request.prompt, schemas)
+    assert estimate_request(request).tokens == estimate.tokens
+    longer = reason_request(state, ctx, 0.0)  # the history grew in place: estimated again
+    assert longer.prompt_tokens == reference_estimate(longer.prompt, schemas)
+    assert longer.prompt_tokens != request.prompt_tokens
     grown = [*messages, AIMessage("hello"), HumanMessage("and now?")]
     assert [m.content for m in reason_request({"messages": grown}, ctx, 0.0).prompt[1:]] == [
         "hi",
