@@ -90,10 +90,21 @@ def message_chars(message: BaseMessage) -> int:
 def estimate_tokens(messages: Sequence[BaseMessage], tool_chars: int = 0) -> int:
     """Approximate prompt tokens of `messages` plus tool schemas of `tool_chars` characters."""
     chars = tool_chars
-    for m in messages:  # inlined fast path: most messages are plain text
+    sizes = _SIZES
+    for m in messages:  # inlined fast paths: plain text, then a size already remembered
         content = m.content
-        if content.__class__ is str and not _tool_calls(m):
-            chars += len(content)
-        else:
-            chars += message_chars(m)
+        calls = m.__dict__.get("tool_calls")  # as `_tool_calls`
+        if content.__class__ is str:
+            if not calls:
+                chars += len(content)
+                continue
+            known = sizes.get(id(m))
+            if (
+                known is not None
+                and known() is m
+                and known.stamp == (id(content), len(content), id(calls), len(calls))
+            ):  # `_stamp(m)`, with `calls` not empty
+                chars += known.chars
+                continue
+        chars += message_chars(m)
     return -(-chars // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(messages)

@@ -65,3 +65,18 @@ def test_a_remembered_size_is_one_object_per_message_and_goes_with_it() -> None:
     assert estimate_tokens(calls) == expected  # remembered: the same answer
     del calls
     assert _tracked() <= before - 200 * 3  # the messages, and their entries with them
+
+
+def test_a_remembered_size_is_measured_again_when_the_message_changes() -> None:
+    """The size remembered for a message with tool calls is used only while its content
+    and tool calls are the ones it was measured with."""
+    call = {"name": "calculator", "args": {"expression": "1 + 2"}, "id": "c1"}
+    message = AIMessage("", tool_calls=[call])
+    history = [HumanMessage("what is 1 + 2?"), message]
+    assert estimate_tokens(history) == reference_estimate(history)  # measured, remembered
+    assert estimate_tokens(history) == reference_estimate(history)  # remembered
+    longer = {**call, "args": {"expression": "1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9"}}
+    message.tool_calls = [longer, {**longer, "id": "c2"}]
+    assert estimate_tokens(history) == reference_estimate(history)
+    message.content = "now with a thought " * 20
+    assert estimate_tokens(history) == reference_estimate(history)
