@@ -112,7 +112,7 @@ _SPACED = ("bearer", "basic")
 _SPACED_TEXT = re.compile(r"\b(?:bearer|basic)\s+[a-z0-9+/._~\-]")
 """What lower-cased ASCII text holds wherever `Bearer <token>` or `Basic <base64>` matches:
 the word, whitespace, a token character. The words alone are common (`Laptop Basic ($95…`,
-a product name in a tool result), and running every pattern over such text took ten times
+a product name in a tool result), and running every pattern over such text took eight times
 as long as the check (issue 19)."""
 _INLINE_TRIGGERS = (
     "authorization",
