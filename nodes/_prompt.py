@@ -85,6 +85,12 @@ def _prompt_tokens(entry: PromptMemo, tool_chars: int) -> int:
     return tokens
 
 
+def _tool_chars(ctx: AgentContext) -> int:
+    """The size of the tool schemas `reason`'s call sends (native mode binds them; a ReAct
+    prompt lists the tools in its system message instead)."""
+    return ctx.tools.schema_chars if ctx.mode == "native" else 0
+
+
 def bound_model(ctx: AgentContext) -> Runnable[LanguageModelInput, Any]:
     """`ctx`'s model with the tools bound (native) or the ReAct stop words, made once per
     model and tool set (kept by the registry) rather than before every call. The model gets
@@ -106,7 +112,7 @@ def reason_request(state: AgentState, ctx: AgentContext, deadline: float) -> Mod
     ReAct stop words; a repair pass does not read the model-response cache."""
     native = ctx.mode == "native"
     entry = _prompt_entry(state, ctx)
-    tool_chars = ctx.tools.schema_chars if native else 0
+    tool_chars = _tool_chars(ctx)
     return ModelRequest(
         "reason",
         ctx,
@@ -123,8 +129,7 @@ def reason_request(state: AgentState, ctx: AgentContext, deadline: float) -> Mod
 def reason_estimate(state: AgentState, ctx: AgentContext) -> CallEstimate:
     """The worst case of `reason`'s next call on `ctx`'s tier, without binding its model:
     the prompt, the tool schemas (native) and `max_tokens` of reply."""
-    tool_chars = ctx.tools.schema_chars if ctx.mode == "native" else 0
-    prompt = _prompt_tokens(_prompt_entry(state, ctx), tool_chars)
+    prompt = _prompt_tokens(_prompt_entry(state, ctx), _tool_chars(ctx))
     return estimate_call(prompt, ctx.settings.max_tokens, ctx.price)
 
 

@@ -337,7 +337,7 @@ def default_tool_threads() -> Iterator[None]:
 
 
 def test_the_default_cap_is_python_s_own_thread_pool_size() -> None:
-    """32 threads, all busy, cost a 1,000-run batch 5-10 % more CPU on two cores than the
+    """32 threads, all busy, cost a 1,000-run batch 5-15 % more CPU on two cores than the
     6 of Python's default pool, which raw LangGraph's `ToolNode` runs sync tools on."""
     with ThreadPoolExecutor() as pool:
         assert pool._max_workers == MAX_RUNNING
