@@ -4,6 +4,7 @@
 nice -n 10 .venv/bin/python -m bench.concurrency                     # memory and Postgres
 nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --runs 200 --repeat 1
 nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --together --repeat 4
+nice -n 10 .venv/bin/python -m bench.concurrency --savers memory --pair textbook textbook
 ```
 Both sides run `bench.workload` (six scripted model calls, five tool calls on the sample
 database, `durability="sync"`), Keel with its default safeguards and raw LangGraph's
@@ -23,8 +24,16 @@ other: it opens its side on its own database, warms up with a few runs, then sta
 A child fails when any run did not end with the scripted answer after six model calls.
 Keel's timeouts are set to an hour (`LIMITS`): still checked before every call, but long
 enough for a thousand runs sharing a busy machine's CPU.
-The sides alternate (Keel, raw, Keel, raw, …), `--repeat` times (default 3); the ratios
-are printed per repeat and as their range, with the load average.
+The sides alternate, `--repeat` times (default 3), and so does the side that goes first
+(Keel then raw, raw then Keel, …): neither always meets the same part of a drifting
+machine's minute. The ratios are printed per repeat and as their range and median, with the
+load average.
+
+`--pair textbook textbook` (any two of `bench.workload`'s sides) compares a side with
+itself: identical work, so every ratio's distance from 1 is the bench's own spread on this
+machine at that hour. Measure it next to a Keel / raw figure before reading a single repeat:
+on the 2-core machine of 2026-12-07, raw against raw one after the other spread 0.90–1.28
+over four repeats, as far as Keel against raw did.
 
 `--together` runs each repeat's two children at the same time instead, each pinned to a core
 of its own (`sched_setaffinity`), and swaps their cores every repeat. On a shared machine
@@ -64,12 +73,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.graph_cpu import scratch_database
+from bench.workload import SIDES as ALL_SIDES
 from bench.workload import Side, new_thread, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SAVERS = ("memory", "postgres")
-SIDES: tuple[Side, ...] = ("keel", "textbook")
+PAIR: tuple[Side, Side] = ("keel", "textbook")
+"""The two sides compared by default: Keel, then the textbook loop ("raw")."""
+TITLES: dict[Side, str] = {"keel": "Keel", "textbook": "raw", "create_agent": "create_agent"}
 WARM_UP = 10
 LATENCY_MS = 200.0
 """What every model call waits by default (`--latency-ms`): a provider's latency."""
@@ -189,19 +201,29 @@ async def measure(
 
 
 async def measure_pair(
-    saver: str, runs: int, latency_s: float, tmp: Path, gc_mode: str, cores: tuple[int, int] | None
-) -> dict[Side, dict[str, Any]]:
-    """One batch of each side: one after the other (`cores` None), or both at once, Keel on
-    `cores[0]` and raw on `cores[1]`."""
+    saver: str,
+    runs: int,
+    latency_s: float,
+    tmp: Path,
+    gc_mode: str,
+    cores: tuple[int, int] | None,
+    pair: tuple[Side, Side] = PAIR,
+    second_first: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One batch of each side of `pair`, reported in `pair`'s order: one after the other
+    (`cores` None; `pair[1]` first when `second_first`), or both at once, `pair[0]` on
+    `cores[0]` and `pair[1]` on `cores[1]`."""
     if cores is None:
-        return {side: await measure(side, saver, runs, latency_s, tmp, gc_mode) for side in SIDES}
-    keel, raw = await asyncio.gather(
+        order = (1, 0) if second_first else (0, 1)
+        got = {i: await measure(pair[i], saver, runs, latency_s, tmp, gc_mode) for i in order}
+        return got[0], got[1]
+    first, second = await asyncio.gather(
         *(
             measure(s, saver, runs, latency_s, tmp, gc_mode, c)
-            for s, c in zip(SIDES, cores, strict=True)
+            for s, c in zip(pair, cores, strict=True)
         )
     )
-    return {"keel": keel, "textbook": raw}
+    return first, second
 
 
 def two_cores() -> tuple[int, int]:
@@ -253,16 +275,19 @@ async def main(
     repeat: int,
     gc_mode: str = "default",
     together: bool = False,
+    pair: tuple[Side, Side] = PAIR,
 ) -> int:
     cores = two_cores() if together else None
+    a, b = (TITLES[side] for side in pair)
     print(
         f"{runs} concurrent runs, {latency_ms:g} ms a model call; same work each side "
-        f"(6 model calls, 5 tool calls, durability sync); Keel against the textbook loop; "
-        f"collector settings: {gc_mode} on both sides; "
+        f"(6 model calls, 5 tool calls, durability sync); {a} against {b}"
+        + (" (the same side twice: the bench's own spread)" if pair[0] == pair[1] else "")
+        + f"; collector settings: {gc_mode} on both sides; "
         + (
             "both sides at once, each on a core of its own, swapped every repeat"
             if cores
-            else "one side after the other, each on every core"
+            else "one side after the other, each on every core, the first swapped every repeat"
         )
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,30 +296,35 @@ async def main(
             ratios, extra = [], []
             for i in range(1, repeat + 1):
                 pinned = cores if cores is None or i % 2 else (cores[1], cores[0])
-                got = await measure_pair(saver, runs, latency_ms / 1000, Path(tmp), gc_mode, pinned)
-                keel, raw = got["keel"], got["textbook"]
-                where = ""
+                # one after the other: the side that goes first alternates too, so neither
+                # always meets the machine's first (or second) half-minute
+                second_first = not pinned and i % 2 == 0
+                first, second = await measure_pair(
+                    saver, runs, latency_ms / 1000, Path(tmp), gc_mode, pinned, pair, second_first
+                )
+                x, y = a.lower(), b.lower()
+                where = f"; {y} first" if second_first else ""
                 if pinned:
-                    if [keel["cpus"], raw["cpus"]] != [[pinned[0]], [pinned[1]]]:
+                    if [first["cpus"], second["cpus"]] != [[pinned[0]], [pinned[1]]]:
                         raise RuntimeError(
-                            f"a child ran on other cores: {keel['cpus']}, {raw['cpus']}"
+                            f"a child ran on other cores: {first['cpus']}, {second['cpus']}"
                         )
-                    where = f"; keel on core {pinned[0]}, raw on core {pinned[1]}"
-                ratios.append(keel["throughput"] / raw["throughput"])
-                extra.append(keel["rss_per_run_kb"] - raw["rss_per_run_kb"])
+                    where = f"; {x} on core {pinned[0]}, {y} on core {pinned[1]}"
+                ratios.append(first["throughput"] / second["throughput"])
+                extra.append(first["rss_per_run_kb"] - second["rss_per_run_kb"])
                 print(
-                    f"  repeat {i}: runs/s keel {keel['throughput']:6.1f} raw "
-                    f"{raw['throughput']:6.1f} (ratio {ratios[-1]:.2f}); RSS KB/run keel "
-                    f"{keel['rss_per_run_kb']:6.1f} raw {raw['rss_per_run_kb']:6.1f} "
-                    f"({extra[-1]:+.1f}); CPU s keel {keel['cpu_s']:.1f} raw {raw['cpu_s']:.1f}; "
-                    f"load {load()}{where}",
+                    f"  repeat {i}: runs/s {x} {first['throughput']:6.1f} {y} "
+                    f"{second['throughput']:6.1f} (ratio {ratios[-1]:.2f}); RSS KB/run {x} "
+                    f"{first['rss_per_run_kb']:6.1f} {y} {second['rss_per_run_kb']:6.1f} "
+                    f"({extra[-1]:+.1f}); CPU s {x} {first['cpu_s']:.1f} {y} "
+                    f"{second['cpu_s']:.1f}; load {load()}{where}",
                     flush=True,
                 )
             print(
-                f"  throughput Keel / raw   {spread(ratios)} "
+                f"  throughput {a} / {b}   {spread(ratios)} "
                 f"(median {statistics.median(ratios):.2f})"
             )
-            print(f"  RSS per run above raw   {spread(extra, '{:+.0f}')} KB")
+            print(f"  RSS per run above {b}   {spread(extra, '{:+.0f}')} KB")
             print(f"  load average {load()}", flush=True)
     return 0
 
@@ -323,9 +353,26 @@ if __name__ == "__main__":
         action="store_true",
         help="both sides at once, each pinned to a core of its own (swapped every repeat)",
     )
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        choices=ALL_SIDES,
+        default=list(PAIR),
+        metavar="SIDE",
+        help=f"the two sides compared (of {', '.join(ALL_SIDES)}); the same one twice shows "
+        "how far the ratio of identical work spreads on this machine",
+    )
     args = parser.parse_args()
     sys.exit(
         asyncio.run(
-            main(args.savers, args.runs, args.latency_ms, args.repeat, args.gc, args.together)
+            main(
+                args.savers,
+                args.runs,
+                args.latency_ms,
+                args.repeat,
+                args.gc,
+                args.together,
+                (args.pair[0], args.pair[1]),
+            )
         )
     )
