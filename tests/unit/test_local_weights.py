@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,24 @@ def test_missing_packages_name_the_install_command(
 def test_unknown_local_model_lists_the_known_ones() -> None:
     with pytest.raises(Exception, match=r"local:qwen2\.5-coder-0\.5b"):
         ensure_weights("local:nope", Path("/nonexistent"))
+
+
+def test_processes_starting_at_once_each_get_the_verified_weights(
+    chunk_modules: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers starting together on one cache (threads here, processes in
+    production) each assemble or verify the file; none fails on another's temporary file."""
+    fake_model(monkeypatch, official_sha())
+    for round_ in range(5):
+        cache = tmp_path / f"cache{round_}"
+        start = threading.Barrier(12)
+
+        def fetch(cache: Path = cache, start: threading.Barrier = start) -> Path:
+            start.wait()
+            return ensure_weights("fake-model", cache)
+
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda _: fetch(), range(12)))
+        assert len(set(got)) == 1
+        assert got[0].read_bytes() == b"".join(PARTS)
+        assert sorted(p.name for p in cache.iterdir()) == [got[0].name, f"{got[0].name}.verified"]

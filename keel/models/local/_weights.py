@@ -63,10 +63,17 @@ def is_verified(info: LocalModelInfo, gguf: Path) -> bool:
 
 
 def _write_marker(info: LocalModelInfo, gguf: Path) -> None:
-    marker = {"sha256": info.sha256, **_stat_key(gguf)}
-    tmp = _marker_path(gguf).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker))
-    os.replace(tmp, _marker_path(gguf))
+    """Write the marker through a temporary file of this writer's own: workers starting at
+    once on one cache each write one, and a shared name was renamed away under the others."""
+    marker = _marker_path(gguf)
+    fd, tmp_name = tempfile.mkstemp(dir=gguf.parent, prefix=f".{marker.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump({"sha256": info.sha256, **_stat_key(gguf)}, out)
+        os.replace(tmp_name, marker)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
 
 
 def _chunk_paths(info: LocalModelInfo) -> list[Path]:
