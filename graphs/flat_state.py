@@ -4,8 +4,10 @@ The graph keeps 16 of the state's keys in two channels (`run`, `control`: see
 `keel.types.AgentChannels`), because LangGraph visits every channel at every step. Nothing
 outside the graph should have to know: this compiled graph folds what goes in (a run's
 input, a `Command`'s update, `update_state` values) and flattens what comes out (state
-snapshots, the history, and the `values` and `updates` a stream or `invoke` yields). Other
-stream modes (`debug`, `checkpoints`, `tasks`) show the channels as they are.
+snapshots and their tasks' results, the history, and what a stream or `invoke` yields: the
+`values` and `updates` chunks, and the state and writes inside the `checkpoints`, `tasks`
+and `debug` ones: a task's input, its result (its writes by channel), a checkpoint's values
+and its tasks' results).
 
 A checkpoint written before the fold (one channel per key) is folded as LangGraph loads it
 (`_migrate_checkpoint`, on every load path); pending writes to the old channels are folded
@@ -30,6 +32,8 @@ from keel.types import CONTROL_KEYS, RUN_KEYS, flat, fold, folded_write
 __all__ = ["FlatStateGraph", "fold_checkpoint"]
 
 _VALUE_MODES = frozenset({"values", "updates"})
+_FLATTENED_MODES = frozenset({*_VALUE_MODES, "checkpoints", "tasks", "debug"})
+_CHANNELS = ("run", "control")
 
 
 def fold_checkpoint(checkpoint: Checkpoint) -> None:
@@ -67,17 +71,81 @@ def _folded_input(value: Any) -> Any:
     return value
 
 
+def _folded(value: Any) -> bool:
+    return isinstance(value, dict) and ("run" in value or "control" in value)
+
+
+def _flat_state(value: Any) -> Any:
+    return flat(value) if _folded(value) else value
+
+
+def _flat_writes(result: Any) -> Any:
+    """A task's writes by channel (LangGraph's `map_task_result_writes`: a channel written
+    more than once holds `{"$writes": [...]}`) with those to `run` and `control` spread back
+    into their keys, a later write of a key over an earlier one, as the channels merge them."""
+    if not _folded(result):
+        return result
+    out = {k: v for k, v in result.items() if k not in _CHANNELS}
+    for channel in _CHANNELS:
+        value = result.get(channel)
+        many = isinstance(value, dict) and isinstance(value.get("$writes"), list)
+        for write in value["$writes"] if many else [value]:
+            if isinstance(write, dict):
+                out.update(write)
+    return out
+
+
+def _flat_task(task: Any) -> Any:
+    """A `tasks` item, a `debug` task or task result, or a checkpoint's task: its input
+    (the state the node was given) and its result flattened."""
+    if not isinstance(task, dict) or not (
+        _folded(task.get("input")) or _folded(task.get("result"))
+    ):
+        return task
+    out = dict(task)
+    if "input" in out:
+        out["input"] = _flat_state(out["input"])
+    if "result" in out:
+        out["result"] = _flat_writes(out["result"])
+    return out
+
+
+def _flat_checkpoint(payload: Any) -> Any:
+    """A `checkpoints` item (or a `debug` checkpoint's payload): its values and its tasks'
+    results flattened."""
+    if not isinstance(payload, dict):
+        return payload
+    out = dict(payload)
+    out["values"] = _flat_state(payload.get("values"))
+    if isinstance(payload.get("tasks"), list | tuple):
+        out["tasks"] = [_flat_task(t) for t in payload["tasks"]]
+    return out
+
+
 def _flat_payload(mode: str, payload: Any) -> Any:
-    """A `values` chunk (the state) or an `updates` chunk (node → update) flattened; any
-    other mode's payload as it is."""
-    if mode not in _VALUE_MODES or not isinstance(payload, dict):
+    """A chunk of `mode` with the state and writes in it flattened: a `values` chunk (the
+    state), an `updates` chunk (node → update), a `checkpoints`, `tasks` or `debug` one;
+    any other mode's payload as it is."""
+    if mode not in _FLATTENED_MODES or not isinstance(payload, dict):
         return payload
     if mode == "values":
-        return flat(payload) if "run" in payload or "control" in payload else payload
-    return {
-        node: flat(update) if isinstance(update, dict) else update
-        for node, update in payload.items()
-    }
+        return _flat_state(payload)
+    if mode == "updates":
+        return {
+            node: flat(update) if isinstance(update, dict) else update
+            for node, update in payload.items()
+        }
+    if mode == "checkpoints":
+        return _flat_checkpoint(payload)
+    if mode == "tasks":
+        return _flat_task(payload)
+    kind = payload.get("type")  # debug: {"step", "timestamp", "type", "payload"}
+    inner = payload.get("payload")
+    if kind == "checkpoint":
+        return {**payload, "payload": _flat_checkpoint(inner)}
+    if kind in ("task", "task_result"):
+        return {**payload, "payload": _flat_task(inner)}
+    return payload
 
 
 class _Chunks:
@@ -90,13 +158,13 @@ class _Chunks:
         self.modes = {mode} if isinstance(mode, str) else set(mode)
         self.subgraphs = bool(kwargs.get("subgraphs"))
         self.v2 = kwargs.get("version") == "v2"
-        self.needed = not self.modes.isdisjoint(_VALUE_MODES)
+        self.needed = not self.modes.isdisjoint(_FLATTENED_MODES)
 
     def flat(self, chunk: Any) -> Any:
         if not self.needed:
             return chunk
         if self.v2:
-            if isinstance(chunk, dict) and chunk.get("type") in _VALUE_MODES:
+            if isinstance(chunk, dict) and chunk.get("type") in _FLATTENED_MODES:
                 return {**chunk, "data": _flat_payload(chunk["type"], chunk.get("data"))}
             return chunk
         if self.single is not None:
@@ -112,7 +180,10 @@ class _Chunks:
 def _flat_snapshot(snapshot: StateSnapshot) -> StateSnapshot:
     values = snapshot.values
     if isinstance(values, dict) and ("run" in values or "control" in values):
-        return snapshot._replace(values=flat(values))
+        snapshot = snapshot._replace(values=flat(values))
+    if any(_folded(task.result) for task in snapshot.tasks):
+        tasks = tuple(task._replace(result=_flat_writes(task.result)) for task in snapshot.tasks)
+        snapshot = snapshot._replace(tasks=tasks)
     return snapshot
 
 

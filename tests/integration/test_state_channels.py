@@ -108,6 +108,55 @@ async def test_streams_and_invoke_give_flat_values_and_updates(
         assert _is_flat(out) and out["outcome"]["success"] and out["deadline"] > 0
 
 
+def _no_channels(value: Any) -> bool:
+    """Nowhere inside `value` a `run` or `control` key (the user's `custom` chunks aside)."""
+    if isinstance(value, dict):
+        return (
+            "run" not in value and "control" not in value and all(map(_no_channels, value.values()))
+        )
+    if isinstance(value, list | tuple):
+        return all(map(_no_channels, value))
+    return True
+
+
+async def test_checkpoints_tasks_and_debug_chunks_show_the_state_flat(
+    settings_factory: Callable[..., Settings], checkpoint_url: str
+) -> None:
+    """What the Agent Server's `checkpoints`, `tasks` and `debug` stream modes carry: a
+    checkpoint's values, a node's input and its writes, with the folded keys in them."""
+    settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
+    async with open_agent(settings) as agent:
+        chunks = [
+            chunk
+            async for chunk in agent.graph.astream(
+                agent.start_state(QUESTION),
+                agent.config("c"),
+                context=agent.context,
+                stream_mode=["checkpoints", "tasks", "debug"],
+            )
+        ]
+        by_mode = {
+            m: [c for mode, c in chunks if mode == m] for m in ("checkpoints", "tasks", "debug")
+        }
+        assert all(by_mode.values()) and all(_no_channels(c) for c in chunks)
+        last = by_mode["checkpoints"][-1]["values"]
+        assert last["outcome"]["success"] and last["iteration"] >= 1
+        inputs = [
+            t["input"] for t in by_mode["tasks"] if t.get("name") == "reason" and "input" in t
+        ]
+        assert inputs and all("limits" in i and "deadline" in i for i in inputs)
+        results = [
+            t["result"] for t in by_mode["tasks"] if t.get("name") == "reason" and "result" in t
+        ]
+        assert results and all("iteration_deadline" in r for r in results)
+        kinds = {c["type"] for c in by_mode["debug"]}
+        assert kinds == {"checkpoint", "task", "task_result"}
+
+        history = [s async for s in agent.graph.aget_state_history(agent.config("c"))]
+        done = [t.result for s in history for t in s.tasks if t.name == "reason" and t.result]
+        assert done and _no_channels(done) and all("iteration_deadline" in r for r in done)
+
+
 async def test_a_checkpoint_written_before_the_fold_resumes_and_is_stored_folded(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:

@@ -99,7 +99,10 @@ def test_folding_a_folded_checkpoint_changes_nothing() -> None:
     assert again == checkpoint
 
 
-def test_only_values_and_updates_chunks_are_flattened() -> None:
+def test_every_chunk_holding_state_or_writes_is_flattened() -> None:
+    """`values`, `updates`, and inside `checkpoints`, `tasks` and `debug` chunks the state a
+    node was given, its writes by channel and a checkpoint's values and tasks; a `custom`
+    chunk, whose keys are the user's, is left as it is."""
     state = fold(FLAT)
     assert _flat_payload("values", state) == FLAT
     assert _flat_payload("updates", {"reason": fold({"iteration": 3})}) == {
@@ -107,5 +110,33 @@ def test_only_values_and_updates_chunks_are_flattened() -> None:
     }
     custom = {"progress": {"run": {"step": 1}}}
     assert _flat_payload("custom", custom) is custom
-    checkpoint = {"values": state, "next": ["act"]}
-    assert _flat_payload("checkpoints", checkpoint) is checkpoint
+
+    writes = {"signal": "tools", **fold({"iteration": 3, "model_attempt": 0})}
+    result = {"id": "t1", "name": "reason", "error": None, "result": writes, "interrupts": []}
+    flat_result = {**result, "result": {"signal": "tools", "iteration": 3, "model_attempt": 0}}
+    task = {"id": "t1", "name": "reason", "input": state, "triggers": ["branch:to:reason"]}
+    assert _flat_payload("tasks", task) == {**task, "input": FLAT}
+    assert _flat_payload("tasks", result) == flat_result
+    checkpoint = {"values": state, "next": ["act"], "tasks": [result, {"id": "t2", "name": "act"}]}
+    assert _flat_payload("checkpoints", checkpoint) == {
+        "values": FLAT,
+        "next": ["act"],
+        "tasks": [flat_result, {"id": "t2", "name": "act"}],
+    }
+    debug = {"step": 2, "timestamp": "…", "type": "checkpoint", "payload": checkpoint}
+    assert _flat_payload("debug", debug)["payload"]["values"] == FLAT
+    assert _flat_payload("debug", {**debug, "type": "task", "payload": task})["payload"] == {
+        **task,
+        "input": FLAT,
+    }
+    assert (
+        _flat_payload("debug", {**debug, "type": "task_result", "payload": result})["payload"]
+        == flat_result
+    )
+
+
+def test_a_channel_written_twice_in_a_step_reads_as_its_keys_the_later_write_winning() -> None:
+    """LangGraph gives a channel written more than once in a step as `{"$writes": [...]}`."""
+    twice = {"control": {"$writes": [{"iteration": 1, "tool_attempt": 2}, {"iteration": 2}]}}
+    task = {"id": "t", "name": "act", "result": twice}
+    assert _flat_payload("tasks", task)["result"] == {"iteration": 2, "tool_attempt": 2}
