@@ -32,8 +32,9 @@ load average.
 `--pair textbook textbook` (any two of `bench.workload`'s sides) compares a side with
 itself: identical work, so every ratio's distance from 1 is the bench's own spread on this
 machine at that hour. Measure it next to a Keel / raw figure before reading a single repeat:
-on the 2-core machine of 2026-12-07, raw against raw one after the other spread 0.90–1.28
-over four repeats, as far as Keel against raw did.
+on the 2-core machine of 2026-12-07, raw against raw one after the other spread 0.74–1.16
+over six repeats (median 0.94), as far as Keel against raw did that hour (0.84–1.21 over
+five, median 0.97); run together, 0.99–1.02 over four.
 
 `--together` runs each repeat's two children at the same time instead, each pinned to a core
 of its own (`sched_setaffinity`), and swaps their cores every repeat. On a shared machine
