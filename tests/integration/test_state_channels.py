@@ -15,7 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from keel.checkpoints import open_saver
 from keel.config import Settings
-from keel.runtime import open_agent
+from keel.runtime import Agent, open_agent
 from keel.types import CONTROL_KEYS, RUN_KEYS
 
 FOLDED = RUN_KEYS | CONTROL_KEYS
@@ -69,20 +69,22 @@ async def test_the_keys_are_stored_in_two_channels_and_read_flat(
         }
 
 
+async def _streamed(agent: Agent, thread_id: str, **kwargs: Any) -> list[Any]:
+    """Every chunk of a run of the sales question on `thread_id`, streamed with `kwargs`."""
+    return [
+        chunk
+        async for chunk in agent.graph.astream(
+            agent.start_state(QUESTION), agent.config(thread_id), context=agent.context, **kwargs
+        )
+    ]
+
+
 async def test_streams_and_invoke_give_flat_values_and_updates(
     settings_factory: Callable[..., Settings], checkpoint_url: str
 ) -> None:
     settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
     async with open_agent(settings) as agent:
-        chunks = [
-            chunk
-            async for chunk in agent.graph.astream(
-                agent.start_state(QUESTION),
-                agent.config("s"),
-                context=agent.context,
-                stream_mode=["values", "updates"],
-            )
-        ]
+        chunks = await _streamed(agent, "s", stream_mode=["values", "updates"])
         values = [c for mode, c in chunks if mode == "values"]
         updates = [c for mode, c in chunks if mode == "updates"]
         assert values and all(_is_flat(v) for v in values)
@@ -90,16 +92,7 @@ async def test_streams_and_invoke_give_flat_values_and_updates(
         reasons = [u["reason"] for u in updates if "reason" in u]
         assert reasons and all(_is_flat(u) and "iteration_deadline" in u for u in reasons)
 
-        parts = [
-            part
-            async for part in agent.graph.astream(
-                agent.start_state(QUESTION),
-                agent.config("v2"),
-                context=agent.context,
-                stream_mode="values",
-                version="v2",
-            )
-        ]
+        parts = await _streamed(agent, "v2", stream_mode="values", version="v2")
         assert parts and all(_is_flat(p["data"]) for p in parts)
 
         out = await agent.graph.ainvoke(
@@ -126,15 +119,7 @@ async def test_checkpoints_tasks_and_debug_chunks_show_the_state_flat(
     checkpoint's values, a node's input and its writes, with the folded keys in them."""
     settings = settings_factory(model="scripted:sales", checkpoint_url=checkpoint_url)
     async with open_agent(settings) as agent:
-        chunks = [
-            chunk
-            async for chunk in agent.graph.astream(
-                agent.start_state(QUESTION),
-                agent.config("c"),
-                context=agent.context,
-                stream_mode=["checkpoints", "tasks", "debug"],
-            )
-        ]
+        chunks = await _streamed(agent, "c", stream_mode=["checkpoints", "tasks", "debug"])
         by_mode = {
             m: [c for mode, c in chunks if mode == m] for m in ("checkpoints", "tasks", "debug")
         }
