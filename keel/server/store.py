@@ -31,11 +31,12 @@ from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keel.checkpoints.outage import is_storage_outage
 from keel.config import Settings
 from keel.errors import ConfigError
+from keel.server.engine import open_engine
 from keel.server.tables import api_keys, runs, tenants, threads
 
 __all__ = [
@@ -265,10 +266,8 @@ class Store:
     def open(cls, url: str, *, pool_size: int = 10) -> Store:
         """The store on `url`; on Postgres a fixed pool of `pool_size` connections."""
         if url.startswith("sqlite"):
-            return cls(create_async_engine(_async_url(url), pool_pre_ping=True))
-        engine = create_async_engine(
-            _async_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=30
-        )
+            return cls(open_engine(_async_url(url), pool_pre_ping=True))
+        engine = open_engine(_async_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=30)
         ping_idle_connections(engine)
         return cls(engine)
 
