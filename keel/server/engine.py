@@ -6,8 +6,8 @@ a connection (a client that hung up on a stream, a cancelled run, a timeout) lea
 connection checked out with nothing to return it. It stays open on the server until the
 garbage collector happens to find it: with 300 cancelled requests on a pool of two and the
 collector off, the Postgres server ran out of connections (`sorry, too many clients
-already`) and every other client of it with it; with the collector on, one in about fifteen
-leaked until collected (`SAWarning: The garbage collector is trying to clean up
+already`) and every other client of it with it; with the collector on, each stayed open
+until the collector found it (`SAWarning: The garbage collector is trying to clean up
 non-checked-in connection`).
 
 Here the checkout always runs to its end in a task of its own; when its caller was cancelled
