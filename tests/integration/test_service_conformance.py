@@ -208,6 +208,38 @@ async def test_messages_mode_sends_the_protocols_events(server: str) -> None:
     await _messages_both_ways(server)
 
 
+def _holds_channels(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "run" in value or "control" in value or any(map(_holds_channels, value.values()))
+    return isinstance(value, list) and any(map(_holds_channels, value))
+
+
+async def test_checkpoints_tasks_and_debug_modes_show_the_state_as_the_other_routes_do(
+    server: str,
+) -> None:
+    """The values, a node's input and its writes inside these modes' events carry the
+    state's keys (`iteration`, `limits`, …), as `values` and `/state` do: never the two
+    channels Keel keeps them in."""
+    async with get_client(url=server, api_key=None) as client:
+        parts = [
+            p
+            async for p in client.runs.stream(
+                None, "agent", input=USER, stream_mode=["checkpoints", "tasks", "debug"]
+            )
+        ]
+    by_event: dict[str, list[Any]] = {}
+    for part in parts:
+        by_event.setdefault(part.event, []).append(part.data)
+    assert {"checkpoints", "tasks", "debug"} <= set(by_event), list(by_event)
+    assert not any(_holds_channels(by_event[m]) for m in ("checkpoints", "tasks", "debug"))
+    last = by_event["checkpoints"][-1]["values"]
+    assert last["outcome"]["success"] and last["iteration"] >= 1 and "limits" in last
+    reasons = [t for t in by_event["tasks"] if t.get("name") == "reason"]
+    assert any("deadline" in (t.get("input") or {}) for t in reasons)
+    assert any("iteration_deadline" in (t.get("result") or {}) for t in reasons)
+    assert {d["type"] for d in by_event["debug"]} == {"checkpoint", "task", "task_result"}
+
+
 # with a worker: the events come back through Redis, the run's modes from its record -------
 
 
