@@ -280,6 +280,7 @@ async def main(
 ) -> int:
     cores = two_cores() if together else None
     a, b = (TITLES[side] for side in pair)
+    x, y = a.lower(), b.lower()  # as each repeat's line names them
     print(
         f"{runs} concurrent runs, {latency_ms:g} ms a model call; same work each side "
         f"(6 model calls, 5 tool calls, durability sync); {a} against {b}"
@@ -303,7 +304,6 @@ async def main(
                 first, second = await measure_pair(
                     saver, runs, latency_ms / 1000, Path(tmp), gc_mode, pinned, pair, second_first
                 )
-                x, y = a.lower(), b.lower()
                 where = f"; {y} first" if second_first else ""
                 if pinned:
                     if [first["cpus"], second["cpus"]] != [[pinned[0]], [pinned[1]]]:

@@ -178,9 +178,8 @@ class _Chunks:
 
 
 def _flat_snapshot(snapshot: StateSnapshot) -> StateSnapshot:
-    values = snapshot.values
-    if isinstance(values, dict) and ("run" in values or "control" in values):
-        snapshot = snapshot._replace(values=flat(values))
+    if _folded(snapshot.values):
+        snapshot = snapshot._replace(values=flat(snapshot.values))
     if any(_folded(task.result) for task in snapshot.tasks):
         tasks = tuple(task._replace(result=_flat_writes(task.result)) for task in snapshot.tasks)
         snapshot = snapshot._replace(tasks=tasks)
